@@ -1,0 +1,87 @@
+//! `check`: the configuration is valid (it was loaded), both databases answer, and every
+//! table, key and column the configuration names exists. Says what is missing.
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::job::{Mode, prepare};
+
+pub async fn check(cfg: Config) -> Result<(), AppError> {
+    println!(
+        "configuration {}: valid, {} table(s)",
+        cfg.file.display(),
+        cfg.tables.len()
+    );
+    let source = Db::connect(&cfg.source, "source").await;
+    let target = Db::connect(&cfg.exchange.db, "exchange").await;
+    let (source, target) = match (source, target) {
+        (Ok(s), Ok(t)) => (s, t),
+        (s, t) => {
+            let mut msgs = Vec::new();
+            for r in [s, t] {
+                match r {
+                    Ok(db) => db.close().await,
+                    Err(e) => msgs.push(e.to_string()),
+                }
+            }
+            return Err(AppError::Runtime(msgs.join("\n")));
+        }
+    };
+    println!(
+        "source: connected ({}, {})",
+        cfg.source.engine, cfg.source.redacted
+    );
+    println!(
+        "exchange: connected ({}, {})",
+        cfg.exchange.db.engine, cfg.exchange.db.redacted
+    );
+    let mut bad = 0;
+    for spec in &cfg.tables {
+        match prepare(&cfg, &source, &target, spec).await {
+            Ok(plan) => {
+                let mode = match plan.mode {
+                    Mode::Key => "key",
+                    Mode::Timestamp => "timestamp",
+                    Mode::Control => "control",
+                    Mode::Flag => "flag",
+                    Mode::Digest => "digest",
+                };
+                println!(
+                    "table {}: OK — {} -> {}, {} watermark, key ({}), {} column(s) exchanged",
+                    plan.name,
+                    plan.source,
+                    plan.target,
+                    mode,
+                    plan.key_cols()
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    plan.mapping.columns.len()
+                );
+                if !plan.unexchanged.is_empty() {
+                    println!(
+                        "  not exchanged (the exchange table has no such column): {}",
+                        plan.unexchanged.join(", ")
+                    );
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                println!("table {}: PROBLEM — {}: ", spec.name, e.step);
+                for p in e.cause.split("; ") {
+                    println!("  - {p}");
+                }
+            }
+        }
+    }
+    source.close().await;
+    target.close().await;
+    if bad > 0 {
+        return Err(AppError::Usage(format!(
+            "{bad} table(s) do not match the databases (see above)"
+        )));
+    }
+    println!("all tables OK");
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! The command line: the verbs of DESIGN.md and their dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, DEFAULT_PATH};
+use crate::error::AppError;
+
+/// Exchange a department's front-end database (前置库) with the provincial exchange.
+#[derive(Debug, Parser)]
+#[command(name = "frontdb-agent", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, env = "FRONTDB_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run as a daemon: every table on its schedule (what systemd runs).
+    Run,
+    /// Exchange everything committed before the call, then exit (0 when every table succeeded).
+    Once {
+        /// Only this table (its `name`, by default its source table).
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Per table: watermark, last run, next run, rows exchanged, open rejects.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration, connect to both databases, confirm every table and column.
+    Check,
+}
+
+impl Command {
+    /// Whether the command is for a person reading a terminal (quiet logs) rather than a job.
+    pub fn is_report(&self) -> bool {
+        matches!(self, Command::Status { .. } | Command::Check)
+    }
+}
+
+/// Run a parsed command line. Errors never contain a secret's value.
+pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
+    let cfg = config::load(&cli.config)?;
+    let secrets = cfg.secrets();
+    let result = match cli.command {
+        Command::Run => crate::runner::run(cfg).await,
+        Command::Once { table } => crate::runner::once(cfg, table.as_deref()).await,
+        Command::Status { json } => crate::status::status(&cfg, json).await,
+        Command::Check => crate::check::check(cfg).await,
+    };
+    result.map_err(|e| scrub(e, &secrets))
+}
+
+/// Replace any secret value that made it into an error message.
+fn scrub(e: AppError, secrets: &[String]) -> AppError {
+    let clean = |s: String| {
+        secrets
+            .iter()
+            .filter(|x| x.len() >= 3)
+            .fold(s, |acc, x| acc.replace(x.as_str(), "***"))
+    };
+    match e {
+        AppError::Usage(m) => AppError::Usage(clean(m)),
+        AppError::Runtime(m) => AppError::Runtime(clean(m)),
+        other => other,
+    }
+}

@@ -1,0 +1,273 @@
+//! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
+//! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
+
+mod load;
+pub mod schema;
+pub mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::db::ident::{Ident, TableName};
+use crate::schedule::Schedule;
+use crate::value::Value;
+pub use secret::Secret;
+
+/// Where the configuration is read from when neither `--config` nor `FRONTDB_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/frontdb-agent/agent.toml";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub agent: Agent,
+    pub source: DbConfig,
+    pub exchange: Exchange,
+    pub tables: Vec<TableSpec>,
+}
+
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub state_dir: PathBuf,
+    pub tz: Tz,
+    pub region_code: Option<String>,
+    pub department_code: Option<String>,
+    pub ledger_retention: Duration,
+}
+
+/// The engine behind a database URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Postgres,
+    MySql,
+    Sqlite,
+    MsSql,
+    Oracle,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Postgres => "PostgreSQL",
+            EngineKind::MySql => "MySQL/MariaDB",
+            EngineKind::Sqlite => "SQLite",
+            EngineKind::MsSql => "SQL Server",
+            EngineKind::Oracle => "Oracle",
+        })
+    }
+}
+
+impl Config {
+    /// Every secret value of the configuration (passwords, and passwords inside URLs), so
+    /// that messages can be scrubbed of them.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for db in [&self.source, &self.exchange.db] {
+            if let Some(p) = &db.password {
+                out.push(p.expose().to_owned());
+            }
+            if let Some(pw) = url_password(db.url.expose()) {
+                out.push(pw);
+            }
+        }
+        out
+    }
+}
+
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p.to_owned())
+}
+
+/// A database connection's settings. The URL and password are secrets: `Debug` and
+/// `Display` never show them; [`DbConfig::redacted`] is what messages print.
+#[derive(Debug)]
+pub struct DbConfig {
+    pub engine: EngineKind,
+    pub url: Secret,
+    pub password: Option<Secret>,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+    pub bootstrap_sql: Option<PathBuf>,
+    /// The URL with any password replaced by `***`.
+    pub redacted: String,
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    pub db: DbConfig,
+    pub control: ControlColumns,
+    pub lower_ops: bool,
+}
+
+/// Names of the exchange control columns the agent fills when a target table has them.
+#[derive(Clone, Debug)]
+pub struct ControlColumns {
+    pub operation: Ident,
+    pub time: Ident,
+    pub batch: Ident,
+    pub source: Ident,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteMode {
+    Delete,
+    Tombstone,
+}
+
+#[derive(Debug)]
+pub struct TableSpec {
+    pub name: String,
+    pub source: TableName,
+    pub target: TableName,
+    pub key: Option<Vec<Ident>>,
+    pub watermark: WatermarkSpec,
+    pub schedule: Schedule,
+    pub category: Option<String>,
+    pub batch_size: usize,
+    pub batch_bytes: usize,
+    pub columns: Option<Vec<Ident>>,
+    /// Source column -> exchange column.
+    pub rename: BTreeMap<Ident, Ident>,
+    /// Exchange column -> constant.
+    pub constants: Vec<(Ident, Value)>,
+    pub deletes: DeleteMode,
+    pub version_column: Option<Ident>,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum WatermarkSpec {
+    Key,
+    Timestamp {
+        column: Ident,
+        window: Window,
+    },
+    Control {
+        time: Ident,
+        op: Ident,
+        window: Window,
+    },
+    Flag {
+        column: Ident,
+        pending: Value,
+        done: Value,
+        failed: Value,
+        error_column: Option<Ident>,
+    },
+    Digest,
+}
+
+impl WatermarkSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WatermarkSpec::Key => "key",
+            WatermarkSpec::Timestamp { .. } => "timestamp",
+            WatermarkSpec::Control { .. } => "control",
+            WatermarkSpec::Flag { .. } => "flag",
+            WatermarkSpec::Digest => "digest",
+        }
+    }
+
+    /// The change-time column and its window, for the timestamp-like modes.
+    pub fn time(&self) -> Option<(&Ident, &Window)> {
+        match self {
+            WatermarkSpec::Timestamp { column, window } => Some((column, window)),
+            WatermarkSpec::Control { time, window, .. } => Some((time, window)),
+            _ => None,
+        }
+    }
+}
+
+/// Lookback and lag of a timestamp-like watermark.
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub lookback: Duration,
+    pub lag: Duration,
+    /// chrono format of a text time column.
+    pub format: String,
+}
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// Key path such as `table[2].watermark.column` (empty for the whole file).
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file. Never contains a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "configuration {} has {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}", self.file.display())?;
+            if let Some(l) = p.line {
+                write!(f, ":{l}")?;
+            }
+            if p.path.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read, parse and validate a configuration file. Nothing connects anywhere.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        problems: vec![Problem {
+            path: String::new(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    load_str(&text, path)
+}
+
+/// Parse and validate configuration text that was read from `path`.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: path.to_owned(),
+        problems,
+    };
+    let (raw, mut problems, lines) = load::parse(text);
+    let Some(raw) = raw else {
+        return Err(fail(problems));
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    match validate::validate(raw, path, base, &lines) {
+        Ok(cfg) if problems.is_empty() => Ok(cfg),
+        Ok(_) => Err(fail(problems)),
+        Err(more) => {
+            problems.extend(more);
+            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+            Err(fail(problems))
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The TOML file as written by the integration team: every key, its meaning and its default.
+//!
+//! These structs only describe the file's shape; [`super::validate`] turns them into the
+//! typed [`super::Config`] and reports every problem at once, each with its key and line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// This agent: identity, state directory, time zone.
+    pub agent: RawAgent,
+    /// The department's front-end database, where the business system writes.
+    pub source: RawDatabase,
+    /// Where increments are delivered.
+    pub exchange: RawExchange,
+    /// One entry per exchanged table (`[[table]]`).
+    #[serde(default, rename = "table")]
+    pub tables: Vec<RawTable>,
+}
+
+/// `[agent]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// Department id, prefix of every batch id: letters, digits, `-` and `_`. Required.
+    pub id: String,
+    /// Directory of the state store (watermarks, batch ledger). Default `/var/lib/frontdb-agent`.
+    /// A relative path is relative to the configuration file.
+    pub state_dir: Option<PathBuf>,
+    /// Time zone of date-times stored without a zone in the databases (IANA name such as
+    /// `Asia/Shanghai`), also used for daily and weekly schedules. Default: the system's zone.
+    pub timezone: Option<String>,
+    /// GB/T 2260 region code (6 digits); with `department_code` it fills the source control
+    /// column at the exchange.
+    pub region_code: Option<String>,
+    /// Department code; with `region_code` it fills the source control column.
+    pub department_code: Option<String>,
+    /// How long acknowledged batches stay in the ledger. Default `90d`.
+    pub ledger_retention: Option<String>,
+}
+
+/// `[source]` — a database connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `postgres://`, `mysql://` (also MariaDB), `sqlite://`. `${env:NAME}` and `${file:PATH}`
+    /// are replaced; a password written in the URL is never printed. Required.
+    pub url: String,
+    /// Password, usually `${env:NAME}` or `${file:/etc/frontdb-agent/source.pw}`; overrides
+    /// the URL's. Never printed.
+    pub password: Option<String>,
+    /// Most connections the agent opens to this database. Default 4.
+    pub max_connections: Option<u32>,
+    /// How long to wait for a connection. Default `10s`.
+    pub connect_timeout: Option<String>,
+    /// SQLite only: a SQL file run once when the database file does not exist yet (embedded
+    /// demos and tests). Relative to the configuration file.
+    pub bootstrap_sql: Option<PathBuf>,
+}
+
+/// `[exchange]` — the provincial exchange.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExchange {
+    /// `database` (the only kind so far). Default `database`.
+    pub kind: Option<String>,
+    /// Database URL of the exchange, as in `[source]`. Required.
+    pub url: String,
+    /// Password of the exchange database; never printed.
+    pub password: Option<String>,
+    /// Most connections to the exchange. Default 4.
+    pub max_connections: Option<u32>,
+    /// How long to wait for a connection. Default `10s`.
+    pub connect_timeout: Option<String>,
+    /// SQLite only: SQL run once when the exchange database file is created.
+    pub bootstrap_sql: Option<PathBuf>,
+    /// Names of the control columns the agent fills when an exchange table has them.
+    #[serde(default)]
+    pub control_columns: RawControlColumns,
+    /// Case of the operation letters written to the operation column: `upper` (`I`/`U`/`D`,
+    /// default) or `lower`.
+    pub operation_case: Option<String>,
+}
+
+/// `[exchange.control_columns]`: a column that the exchange table lacks is simply not filled.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControlColumns {
+    /// Operation `I`/`U`/`D`. Default `cd_operation`.
+    pub operation: Option<String>,
+    /// Exchange time. Default `cd_time`.
+    pub time: Option<String>,
+    /// Batch number `yyyyMMdd` + 5-digit counter of the day. Default `cd_batch`.
+    pub batch: Option<String>,
+    /// Region code + department code. Default `cd_source`.
+    pub source: Option<String>,
+}
+
+/// `[[table]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTable {
+    /// Name used by `--table`, `status` and the state store. Default: `source`.
+    pub name: Option<String>,
+    /// Source table, optionally `schema.table`. Required.
+    pub source: String,
+    /// Exchange table. Default: same as `source`.
+    pub target: Option<String>,
+    /// Key columns (source names). Default: the source table's primary key.
+    pub key: Option<Vec<String>>,
+    /// How changes are found. Required.
+    pub watermark: RawWatermark,
+    /// When the table is exchanged: `realtime`, `realtime@2s`, `every:30s`, `hourly`,
+    /// `hourly@15`, `daily`, `daily@01:30`, `weekly`, `weekly@sun 03:00`, or
+    /// `cron:<sec> <min> <hour> <day> <month> <weekday>`. Default `every:5m`.
+    pub schedule: Option<String>,
+    /// Data category of DB23/T 2835 (enforced by the schedule issue); recorded for now.
+    pub category: Option<String>,
+    /// Rows per batch. Default 5000.
+    pub batch_size: Option<usize>,
+    /// Most bytes of row values per batch (approximate). Default 16777216 (16 MiB).
+    pub batch_bytes: Option<usize>,
+    /// Source columns to exchange. Default: every column of the source table.
+    pub columns: Option<Vec<String>>,
+    /// Source column = exchange column, for columns named differently at the exchange.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Exchange column = constant value (text, integer, float or boolean).
+    #[serde(default)]
+    pub constants: BTreeMap<String, toml::Value>,
+    /// What a delete becomes at the exchange: `delete` (the row is removed, default) or
+    /// `tombstone` (the row is kept with operation `D`; needs the operation column).
+    pub deletes: Option<String>,
+    /// Exchange column that decides which version of a row is newer (a stored row is never
+    /// replaced by an older one). Default: the exchange column of the watermark's time column.
+    pub version_column: Option<String>,
+    /// `false` keeps the table in the file but does not exchange it. Default `true`.
+    pub enabled: Option<bool>,
+}
+
+/// `watermark = { kind = ..., ... }`
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawWatermark {
+    /// Append-only tables with an increasing key.
+    Key,
+    /// Tables with an update-time column.
+    Timestamp {
+        /// The update-time column. Required.
+        column: String,
+        /// How far behind the watermark each cycle re-reads, to catch late commits.
+        /// Default `5m`.
+        lookback: Option<String>,
+        /// Rows newer than the database's time minus `lag` wait for a later cycle.
+        /// Default `0s`.
+        lag: Option<String>,
+        /// chrono format of a text time column. Default `%Y-%m-%d %H:%M:%S%.f`.
+        format: Option<String>,
+    },
+    /// Tables with the exchange control columns (operation + time).
+    Control {
+        /// Time column. Default `cd_time`.
+        time: Option<String>,
+        /// Operation column (`I`/`U`/`D`, any case). Default `cd_operation`.
+        op: Option<String>,
+        /// How far behind the watermark each cycle re-reads, to catch late commits.
+        /// Default `5m`.
+        lookback: Option<String>,
+        /// Rows newer than the database's time minus `lag` wait for a later cycle.
+        /// Default `0s`.
+        lag: Option<String>,
+        /// chrono format of a text time column. Default `%Y-%m-%d %H:%M:%S%.f`.
+        format: Option<String>,
+    },
+    /// Tables with an extraction flag column.
+    Flag {
+        /// The flag column. Required.
+        column: String,
+        /// Value of rows waiting to be exchanged. Default 0.
+        pending: Option<toml::Value>,
+        /// Value set after the exchange acknowledged the row. Default 1.
+        done: Option<toml::Value>,
+        /// Value set for rows that failed. Default 9.
+        failed: Option<toml::Value>,
+        /// Column that receives the failure reason. Optional.
+        error_column: Option<String>,
+    },
+    /// Small tables without a change column: compared by per-row digests.
+    Digest,
+}

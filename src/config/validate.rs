@@ -1,0 +1,574 @@
+//! From the raw file to a typed [`Config`], collecting every problem with its key path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::load::Lines;
+use super::schema::{RawAgent, RawConfig, RawExchange, RawTable, RawWatermark};
+use super::secret::{self, Secret};
+use super::{
+    Agent, Config, ControlColumns, DbConfig, DeleteMode, EngineKind, Exchange, Problem, TableSpec,
+    WatermarkSpec, Window,
+};
+use crate::db::ident::{Ident, TableName};
+use crate::schedule::{self, Schedule};
+use crate::value::Value;
+
+/// Default schedule of a table that names none.
+pub const DEFAULT_SCHEDULE: &str = "every:5m";
+pub const DEFAULT_BATCH_SIZE: usize = 5000;
+pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
+pub const DEFAULT_TEXT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
+
+struct V<'a> {
+    problems: Vec<Problem>,
+    lines: &'a Lines,
+    base: &'a Path,
+}
+
+/// Connection settings common to `[source]` and `[exchange]`.
+struct RawConn<'a> {
+    url: &'a str,
+    password: Option<&'a str>,
+    max_connections: Option<u32>,
+    connect_timeout: Option<&'a str>,
+    bootstrap_sql: Option<&'a Path>,
+}
+
+impl V<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.problems.push(Problem {
+            line: self.lines.of(&path),
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn ident(&mut self, path: &str, s: &str) -> Option<Ident> {
+        Ident::new(s).map_err(|e| self.err(path, e)).ok()
+    }
+
+    fn idents(&mut self, path: &str, list: &[String]) -> Option<Vec<Ident>> {
+        if list.is_empty() {
+            self.err(path, "must name at least one column");
+            return None;
+        }
+        let out: Vec<Option<Ident>> = list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.ident(&format!("{path}[{i}]"), s))
+            .collect();
+        out.into_iter().collect()
+    }
+
+    fn table_name(&mut self, path: &str, s: &str) -> Option<TableName> {
+        TableName::parse(s).map_err(|e| self.err(path, e)).ok()
+    }
+
+    fn duration(&mut self, path: &str, s: Option<&str>, default: Duration) -> Duration {
+        match s {
+            None => default,
+            Some(s) => humantime::parse_duration(s).unwrap_or_else(|e| {
+                self.err(
+                    path,
+                    format!("`{s}` is not a duration ({e}); write e.g. 30s, 5m, 2h"),
+                );
+                default
+            }),
+        }
+    }
+
+    fn agent(&mut self, a: RawAgent) -> Option<Agent> {
+        let id_ok = !a.id.is_empty()
+            && a.id.len() <= 64
+            && a.id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            self.err(
+                "agent.id",
+                format!(
+                    "`{}` is not an agent id: 1-64 letters, digits, `-` or `_`",
+                    a.id
+                ),
+            );
+        }
+        let tz = match &a.timezone {
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                self.err(
+                    "agent.timezone",
+                    format!("`{name}` is not a time zone name (e.g. Asia/Shanghai, UTC)"),
+                )
+            }),
+            None => Ok(system_zone()),
+        };
+        if let Some(r) = &a.region_code
+            && !(r.len() == 6 && r.bytes().all(|b| b.is_ascii_digit()))
+        {
+            self.err(
+                "agent.region_code",
+                format!("`{r}` is not a 6-digit region code"),
+            );
+        }
+        if let Some(d) = &a.department_code
+            && (d.is_empty() || !d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            self.err(
+                "agent.department_code",
+                format!("`{d}` is not a department code (letters, digits and `-`)"),
+            );
+        }
+        let ledger_retention = self.duration(
+            "agent.ledger_retention",
+            a.ledger_retention.as_deref(),
+            Duration::from_secs(90 * 86_400),
+        );
+        let state_dir = self.base.join(
+            a.state_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
+        );
+        Some(Agent {
+            id: a.id,
+            state_dir,
+            tz: tz.ok()?,
+            region_code: a.region_code,
+            department_code: a.department_code,
+            ledger_retention,
+        })
+    }
+
+    fn database(&mut self, section: &str, c: RawConn<'_>) -> Option<DbConfig> {
+        let scheme = c.url.split(':').next().unwrap_or("");
+        let engine = match scheme {
+            "postgres" | "postgresql" => Some(EngineKind::Postgres),
+            "mysql" | "mariadb" => Some(EngineKind::MySql),
+            "sqlite" => Some(EngineKind::Sqlite),
+            "mssql" | "sqlserver" => Some(EngineKind::MsSql),
+            "oracle" => Some(EngineKind::Oracle),
+            _ => {
+                self.err(
+                    format!("{section}.url"),
+                    format!(
+                        "`{scheme}` is not a supported database: use postgres://, mysql://, \
+                         sqlite://, mssql:// or oracle://"
+                    ),
+                );
+                None
+            }
+        };
+        let redacted = secret::redact_url(c.url);
+        let url = secret::resolve(c.url, self.base)
+            .map_err(|e| self.err(format!("{section}.url"), e))
+            .ok();
+        let password = match c.password {
+            Some(p) => match secret::resolve(p, self.base) {
+                Ok(p) => Some(Secret::new(p)),
+                Err(e) => {
+                    self.err(format!("{section}.password"), e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let max_connections = c.max_connections.unwrap_or(4);
+        if max_connections == 0 {
+            self.err(format!("{section}.max_connections"), "must be at least 1");
+        }
+        let connect_timeout = self.duration(
+            &format!("{section}.connect_timeout"),
+            c.connect_timeout,
+            Duration::from_secs(10),
+        );
+        if c.bootstrap_sql.is_some() && engine != Some(EngineKind::Sqlite) {
+            self.err(
+                format!("{section}.bootstrap_sql"),
+                "only SQLite databases can be bootstrapped from a SQL file",
+            );
+        }
+        let engine = engine?;
+        let mut url = url?;
+        if engine == EngineKind::Sqlite {
+            url = sqlite_url_relative_to(&url, self.base);
+        }
+        Some(DbConfig {
+            engine,
+            url: Secret::new(url),
+            password,
+            max_connections: max_connections.max(1),
+            connect_timeout,
+            bootstrap_sql: c.bootstrap_sql.map(|p| self.base.join(p)),
+            redacted,
+        })
+    }
+
+    fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
+        match e.kind.as_deref() {
+            None | Some("database") => {}
+            Some(k @ ("http" | "soap" | "file")) => self.err(
+                "exchange.kind",
+                format!("exchange kind `{k}` is not available in this version: use `database`"),
+            ),
+            Some(k) => self.err(
+                "exchange.kind",
+                format!("`{k}` is not an exchange kind: use `database`"),
+            ),
+        }
+        let lower_ops = match e.operation_case.as_deref() {
+            None | Some("upper") => false,
+            Some("lower") => true,
+            Some(o) => {
+                self.err(
+                    "exchange.operation_case",
+                    format!("`{o}` is not `upper` or `lower`"),
+                );
+                false
+            }
+        };
+        let cc = &e.control_columns;
+        let mut col = |key: &str, v: &Option<String>, default: &str| {
+            self.ident(
+                &format!("exchange.control_columns.{key}"),
+                v.as_deref().unwrap_or(default),
+            )
+        };
+        let control = (
+            col("operation", &cc.operation, "cd_operation"),
+            col("time", &cc.time, "cd_time"),
+            col("batch", &cc.batch, "cd_batch"),
+            col("source", &cc.source, "cd_source"),
+        );
+        let db = self.database(
+            "exchange",
+            RawConn {
+                url: &e.url,
+                password: e.password.as_deref(),
+                max_connections: e.max_connections,
+                connect_timeout: e.connect_timeout.as_deref(),
+                bootstrap_sql: e.bootstrap_sql.as_deref(),
+            },
+        );
+        let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
+            return None;
+        };
+        Some(Exchange {
+            db: db?,
+            control: ControlColumns {
+                operation,
+                time,
+                batch,
+                source,
+            },
+            lower_ops,
+        })
+    }
+
+    fn window(
+        &mut self,
+        p: &str,
+        lookback: Option<String>,
+        lag: Option<String>,
+        format: Option<String>,
+    ) -> Window {
+        let format = format.unwrap_or_else(|| DEFAULT_TEXT_TIME_FORMAT.into());
+        let probe = chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+            .and_then(|d| d.and_hms_micro_opt(3, 4, 5, 6))
+            .map(|t| t.format(&format).to_string());
+        let round_trip = probe
+            .as_deref()
+            .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, &format).ok());
+        if round_trip.is_none() {
+            self.err(
+                format!("{p}.format"),
+                format!("`{format}` is not a usable date-time format (chrono syntax, e.g. %Y-%m-%d %H:%M:%S)"),
+            );
+        }
+        Window {
+            lookback: self.duration(
+                &format!("{p}.lookback"),
+                lookback.as_deref(),
+                DEFAULT_LOOKBACK,
+            ),
+            lag: self.duration(&format!("{p}.lag"), lag.as_deref(), Duration::ZERO),
+            format,
+        }
+    }
+
+    fn watermark(&mut self, p: &str, w: RawWatermark) -> Option<WatermarkSpec> {
+        Some(match w {
+            RawWatermark::Key => WatermarkSpec::Key,
+            RawWatermark::Digest => WatermarkSpec::Digest,
+            RawWatermark::Timestamp {
+                column,
+                lookback,
+                lag,
+                format,
+            } => {
+                let window = self.window(p, lookback, lag, format);
+                WatermarkSpec::Timestamp {
+                    column: self.ident(&format!("{p}.column"), &column)?,
+                    window,
+                }
+            }
+            RawWatermark::Control {
+                time,
+                op,
+                lookback,
+                lag,
+                format,
+            } => {
+                let window = self.window(p, lookback, lag, format);
+                let time = self.ident(&format!("{p}.time"), time.as_deref().unwrap_or("cd_time"));
+                let op = self.ident(&format!("{p}.op"), op.as_deref().unwrap_or("cd_operation"));
+                WatermarkSpec::Control {
+                    time: time?,
+                    op: op?,
+                    window,
+                }
+            }
+            RawWatermark::Flag {
+                column,
+                pending,
+                done,
+                failed,
+                error_column,
+            } => {
+                let column = self.ident(&format!("{p}.column"), &column);
+                let error_column = match error_column {
+                    Some(c) => Some(self.ident(&format!("{p}.error_column"), &c)?),
+                    None => None,
+                };
+                let pending = self.flag_value(&format!("{p}.pending"), pending, 0);
+                let done = self.flag_value(&format!("{p}.done"), done, 1);
+                let failed = self.flag_value(&format!("{p}.failed"), failed, 9);
+                if pending.is_some() && pending == done {
+                    self.err(format!("{p}.done"), "must differ from `pending`");
+                }
+                WatermarkSpec::Flag {
+                    column: column?,
+                    pending: pending?,
+                    done: done?,
+                    failed: failed?,
+                    error_column,
+                }
+            }
+        })
+    }
+
+    fn flag_value(&mut self, p: &str, v: Option<toml::Value>, default: i64) -> Option<Value> {
+        match v {
+            None => Some(Value::Int(default)),
+            Some(toml::Value::Integer(i)) => Some(Value::Int(i)),
+            Some(toml::Value::String(s)) => Some(Value::Text(s)),
+            Some(other) => {
+                self.err(
+                    p,
+                    format!("`{other}` is not a flag value: use an integer or a string"),
+                );
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, i: usize, t: RawTable) -> Option<TableSpec> {
+        let p = format!("table[{i}]");
+        let source = self.table_name(&format!("{p}.source"), &t.source);
+        let target = match &t.target {
+            Some(s) => self.table_name(&format!("{p}.target"), s),
+            None => source.clone(),
+        };
+        let key = t.key.as_ref().map(|k| self.idents(&format!("{p}.key"), k));
+        let watermark = self.watermark(&format!("{p}.watermark"), t.watermark);
+        let sched_text = t.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE);
+        let sched = Schedule::parse(sched_text)
+            .map_err(|e| self.err(format!("{p}.schedule"), e))
+            .ok();
+        if let (Some(s), Some(cat)) = (&sched, &t.category) {
+            match schedule::category_minimum(cat) {
+                None => self.err(
+                    format!("{p}.category"),
+                    format!(
+                        "`{cat}` is not a data category; known: {}",
+                        schedule::CATEGORIES
+                            .iter()
+                            .map(|c| c.0)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some((min, label)) if s.max_gap(&chrono_tz::UTC) > min => self.err(
+                    format!("{p}.schedule"),
+                    format!(
+                        "table `{}` holds {label} data (category `{cat}`), which DB23/T 2835 requires \
+                         at least {}; schedule `{sched_text}` runs only every {}",
+                        t.name.as_deref().unwrap_or(&t.source),
+                        schedule::frequency_words(min),
+                        humantime::format_duration(s.max_gap(&chrono_tz::UTC))
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        let batch_size = t.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if !(1..=1_000_000).contains(&batch_size) {
+            self.err(format!("{p}.batch_size"), "must be between 1 and 1000000");
+        }
+        let batch_bytes = t.batch_bytes.unwrap_or(DEFAULT_BATCH_BYTES);
+        if batch_bytes < 65_536 {
+            self.err(format!("{p}.batch_bytes"), "must be at least 65536");
+        }
+        let columns = t
+            .columns
+            .as_ref()
+            .map(|c| self.idents(&format!("{p}.columns"), c));
+        let mut rename = BTreeMap::new();
+        for (from, to) in &t.rename {
+            let rp = format!("{p}.rename.{from}");
+            if let (Some(f), Some(to)) = (self.ident(&rp, from), self.ident(&rp, to)) {
+                rename.insert(f, to);
+            }
+        }
+        let mut constants = Vec::new();
+        for (col, v) in t.constants {
+            let cp = format!("{p}.constants.{col}");
+            let value = match v {
+                toml::Value::String(s) => Some(Value::Text(s)),
+                toml::Value::Integer(i) => Some(Value::Int(i)),
+                toml::Value::Float(f) => Some(Value::Float(f)),
+                toml::Value::Boolean(b) => Some(Value::Bool(b)),
+                other => {
+                    self.err(
+                        &cp,
+                        format!("`{other}` is not a text, number or boolean constant"),
+                    );
+                    None
+                }
+            };
+            if let (Some(c), Some(v)) = (self.ident(&cp, &col), value) {
+                constants.push((c, v));
+            }
+        }
+        let deletes = match t.deletes.as_deref() {
+            None | Some("delete") => DeleteMode::Delete,
+            Some("tombstone") => DeleteMode::Tombstone,
+            Some(d) => {
+                self.err(
+                    format!("{p}.deletes"),
+                    format!("`{d}` is not `delete` or `tombstone`"),
+                );
+                DeleteMode::Delete
+            }
+        };
+        let version_column = match &t.version_column {
+            Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
+            None => None,
+        };
+        Some(TableSpec {
+            name: t.name.unwrap_or_else(|| t.source.clone()),
+            source: source?,
+            target: target?,
+            key: key.flatten(),
+            watermark: watermark?,
+            schedule: sched?,
+            category: t.category,
+            batch_size,
+            batch_bytes,
+            columns: columns.flatten(),
+            rename,
+            constants,
+            deletes,
+            version_column,
+            enabled: t.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// The system's time zone, or UTC when it cannot be determined.
+fn system_zone() -> Tz {
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+/// Make the path of a `sqlite://` URL relative to the configuration file's directory.
+fn sqlite_url_relative_to(url: &str, base: &Path) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" || Path::new(path).is_absolute() {
+        return url.to_owned();
+    }
+    let abs = base.join(path);
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", abs.display()),
+        None => format!("sqlite://{}", abs.display()),
+    }
+}
+
+pub fn validate(
+    raw: RawConfig,
+    file: &Path,
+    base: &Path,
+    lines: &Lines,
+) -> Result<Config, Vec<Problem>> {
+    let mut v = V {
+        problems: Vec::new(),
+        lines,
+        base,
+    };
+    let agent = v.agent(raw.agent);
+    let s = &raw.source;
+    let source = v.database(
+        "source",
+        RawConn {
+            url: &s.url,
+            password: s.password.as_deref(),
+            max_connections: s.max_connections,
+            connect_timeout: s.connect_timeout.as_deref(),
+            bootstrap_sql: s.bootstrap_sql.as_deref(),
+        },
+    );
+    let exchange = v.exchange(raw.exchange);
+    if raw.tables.is_empty() {
+        v.err(
+            "table",
+            "no [[table]] is configured: there is nothing to exchange",
+        );
+    }
+    let mut tables = Vec::new();
+    let mut names = HashSet::new();
+    for (i, t) in raw.tables.into_iter().enumerate() {
+        if let Some(spec) = v.table(i, t) {
+            if !names.insert(spec.name.clone()) {
+                v.err(
+                    format!("table[{i}].name"),
+                    format!(
+                        "table name `{}` is used twice; give one of them a `name`",
+                        spec.name
+                    ),
+                );
+            }
+            tables.push(spec);
+        }
+    }
+    match (agent, source, exchange) {
+        (Some(agent), Some(source), Some(exchange)) if v.problems.is_empty() => Ok(Config {
+            file: file.to_owned(),
+            agent,
+            source,
+            exchange,
+            tables,
+        }),
+        _ => Err(v.problems),
+    }
+}

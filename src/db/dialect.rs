@@ -1,0 +1,672 @@
+//! SQL text per engine: the only place where statements are assembled from identifiers.
+//!
+//! Identifiers arrive validated ([`Ident`]) and are quoted here; values never enter the SQL
+//! text: every value is a bound parameter, returned beside the text in [`Sql::params`].
+
+use std::fmt::Write as _;
+
+use super::ident::{Ident, TableName};
+use crate::value::{ColType, Value};
+
+/// The SQL dialect of an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+    MsSql,
+    Oracle,
+}
+
+/// A column as statements need it: its name, its kind and the engine's native type name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Col {
+    pub name: Ident,
+    pub ty: ColType,
+    /// The engine's type name from its catalog (`numeric(12,2)`, `varchar(50)`, ...).
+    pub native: String,
+}
+
+/// A statement and the values to bind to its placeholders, in order.
+#[derive(Debug, PartialEq)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<Value>,
+}
+
+/// One condition of a `WHERE` clause.
+#[derive(Debug)]
+pub enum Cond<'a> {
+    /// `(c1, c2, ...) > (v1, v2, ...)` in lexicographic order (keyset pagination).
+    After(&'a [Col], &'a [Value]),
+    AtLeast(&'a Col, &'a Value),
+    AtMost(&'a Col, &'a Value),
+    Greater(&'a Col, &'a Value),
+    Equals(&'a Col, &'a Value),
+    IsNull(&'a Col),
+}
+
+/// A `SELECT` of some columns of one table.
+#[derive(Debug)]
+pub struct Select<'a> {
+    pub table: &'a TableName,
+    pub columns: &'a [Col],
+    pub conds: Vec<Cond<'a>>,
+    pub order: &'a [Col],
+    pub limit: Option<usize>,
+}
+
+/// How a target row decides it is newer than an incoming one.
+#[derive(Clone, Copy, Debug)]
+pub struct Upsert<'a> {
+    pub table: &'a TableName,
+    pub columns: &'a [Col],
+    /// Indexes into `columns` of the key columns.
+    pub key: &'a [usize],
+    /// Index into `columns` of the version column: an incoming row replaces a stored one
+    /// only when its version is not older.
+    pub version: Option<usize>,
+}
+
+impl Dialect {
+    pub fn quote(self, id: &Ident) -> String {
+        match self {
+            Dialect::MySql => format!("`{id}`"),
+            Dialect::MsSql => format!("[{id}]"),
+            Dialect::Postgres | Dialect::Sqlite | Dialect::Oracle => format!("\"{id}\""),
+        }
+    }
+
+    pub fn table(self, t: &TableName) -> String {
+        match &t.schema {
+            Some(s) => format!("{}.{}", self.quote(s), self.quote(&t.name)),
+            None => self.quote(&t.name),
+        }
+    }
+
+    /// Most parameters one statement may carry.
+    pub fn max_params(self) -> usize {
+        match self {
+            Dialect::Postgres | Dialect::MySql => 65_535,
+            Dialect::Sqlite => 32_766,
+            Dialect::MsSql => 2_100,
+            Dialect::Oracle => 32_767,
+        }
+    }
+
+    /// The placeholder for the `n`th (1-based) parameter, compared with or stored into `col`.
+    fn param(self, n: usize, col: Option<&Col>) -> String {
+        match self {
+            Dialect::Postgres => match col.and_then(|c| safe_type(&c.native)) {
+                Some(t) => format!("${n}::{t}"),
+                None => format!("${n}"),
+            },
+            Dialect::MySql | Dialect::Sqlite => "?".into(),
+            Dialect::MsSql => format!("@P{n}"),
+            Dialect::Oracle => format!(":{n}"),
+        }
+    }
+
+    /// The expression that reads a column so that the engine module can decode it exactly.
+    pub fn select_expr(self, col: &Col) -> String {
+        let q = self.quote(&col.name);
+        match (self, col.ty) {
+            (Dialect::Postgres, ColType::Int) => format!("{q}::int8"),
+            (Dialect::Postgres, ColType::Float) => format!("{q}::float8"),
+            (Dialect::Postgres, ColType::Decimal | ColType::Other) => format!("{q}::text"),
+            (Dialect::MsSql, ColType::Decimal) => format!("CONVERT(varchar(100), {q})"),
+            (Dialect::MsSql, ColType::Other) => format!("CONVERT(nvarchar(max), {q})"),
+            (Dialect::Oracle, ColType::Decimal) => {
+                format!("TO_CHAR({q}, 'TM9', 'NLS_NUMERIC_CHARACTERS=''.,''')")
+            }
+            _ => q,
+        }
+    }
+
+    pub fn select(self, s: &Select<'_>) -> Sql {
+        let mut params = Vec::new();
+        let mut text = String::from("SELECT ");
+        if let (Dialect::MsSql, Some(n)) = (self, s.limit) {
+            let _ = write!(text, "TOP ({n}) ");
+        }
+        let cols: Vec<String> = s.columns.iter().map(|c| self.select_expr(c)).collect();
+        text.push_str(&cols.join(", "));
+        let _ = write!(text, " FROM {}", self.table(s.table));
+        if !s.conds.is_empty() {
+            let parts: Vec<String> = s.conds.iter().map(|c| self.cond(c, &mut params)).collect();
+            let _ = write!(text, " WHERE {}", parts.join(" AND "));
+        }
+        if !s.order.is_empty() {
+            let order: Vec<String> = s.order.iter().map(|c| self.quote(&c.name)).collect();
+            let _ = write!(text, " ORDER BY {}", order.join(", "));
+        }
+        match (self, s.limit) {
+            (Dialect::MsSql, _) | (_, None) => {}
+            (Dialect::Oracle, Some(n)) => {
+                let _ = write!(text, " FETCH FIRST {n} ROWS ONLY");
+            }
+            (_, Some(n)) => {
+                let _ = write!(text, " LIMIT {n}");
+            }
+        }
+        Sql { text, params }
+    }
+
+    fn bind(self, params: &mut Vec<Value>, v: &Value, col: &Col) -> String {
+        params.push(v.clone());
+        self.param(params.len(), Some(col))
+    }
+
+    fn cond(self, c: &Cond<'_>, params: &mut Vec<Value>) -> String {
+        match c {
+            Cond::After(cols, vals) => self.after(cols, vals, params),
+            Cond::AtLeast(col, v) => {
+                format!("{} >= {}", self.quote(&col.name), self.bind(params, v, col))
+            }
+            Cond::AtMost(col, v) => {
+                format!("{} <= {}", self.quote(&col.name), self.bind(params, v, col))
+            }
+            Cond::Greater(col, v) => {
+                format!("{} > {}", self.quote(&col.name), self.bind(params, v, col))
+            }
+            Cond::Equals(col, v) => {
+                format!("{} = {}", self.quote(&col.name), self.bind(params, v, col))
+            }
+            Cond::IsNull(col) => format!("{} IS NULL", self.quote(&col.name)),
+        }
+    }
+
+    /// Keyset condition. PostgreSQL and SQLite compare row values (index friendly); the
+    /// others get the expanded form with a leading range on the first column.
+    fn after(self, cols: &[Col], vals: &[Value], params: &mut Vec<Value>) -> String {
+        debug_assert_eq!(cols.len(), vals.len());
+        if cols.len() == 1 {
+            return format!(
+                "{} > {}",
+                self.quote(&cols[0].name),
+                self.bind(params, &vals[0], &cols[0])
+            );
+        }
+        if matches!(self, Dialect::Postgres | Dialect::Sqlite) {
+            let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
+            let ps: Vec<String> = cols
+                .iter()
+                .zip(vals)
+                .map(|(c, v)| self.bind(params, v, c))
+                .collect();
+            return format!("({}) > ({})", names.join(", "), ps.join(", "));
+        }
+        let first = format!(
+            "{} >= {}",
+            self.quote(&cols[0].name),
+            self.bind(params, &vals[0], &cols[0])
+        );
+        let mut ors = Vec::new();
+        for i in 0..cols.len() {
+            let mut ands = Vec::new();
+            for j in 0..i {
+                ands.push(format!(
+                    "{} = {}",
+                    self.quote(&cols[j].name),
+                    self.bind(params, &vals[j], &cols[j])
+                ));
+            }
+            ands.push(format!(
+                "{} > {}",
+                self.quote(&cols[i].name),
+                self.bind(params, &vals[i], &cols[i])
+            ));
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        format!("{first} AND ({})", ors.join(" OR "))
+    }
+
+    /// Multi-row upsert with `rows` rows of placeholders (MySQL/MariaDB and SQLite).
+    pub fn upsert_values(self, u: &Upsert<'_>, rows: usize) -> String {
+        let names: Vec<String> = u.columns.iter().map(|c| self.quote(&c.name)).collect();
+        let mut text = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.table(u.table),
+            names.join(", ")
+        );
+        let mut n = 0;
+        for r in 0..rows {
+            if r > 0 {
+                text.push_str(", ");
+            }
+            text.push('(');
+            for (i, c) in u.columns.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                n += 1;
+                text.push_str(&self.param(n, Some(c)));
+            }
+            text.push(')');
+        }
+        let updated = self.updated_columns(u);
+        match self {
+            Dialect::MySql => {
+                if updated.is_empty() {
+                    let k = &names[u.key[0]];
+                    let _ = write!(text, " ON DUPLICATE KEY UPDATE {k} = {k}");
+                    return text;
+                }
+                let newer = u.version.map(|v| {
+                    let q = &names[v];
+                    format!("{q} IS NULL OR VALUES({q}) >= {q}")
+                });
+                let sets: Vec<String> = updated
+                    .iter()
+                    .map(|&i| {
+                        let q = &names[i];
+                        match &newer {
+                            Some(cond) => format!("{q} = IF({cond}, VALUES({q}), {q})"),
+                            None => format!("{q} = VALUES({q})"),
+                        }
+                    })
+                    .collect();
+                let _ = write!(text, " ON DUPLICATE KEY UPDATE {}", sets.join(", "));
+            }
+            _ => {
+                let keys: Vec<&str> = u.key.iter().map(|&i| names[i].as_str()).collect();
+                if updated.is_empty() {
+                    let _ = write!(text, " ON CONFLICT ({}) DO NOTHING", keys.join(", "));
+                    return text;
+                }
+                let sets: Vec<String> = updated
+                    .iter()
+                    .map(|&i| format!("{0} = excluded.{0}", names[i]))
+                    .collect();
+                let _ = write!(
+                    text,
+                    " ON CONFLICT ({}) DO UPDATE SET {}",
+                    keys.join(", "),
+                    sets.join(", ")
+                );
+                if let Some(v) = u.version {
+                    let t = self.quote(&u.table.name);
+                    let q = &names[v];
+                    let _ = write!(text, " WHERE {t}.{q} IS NULL OR {t}.{q} <= excluded.{q}");
+                }
+            }
+        }
+        text
+    }
+
+    /// Columns an upsert overwrites, the version column last (MySQL evaluates assignments
+    /// left to right, so the version must change after every other column was decided).
+    fn updated_columns(self, u: &Upsert<'_>) -> Vec<usize> {
+        let mut out: Vec<usize> = (0..u.columns.len())
+            .filter(|i| !u.key.contains(i) && Some(*i) != u.version)
+            .collect();
+        if let Some(v) = u.version
+            && !u.key.contains(&v)
+        {
+            out.push(v);
+        }
+        out
+    }
+
+    /// PostgreSQL: a temporary staging table shaped like the target's exchanged columns.
+    pub fn pg_stage(self, stage: &Ident, table: &TableName, cols: &[Col]) -> String {
+        let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
+        format!(
+            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+            self.quote(stage),
+            names.join(", "),
+            self.table(table)
+        )
+    }
+
+    /// PostgreSQL: `COPY` of the staging table from the client, in text format.
+    pub fn pg_copy(self, stage: &Ident, cols: &[Col]) -> String {
+        let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
+        format!(
+            "COPY {} ({}) FROM STDIN",
+            self.quote(stage),
+            names.join(", ")
+        )
+    }
+
+    /// PostgreSQL: move the staged rows into the target; newer rows win.
+    pub fn pg_merge(self, u: &Upsert<'_>, stage: &Ident) -> String {
+        let names: Vec<String> = u.columns.iter().map(|c| self.quote(&c.name)).collect();
+        let keys: Vec<&str> = u.key.iter().map(|&i| names[i].as_str()).collect();
+        let mut text = format!(
+            "INSERT INTO {} AS tgt ({cols}) SELECT {cols} FROM {} ON CONFLICT ({})",
+            self.table(u.table),
+            self.quote(stage),
+            keys.join(", "),
+            cols = names.join(", ")
+        );
+        let updated = self.updated_columns(u);
+        if updated.is_empty() {
+            text.push_str(" DO NOTHING");
+            return text;
+        }
+        let sets: Vec<String> = updated
+            .iter()
+            .map(|&i| format!("{0} = EXCLUDED.{0}", names[i]))
+            .collect();
+        let _ = write!(text, " DO UPDATE SET {}", sets.join(", "));
+        if let Some(v) = u.version {
+            let q = &names[v];
+            let _ = write!(text, " WHERE tgt.{q} IS NULL OR tgt.{q} <= EXCLUDED.{q}");
+        }
+        text
+    }
+
+    /// Delete one row by key; with a version column, only when the stored row is not newer.
+    /// Parameters: the key values, then the version.
+    pub fn delete_row(self, table: &TableName, key: &[Col], version: Option<&Col>) -> String {
+        let mut n = 0;
+        let mut conds: Vec<String> = key
+            .iter()
+            .map(|c| {
+                n += 1;
+                format!("{} = {}", self.quote(&c.name), self.param(n, Some(c)))
+            })
+            .collect();
+        if let Some(v) = version {
+            n += 1;
+            let q = self.quote(&v.name);
+            conds.push(format!(
+                "({q} IS NULL OR {q} <= {})",
+                self.param(n, Some(v))
+            ));
+        }
+        format!(
+            "DELETE FROM {} WHERE {}",
+            self.table(table),
+            conds.join(" AND ")
+        )
+    }
+
+    /// Set the extraction flag (and the error text) of one source row, only if the row still
+    /// holds exactly the values that were exchanged. Parameters: the new flag, the error
+    /// text (when `error` is given), the key values, the pending flag, the compared values.
+    pub fn mark_row(
+        self,
+        table: &TableName,
+        flag: &Col,
+        error: Option<&Col>,
+        key: &[Col],
+        compare: &[Col],
+    ) -> String {
+        let mut n = 1;
+        let mut sets = vec![format!(
+            "{} = {}",
+            self.quote(&flag.name),
+            self.param(n, Some(flag))
+        )];
+        if let Some(e) = error {
+            n += 1;
+            sets.push(format!(
+                "{} = {}",
+                self.quote(&e.name),
+                self.param(n, Some(e))
+            ));
+        }
+        let mut conds = Vec::new();
+        for c in key {
+            n += 1;
+            conds.push(format!(
+                "{} = {}",
+                self.quote(&c.name),
+                self.param(n, Some(c))
+            ));
+        }
+        n += 1;
+        conds.push(format!(
+            "{} = {}",
+            self.quote(&flag.name),
+            self.param(n, Some(flag))
+        ));
+        for c in compare {
+            n += 1;
+            conds.push(self.same(c, n));
+        }
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(table),
+            sets.join(", "),
+            conds.join(" AND ")
+        )
+    }
+
+    /// Null-safe equality of a column with the `n`th parameter.
+    fn same(self, c: &Col, n: usize) -> String {
+        let q = self.quote(&c.name);
+        match self {
+            Dialect::Postgres => {
+                let lhs = self.select_expr(c);
+                let rhs = if matches!(c.ty, ColType::Decimal | ColType::Other) {
+                    format!("${n}")
+                } else {
+                    self.param(n, Some(c))
+                };
+                format!("{lhs} IS NOT DISTINCT FROM {rhs}")
+            }
+            Dialect::MySql => format!("{q} <=> ?"),
+            Dialect::Sqlite => format!("{q} IS ?"),
+            Dialect::MsSql => format!("({q} = @P{n} OR ({q} IS NULL AND @P{n} IS NULL))"),
+            Dialect::Oracle => format!("DECODE({q}, :{n}, 1, 0) = 1"),
+        }
+    }
+}
+
+/// A native type name that may follow `::` in a PostgreSQL cast.
+fn safe_type(native: &str) -> Option<&str> {
+    let ok = !native.is_empty()
+        && native.len() <= 100
+        && native.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | ' ' | '(' | ')' | ',' | '[' | ']')
+        });
+    ok.then_some(native)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, ty: ColType, native: &str) -> Col {
+        Col {
+            name: Ident::new(name).expect("ident"),
+            ty,
+            native: native.into(),
+        }
+    }
+
+    fn table() -> TableName {
+        TableName::parse("public.up_action").expect("table")
+    }
+
+    #[test]
+    fn quoting_per_engine() {
+        let id = Ident::new("监管_id").expect("ident");
+        assert_eq!(Dialect::Postgres.quote(&id), "\"监管_id\"");
+        assert_eq!(Dialect::MySql.quote(&id), "`监管_id`");
+        assert_eq!(Dialect::MsSql.quote(&id), "[监管_id]");
+        assert_eq!(Dialect::MySql.table(&table()), "`public`.`up_action`");
+    }
+
+    #[test]
+    fn keyset_select_postgres_uses_row_values_and_casts() {
+        let cols = [
+            col(
+                "updated_at",
+                ColType::Timestamp,
+                "timestamp without time zone",
+            ),
+            col("id", ColType::Decimal, "numeric(20,0)"),
+        ];
+        let all = [
+            cols[1].clone(),
+            cols[0].clone(),
+            col("v", ColType::Int, "int4"),
+        ];
+        let vals = [Value::Int(5), Value::Decimal("7".into())];
+        let upper = Value::Int(9);
+        let t = table();
+        let sql = Dialect::Postgres.select(&Select {
+            table: &t,
+            columns: &all,
+            conds: vec![Cond::After(&cols, &vals), Cond::AtMost(&cols[0], &upper)],
+            order: &cols,
+            limit: Some(500),
+        });
+        assert_eq!(
+            sql.text,
+            "SELECT \"id\"::text, \"updated_at\", \"v\"::int8 FROM \"public\".\"up_action\" \
+             WHERE (\"updated_at\", \"id\") > ($1::timestamp without time zone, $2::numeric(20,0)) \
+             AND \"updated_at\" <= $3::timestamp without time zone \
+             ORDER BY \"updated_at\", \"id\" LIMIT 500"
+        );
+        assert_eq!(sql.params.len(), 3);
+    }
+
+    #[test]
+    fn keyset_select_mysql_expands_the_row_comparison() {
+        let cols = [
+            col("ts", ColType::Timestamp, "datetime(6)"),
+            col("id", ColType::Int, "int"),
+        ];
+        let vals = [Value::Int(1), Value::Int(2)];
+        let t = TableName::parse("t").expect("t");
+        let sql = Dialect::MySql.select(&Select {
+            table: &t,
+            columns: &cols,
+            conds: vec![Cond::After(&cols, &vals)],
+            order: &cols,
+            limit: Some(10),
+        });
+        assert_eq!(
+            sql.text,
+            "SELECT `ts`, `id` FROM `t` WHERE `ts` >= ? AND ((`ts` > ?) OR (`ts` = ? AND `id` > ?)) \
+             ORDER BY `ts`, `id` LIMIT 10"
+        );
+        assert_eq!(
+            sql.params,
+            vec![Value::Int(1), Value::Int(1), Value::Int(1), Value::Int(2)]
+        );
+    }
+
+    #[test]
+    fn limits_for_mssql_and_oracle() {
+        let cols = [col("id", ColType::Int, "int")];
+        let t = TableName::parse("t").expect("t");
+        let s = Select {
+            table: &t,
+            columns: &cols,
+            conds: vec![],
+            order: &cols,
+            limit: Some(3),
+        };
+        assert_eq!(
+            Dialect::MsSql.select(&s).text,
+            "SELECT TOP (3) [id] FROM [t] ORDER BY [id]"
+        );
+        assert_eq!(
+            Dialect::Oracle.select(&s).text,
+            "SELECT \"id\" FROM \"t\" ORDER BY \"id\" FETCH FIRST 3 ROWS ONLY"
+        );
+    }
+
+    #[test]
+    fn upserts_never_let_an_older_row_win() {
+        let cols = [
+            col("id", ColType::Int, "int"),
+            col("updated_at", ColType::Timestamp, "datetime(6)"),
+            col("name", ColType::Text, "varchar(50)"),
+        ];
+        let t = TableName::parse("t").expect("t");
+        let u = Upsert {
+            table: &t,
+            columns: &cols,
+            key: &[0],
+            version: Some(1),
+        };
+        assert_eq!(
+            Dialect::MySql.upsert_values(&u, 2),
+            "INSERT INTO `t` (`id`, `updated_at`, `name`) VALUES (?, ?, ?), (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE \
+             `name` = IF(`updated_at` IS NULL OR VALUES(`updated_at`) >= `updated_at`, VALUES(`name`), `name`), \
+             `updated_at` = IF(`updated_at` IS NULL OR VALUES(`updated_at`) >= `updated_at`, VALUES(`updated_at`), `updated_at`)"
+        );
+        assert_eq!(
+            Dialect::Sqlite.upsert_values(&u, 1),
+            "INSERT INTO \"t\" (\"id\", \"updated_at\", \"name\") VALUES (?, ?, ?) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\", \
+             \"updated_at\" = excluded.\"updated_at\" \
+             WHERE \"t\".\"updated_at\" IS NULL OR \"t\".\"updated_at\" <= excluded.\"updated_at\""
+        );
+        let stage = Ident::new("fd_stage").expect("ident");
+        assert_eq!(
+            Dialect::Postgres.pg_merge(&u, &stage),
+            "INSERT INTO \"t\" AS tgt (\"id\", \"updated_at\", \"name\") \
+             SELECT \"id\", \"updated_at\", \"name\" FROM \"fd_stage\" ON CONFLICT (\"id\") \
+             DO UPDATE SET \"name\" = EXCLUDED.\"name\", \"updated_at\" = EXCLUDED.\"updated_at\" \
+             WHERE tgt.\"updated_at\" IS NULL OR tgt.\"updated_at\" <= EXCLUDED.\"updated_at\""
+        );
+    }
+
+    #[test]
+    fn key_only_tables_insert_or_ignore() {
+        let cols = [col("id", ColType::Int, "int")];
+        let t = TableName::parse("t").expect("t");
+        let u = Upsert {
+            table: &t,
+            columns: &cols,
+            key: &[0],
+            version: None,
+        };
+        assert!(
+            Dialect::Sqlite
+                .upsert_values(&u, 1)
+                .ends_with("ON CONFLICT (\"id\") DO NOTHING")
+        );
+        assert!(
+            Dialect::MySql
+                .upsert_values(&u, 1)
+                .ends_with("UPDATE `id` = `id`")
+        );
+    }
+
+    #[test]
+    fn deletes_and_flag_marks_bind_every_value() {
+        let key = [col("id", ColType::Int, "int4")];
+        let ver = col("cd_time", ColType::Timestamp, "timestamp");
+        let t = TableName::parse("t").expect("t");
+        assert_eq!(
+            Dialect::Postgres.delete_row(&t, &key, Some(&ver)),
+            "DELETE FROM \"t\" WHERE \"id\" = $1::int4 AND (\"cd_time\" IS NULL OR \"cd_time\" <= $2::timestamp)"
+        );
+        let flag = col("sync_sign", ColType::Int, "tinyint(1)");
+        let err = col("sync_error_desc", ColType::Text, "varchar(200)");
+        let cmp = [col("name", ColType::Text, "varchar(50)")];
+        assert_eq!(
+            Dialect::MySql.mark_row(&t, &flag, Some(&err), &key, &cmp),
+            "UPDATE `t` SET `sync_sign` = ?, `sync_error_desc` = ? WHERE `id` = ? AND `sync_sign` = ? AND `name` <=> ?"
+        );
+        let pg_flag = col("sync_sign", ColType::Int, "smallint");
+        assert_eq!(
+            Dialect::Postgres.mark_row(
+                &t,
+                &pg_flag,
+                None,
+                &key,
+                &[col("amt", ColType::Decimal, "numeric")]
+            ),
+            "UPDATE \"t\" SET \"sync_sign\" = $1::smallint WHERE \"id\" = $2::int4 AND \"sync_sign\" = $3::smallint \
+             AND \"amt\"::text IS NOT DISTINCT FROM $4"
+        );
+    }
+
+    #[test]
+    fn unsafe_native_types_are_not_pasted() {
+        assert_eq!(safe_type("numeric(12,2)"), Some("numeric(12,2)"));
+        assert_eq!(safe_type("int4; drop"), None);
+        assert_eq!(safe_type("\"MyEnum\""), None);
+    }
+}

@@ -1,0 +1,410 @@
+//! PostgreSQL (and its protocol family: KingbaseES, openGauss, HighGo) through sqlx.
+//!
+//! Writes go through `COPY` into a temporary staging table and one
+//! `INSERT ... ON CONFLICT DO UPDATE ... WHERE` per batch, so a newer stored row is never
+//! replaced by an older one.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use futures::TryStreamExt;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
+
+use super::dialect::{Col, Dialect, Sql};
+use super::ident::{Ident, TableName};
+use super::{DbError, ReadRow, TableSchema, WriteBatch, dynamic, value_size};
+use crate::config::{DbConfig, EngineKind};
+use crate::value::{ColType, Value};
+
+const E: EngineKind = EngineKind::Postgres;
+
+pub struct Pg {
+    pub pool: PgPool,
+}
+
+const FIND_TABLE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+       AND n.nspname = COALESCE($1, current_schema()) \
+       AND (c.relname = $2 OR lower(c.relname) = lower($2)) \
+     ORDER BY (c.relname = $2) DESC LIMIT 1";
+
+const COLUMNS: &str = "SELECT a.attname::text, \
+       (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text, \
+       format_type(a.atttypid, a.atttypmod) \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+     LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype \
+     WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY a.attnum";
+
+const UNIQUE_KEYS: &str = "SELECT i.indexrelid::int8, i.indisprimary, a.attname::text \
+     FROM pg_catalog.pg_index i \
+     CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+     WHERE i.indrelid = $1::int8::oid AND i.indisunique AND i.indpred IS NULL \
+     ORDER BY i.indexrelid, k.ord";
+
+impl Pg {
+    pub async fn connect(cfg: &DbConfig, role: &'static str) -> Result<Self, DbError> {
+        let fail = |cause: String, retriable: bool| DbError::Connect {
+            role,
+            engine: E,
+            url: cfg.redacted.clone(),
+            cause,
+            retriable,
+        };
+        let mut opts = PgConnectOptions::from_str(cfg.url.expose())
+            .map_err(|e| fail(format!("invalid URL: {e}"), false))?
+            .application_name("frontdb-agent")
+            .options([("TimeZone", "UTC")])
+            .disable_statement_logging();
+        if let Some(p) = &cfg.password {
+            opts = opts.password(p.expose());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(cfg.connect_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(|e| {
+                let retriable = super::retriable(E, &e, None)
+                    || matches!(e, sqlx::Error::Database(ref d) if d.code().is_some_and(|c| c.starts_with("57")));
+                fail(super::describe(&e), retriable)
+            })?;
+        Ok(Pg { pool })
+    }
+
+    pub async fn introspect(&self, t: &TableName) -> Result<Option<TableSchema>, DbError> {
+        let doing = format!("reading the catalog for table {t}");
+        let err = |e| DbError::query(E, &doing, e);
+        let found = sqlx::query(FIND_TABLE)
+            .bind(t.schema.as_ref().map(|s| s.as_str().to_owned()))
+            .bind(t.name.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let oid: i64 = found.try_get(0).map_err(err)?;
+        let schema: String = found.try_get(1).map_err(err)?;
+        let name: String = found.try_get(2).map_err(err)?;
+        let rows = sqlx::query(COLUMNS)
+            .bind(oid)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut columns = Vec::new();
+        for r in rows {
+            let col: String = r.try_get(0).map_err(err)?;
+            let typname: String = r.try_get(1).map_err(err)?;
+            let native: String = r.try_get(2).map_err(err)?;
+            // A column whose name is not a valid identifier cannot be configured; skip it.
+            let Ok(name) = Ident::new(&col) else { continue };
+            columns.push(Col {
+                name,
+                ty: col_type(&typname),
+                native,
+            });
+        }
+        let rows = sqlx::query(UNIQUE_KEYS)
+            .bind(oid)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
+        let mut primary_key = Vec::new();
+        let mut last = None;
+        for r in rows {
+            let idx: i64 = r.try_get(0).map_err(err)?;
+            let primary: bool = r.try_get(1).map_err(err)?;
+            let col: String = r.try_get(2).map_err(err)?;
+            let Ok(col) = Ident::new(&col) else { continue };
+            if last != Some(idx) {
+                unique_keys.push(Vec::new());
+                last = Some(idx);
+            }
+            if primary {
+                primary_key.push(col.clone());
+            }
+            if let Some(u) = unique_keys.last_mut() {
+                u.push(col);
+            }
+        }
+        let (Ok(schema), Ok(name)) = (Ident::new(&schema), Ident::new(&name)) else {
+            return Ok(None);
+        };
+        Ok(Some(TableSchema {
+            name: TableName {
+                schema: Some(schema),
+                name,
+            },
+            columns,
+            primary_key,
+            unique_keys,
+        }))
+    }
+
+    pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {
+        sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| DbError::query(E, "reading the database time", e))
+    }
+
+    pub async fn fetch(
+        &self,
+        sql: &Sql,
+        cols: &[Col],
+        max_bytes: usize,
+    ) -> Result<(Vec<ReadRow>, bool), DbError> {
+        let mut q = sqlx::query(dynamic(&sql.text));
+        for p in &sql.params {
+            q = bind(q, p);
+        }
+        let mut stream = q.fetch(&self.pool);
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| DbError::query(E, "reading rows", e))?
+        {
+            let r = decode_row(&row, cols);
+            bytes += r.values.iter().map(value_size).sum::<usize>();
+            rows.push(r);
+            if bytes >= max_bytes {
+                return Ok((rows, true));
+            }
+        }
+        Ok((rows, false))
+    }
+
+    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<(), DbError> {
+        let table = w.upsert.table;
+        let err = |doing: &str| {
+            let doing = format!("{doing} {table}");
+            move |e| DbError::query(E, doing, e)
+        };
+        let d = Dialect::Postgres;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(err("starting a transaction on"))?;
+        if !w.rows.is_empty() {
+            let stage = stage_name();
+            sqlx::query(dynamic(&d.pg_stage(&stage, table, w.upsert.columns)))
+                .execute(&mut *tx)
+                .await
+                .map_err(err("creating the staging table for"))?;
+            let mut copy = tx
+                .copy_in_raw(&d.pg_copy(&stage, w.upsert.columns))
+                .await
+                .map_err(err("copying rows for"))?;
+            let mut buf = Vec::with_capacity(1 << 20);
+            for row in w.rows {
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b'\t');
+                    }
+                    copy_text(&mut buf, v);
+                }
+                buf.push(b'\n');
+                if buf.len() >= 1 << 20 {
+                    copy.send(std::mem::take(&mut buf))
+                        .await
+                        .map_err(err("copying rows for"))?;
+                    buf.reserve(1 << 20);
+                }
+            }
+            if !buf.is_empty() {
+                copy.send(buf).await.map_err(err("copying rows for"))?;
+            }
+            copy.finish().await.map_err(err("copying rows for"))?;
+            sqlx::query(dynamic(&d.pg_merge(&w.upsert, &stage)))
+                .execute(&mut *tx)
+                .await
+                .map_err(err("upserting into"))?;
+        }
+        if !w.deletes.is_empty() {
+            let text = d.delete_row(table, w.key_cols, w.version_col);
+            for del in w.deletes {
+                let mut q = sqlx::query(dynamic(&text));
+                for v in del {
+                    q = bind(q, v);
+                }
+                q.execute(&mut *tx).await.map_err(err("deleting from"))?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(err("committing the batch into"))?;
+        Ok(())
+    }
+
+    pub async fn exec_many(&self, text: &str, rows: &[Vec<Value>]) -> Result<u64, DbError> {
+        let err = |e| DbError::query(E, "updating rows", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut n = 0;
+        for r in rows {
+            let mut q = sqlx::query(dynamic(text));
+            for v in r {
+                q = bind(q, v);
+            }
+            n += q.execute(&mut *tx).await.map_err(err)?.rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+}
+
+/// The staging table lives only inside one transaction, so one name serves every batch.
+fn stage_name() -> Ident {
+    Ident::fixed("frontdb_stage")
+}
+
+/// The exchange kind of a PostgreSQL base type name.
+fn col_type(typname: &str) -> ColType {
+    match typname {
+        "bool" => ColType::Bool,
+        "int2" | "int4" | "int8" => ColType::Int,
+        "float4" | "float8" => ColType::Float,
+        "numeric" => ColType::Decimal,
+        "text" | "varchar" | "bpchar" | "name" => ColType::Text,
+        "bytea" => ColType::Bytes,
+        "date" => ColType::Date,
+        "time" => ColType::Time,
+        "timestamp" => ColType::Timestamp,
+        "timestamptz" => ColType::TimestampTz,
+        _ => ColType::Other,
+    }
+}
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+fn bind<'q>(q: PgQuery<'q>, v: &Value) -> PgQuery<'q> {
+    match v {
+        Value::Null => q.bind(None::<String>),
+        Value::Bool(b) => q.bind(*b),
+        Value::Int(i) => q.bind(*i),
+        Value::Float(f) => q.bind(*f),
+        Value::Decimal(s) | Value::Text(s) => q.bind(s.clone()),
+        Value::Bytes(b) => q.bind(b.clone()),
+        Value::Date(d) => q.bind(*d),
+        Value::Time(t) => q.bind(*t),
+        Value::Timestamp(t) => q.bind(*t),
+        Value::TimestampTz(t) => q.bind(*t),
+    }
+}
+
+fn decode_row(row: &PgRow, cols: &[Col]) -> ReadRow {
+    let mut bad = None;
+    let values = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            decode(row, i, c.ty).unwrap_or_else(|e| {
+                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
+                Value::Null
+            })
+        })
+        .collect();
+    ReadRow { values, bad }
+}
+
+fn decode(row: &PgRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxDynError> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match ty {
+        ColType::Bool => Value::Bool(<bool as Decode<Postgres>>::decode(raw)?),
+        ColType::Int => Value::Int(<i64 as Decode<Postgres>>::decode(raw)?),
+        ColType::Float => Value::Float(<f64 as Decode<Postgres>>::decode(raw)?),
+        ColType::Decimal => Value::Decimal(<String as Decode<Postgres>>::decode(raw)?),
+        ColType::Text | ColType::Other => Value::Text(<String as Decode<Postgres>>::decode(raw)?),
+        ColType::Bytes => Value::Bytes(<Vec<u8> as Decode<Postgres>>::decode(raw)?),
+        ColType::Date => Value::Date(<NaiveDate as Decode<Postgres>>::decode(raw)?),
+        ColType::Time => Value::Time(<NaiveTime as Decode<Postgres>>::decode(raw)?),
+        ColType::Timestamp => Value::Timestamp(<NaiveDateTime as Decode<Postgres>>::decode(raw)?),
+        ColType::TimestampTz => {
+            Value::TimestampTz(<DateTime<Utc> as Decode<Postgres>>::decode(raw)?)
+        }
+    })
+}
+
+/// Append a value in `COPY ... FROM STDIN` text format.
+fn copy_text(buf: &mut Vec<u8>, v: &Value) {
+    use std::io::Write as _;
+    let escaped = |buf: &mut Vec<u8>, s: &str| {
+        for &b in s.as_bytes() {
+            match b {
+                b'\\' => buf.extend_from_slice(b"\\\\"),
+                b'\n' => buf.extend_from_slice(b"\\n"),
+                b'\r' => buf.extend_from_slice(b"\\r"),
+                b'\t' => buf.extend_from_slice(b"\\t"),
+                _ => buf.push(b),
+            }
+        }
+    };
+    // Writing into a Vec cannot fail.
+    let _ = match v {
+        Value::Null => buf.write_all(b"\\N"),
+        Value::Bool(b) => buf.write_all(if *b { b"t" } else { b"f" }),
+        Value::Int(i) => write!(buf, "{i}"),
+        Value::Float(f) if f.is_nan() => buf.write_all(b"NaN"),
+        Value::Float(f) if f.is_infinite() => {
+            buf.write_all(if *f > 0.0 { b"Infinity" } else { b"-Infinity" })
+        }
+        Value::Float(f) => write!(buf, "{f}"),
+        Value::Decimal(s) | Value::Text(s) => {
+            escaped(buf, s);
+            Ok(())
+        }
+        Value::Bytes(b) => {
+            buf.extend_from_slice(b"\\\\x");
+            buf.extend_from_slice(hex::encode(b).as_bytes());
+            Ok(())
+        }
+        Value::Date(d) => write!(buf, "{}", d.format("%Y-%m-%d")),
+        Value::Time(t) => write!(buf, "{}", t.format("%H:%M:%S%.6f")),
+        Value::Timestamp(t) => write!(buf, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+        Value::TimestampTz(t) => write!(buf, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_and_formats() {
+        let mut buf = Vec::new();
+        for v in [
+            Value::Null,
+            Value::Text("a\tb\\c\n监管".into()),
+            Value::Bytes(vec![0xde, 0xad]),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Bool(true),
+        ] {
+            copy_text(&mut buf, &v);
+            buf.push(b'|');
+        }
+        assert_eq!(
+            String::from_utf8(buf).expect("utf8"),
+            "\\N|a\\tb\\\\c\\n监管|\\\\xdead|-Infinity|t|"
+        );
+    }
+
+    #[test]
+    fn catalog_types_map_to_kinds() {
+        assert_eq!(col_type("numeric"), ColType::Decimal);
+        assert_eq!(col_type("timestamptz"), ColType::TimestampTz);
+        assert_eq!(col_type("jsonb"), ColType::Other);
+        assert_eq!(col_type("bpchar"), ColType::Text);
+    }
+}

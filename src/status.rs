@@ -1,0 +1,126 @@
+//! `status`: per table, where the exchange stands — read from the state store, so it works
+//! whether or not the daemon runs.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::state::{State, TableState, parse_ts};
+
+#[derive(Debug, Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    pub source: String,
+    pub target: String,
+    pub mode: &'static str,
+    pub schedule: String,
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub state: TableState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub agent: String,
+    pub state_dir: String,
+    pub generated_at: String,
+    pub tables: Vec<TableStatus>,
+}
+
+/// Collect the status of every configured table (tables never run show empty figures).
+pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
+    let known = if cfg.agent.state_dir.join("state.db").exists() {
+        let st = State::open(&cfg.agent.state_dir)
+            .await
+            .map_err(AppError::runtime)?;
+        let t = st.tables().await.map_err(AppError::runtime)?;
+        st.close().await;
+        t
+    } else {
+        Vec::new()
+    };
+    let tables = cfg
+        .tables
+        .iter()
+        .map(|spec| TableStatus {
+            table: spec.name.clone(),
+            source: spec.source.to_string(),
+            target: spec.target.to_string(),
+            mode: spec.watermark.kind(),
+            schedule: spec.schedule.to_string(),
+            enabled: spec.enabled,
+            state: known
+                .iter()
+                .find(|k| k.table == spec.name)
+                .cloned()
+                .unwrap_or_else(|| TableState {
+                    table: spec.name.clone(),
+                    ..TableState::default()
+                }),
+        })
+        .collect();
+    Ok(Status {
+        agent: cfg.agent.id.clone(),
+        state_dir: cfg.agent.state_dir.display().to_string(),
+        generated_at: crate::state::ts(Utc::now()),
+        tables,
+    })
+}
+
+pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
+    let st = collect(cfg).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&st).map_err(AppError::runtime)?;
+        println!("{text}");
+        return Ok(());
+    }
+    let tz = cfg.agent.tz;
+    let local = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(parse_ts)
+            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("agent {}  (state in {})", st.agent, st.state_dir);
+    for t in &st.tables {
+        let s = &t.state;
+        let outcome = s.last_outcome.as_deref().unwrap_or("never run");
+        println!();
+        println!(
+            "{}  [{}]  {} -> {}  mode {}  schedule {}{}",
+            t.table,
+            outcome,
+            t.source,
+            t.target,
+            t.mode,
+            t.schedule,
+            if t.enabled { "" } else { "  (disabled)" }
+        );
+        println!(
+            "  watermark       {}",
+            s.watermark.as_deref().unwrap_or("-")
+        );
+        println!(
+            "  last run        {}  ({} row(s), {} ms)",
+            local(&s.last_finished),
+            s.last_rows.unwrap_or(0),
+            s.last_ms.unwrap_or(0)
+        );
+        println!("  next run        {}", local(&s.next_run));
+        println!(
+            "  exchanged       {} row(s), {} delete(s); newest change {}",
+            s.rows_total,
+            s.deletes_total,
+            local(&s.newest_change)
+        );
+        println!("  open rejects    {}", s.open_rejects);
+        if let Some(e) = &s.last_error {
+            println!("  last error      {e}");
+        }
+        for w in &s.warnings {
+            println!("  warning         {w}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,519 @@
+//! Values that travel from a source row to the exchange, and the column types they land in.
+//!
+//! Every engine decodes its rows into [`Value`]s and binds [`Value`]s when it writes, so a value
+//! crosses engines exactly: decimals travel as their decimal text (never as floats), timestamps
+//! keep microseconds, instants with a time zone stay instants.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One cell of a row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "snake_case")]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Exact decimal as text: optional `-`, digits, optional `.` and digits.
+    Decimal(String),
+    Text(String),
+    Bytes(#[serde(with = "hex_bytes")] Vec<u8>),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+}
+
+/// The kind of a column, as far as exchanging values is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColType {
+    Bool,
+    Int,
+    Float,
+    Decimal,
+    Text,
+    Bytes,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    /// Anything else (json, uuid, enums, intervals, ...): carried as its text form.
+    Other,
+}
+
+impl ColType {
+    /// Whether a column of this type can carry a change time (timestamp-like watermark).
+    pub fn is_time_like(self) -> bool {
+        matches!(
+            self,
+            ColType::Date | ColType::Timestamp | ColType::TimestampTz | ColType::Text
+        )
+    }
+}
+
+const TS_FMT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Canonical text of the value: used for record keys, text targets and messages.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Decimal(s) | Value::Text(s) => s.clone(),
+            Value::Bytes(b) => hex::encode(b),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
+            Value::Timestamp(t) => t.format(TS_FMT).to_string(),
+            Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
+        }
+    }
+
+    /// A text that sorts like the value for the time-like values used as change times.
+    pub fn sort_text(&self) -> String {
+        match self {
+            Value::TimestampTz(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            other => other.to_text(),
+        }
+    }
+
+    /// Feed a type-tagged, unambiguous encoding of the value into a hasher.
+    pub fn feed(&self, h: &mut Sha256) {
+        let (tag, body): (u8, std::borrow::Cow<'_, [u8]>) = match self {
+            Value::Null => (0, (&[][..]).into()),
+            Value::Bool(b) => (1, vec![u8::from(*b)].into()),
+            Value::Int(i) => (2, i.to_be_bytes().to_vec().into()),
+            Value::Float(f) => (3, f.to_bits().to_be_bytes().to_vec().into()),
+            Value::Decimal(s) => (4, s.as_bytes().into()),
+            Value::Text(s) => (5, s.as_bytes().into()),
+            Value::Bytes(b) => (6, b.as_slice().into()),
+            _ => (7, self.to_text().into_bytes().into()),
+        };
+        h.update([tag]);
+        h.update((body.len() as u64).to_be_bytes());
+        h.update(&body);
+    }
+
+    /// A time-like value moved back by `by` (the lookback window). Text values are parsed
+    /// with `text_format`, shifted and written back in the same format; `None` when the
+    /// value cannot be shifted (then no lookback applies).
+    pub fn minus(&self, by: std::time::Duration, text_format: &str) -> Option<Value> {
+        let by = chrono::Duration::from_std(by).ok()?;
+        match self {
+            Value::Timestamp(t) => t.checked_sub_signed(by).map(Value::Timestamp),
+            Value::TimestampTz(t) => t.checked_sub_signed(by).map(Value::TimestampTz),
+            Value::Date(d) => {
+                let days = by.num_days() + i64::from(by.num_seconds() % 86_400 != 0);
+                d.checked_sub_signed(chrono::Duration::days(days))
+                    .map(Value::Date)
+            }
+            Value::Text(s) => {
+                let t = NaiveDateTime::parse_from_str(s, text_format).ok()?;
+                let shifted = t.checked_sub_signed(by)?;
+                Some(Value::Text(shifted.format(text_format).to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The instant of a time-like value, for lag figures; naive times are read in `tz`.
+    pub fn instant(&self, tz: &Tz, text_format: &str) -> Option<DateTime<Utc>> {
+        let naive = match self {
+            Value::TimestampTz(t) => return Some(*t),
+            Value::Timestamp(t) => *t,
+            Value::Date(d) => d.and_time(NaiveTime::MIN),
+            Value::Text(s) => NaiveDateTime::parse_from_str(s, text_format)
+                .ok()
+                .or_else(|| parse_naive_datetime(s))?,
+            _ => return None,
+        };
+        tz.from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Convert the value to what a target column of type `to` accepts. Naive times are
+    /// local times of `tz`. The error says what could not be converted.
+    pub fn coerce(self, to: ColType, tz: &Tz) -> Result<Value, String> {
+        use Value as V;
+        let v = match (to, self) {
+            (_, V::Null) => V::Null,
+            (ColType::Other, V::Bytes(b)) => V::Text(hex::encode(b)),
+            (ColType::Text, V::Bytes(b)) => match String::from_utf8(b) {
+                Ok(s) => V::Text(s),
+                Err(_) => return Err("binary value is not UTF-8 text".into()),
+            },
+            (ColType::Text | ColType::Other, v) => V::Text(v.to_text()),
+            (ColType::Bool, V::Bool(b)) => V::Bool(b),
+            (ColType::Bool, V::Int(0)) => V::Bool(false),
+            (ColType::Bool, V::Int(1)) => V::Bool(true),
+            (ColType::Bool, V::Text(s)) => V::Bool(parse_bool(&s)?),
+            (ColType::Int, V::Int(i)) => V::Int(i),
+            (ColType::Int, V::Bool(b)) => V::Int(i64::from(b)),
+            (ColType::Int, V::Decimal(s) | V::Text(s)) => V::Int(parse_int(&s)?),
+            (ColType::Int, V::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => V::Int(f as i64),
+            (ColType::Float, V::Float(f)) => V::Float(f),
+            (ColType::Float, V::Int(i)) => V::Float(i as f64),
+            (ColType::Float, V::Decimal(s) | V::Text(s)) => V::Float(
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("`{s}` is not a number"))?,
+            ),
+            (ColType::Decimal, V::Decimal(s)) => V::Decimal(s),
+            (ColType::Decimal, V::Int(i)) => V::Decimal(i.to_string()),
+            (ColType::Decimal, V::Bool(b)) => V::Decimal(u8::from(b).to_string()),
+            (ColType::Decimal, V::Float(f)) if f.is_finite() => V::Decimal(f.to_string()),
+            (ColType::Decimal, V::Text(s)) => V::Decimal(parse_decimal(&s)?),
+            (ColType::Bytes, V::Bytes(b)) => V::Bytes(b),
+            (ColType::Bytes, V::Text(s)) => V::Bytes(s.into_bytes()),
+            (ColType::Date, V::Date(d)) => V::Date(d),
+            (ColType::Date, V::Timestamp(t)) if t.time() == NaiveTime::MIN => V::Date(t.date()),
+            (ColType::Date, V::Text(s)) => V::Date(parse_date(&s)?),
+            (ColType::Time, V::Time(t)) => V::Time(t),
+            (ColType::Time, V::Text(s)) => V::Time(
+                NaiveTime::parse_from_str(s.trim(), "%H:%M:%S%.f")
+                    .map_err(|_| format!("`{s}` is not a time of day"))?,
+            ),
+            (ColType::Timestamp, V::Timestamp(t)) => V::Timestamp(t),
+            (ColType::Timestamp, V::Date(d)) => V::Timestamp(d.and_time(NaiveTime::MIN)),
+            (ColType::Timestamp, V::TimestampTz(t)) => {
+                V::Timestamp(t.with_timezone(tz).naive_local())
+            }
+            (ColType::Timestamp, V::Text(s)) => match parse_datetime(&s)? {
+                Parsed::Naive(t) => V::Timestamp(t),
+                Parsed::Instant(t) => V::Timestamp(t.with_timezone(tz).naive_local()),
+            },
+            (ColType::TimestampTz, V::TimestampTz(t)) => V::TimestampTz(t),
+            (ColType::TimestampTz, V::Timestamp(t)) => V::TimestampTz(local_to_utc(t, tz)?),
+            (ColType::TimestampTz, V::Date(d)) => {
+                V::TimestampTz(local_to_utc(d.and_time(NaiveTime::MIN), tz)?)
+            }
+            (ColType::TimestampTz, V::Text(s)) => match parse_datetime(&s)? {
+                Parsed::Naive(t) => V::TimestampTz(local_to_utc(t, tz)?),
+                Parsed::Instant(t) => V::TimestampTz(t),
+            },
+            (to, v) => {
+                return Err(format!(
+                    "a {} value cannot be stored in a {} column",
+                    v.kind(),
+                    to_name(to)
+                ));
+            }
+        };
+        Ok(v)
+    }
+
+    /// Short name of the value's kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "floating-point",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "binary",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamp with time zone",
+        }
+    }
+}
+
+fn to_name(t: ColType) -> &'static str {
+    match t {
+        ColType::Bool => "boolean",
+        ColType::Int => "integer",
+        ColType::Float => "floating-point",
+        ColType::Decimal => "decimal",
+        ColType::Text => "text",
+        ColType::Bytes => "binary",
+        ColType::Date => "date",
+        ColType::Time => "time",
+        ColType::Timestamp => "timestamp",
+        ColType::TimestampTz => "timestamp with time zone",
+        ColType::Other => "other",
+    }
+}
+
+fn local_to_utc(t: NaiveDateTime, tz: &Tz) -> Result<DateTime<Utc>, String> {
+    tz.from_local_datetime(&t)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{t} does not exist in time zone {tz}"))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "y" | "yes" => Ok(true),
+        "0" | "f" | "false" | "n" | "no" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean")),
+    }
+}
+
+fn parse_int(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let t = match t.split_once('.') {
+        Some((int, frac)) if frac.bytes().all(|b| b == b'0') => int,
+        _ => t,
+    };
+    t.parse::<i64>()
+        .map_err(|_| format!("`{s}` is not an integer"))
+}
+
+/// Validate and normalise decimal text (`+1.50` becomes `1.50`; scale is kept).
+pub fn parse_decimal(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let (sign, digits) = match t.as_bytes().first() {
+        Some(b'-') => ("-", &t[1..]),
+        Some(b'+') => ("", &t[1..]),
+        _ => ("", t),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let ok = !(int.is_empty() && frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.contains('.') && frac.is_empty() && int.is_empty());
+    if !ok {
+        return Err(format!("`{s}` is not a decimal number"));
+    }
+    let int = if int.is_empty() { "0" } else { int };
+    let mut out = String::with_capacity(t.len() + 1);
+    out.push_str(sign);
+    out.push_str(int);
+    if !frac.is_empty() {
+        let _ = write!(out, ".{frac}");
+    }
+    Ok(out)
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    let t = s.trim();
+    NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y%m%d"))
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y/%m/%d"))
+        .map_err(|_| format!("`{s}` is not a date"))
+}
+
+enum Parsed {
+    Naive(NaiveDateTime),
+    Instant(DateTime<Utc>),
+}
+
+const NAIVE_FORMATS: [&str; 5] = [
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y%m%d%H%M%S",
+    "%Y-%m-%d %H:%M",
+];
+
+/// Parse the usual textual forms of a local date-time (with or without fraction, `T` or
+/// space separated, compact `yyyyMMddHHmmss`, or a bare date).
+pub fn parse_naive_datetime(s: &str) -> Option<NaiveDateTime> {
+    let t = s.trim();
+    NAIVE_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| parse_date(t).ok().map(|d| d.and_time(NaiveTime::MIN)))
+}
+
+fn parse_datetime(s: &str) -> Result<Parsed, String> {
+    let t = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(Parsed::Instant(dt.with_timezone(&Utc)));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(t, f) {
+            return Ok(Parsed::Instant(dt.with_timezone(&Utc)));
+        }
+    }
+    if let Some(rest) = t.strip_suffix(" UTC").or_else(|| t.strip_suffix('Z'))
+        && let Some(n) = parse_naive_datetime(rest)
+    {
+        return Ok(Parsed::Instant(
+            Utc.fix().from_utc_datetime(&n).with_timezone(&Utc),
+        ));
+    }
+    parse_naive_datetime(t)
+        .map(Parsed::Naive)
+        .ok_or_else(|| format!("`{s}` is not a date and time"))
+}
+
+/// Digest of a row's values (hex of the first 16 bytes of SHA-256).
+pub fn row_digest(values: &[Value]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for v in values {
+        v.feed(&mut h);
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// The text of a record key: key values in key order joined by `|` (a `|` or `\` inside a
+/// value is escaped with `\`). This is the `record_key` the province's feedback uses.
+pub fn key_text(values: &[&Value]) -> String {
+    let mut out = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        for c in v.to_text().chars() {
+            if c == '|' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tz() -> Tz {
+        "Asia/Shanghai".parse().expect("tz")
+    }
+
+    #[test]
+    fn decimals_keep_their_scale_and_reject_garbage() {
+        assert_eq!(parse_decimal("123.4500").as_deref(), Ok("123.4500"));
+        assert_eq!(parse_decimal(" +0.10 ").as_deref(), Ok("0.10"));
+        assert_eq!(parse_decimal("-.5").as_deref(), Ok("-0.5"));
+        assert!(parse_decimal("1e5").is_err());
+        assert!(parse_decimal("12a").is_err());
+        assert!(parse_decimal(".").is_err());
+        assert!(parse_decimal("").is_err());
+        assert!(parse_decimal("NaN").is_err());
+    }
+
+    #[test]
+    fn coercion_is_exact_or_refuses() {
+        let t = tz();
+        assert_eq!(
+            Value::Int(1).coerce(ColType::Bool, &t),
+            Ok(Value::Bool(true))
+        );
+        assert!(Value::Int(7).coerce(ColType::Bool, &t).is_err());
+        assert_eq!(
+            Value::Text("12.000".into()).coerce(ColType::Int, &t),
+            Ok(Value::Int(12))
+        );
+        assert!(Value::Text("12.5".into()).coerce(ColType::Int, &t).is_err());
+        assert_eq!(
+            Value::Decimal("99999999999999999999.123456".into()).coerce(ColType::Text, &t),
+            Ok(Value::Text("99999999999999999999.123456".into()))
+        );
+        assert!(
+            Value::Text("abc".into())
+                .coerce(ColType::Decimal, &t)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn naive_times_are_local_to_the_agent_zone() {
+        let t = tz();
+        let naive =
+            NaiveDateTime::parse_from_str("2024-03-01 08:00:00.000001", TS_FMT).expect("ts");
+        let utc = Value::Timestamp(naive)
+            .coerce(ColType::TimestampTz, &t)
+            .expect("coerce");
+        assert_eq!(utc.to_text(), "2024-03-01 00:00:00.000001+00:00");
+        assert_eq!(
+            utc.coerce(ColType::Timestamp, &t),
+            Ok(Value::Timestamp(naive))
+        );
+        let from_text = Value::Text("2024-03-01T00:00:00.000001Z".into())
+            .coerce(ColType::Timestamp, &t)
+            .expect("coerce");
+        assert_eq!(from_text, Value::Timestamp(naive));
+        let compact = Value::Text("20240301080000".into())
+            .coerce(ColType::Timestamp, &t)
+            .expect("coerce");
+        assert_eq!(compact.to_text(), "2024-03-01 08:00:00.000000");
+    }
+
+    #[test]
+    fn key_text_escapes_separators() {
+        let a = Value::Text("a|b".into());
+        let b = Value::Int(7);
+        assert_eq!(key_text(&[&a, &b]), "a\\|b|7");
+        assert_ne!(
+            key_text(&[&Value::Text("a|b".into())]),
+            key_text(&[&Value::Text("a".into()), &Value::Text("b".into())])
+        );
+    }
+
+    #[test]
+    fn digests_distinguish_types_and_boundaries() {
+        let d1 = row_digest(&[Value::Text("ab".into()), Value::Text("c".into())]);
+        let d2 = row_digest(&[Value::Text("a".into()), Value::Text("bc".into())]);
+        let d3 = row_digest(&[Value::Int(1)]);
+        let d4 = row_digest(&[Value::Text("1".into())]);
+        assert_ne!(d1, d2);
+        assert_ne!(d3, d4);
+    }
+
+    #[test]
+    fn lookback_shifts_text_in_its_own_format() {
+        let v = Value::Text("20240301080000".into());
+        let back = v
+            .minus(std::time::Duration::from_secs(90), "%Y%m%d%H%M%S")
+            .expect("shift");
+        assert_eq!(back, Value::Text("20240301075830".into()));
+        assert!(
+            Value::Int(3)
+                .minus(std::time::Duration::from_secs(1), "%Y")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn values_survive_json() {
+        let vals = vec![
+            Value::Null,
+            Value::Decimal("1.10".into()),
+            Value::Bytes(vec![0, 255]),
+            Value::Timestamp(
+                NaiveDateTime::parse_from_str("2024-03-01 08:00:00.123456", TS_FMT).expect("ts"),
+            ),
+            Value::TimestampTz(
+                Utc.timestamp_micros(1_700_000_000_123_456)
+                    .single()
+                    .expect("ts"),
+            ),
+        ];
+        let s = serde_json::to_string(&vals).expect("json");
+        let back: Vec<Value> = serde_json::from_str(&s).expect("json");
+        assert_eq!(vals, back);
+    }
+}
