@@ -14,6 +14,20 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     );
     let source = Db::connect(&cfg.source, "source").await;
     let target = Db::connect(&cfg.exchange.db, "exchange").await;
+    match &source {
+        Ok(_) => println!(
+            "source: connected ({}, {})",
+            cfg.source.engine, cfg.source.redacted
+        ),
+        Err(e) => println!("source: FAILED — {e}"),
+    }
+    match &target {
+        Ok(_) => println!(
+            "exchange: connected ({}, {})",
+            cfg.exchange.db.engine, cfg.exchange.db.redacted
+        ),
+        Err(e) => println!("exchange: FAILED — {e}"),
+    }
     let (source, target) = match (source, target) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => {
@@ -27,14 +41,6 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             return Err(AppError::Runtime(msgs.join("\n")));
         }
     };
-    println!(
-        "source: connected ({}, {})",
-        cfg.source.engine, cfg.source.redacted
-    );
-    println!(
-        "exchange: connected ({}, {})",
-        cfg.exchange.db.engine, cfg.exchange.db.redacted
-    );
     let mut bad = 0;
     for spec in &cfg.tables {
         match prepare(&cfg, &source, &target, spec).await {

@@ -173,6 +173,7 @@ pub struct CycleEnd<'a> {
 /// A table's row in `status`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TableState {
+    #[serde(skip_serializing)]
     pub table: String,
     pub watermark: Option<String>,
     pub rows_total: i64,

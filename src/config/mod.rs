@@ -257,6 +257,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems,
     };
     let (raw, mut problems, lines) = load::parse(text);
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     let Some(raw) = raw else {
         return Err(fail(problems));
     };

@@ -404,10 +404,10 @@ impl V<'_> {
                     format!("{p}.schedule"),
                     format!(
                         "table `{}` holds {label} data (category `{cat}`), which DB23/T 2835 requires \
-                         at least {}; schedule `{sched_text}` runs only every {}",
+                         at least {}; schedule `{sched_text}` runs only {}",
                         t.name.as_deref().unwrap_or(&t.source),
                         schedule::frequency_words(min),
-                        humantime::format_duration(s.max_gap(&chrono_tz::UTC))
+                        schedule::frequency_words(s.max_gap(&chrono_tz::UTC))
                     ),
                 ),
                 Some(_) => {}
@@ -548,16 +548,14 @@ pub fn validate(
     let mut tables = Vec::new();
     let mut names = HashSet::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| t.source.clone());
+        if !names.insert(name.clone()) {
+            v.err(
+                format!("table[{i}].name"),
+                format!("table name `{name}` is used twice; give one of them a `name`"),
+            );
+        }
         if let Some(spec) = v.table(i, t) {
-            if !names.insert(spec.name.clone()) {
-                v.err(
-                    format!("table[{i}].name"),
-                    format!(
-                        "table name `{}` is used twice; give one of them a `name`",
-                        spec.name
-                    ),
-                );
-            }
             tables.push(spec);
         }
     }

@@ -1,0 +1,295 @@
+//! Test harness: uniquely named databases on the real PostgreSQL and MariaDB servers, a
+//! temporary directory per agent, and the built binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, MySqlPool, PgPool, Row};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Base URL of the test PostgreSQL server (no database part).
+pub fn pg_base() -> String {
+    std::env::var("FRONTDB_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Base URL of the test MariaDB/MySQL server (no database part).
+pub fn my_base() -> String {
+    std::env::var("FRONTDB_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "fdbt_{tag}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A PostgreSQL database created for one test.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl PgDb {
+    pub async fn new(tag: &str) -> PgDb {
+        let name = unique(tag);
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/postgres", pg_base()))
+            .await
+            .expect("connect to PostgreSQL (is it running? scripts/test.sh starts it)");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let url = format!("{}/{name}", pg_base());
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        PgDb { name, url, pool }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"))
+    }
+
+    /// Every row of a query, each column as optional text.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<Option<String>, _>(i).expect("text column"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        if let Ok(admin) = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/postgres", pg_base()))
+            .await
+        {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+}
+
+/// A MariaDB/MySQL database created for one test. Sessions run in UTC.
+pub struct MyDb {
+    pub name: String,
+    pub url: String,
+    pub pool: MySqlPool,
+}
+
+impl MyDb {
+    pub async fn new(tag: &str) -> MyDb {
+        let name = unique(tag);
+        let admin = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/mysql", my_base()))
+            .await
+            .expect("connect to MariaDB (is it running? scripts/test.sh starts it)");
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )))
+        .execute(&admin)
+        .await
+        .expect("create database");
+        admin.close().await;
+        let url = format!("{}/{name}", my_base());
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        MyDb { name, url, pool }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"))
+    }
+
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get_unchecked::<Option<String>, _>(i)
+                            .or_else(|_| {
+                                r.try_get_unchecked::<Option<Vec<u8>>, _>(i)
+                                    .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                            })
+                            .expect("text column")
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        if let Ok(admin) = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}/mysql", my_base()))
+            .await
+        {
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS `{}`",
+                self.name
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+}
+
+/// A directory with a configuration file and a state store, and the agent binary.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Agent {
+    /// Write a configuration. `{dir}` in the text becomes the temporary directory.
+    pub fn new(config: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        let text = config.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(&path, text).expect("write config");
+        Agent { dir, config: path }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_frontdb-agent"));
+        c.arg("--config").arg(&self.config);
+        c.env("FRONTDB_LOG", "warn");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("run frontdb-agent")
+    }
+
+    /// Run and insist on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "frontdb-agent {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status.code()
+        );
+        stdout
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status json")
+    }
+}
+
+/// The standard header of a test configuration: agent in `{dir}`, the given databases.
+pub fn header(source_url: &str, exchange_url: &str) -> String {
+    format!(
+        r#"[agent]
+id = "230000-TEST"
+state_dir = "{{dir}}/state"
+timezone = "Asia/Shanghai"
+region_code = "230000"
+department_code = "SCJGJ"
+
+[source]
+url = "{source_url}"
+
+[exchange]
+url = "{exchange_url}"
+"#
+    )
+}
+
+/// Text of an SQLite database file's rows (for SQLite sources and targets).
+pub async fn sqlite_rows(path: &std::path::Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open sqlite");
+    let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+    let out = rows
+        .iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.try_get::<Option<String>, _>(i).expect("text"))
+                .collect()
+        })
+        .collect();
+    pool.close().await;
+    out
+}
+
+/// Run SQL against an SQLite file, creating it when needed.
+pub async fn sqlite_exec(path: &std::path::Path, sql: &str) {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .expect("open sqlite");
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
+    pool.close().await;
+}

@@ -1,0 +1,126 @@
+//! Every configuration shipped in `config/` is valid, the PostgreSQL example's tables are
+//! what `sql/postgres/example.sql` creates, and every configuration key is documented in
+//! README.md.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Agent, PgDb};
+
+fn example_text(name: &str, secret_file: &Path) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name),
+    )
+    .expect("read example")
+    .replace(
+        "/etc/frontdb-agent/source.pw",
+        &secret_file.display().to_string(),
+    )
+}
+
+#[test]
+fn every_shipped_configuration_is_valid() {
+    // SAFETY: the only variables this test binary sets, before any thread reads them.
+    unsafe {
+        std::env::set_var("QZK_PASSWORD", "x");
+        std::env::set_var("EXCHANGE_PASSWORD", "y");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "z").expect("pw");
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&configs).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text = example_text(&name, &pw);
+            if let Err(e) = frontdb_agent::config::load_str(&text, &path) {
+                panic!("{e}");
+            }
+            n += 1;
+        }
+    }
+    assert!(
+        n >= 3,
+        "expected the demo and the engine examples, found {n}"
+    );
+}
+
+#[tokio::test]
+async fn the_postgres_example_matches_its_ddl() {
+    let db = PgDb::new("example").await;
+    let ddl = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/postgres/example.sql"),
+    )
+    .expect("ddl");
+    db.exec(&ddl).await;
+    db.exec(
+        "INSERT INTO up_supervision_action VALUES (1, '23000000100001', '哈尔滨市某某公司', \
+         '91350100M000100Y43', '01', '01', 100.50, '2026-11-01 09:00', '备注', '2026-11-01 10:00')",
+    )
+    .await;
+    db.exec("INSERT INTO up_access_log (user_name, action) VALUES ('admin', 'login')")
+        .await;
+    let text = example_text("postgres.example.toml", Path::new("/nonexistent"))
+        .replace("postgres://sync@127.0.0.1:5432/qzk", &db.url)
+        .replace("postgres://exchange@127.0.0.1:5432/exchange", &db.url)
+        .replace("/var/lib/frontdb-agent", "{dir}/state")
+        .replace("password = \"${env:QZK_PASSWORD}\"\n", "")
+        .replace("password = \"${env:EXCHANGE_PASSWORD}\"\n", "");
+    let agent = Agent::new(&text);
+    let out = agent.ok(&["check"]);
+    assert!(out.contains("all tables OK"), "{out}");
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("supervision_action: 1 row(s) sent"), "{out}");
+    assert!(out.contains("up_access_log: 1 row(s) sent"), "{out}");
+    assert_eq!(
+        db.rows("SELECT remark_text, region_code, cd_source FROM jg_supervision_action")
+            .await,
+        vec![vec![
+            Some("备注".into()),
+            Some("230000".into()),
+            Some("230000SCJGJ".into())
+        ]]
+    );
+    db.drop().await;
+}
+
+#[test]
+fn every_configuration_key_is_documented_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = std::fs::read_to_string(root.join("src/config/schema.rs")).expect("schema");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let mut keys: Vec<String> = Vec::new();
+    for line in schema.lines() {
+        let t = line.trim_start();
+        let t = t.strip_prefix("pub ").unwrap_or(t);
+        if let Some((name, _)) = t.split_once(": ")
+            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !name.is_empty()
+        {
+            keys.push(name.to_owned());
+        }
+    }
+    keys.retain(|k| k != "tables");
+    keys.push("table".into());
+    keys.push("kind".into());
+    assert!(keys.len() > 30, "found only {keys:?}");
+    let documented = |k: &str| {
+        readme.contains(&format!("`{k}`"))
+            || readme.contains(&format!("`[{k}]`"))
+            || readme.contains(&format!(".{k}]`"))
+    };
+    let missing: Vec<&String> = keys.iter().filter(|k| !documented(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "README.md does not document: {missing:?}"
+    );
+}
