@@ -366,31 +366,87 @@ async fn key_watermark_for_append_only_tables() {
     tgt.drop().await;
 }
 
+/// The exchange holds rows 1 and 3 in newer versions (2030); the source sends older versions
+/// of both (row 3 as a delete, control mode) and a new row 2. Nothing newer is lost.
+const NEWER_SRC: &str = "CREATE TABLE t (id int PRIMARY KEY, name varchar(50), \
+     cd_operation varchar(1) NOT NULL, cd_time varchar(19) NOT NULL)";
+const NEWER_ROWS: &str = "INSERT INTO t VALUES (1, 'old at source', 'U', '2026-01-01 00:00:00'), \
+     (2, 'new row', 'I', '2026-01-01 00:00:00'), (3, 'deleted at source', 'D', '2026-01-01 00:00:00')";
+const NEWER_TGT_ROWS: &str = "INSERT INTO t VALUES (1, 'newer at exchange', 'U', '2030-01-01 00:00:00'), \
+     (3, 'newer at exchange', 'U', '2030-01-01 00:00:00')";
+
+fn newer_config(src: &str, tgt: &str) -> String {
+    format!(
+        "{}{}",
+        header(src, tgt),
+        table("source = \"t\"\nwatermark = { kind = \"control\", format = \"%Y-%m-%d %H:%M:%S\" }")
+    )
+}
+
+fn newer_expected() -> Vec<Vec<Option<String>>> {
+    vec![
+        vec![Some("1".into()), Some("newer at exchange".into())],
+        vec![Some("2".into()), Some("new row".into())],
+        vec![Some("3".into()), Some("newer at exchange".into())],
+    ]
+}
+
 #[tokio::test]
-async fn a_newer_row_at_the_exchange_is_never_replaced_by_an_older_one() {
+async fn a_newer_row_at_the_exchange_is_never_replaced_by_an_older_one_postgres() {
     let src = PgDb::new("newer").await;
     let tgt = PgDb::new("newer").await;
-    let ddl = "CREATE TABLE t (id int PRIMARY KEY, name text, updated_at timestamp(6) NOT NULL)";
-    src.exec(ddl).await;
-    tgt.exec(ddl).await;
-    src.exec("INSERT INTO t VALUES (1, 'old at source', '2026-01-01 00:00:00'), (2, 'new row', '2026-01-01 00:00:00')").await;
-    tgt.exec("INSERT INTO t VALUES (1, 'newer at exchange', '2030-01-01 00:00:00')")
-        .await;
-    let agent = Agent::new(&format!(
-        "{}{}",
-        header(&src.url, &tgt.url),
-        table("source = \"t\"\nwatermark = { kind = \"timestamp\", column = \"updated_at\" }")
-    ));
-    agent.ok(&["once"]);
+    src.exec(NEWER_SRC).await;
+    tgt.exec(NEWER_SRC).await;
+    src.exec(NEWER_ROWS).await;
+    tgt.exec(NEWER_TGT_ROWS).await;
+    let agent = Agent::new(&newer_config(&src.url, &tgt.url));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("t: 2 row(s) sent, 1 deleted"), "{out}");
     assert_eq!(
-        tgt.rows("SELECT id::text, name FROM t ORDER BY id").await,
-        vec![
-            vec![Some("1".into()), Some("newer at exchange".into())],
-            vec![Some("2".into()), Some("new row".into())],
-        ]
+        tgt.rows("SELECT id::text, name FROM t ORDER BY t.id").await,
+        newer_expected()
     );
     src.drop().await;
     tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_newer_row_at_the_exchange_is_never_replaced_by_an_older_one_mariadb() {
+    let src = PgDb::new("newer").await;
+    let tgt = MyDb::new("newer").await;
+    src.exec(NEWER_SRC).await;
+    tgt.exec(NEWER_SRC).await;
+    src.exec(NEWER_ROWS).await;
+    tgt.exec(NEWER_TGT_ROWS).await;
+    let agent = Agent::new(&newer_config(&src.url, &tgt.url));
+    agent.ok(&["once"]);
+    assert_eq!(
+        tgt.rows("SELECT CAST(id AS CHAR), name FROM t ORDER BY id")
+            .await,
+        newer_expected()
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_newer_row_at_the_exchange_is_never_replaced_by_an_older_one_sqlite() {
+    let src = PgDb::new("newer").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("x.db");
+    common::sqlite_exec(&db, &format!("{NEWER_SRC}; {NEWER_TGT_ROWS}")).await;
+    src.exec(NEWER_SRC).await;
+    src.exec(NEWER_ROWS).await;
+    let agent = Agent::new(&newer_config(
+        &src.url,
+        &format!("sqlite://{}", db.display()),
+    ));
+    agent.ok(&["once"]);
+    assert_eq!(
+        common::sqlite_rows(&db, "SELECT CAST(id AS TEXT), name FROM t ORDER BY id").await,
+        newer_expected()
+    );
+    src.drop().await;
 }
 
 #[tokio::test]

@@ -272,3 +272,94 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[agent]\nid = \"a\"\nstate_dir = \"state\"\ntimezone = \"UTC\"\n\
+        [source]\nurl = \"sqlite://src.db?mode=ro\"\n[exchange]\nurl = \"postgres://u:pw@h/db\"\n";
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match load_str(text, Path::new("/etc/fd/agent.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        }
+    }
+
+    #[test]
+    fn a_valid_file_resolves_paths_against_its_directory() {
+        let cfg = load_str(
+            &format!("{BASE}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"key\" }}\n"),
+            Path::new("/etc/fd/agent.toml"),
+        )
+        .expect("valid");
+        assert_eq!(cfg.agent.state_dir, Path::new("/etc/fd/state"));
+        assert_eq!(cfg.source.url.expose(), "sqlite:///etc/fd/src.db?mode=ro");
+        assert_eq!(cfg.exchange.db.redacted, "postgres://u:***@h/db");
+        assert_eq!(cfg.secrets(), vec!["pw".to_string()]);
+        let t = &cfg.tables[0];
+        assert_eq!((t.name.as_str(), t.batch_size), ("t", 5000));
+        assert_eq!(t.schedule.to_string(), "every:5m");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_path_and_line() {
+        let p = problems(&format!(
+            "{BASE}[[table]]\nsource = \"t\"\nsorce = \"x\"\nwatermark = {{ kind = \"flag\" }}\n\
+             schedule = \"fortnightly\"\n[[table]]\nsource = \"u v\"\nwatermark = {{ kind = \"key\" }}\n"
+        ));
+        let got: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(11), "table[0].sorce"),
+                (Some(12), "table[0].watermark"),
+            ],
+            "{p:?}"
+        );
+        assert!(p[1].message.contains("missing field `column`"), "{p:?}");
+        // With the structure fixed, the semantic problems all come out together.
+        let p = problems(&format!(
+            "{BASE}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"flag\", column = \"s\", done = 0 }}\n\
+             schedule = \"fortnightly\"\n[[table]]\nsource = \"u v\"\nwatermark = {{ kind = \"key\" }}\n"
+        ));
+        let got: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(11), "table[0].watermark.done"),
+                (Some(12), "table[0].schedule"),
+                (Some(14), "table[1].source"),
+            ],
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let p = problems("[agent]\nid = \"a\"\nstate_dir = \n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].line, Some(3));
+        assert!(p[0].message.starts_with("not valid TOML"), "{p:?}");
+    }
+
+    #[test]
+    fn secret_values_never_reach_messages() {
+        // SAFETY: a variable only this test uses.
+        unsafe { std::env::set_var("FRONTDB_UNIT_SECRET", "very-secret-value") };
+        let cfg = load_str(
+            &format!(
+                "{}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"key\" }}\n",
+                BASE.replace(
+                    "url = \"postgres://u:pw@h/db\"",
+                    "url = \"postgres://u@h/db\"\npassword = \"${env:FRONTDB_UNIT_SECRET}\""
+                )
+            ),
+            Path::new("a.toml"),
+        )
+        .expect("valid");
+        assert!(!format!("{cfg:?}").contains("very-secret-value"));
+        assert_eq!(cfg.secrets(), vec!["very-secret-value".to_string()]);
+    }
+}
