@@ -12,8 +12,8 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         cfg.file.display(),
         cfg.tables.len()
     );
-    let source = Db::connect(&cfg.source, "source").await;
-    let target = Db::connect(&cfg.exchange.db, "exchange").await;
+    let source = Db::connect(&cfg.source, "source", false).await;
+    let target = Db::connect(&cfg.exchange.db, "exchange", false).await;
     match &source {
         Ok(_) => println!(
             "source: connected ({}, {})",

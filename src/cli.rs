@@ -36,12 +36,41 @@ pub enum Command {
     },
     /// Validate the configuration, connect to both databases, confirm every table and column.
     Check,
+    /// Rows that were not delivered, with every reason.
+    Rejects {
+        #[command(subcommand)]
+        action: Option<RejectsCommand>,
+        /// Machine-readable output.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RejectsCommand {
+    /// Every rejected row, newest first (the default).
+    List {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only rows in this state: open, resubmitted or cleared.
+        #[arg(long, value_parser = ["open", "resubmitted", "cleared"])]
+        state: Option<String>,
+    },
+    /// One rejected row: its values, every reason, its history.
+    Show {
+        /// The number `rejects list` shows.
+        id: i64,
+    },
 }
 
 impl Command {
     /// Whether the command is for a person reading a terminal (quiet logs) rather than a job.
     pub fn is_report(&self) -> bool {
-        matches!(self, Command::Status { .. } | Command::Check)
+        matches!(
+            self,
+            Command::Status { .. } | Command::Check | Command::Rejects { .. }
+        )
     }
 }
 
@@ -54,6 +83,13 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
         Command::Once { table } => crate::runner::once(cfg, table.as_deref()).await,
         Command::Status { json } => crate::status::status(&cfg, json).await,
         Command::Check => crate::check::check(cfg).await,
+        Command::Rejects { action, json } => match action {
+            None => crate::rejects::list(&cfg, None, None, json).await,
+            Some(RejectsCommand::List { table, state }) => {
+                crate::rejects::list(&cfg, table.as_deref(), state.as_deref(), json).await
+            }
+            Some(RejectsCommand::Show { id }) => crate::rejects::show(&cfg, id, json).await,
+        },
     };
     result.map_err(|e| scrub(e, &secrets))
 }

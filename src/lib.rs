@@ -23,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod job;
 pub mod mapping;
+pub mod rejects;
 pub mod runner;
 pub mod schedule;
 pub mod state;

@@ -14,15 +14,20 @@ use crate::error::AppError;
 use crate::job::{self, Ctx, CycleReport, JobError, Plan};
 use crate::state::{CycleEnd, State, parse_ts};
 
-/// Open the state store and connect to both databases.
-pub async fn connect(cfg: Arc<Config>, cancel: CancellationToken) -> Result<Ctx, AppError> {
+/// Open the state store and connect to both databases (`lazy`: on first use, so that the
+/// daemon starts and waits while a database is down).
+pub async fn connect(
+    cfg: Arc<Config>,
+    cancel: CancellationToken,
+    lazy: bool,
+) -> Result<Ctx, AppError> {
     let state = State::open(&cfg.agent.state_dir)
         .await
         .map_err(AppError::runtime)?;
-    let source = Db::connect(&cfg.source, "source")
+    let source = Db::connect(&cfg.source, "source", lazy)
         .await
         .map_err(AppError::runtime)?;
-    let target = match Db::connect(&cfg.exchange.db, "exchange").await {
+    let target = match Db::connect(&cfg.exchange.db, "exchange", lazy).await {
         Ok(t) => t,
         Err(e) => {
             source.close().await;
@@ -63,8 +68,9 @@ pub fn selected<'a>(cfg: &'a Config, table: Option<&str>) -> Result<Vec<&'a Tabl
     }
 }
 
-/// Stop gracefully on the first SIGTERM/SIGINT; exit at once on the second.
-pub fn stop_on_signals(cancel: CancellationToken) {
+/// Stop gracefully on the first SIGTERM/SIGINT (exiting anyway after `deadline`); exit at
+/// once on the second.
+pub fn stop_on_signals(cancel: CancellationToken, deadline: Duration) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -90,6 +96,15 @@ pub fn stop_on_signals(cancel: CancellationToken) {
                     "stopping: finishing the batch in flight (signal again to stop at once)"
                 );
                 cancel.cancel();
+                tokio::spawn(async move {
+                    tokio::time::sleep(deadline).await;
+                    tracing::warn!(
+                        "the batch in flight did not finish within stop_timeout ({}); stopping \
+                         anyway: it was not committed and will be sent again",
+                        humantime::format_duration(deadline)
+                    );
+                    std::process::exit(0);
+                });
             } else {
                 tracing::warn!("second signal: stopping at once");
                 std::process::exit(130);
@@ -149,8 +164,8 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
         .map(|s| s.name.clone())
         .collect();
     let cancel = CancellationToken::new();
-    stop_on_signals(cancel.clone());
-    let ctx = connect(cfg.clone(), cancel.clone()).await?;
+    stop_on_signals(cancel.clone(), cfg.agent.stop_timeout);
+    let ctx = connect(cfg.clone(), cancel.clone(), false).await?;
     let mut failures = Vec::new();
     for name in &names {
         let Some(spec) = cfg.tables.iter().find(|s| &s.name == name) else {
@@ -219,6 +234,19 @@ fn first_run(
     }
 }
 
+/// How long to wait before trying a failed table again: an outage is retried soon (1 s,
+/// doubling up to `retry_max`, with ±20 % jitter so that many agents do not retry in step);
+/// a problem that needs a person at most once a minute.
+fn retry_wait(e: &JobError, failures: u32, retry_max: Duration) -> Duration {
+    if !e.is_retriable() {
+        return Duration::from_secs(60);
+    }
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+        .min(retry_max);
+    base.mul_f64(rand::random_range(0.8..1.2))
+}
+
 async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
     let Some(spec) = ctx.cfg.tables.get(idx) else {
         return;
@@ -250,6 +278,9 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
             .unwrap_or(now + chrono::Duration::hours(1));
         next = match &result {
             Ok(r) => {
+                if failures > 0 {
+                    tracing::info!(table = %spec.name, "table recovered after {failures} failed attempt(s)");
+                }
                 failures = 0;
                 if r.sent + r.deleted + r.rejected > 0 {
                     tracing::info!(table = %spec.name, sent = r.sent, deleted = r.deleted, quarantined = r.rejected, "cycle done");
@@ -258,11 +289,21 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                // Capped exponential backoff, never later than the next scheduled run.
-                let backoff =
-                    Duration::from_secs(5u64.saturating_mul(1 << failures.min(6)).min(300));
-                tracing::error!(table = %spec.name, retry_in = ?backoff, "{e}");
-                scheduled.min(now + chrono::Duration::from_std(backoff).unwrap_or_default())
+                let wait = retry_wait(e, failures, ctx.cfg.agent.retry_max);
+                // Said on the first failures, then less and less often.
+                if failures.is_power_of_two() || failures.is_multiple_of(60) {
+                    tracing::error!(table = %spec.name, attempt = failures, retry_in = ?wait, "{e}");
+                } else {
+                    tracing::debug!(table = %spec.name, attempt = failures, retry_in = ?wait, "{e}");
+                }
+                let retry = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                // An outage is retried before the next scheduled run; a problem that needs a
+                // person waits for it (and at least a minute).
+                if e.is_retriable() {
+                    scheduled.min(retry)
+                } else {
+                    scheduled.max(retry)
+                }
             }
         };
         if ctx.cancel.is_cancelled() {
@@ -277,8 +318,13 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
 pub async fn run(cfg: Config) -> Result<(), AppError> {
     let cfg = Arc::new(cfg);
     let cancel = CancellationToken::new();
-    stop_on_signals(cancel.clone());
-    let ctx = Arc::new(connect(cfg.clone(), cancel.clone()).await?);
+    stop_on_signals(cancel.clone(), cfg.agent.stop_timeout);
+    let ctx = Arc::new(connect(cfg.clone(), cancel.clone(), true).await?);
+    for (role, db) in [("source", &ctx.source), ("exchange", &ctx.target)] {
+        if let Err(e) = db.now().await {
+            tracing::warn!("the {role} database is not reachable yet; the agent keeps trying: {e}");
+        }
+    }
     tracing::info!(agent = %cfg.agent.id, tables = cfg.tables.len(), "frontdb-agent running");
     let tracker = TaskTracker::new();
     for (i, spec) in cfg.tables.iter().enumerate() {

@@ -78,6 +78,13 @@ CREATE TABLE IF NOT EXISTS counters (day TEXT PRIMARY KEY, n INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');
 ";
 
+/// Columns added after the first release: (table, column, declaration). Added when missing,
+/// so a state store written by an older agent keeps working.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("tables", "failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("tables", "failing_since", "TEXT"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot open the state store {path}: {cause}")]
@@ -149,6 +156,7 @@ pub struct Commit<'a> {
     pub watermark: Option<&'a Watermark>,
     pub rows: u64,
     pub deletes: u64,
+    pub rejected: u64,
     pub newest_change: Option<DateTime<Utc>>,
     pub digests: &'a [DigestEntry],
     pub drop_digests: &'a [String],
@@ -188,6 +196,9 @@ pub struct TableState {
     pub next_run: Option<String>,
     pub warnings: Vec<String>,
     pub open_rejects: i64,
+    /// Consecutive failed cycles, and since when the table has been failing.
+    pub failures: i64,
+    pub failing_since: Option<String>,
 }
 
 pub struct State {
@@ -221,6 +232,24 @@ impl State {
             .execute(&pool)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        for (table, column, decl) in ADDED_COLUMNS {
+            let present: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?")
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+            if present == 0 {
+                // Fixed identifiers from the list above, never from input.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {decl}"
+                )))
+                .execute(&pool)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            }
+        }
         Ok(State { pool, path })
     }
 
@@ -341,12 +370,18 @@ impl State {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await.map_err(&e)?;
         if let Some(id) = c.batch_id {
-            sqlx::query("UPDATE batches SET status = 'acked', finished = ? WHERE id = ?")
-                .bind(&now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(&e)?;
+            sqlx::query(
+                "UPDATE batches SET status = 'acked', finished = ?, rows = ?, deletes = ?, \
+                 rejected = ? WHERE id = ?",
+            )
+            .bind(&now)
+            .bind(c.rows as i64)
+            .bind(c.deletes as i64)
+            .bind(c.rejected as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(&e)?;
         }
         sqlx::query("INSERT OR IGNORE INTO tables (tbl) VALUES (?)")
             .bind(c.table)
@@ -467,9 +502,13 @@ impl State {
             .execute(&mut *tx)
             .await
             .map_err(&e)?;
+        let failed = c.outcome == "failed";
         sqlx::query(
             "UPDATE tables SET last_finished = ?, last_outcome = ?, last_error = ?, last_rows = ?, \
-             last_ms = ?, warnings = ? WHERE tbl = ?",
+             last_ms = ?, warnings = ?, \
+             failures = CASE WHEN ? THEN failures + 1 ELSE 0 END, \
+             failing_since = CASE WHEN ? THEN COALESCE(failing_since, last_started) ELSE NULL END \
+             WHERE tbl = ?",
         )
         .bind(ts(Utc::now()))
         .bind(c.outcome)
@@ -477,6 +516,8 @@ impl State {
         .bind(c.rows as i64)
         .bind(c.millis as i64)
         .bind(serde_json::to_string(c.warnings).unwrap_or_default())
+        .bind(failed)
+        .bind(failed)
         .bind(c.table)
         .execute(&mut *tx)
         .await
@@ -514,7 +555,8 @@ impl State {
         let rows = sqlx::query(
             "SELECT t.tbl, t.watermark, t.rows_total, t.deletes_total, t.newest_change, t.last_started, \
              t.last_finished, t.last_outcome, t.last_error, t.last_rows, t.last_ms, t.next_run, t.warnings, \
-             (SELECT count(*) FROM rejects r WHERE r.tbl = t.tbl AND r.state = 'open') \
+             (SELECT count(*) FROM rejects r WHERE r.tbl = t.tbl AND r.state = 'open'), \
+             t.failures, t.failing_since \
              FROM tables t ORDER BY t.tbl",
         )
         .fetch_all(&self.pool)
@@ -543,9 +585,45 @@ impl State {
                     .and_then(|w| serde_json::from_str(&w).ok())
                     .unwrap_or_default(),
                 open_rejects: r.try_get(13).map_err(&e)?,
+                failures: r.try_get(14).map_err(&e)?,
+                failing_since: r.try_get(15).map_err(&e)?,
             });
         }
         Ok(out)
+    }
+
+    /// Quarantined rows, newest first, optionally of one table and in one state.
+    pub async fn rejects(
+        &self,
+        table: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Vec<RejectRow>, StateError> {
+        let e = q("reading rejects");
+        let rows = sqlx::query(
+            "SELECT id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, first_seen, \
+             last_seen, resubmitted, cleared FROM rejects \
+             WHERE (?1 IS NULL OR tbl = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY id DESC",
+        )
+        .bind(table)
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(&e)?;
+        rows.iter().map(|r| reject_row(r).map_err(&e)).collect()
+    }
+
+    /// One quarantined row by its id.
+    pub async fn reject(&self, id: i64) -> Result<Option<RejectRow>, StateError> {
+        let e = q("reading a reject");
+        let row = sqlx::query(
+            "SELECT id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, first_seen, \
+             last_seen, resubmitted, cleared FROM rejects WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(&e)?;
+        row.as_ref().map(reject_row).transpose().map_err(&e)
     }
 
     /// Open rejects of a table (key text and reasons), newest first.
@@ -572,6 +650,51 @@ impl State {
         }
         Ok(out)
     }
+}
+
+/// A quarantined row as `rejects` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectRow {
+    pub id: i64,
+    pub table: String,
+    /// Key values joined by `|` in key order.
+    pub key: String,
+    pub key_values: serde_json::Value,
+    /// `read`, `map`, `rule`, `target` or `province`.
+    pub origin: String,
+    /// `open`, `resubmitted` or `cleared`.
+    pub state: String,
+    pub reasons: Vec<String>,
+    /// The row's values when it was quarantined (column -> text).
+    pub row: serde_json::Value,
+    pub batch_id: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub resubmitted: Option<String>,
+    pub cleared: Option<String>,
+}
+
+fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
+    let json = |s: Option<String>| {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let reasons: String = r.try_get(6)?;
+    Ok(RejectRow {
+        id: r.try_get(0)?,
+        table: r.try_get(1)?,
+        key: r.try_get(2)?,
+        key_values: json(r.try_get(3)?),
+        origin: r.try_get(4)?,
+        state: r.try_get(5)?,
+        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+        row: json(r.try_get(7)?),
+        batch_id: r.try_get(8)?,
+        first_seen: r.try_get(9)?,
+        last_seen: r.try_get(10)?,
+        resubmitted: r.try_get(11)?,
+        cleared: r.try_get(12)?,
+    })
 }
 
 #[cfg(test)]

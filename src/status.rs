@@ -115,6 +115,13 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
             local(&s.newest_change)
         );
         println!("  open rejects    {}", s.open_rejects);
+        if s.failures > 0 {
+            println!(
+                "  FAILING         since {} ({} attempt(s) in a row)",
+                local(&s.failing_since),
+                s.failures
+            );
+        }
         if let Some(e) = &s.last_error {
             println!("  last error      {e}");
         }

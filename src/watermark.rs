@@ -24,7 +24,9 @@ impl Watermark {
     pub fn cmp_position(&self, other: &Watermark) -> Ordering {
         let ts = match (&self.ts, &other.ts) {
             (Some(a), Some(b)) => cmp_values(a, b),
-            _ => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
         };
         ts.then_with(|| cmp_tuple(&self.key, &other.key))
     }
@@ -156,6 +158,14 @@ mod tests {
         assert_eq!(at(1, 9).cmp_position(&at(2, 1)), Ordering::Less);
         assert_eq!(at(2, 1).cmp_position(&at(2, 3)), Ordering::Less);
         assert_eq!(at(2, 3).max(at(2, 1)), at(2, 3));
+        // A position with a time but no key (held back by an open transaction) is past the
+        // empty start, and before any row at that time.
+        let held = Watermark {
+            ts: Some(Value::Int(2)),
+            key: vec![],
+        };
+        assert_eq!(Watermark::default().max(held.clone()), held);
+        assert_eq!(held.cmp_position(&at(2, 0)), Ordering::Less);
         let json = at(5, 6).to_json();
         let back: Watermark = serde_json::from_str(&json).expect("json");
         assert_eq!(back, at(5, 6));

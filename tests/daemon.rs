@@ -87,3 +87,183 @@ async fn run_exchanges_on_schedule_and_stops_cleanly_on_sigterm() {
     src.drop().await;
     tgt.drop().await;
 }
+
+#[tokio::test]
+async fn a_failing_table_does_not_stop_the_others() {
+    let src = PgDb::new("isolated").await;
+    let tgt = PgDb::new("isolated").await;
+    let ddl = "CREATE TABLE good (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT localtimestamp)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec("CREATE TABLE broken (id int PRIMARY KEY, updated_at timestamp(6) NOT NULL DEFAULT localtimestamp)").await;
+    // The exchange lacks the broken table's key column: a problem that needs a person.
+    tgt.exec("CREATE TABLE broken (other int PRIMARY KEY, updated_at timestamp(6))")
+        .await;
+    src.exec(
+        "INSERT INTO good (id) SELECT generate_series(1, 10); INSERT INTO broken (id) VALUES (1)",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"broken\"\nschedule = \"every:1s\"\nwatermark = {{ kind = \"key\" }}\n\
+         [[table]]\nsource = \"good\"\nschedule = \"every:1s\"\nwatermark = {{ kind = \"key\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let mut child = agent
+        .command()
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("the good table", Duration::from_secs(20), async || {
+        tgt.scalar_i64("SELECT count(*) FROM good").await == 10
+    })
+    .await;
+    src.exec("INSERT INTO good (id) SELECT generate_series(11, 20)")
+        .await;
+    wait_for(
+        "more rows of the good table",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM good").await == 20,
+    )
+    .await;
+    let status = agent.status_json();
+    let broken = status["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "broken"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(broken["last_outcome"], "failed", "{status}");
+    let err = broken["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("table broken: checking the configuration against the tables")
+            && err.contains("has no column `id`"),
+        "{err}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    src.drop().await;
+    tgt.drop().await;
+}
+
+/// Whether the agent has a batch in flight (its ledger says `sending`).
+async fn sending(agent: &Agent) -> bool {
+    let path = agent.dir.path().join("state/state.db");
+    if !path.exists() {
+        return false;
+    }
+    let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await else {
+        return false;
+    };
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM batches WHERE status = 'sending'")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+    pool.close().await;
+    n > 0
+}
+
+/// A daemon whose batch is stuck: the exchange table is locked by another session.
+async fn stuck(
+    tag: &str,
+    agent_extra: &str,
+) -> (
+    PgDb,
+    PgDb,
+    Agent,
+    std::process::Child,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let src = PgDb::new(tag).await;
+    let tgt = PgDb::new(tag).await;
+    src.exec("CREATE TABLE t (id int PRIMARY KEY)").await;
+    tgt.exec("CREATE TABLE t (id int PRIMARY KEY)").await;
+    src.exec("INSERT INTO t SELECT generate_series(1, 100)")
+        .await;
+    let mut lock = tgt.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\nwatermark = {{ kind = \"key\" }}\n",
+        header(&src.url, &tgt.url).replace(
+            "department_code = \"SCJGJ\"",
+            &format!("department_code = \"SCJGJ\"\n{agent_extra}")
+        )
+    ));
+    let child = agent
+        .command()
+        .arg("run")
+        .env("FRONTDB_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("a batch in flight", Duration::from_secs(20), async || {
+        sending(&agent).await
+    })
+    .await;
+    (src, tgt, agent, child, lock)
+}
+
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (s.code(), start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the agent did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let (src, tgt, _agent, mut child, lock) = stuck("twice", "").await;
+    let pid = child.id().to_string();
+    let kill = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
+    };
+    kill("-INT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "still finishing the stuck batch"
+    );
+    kill("-INT");
+    let (code, took) = exit_within(&mut child, Duration::from_secs(3));
+    assert_eq!(code, Some(130));
+    eprintln!("stopped {took:?} after the second signal");
+    lock.rollback().await.expect("unlock");
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_batch_does_not_hold_the_stop_beyond_stop_timeout() {
+    let (src, tgt, agent, mut child, lock) = stuck("stoptimeout", "stop_timeout = \"2s\"").await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let (code, took) = exit_within(&mut child, Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        took >= Duration::from_millis(1900),
+        "waited for the batch first: {took:?}"
+    );
+    lock.rollback().await.expect("unlock");
+    // Nothing was lost: the uncommitted batch is sent again.
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("t: 100 row(s) sent"), "{out}");
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM t").await, 100);
+    src.drop().await;
+    tgt.drop().await;
+}

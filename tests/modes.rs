@@ -114,7 +114,13 @@ async fn a_transaction_committed_late_with_an_older_timestamp_still_arrives() {
         .await;
     let agent = Agent::new(&format!(
         "{}{}",
-        header(&src.url, &tgt.url).replace("Asia/Shanghai", "UTC"),
+        // The lookback alone: the open-transaction guard has its own tests (faults.rs).
+        header(&src.url, &tgt.url)
+            .replace("Asia/Shanghai", "UTC")
+            .replace(
+                &format!("url = \"{}\"\n", src.url),
+                &format!("url = \"{}\"\ntransaction_guard = \"0s\"\n", src.url)
+            ),
         table(
             "source = \"ev\"\nwatermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1m\" }"
         )

@@ -40,6 +40,8 @@ pub struct Agent {
     pub region_code: Option<String>,
     pub department_code: Option<String>,
     pub ledger_retention: Duration,
+    pub retry_max: Duration,
+    pub stop_timeout: Duration,
 }
 
 /// The engine behind a database URL.
@@ -98,6 +100,8 @@ pub struct DbConfig {
     pub max_connections: u32,
     pub connect_timeout: Duration,
     pub bootstrap_sql: Option<PathBuf>,
+    /// How long an open source transaction may hold the watermark back (zero: never).
+    pub transaction_guard: Duration,
     /// The URL with any password replaced by `***`.
     pub redacted: String,
 }

@@ -42,6 +42,12 @@ pub struct RawAgent {
     pub department_code: Option<String>,
     /// How long acknowledged batches stay in the ledger. Default `90d`.
     pub ledger_retention: Option<String>,
+    /// Longest wait between two attempts while a database is unreachable (attempts start
+    /// at 1 s and double, with jitter). Default `10s`.
+    pub retry_max: Option<String>,
+    /// After SIGTERM/SIGINT, how long the batch in flight may take before the agent exits
+    /// anyway (the batch is then sent again on the next start). Default `30s`.
+    pub stop_timeout: Option<String>,
 }
 
 /// `[source]` — a database connection.
@@ -61,6 +67,10 @@ pub struct RawDatabase {
     /// SQLite only: a SQL file run once when the database file does not exist yet (embedded
     /// demos and tests). Relative to the configuration file.
     pub bootstrap_sql: Option<PathBuf>,
+    /// PostgreSQL and MySQL/MariaDB: how long a transaction still open on the source may hold
+    /// the committed watermark back (rows it commits later are then not missed, however
+    /// long it ran). `0s` turns this off. Default `10m`.
+    pub transaction_guard: Option<String>,
 }
 
 /// `[exchange]` — the provincial exchange.

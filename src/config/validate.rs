@@ -37,6 +37,7 @@ struct RawConn<'a> {
     max_connections: Option<u32>,
     connect_timeout: Option<&'a str>,
     bootstrap_sql: Option<&'a Path>,
+    transaction_guard: Option<&'a str>,
 }
 
 impl V<'_> {
@@ -128,6 +129,19 @@ impl V<'_> {
             a.ledger_retention.as_deref(),
             Duration::from_secs(90 * 86_400),
         );
+        let retry_max = self.duration(
+            "agent.retry_max",
+            a.retry_max.as_deref(),
+            Duration::from_secs(10),
+        );
+        if retry_max < Duration::from_secs(1) {
+            self.err("agent.retry_max", "must be at least 1s");
+        }
+        let stop_timeout = self.duration(
+            "agent.stop_timeout",
+            a.stop_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -139,6 +153,8 @@ impl V<'_> {
             region_code: a.region_code,
             department_code: a.department_code,
             ledger_retention,
+            retry_max,
+            stop_timeout,
         })
     }
 
@@ -190,6 +206,11 @@ impl V<'_> {
                 "only SQLite databases can be bootstrapped from a SQL file",
             );
         }
+        let transaction_guard = self.duration(
+            &format!("{section}.transaction_guard"),
+            c.transaction_guard,
+            Duration::from_secs(600),
+        );
         let engine = engine?;
         let mut url = url?;
         if engine == EngineKind::Sqlite {
@@ -202,6 +223,7 @@ impl V<'_> {
             max_connections: max_connections.max(1),
             connect_timeout,
             bootstrap_sql: c.bootstrap_sql.map(|p| self.base.join(p)),
+            transaction_guard,
             redacted,
         })
     }
@@ -250,6 +272,7 @@ impl V<'_> {
                 max_connections: e.max_connections,
                 connect_timeout: e.connect_timeout.as_deref(),
                 bootstrap_sql: e.bootstrap_sql.as_deref(),
+                transaction_guard: Some("0s"),
             },
         );
         let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
@@ -536,6 +559,7 @@ pub fn validate(
             max_connections: s.max_connections,
             connect_timeout: s.connect_timeout.as_deref(),
             bootstrap_sql: s.bootstrap_sql.as_deref(),
+            transaction_guard: s.transaction_guard.as_deref(),
         },
     );
     let exchange = v.exchange(raw.exchange);

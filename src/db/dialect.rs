@@ -308,15 +308,21 @@ impl Dialect {
         out
     }
 
-    /// PostgreSQL: a temporary staging table shaped like the target's exchanged columns.
+    /// PostgreSQL: a temporary staging table shaped like the target's exchanged columns,
+    /// kept by the session and emptied at every commit.
     pub fn pg_stage(self, stage: &Ident, table: &TableName, cols: &[Col]) -> String {
         let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
         format!(
-            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+            "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA",
             self.quote(stage),
             names.join(", "),
             self.table(table)
         )
+    }
+
+    /// PostgreSQL: empty the staging table between two parts of one transaction.
+    pub fn pg_clear(self, stage: &Ident) -> String {
+        format!("DELETE FROM {}", self.quote(stage))
     }
 
     /// PostgreSQL: `COPY` of the staging table from the client, in text format.

@@ -10,6 +10,8 @@ mod mysql;
 mod postgres;
 mod sqlite;
 
+use std::ops::Range;
+
 use chrono::{DateTime, Utc};
 
 use crate::config::{DbConfig, EngineKind};
@@ -67,6 +69,22 @@ pub struct WriteBatch<'a> {
     pub deletes: &'a [Vec<Value>],
 }
 
+/// What kind of failure a database error is, which decides what the agent does about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A lock conflict (deadlock, serialization failure, lock wait timeout): the same
+    /// transaction is tried again at once.
+    Transient,
+    /// The database cannot be reached or refuses work for now (connection refused or
+    /// dropped, shutdown, too many connections): the table retries with backoff.
+    Unavailable,
+    /// The database refuses this data (constraint violation, value too long or out of
+    /// range, type mismatch): the offending rows are isolated and quarantined.
+    Data,
+    /// Anything else (missing table or permission, bad SQL): needs a person.
+    Fatal,
+}
+
 /// A database error with what the agent was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -76,77 +94,96 @@ pub enum DbError {
         engine: EngineKind,
         url: String,
         cause: String,
-        retriable: bool,
+        class: ErrorClass,
     },
     #[error("{engine} {doing}: {cause}")]
     Query {
         engine: EngineKind,
         doing: String,
         cause: String,
-        /// The database's error code (SQLSTATE or engine code), when it gave one.
+        /// The database's error code (SQLSTATE, MySQL error number, SQLite result code).
         code: Option<String>,
-        retriable: bool,
+        class: ErrorClass,
     },
     #[error("SQLite bootstrap {path}: {cause}")]
     Bootstrap { path: String, cause: String },
 }
 
 impl DbError {
-    /// Whether trying again later may succeed (outage, timeout, deadlock, serialization).
-    pub fn is_retriable(&self) -> bool {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            DbError::Connect { retriable, .. } | DbError::Query { retriable, .. } => *retriable,
-            DbError::Bootstrap { .. } => false,
+            DbError::Connect { class, .. } | DbError::Query { class, .. } => *class,
+            DbError::Bootstrap { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self.class(),
+            ErrorClass::Transient | ErrorClass::Unavailable
+        )
+    }
+
+    /// The database's own words, without what the agent was doing.
+    pub fn cause(&self) -> &str {
+        match self {
+            DbError::Connect { cause, .. }
+            | DbError::Query { cause, .. }
+            | DbError::Bootstrap { cause, .. } => cause,
         }
     }
 
     fn query(engine: EngineKind, doing: impl Into<String>, e: sqlx::Error) -> Self {
-        let code = match &e {
-            sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
-            _ => None,
-        };
-        let retriable = retriable(engine, &e, code.as_deref());
+        let (code, class) = classify(engine, &e);
         DbError::Query {
             engine,
             doing: doing.into(),
             cause: describe(&e),
             code,
-            retriable,
+            class,
+        }
+    }
+
+    fn connect(cfg: &DbConfig, role: &'static str, e: &sqlx::Error) -> Self {
+        let (_, class) = classify(cfg.engine, e);
+        DbError::Connect {
+            role,
+            engine: cfg.engine,
+            url: cfg.redacted.clone(),
+            cause: describe(e),
+            // Whatever stops a connection now (the server is down, refuses connections,
+            // or is restarting) may pass; only a broken configuration will not.
+            class: match class {
+                ErrorClass::Fatal if matches!(e, sqlx::Error::Configuration(_)) => {
+                    ErrorClass::Fatal
+                }
+                ErrorClass::Data | ErrorClass::Transient | ErrorClass::Fatal => {
+                    ErrorClass::Unavailable
+                }
+                c => c,
+            },
         }
     }
 }
 
-/// Which errors each engine may recover from by itself.
-fn retriable(engine: EngineKind, e: &sqlx::Error, code: Option<&str>) -> bool {
+/// The class of an error, and the database's code when it gave one. Connection-level
+/// errors are the same everywhere; database errors are classified by each engine.
+fn classify(engine: EngineKind, e: &sqlx::Error) -> (Option<String>, ErrorClass) {
     match e {
         sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(_) => match (engine, code) {
-            // serialization failure, deadlock, admin shutdown / crash, cannot connect now,
-            // too many connections, connection exceptions (class 08)
-            (EngineKind::Postgres, Some(c)) => {
-                matches!(c, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-                    || c.starts_with("08")
-            }
-            // lock wait timeout, deadlock, too many connections, server shutdown,
-            // connection killed, query interrupted, read-only (failover)
-            (EngineKind::MySql, Some(c)) => {
-                matches!(
-                    c,
-                    "1205" | "1213" | "1040" | "1053" | "1927" | "1317" | "1290" | "2006" | "2013"
-                ) || c == "40001"
-                    || c == "HY000" && e.to_string().contains("try restarting transaction")
-            }
-            // SQLITE_BUSY (5), SQLITE_LOCKED (6), and their extended codes
-            (EngineKind::Sqlite, Some(c)) => {
-                c.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-            }
-            _ => false,
+        | sqlx::Error::Protocol(_) => (None, ErrorClass::Unavailable),
+        sqlx::Error::Database(d) => match engine {
+            EngineKind::Postgres => postgres::classify(d.as_ref()),
+            EngineKind::MySql => mysql::classify(d.as_ref()),
+            EngineKind::Sqlite => sqlite::classify(d.as_ref()),
+            EngineKind::MsSql | EngineKind::Oracle => (None, ErrorClass::Fatal),
         },
-        _ => false,
+        _ => (None, ErrorClass::Fatal),
     }
 }
 
@@ -166,19 +203,21 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connect (eagerly: a wrong address or password is reported now). `role` is `source`
-    /// or `exchange`, for messages.
-    pub async fn connect(cfg: &DbConfig, role: &'static str) -> Result<Db, DbError> {
+    /// Connect. Eagerly, a wrong address or password is reported now; `lazy` connects on
+    /// first use (SQLite always opens at once). `role` is `source` or `exchange`.
+    pub async fn connect(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Db, DbError> {
         match cfg.engine {
-            EngineKind::Postgres => postgres::Pg::connect(cfg, role).await.map(Db::Postgres),
-            EngineKind::MySql => mysql::My::connect(cfg, role).await.map(Db::MySql),
+            EngineKind::Postgres => postgres::Pg::connect(cfg, role, lazy)
+                .await
+                .map(Db::Postgres),
+            EngineKind::MySql => mysql::My::connect(cfg, role, lazy).await.map(Db::MySql),
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
             engine @ (EngineKind::MsSql | EngineKind::Oracle) => Err(DbError::Connect {
                 role,
                 engine,
                 url: cfg.redacted.clone(),
                 cause: format!("{engine} is not supported by this build"),
-                retriable: false,
+                class: ErrorClass::Fatal,
             }),
         }
     }
@@ -208,6 +247,27 @@ impl Db {
         }
     }
 
+    /// When the oldest transaction still open on the database began, where the engine tells
+    /// (PostgreSQL, MySQL/MariaDB), and a note when the agent cannot see every session.
+    pub async fn oldest_transaction(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
+        match self {
+            Db::Postgres(d) => {
+                let (t, hidden) = d.oldest_transaction().await?;
+                let note = (hidden > 0).then(|| {
+                    format!(
+                        "{hidden} session(s) of other users are hidden from the agent: grant it \
+                         pg_read_all_stats so that their open transactions are waited for"
+                    )
+                });
+                Ok((t, note))
+            }
+            Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
+            Db::Sqlite(_) => Ok((None, None)),
+        }
+    }
+
     /// The database server's current time.
     pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {
         match self {
@@ -232,8 +292,9 @@ impl Db {
         }
     }
 
-    /// Write a batch (upserts, then deletes) in one transaction.
-    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<(), DbError> {
+    /// Write a batch (upserts, then deletes) in one transaction. Rows the database refuses as
+    /// data are isolated and returned; everything else is committed.
+    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         match self {
             Db::Postgres(d) => d.write(w).await,
             Db::MySql(d) => d.write(w).await,
@@ -257,6 +318,66 @@ impl Db {
             Db::Sqlite(d) => d.pool.close().await,
         }
     }
+}
+
+/// A row or delete the exchange refused: (is a delete, its index, the database's message).
+pub type Refused = (bool, usize, String);
+
+/// One part of a batch, written inside the batch's transaction under a savepoint.
+trait PartWriter {
+    /// Run a fixed statement (savepoint handling).
+    async fn exec(&mut self, sql: &'static str) -> Result<(), DbError>;
+    /// Write rows `r` and deletes `d` of the batch.
+    async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError>;
+}
+
+/// Write a batch part by part: the whole first; a part the database refuses as data is
+/// rolled back to its savepoint and split in halves, until every refused row is alone.
+/// Upserts and deletes are tried separately before they are split.
+async fn isolate(
+    w: &mut impl PartWriter,
+    rows: usize,
+    dels: usize,
+) -> Result<Vec<Refused>, DbError> {
+    let mut todo = vec![(0..rows, 0..dels)];
+    let mut refused = Vec::new();
+    while let Some((r, d)) = todo.pop() {
+        if r.is_empty() && d.is_empty() {
+            continue;
+        }
+        w.exec("SAVEPOINT frontdb_part").await?;
+        let e = match w.part(r.clone(), d.clone()).await {
+            Ok(()) => {
+                w.exec("RELEASE SAVEPOINT frontdb_part").await?;
+                continue;
+            }
+            Err(e) if e.class() == ErrorClass::Data => e,
+            Err(e) => return Err(e),
+        };
+        w.exec("ROLLBACK TO SAVEPOINT frontdb_part").await?;
+        w.exec("RELEASE SAVEPOINT frontdb_part").await?;
+        let (no_r, no_d) = (r.start..r.start, d.start..d.start);
+        match (r.len(), d.len()) {
+            (1, 0) => refused.push((false, r.start, e.cause().to_owned())),
+            (0, 1) => refused.push((true, d.start, e.cause().to_owned())),
+            (_, 0) => {
+                let mid = r.start + r.len() / 2;
+                todo.push((mid..r.end, no_d.clone()));
+                todo.push((r.start..mid, no_d));
+            }
+            (0, _) => {
+                let mid = d.start + d.len() / 2;
+                todo.push((no_r.clone(), mid..d.end));
+                todo.push((no_r, d.start..mid));
+            }
+            _ => {
+                todo.push((no_r, d));
+                todo.push((r, no_d));
+            }
+        }
+    }
+    refused.sort_by_key(|(del, i, _)| (*del, *i));
+    Ok(refused)
 }
 
 /// Approximate size of a value in memory, for the per-batch byte cap.

@@ -4,6 +4,7 @@
 //! that does not fit is an error, never a silent truncation). Writes are multi-row
 //! `INSERT ... ON DUPLICATE KEY UPDATE` statements of bounded size.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -14,7 +15,10 @@ use sqlx::{ConnectOptions, Decode, MySql, Row, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
 use super::ident::{Ident, TableName};
-use super::{DbError, ReadRow, TableSchema, WriteBatch, chunks, dynamic, value_size};
+use super::{
+    DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks, dynamic,
+    isolate, value_size,
+};
 use crate::config::{DbConfig, EngineKind};
 use crate::value::{ColType, Value};
 
@@ -23,6 +27,10 @@ const E: EngineKind = EngineKind::MySql;
 /// Strict: errors instead of truncation; an explicit 0 stays 0 in auto-increment columns.
 const SESSION: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
 ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'";
+
+/// `trx_started` is in the server's system time zone (whatever the session's): convert it.
+const OLDEST_TRANSACTION: &str = "SELECT CONVERT_TZ(MIN(trx_started), 'SYSTEM', '+00:00') \
+     FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> CONNECTION_ID()";
 
 const FIND_TABLE: &str = "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
@@ -39,17 +47,11 @@ pub struct My {
 }
 
 impl My {
-    pub async fn connect(cfg: &DbConfig, role: &'static str) -> Result<Self, DbError> {
-        let fail = |cause: String, retriable: bool| DbError::Connect {
-            role,
-            engine: E,
-            url: cfg.redacted.clone(),
-            cause,
-            retriable,
-        };
+    /// Connect; with `lazy` the first connection is made on first use.
+    pub async fn connect(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Self, DbError> {
         let url = cfg.url.expose().replacen("mariadb://", "mysql://", 1);
         let mut opts = MySqlConnectOptions::from_str(&url)
-            .map_err(|e| fail(format!("invalid URL: {e}"), false))?
+            .map_err(|e| DbError::connect(cfg, role, &e))?
             .charset("utf8mb4")
             .timezone(Some("+00:00".to_owned()))
             .disable_statement_logging();
@@ -64,18 +66,25 @@ impl My {
                     sqlx::query(SESSION).execute(conn).await?;
                     Ok(())
                 })
-            })
-            .connect_with(opts)
-            .await
-            .map_err(|e| {
-                let code = match &e {
-                    sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
-                    _ => None,
-                };
-                let retriable = super::retriable(E, &e, code.as_deref());
-                fail(super::describe(&e), retriable)
-            })?;
+            });
+        let pool = if lazy {
+            pool.connect_lazy_with(opts)
+        } else {
+            pool.connect_with(opts)
+                .await
+                .map_err(|e| DbError::connect(cfg, role, &e))?
+        };
         Ok(My { pool })
+    }
+
+    /// When the oldest open InnoDB transaction of another connection began (needs the
+    /// PROCESS privilege).
+    pub async fn oldest_transaction(&self) -> Result<Option<DateTime<Utc>>, DbError> {
+        let t: Option<NaiveDateTime> = sqlx::query_scalar(OLDEST_TRANSACTION)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| DbError::query(E, "looking for open transactions", e))?;
+        Ok(t.map(|t| t.and_utc()))
     }
 
     pub async fn introspect(&self, t: &TableName) -> Result<Option<TableSchema>, DbError> {
@@ -185,43 +194,27 @@ impl My {
         Ok((rows, false))
     }
 
-    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<(), DbError> {
+    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
         let err = |doing: &str| {
             let doing = format!("{doing} {table}");
             move |e| DbError::query(E, doing, e)
         };
-        let d = Dialect::MySql;
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(err("starting a transaction on"))?;
-        let ncols = w.upsert.columns.len();
-        for (start, end) in chunks(w.rows, ncols, d.max_params()) {
-            let text = d.upsert_values(&w.upsert, end - start);
-            let mut q = sqlx::query(dynamic(&text));
-            for row in &w.rows[start..end] {
-                for v in row {
-                    q = bind(q, v);
-                }
-            }
-            q.execute(&mut *tx).await.map_err(err("upserting into"))?;
-        }
-        if !w.deletes.is_empty() {
-            let text = d.delete_row(table, w.key_cols, w.version_col);
-            for del in w.deletes {
-                let mut q = sqlx::query(dynamic(&text));
-                for v in del {
-                    q = bind(q, v);
-                }
-                q.execute(&mut *tx).await.map_err(err("deleting from"))?;
-            }
-        }
+        let mut part = MyPart {
+            delete: Dialect::MySql.delete_row(table, w.key_cols, w.version_col),
+            tx: &mut tx,
+            w,
+        };
+        let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
         tx.commit()
             .await
             .map_err(err("committing the batch into"))?;
-        Ok(())
+        Ok(refused)
     }
 
     pub async fn exec_many(&self, text: &str, rows: &[Vec<Value>]) -> Result<u64, DbError> {
@@ -237,6 +230,99 @@ impl My {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+}
+
+/// Classify a MySQL/MariaDB error by its error number (SQLSTATE as a fallback).
+pub(super) fn classify(d: &dyn sqlx::error::DatabaseError) -> (Option<String>, ErrorClass) {
+    let number = d
+        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .map(|e| e.number());
+    let state = d.code().map(|c| c.into_owned());
+    let class = class_of(number, state.as_deref());
+    (number.map(|n| n.to_string()).or(state), class)
+}
+
+fn class_of(number: Option<u16>, state: Option<&str>) -> ErrorClass {
+    match number {
+        // lock wait timeout, deadlock, too many concurrent transactions
+        Some(1205 | 1213 | 1637) => ErrorClass::Transient,
+        // too many connections, shutdown, read-only (failover), interrupted, killed, network
+        Some(
+            1040
+            | 1053
+            | 1129
+            | 1152
+            | 1153
+            | 1158..=1161
+            | 1203
+            | 1290
+            | 1317
+            | 1836
+            | 1927
+            | 2002
+            | 2003
+            | 2006
+            | 2013,
+        ) => ErrorClass::Unavailable,
+        // NULL into NOT NULL, duplicate on another unique key, out of range, truncated,
+        // bad value, too long, foreign key, check constraint, trigger SIGNAL
+        Some(
+            1048 | 1062 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1411 | 1416 | 1451 | 1452
+            | 1644 | 1690 | 3140 | 3819 | 4025,
+        ) => ErrorClass::Data,
+        _ if state == Some("40001") => ErrorClass::Transient,
+        _ if state.is_some_and(|s| s.starts_with("22") || s.starts_with("23")) => ErrorClass::Data,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// One part of a batch inside the batch's transaction: bounded multi-row upserts, then deletes.
+struct MyPart<'a, 'c> {
+    tx: &'a mut sqlx::Transaction<'c, MySql>,
+    w: &'a WriteBatch<'a>,
+    delete: String,
+}
+
+impl PartWriter for MyPart<'_, '_> {
+    async fn exec(&mut self, sql: &'static str) -> Result<(), DbError> {
+        sqlx::query(sql)
+            .execute(&mut **self.tx)
+            .await
+            .map_err(|e| DbError::query(E, "managing a savepoint", e))?;
+        Ok(())
+    }
+
+    async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
+        let table = self.w.upsert.table;
+        let err = |doing: &str| {
+            let doing = format!("{doing} {table}");
+            move |e| DbError::query(E, doing, e)
+        };
+        let dialect = Dialect::MySql;
+        let rows = &self.w.rows[r];
+        for (start, end) in chunks(rows, self.w.upsert.columns.len(), dialect.max_params()) {
+            let text = dialect.upsert_values(&self.w.upsert, end - start);
+            let mut q = sqlx::query(dynamic(&text));
+            for row in &rows[start..end] {
+                for v in row {
+                    q = bind(q, v);
+                }
+            }
+            q.execute(&mut **self.tx)
+                .await
+                .map_err(err("upserting into"))?;
+        }
+        for del in &self.w.deletes[d] {
+            let mut q = sqlx::query(dynamic(&self.delete));
+            for v in del {
+                q = bind(q, v);
+            }
+            q.execute(&mut **self.tx)
+                .await
+                .map_err(err("deleting from"))?;
+        }
+        Ok(())
     }
 }
 
@@ -334,6 +420,25 @@ fn decode(row: &MySqlRow, i: usize, c: &Col) -> Result<Value, sqlx::error::BoxDy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classified_by_number() {
+        for (n, class) in [
+            (1213, ErrorClass::Transient),   // deadlock
+            (1205, ErrorClass::Transient),   // lock wait timeout
+            (1040, ErrorClass::Unavailable), // too many connections
+            (1927, ErrorClass::Unavailable), // connection killed (MariaDB)
+            (1406, ErrorClass::Data),        // data too long
+            (1452, ErrorClass::Data),        // foreign key
+            (4025, ErrorClass::Data),        // check constraint (MariaDB)
+            (1146, ErrorClass::Fatal),       // no such table
+            (1142, ErrorClass::Fatal),       // command denied
+        ] {
+            assert_eq!(class_of(Some(n), Some("HY000")), class, "{n}");
+        }
+        assert_eq!(class_of(Some(9999), Some("40001")), ErrorClass::Transient);
+        assert_eq!(class_of(Some(9999), Some("22003")), ErrorClass::Data);
+    }
 
     #[test]
     fn catalog_types_map_to_kinds() {

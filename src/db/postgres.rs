@@ -4,21 +4,37 @@
 //! `INSERT ... ON CONFLICT DO UPDATE ... WHERE` per batch, so a newer stored row is never
 //! replaced by an older one.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
 use super::ident::{Ident, TableName};
-use super::{DbError, ReadRow, TableSchema, WriteBatch, dynamic, value_size};
+use super::{
+    DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, dynamic, isolate,
+    value_size,
+};
 use crate::config::{DbConfig, EngineKind};
 use crate::value::{ColType, Value};
 
 const E: EngineKind = EngineKind::Postgres;
+
+/// The agent's `application_name`: its own sessions are not "open transactions" to wait for.
+const APPLICATION: &str = "frontdb-agent";
+
+/// Oldest transaction start among other client sessions of this database, and the number of
+/// other users' sessions whose transaction the agent is not allowed to see.
+const OLDEST_TRANSACTION: &str = "SELECT min(xact_start), \
+       count(*) FILTER (WHERE state IS NULL AND usename <> current_user)::int8 \
+     FROM pg_catalog.pg_stat_activity \
+     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+       AND backend_type = 'client backend' AND coalesce(application_name, '') <> $1";
 
 pub struct Pg {
     pub pool: PgPool,
@@ -48,33 +64,40 @@ const UNIQUE_KEYS: &str = "SELECT i.indexrelid::int8, i.indisprimary, a.attname:
      ORDER BY i.indexrelid, k.ord";
 
 impl Pg {
-    pub async fn connect(cfg: &DbConfig, role: &'static str) -> Result<Self, DbError> {
-        let fail = |cause: String, retriable: bool| DbError::Connect {
-            role,
-            engine: E,
-            url: cfg.redacted.clone(),
-            cause,
-            retriable,
-        };
+    /// Connect; with `lazy` the first connection is made on first use (the daemon starts
+    /// even while the database is down).
+    pub async fn connect(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Self, DbError> {
         let mut opts = PgConnectOptions::from_str(cfg.url.expose())
-            .map_err(|e| fail(format!("invalid URL: {e}"), false))?
-            .application_name("frontdb-agent")
-            .options([("TimeZone", "UTC")])
+            .map_err(|e| DbError::connect(cfg, role, &e))?
+            .application_name(APPLICATION)
+            .options([("TimeZone", "UTC"), ("client_min_messages", "warning")])
             .disable_statement_logging();
         if let Some(p) = &cfg.password {
             opts = opts.password(p.expose());
         }
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.connect_timeout)
-            .connect_with(opts)
-            .await
-            .map_err(|e| {
-                let retriable = super::retriable(E, &e, None)
-                    || matches!(e, sqlx::Error::Database(ref d) if d.code().is_some_and(|c| c.starts_with("57")));
-                fail(super::describe(&e), retriable)
-            })?;
+            .acquire_timeout(cfg.connect_timeout);
+        let pool = if lazy {
+            pool.connect_lazy_with(opts)
+        } else {
+            pool.connect_with(opts)
+                .await
+                .map_err(|e| DbError::connect(cfg, role, &e))?
+        };
         Ok(Pg { pool })
+    }
+
+    /// When the oldest transaction of another session began, and how many sessions of
+    /// other users the agent cannot see (it needs `pg_read_all_stats` for them).
+    pub async fn oldest_transaction(&self) -> Result<(Option<DateTime<Utc>>, i64), DbError> {
+        let row = sqlx::query(OLDEST_TRANSACTION)
+            .bind(APPLICATION)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| DbError::query(E, "looking for open transactions", e))?;
+        let err = |e| DbError::query(E, "looking for open transactions", e);
+        Ok((row.try_get(0).map_err(err)?, row.try_get(1).map_err(err)?))
     }
 
     pub async fn introspect(&self, t: &TableName) -> Result<Option<TableSchema>, DbError> {
@@ -183,67 +206,38 @@ impl Pg {
         Ok((rows, false))
     }
 
-    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<(), DbError> {
+    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
         let err = |doing: &str| {
             let doing = format!("{doing} {table}");
             move |e| DbError::query(E, doing, e)
         };
         let d = Dialect::Postgres;
+        let stage = stage_name(w);
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(err("starting a transaction on"))?;
         if !w.rows.is_empty() {
-            let stage = stage_name();
             sqlx::query(dynamic(&d.pg_stage(&stage, table, w.upsert.columns)))
                 .execute(&mut *tx)
                 .await
                 .map_err(err("creating the staging table for"))?;
-            let mut copy = tx
-                .copy_in_raw(&d.pg_copy(&stage, w.upsert.columns))
-                .await
-                .map_err(err("copying rows for"))?;
-            let mut buf = Vec::with_capacity(1 << 20);
-            for row in w.rows {
-                for (i, v) in row.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b'\t');
-                    }
-                    copy_text(&mut buf, v);
-                }
-                buf.push(b'\n');
-                if buf.len() >= 1 << 20 {
-                    copy.send(std::mem::take(&mut buf))
-                        .await
-                        .map_err(err("copying rows for"))?;
-                    buf.reserve(1 << 20);
-                }
-            }
-            if !buf.is_empty() {
-                copy.send(buf).await.map_err(err("copying rows for"))?;
-            }
-            copy.finish().await.map_err(err("copying rows for"))?;
-            sqlx::query(dynamic(&d.pg_merge(&w.upsert, &stage)))
-                .execute(&mut *tx)
-                .await
-                .map_err(err("upserting into"))?;
         }
-        if !w.deletes.is_empty() {
-            let text = d.delete_row(table, w.key_cols, w.version_col);
-            for del in w.deletes {
-                let mut q = sqlx::query(dynamic(&text));
-                for v in del {
-                    q = bind(q, v);
-                }
-                q.execute(&mut *tx).await.map_err(err("deleting from"))?;
-            }
-        }
+        let mut part = PgPart {
+            copy: d.pg_copy(&stage, w.upsert.columns),
+            merge: d.pg_merge(&w.upsert, &stage),
+            clear: d.pg_clear(&stage),
+            delete: d.delete_row(table, w.key_cols, w.version_col),
+            tx: &mut tx,
+            w,
+        };
+        let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
         tx.commit()
             .await
             .map_err(err("committing the batch into"))?;
-        Ok(())
+        Ok(refused)
     }
 
     pub async fn exec_many(&self, text: &str, rows: &[Vec<Value>]) -> Result<u64, DbError> {
@@ -262,9 +256,121 @@ impl Pg {
     }
 }
 
-/// The staging table lives only inside one transaction, so one name serves every batch.
-fn stage_name() -> Ident {
-    Ident::fixed("frontdb_stage")
+/// The staging table of a target's exchanged columns: a temporary table of the session, named
+/// after the target, columns and types, so that a changed table gets a fresh one.
+fn stage_name(w: &WriteBatch<'_>) -> Ident {
+    let mut h = Sha256::new();
+    h.update(w.upsert.table.to_string().as_bytes());
+    for c in w.upsert.columns {
+        h.update([0]);
+        h.update(c.name.as_str().as_bytes());
+        h.update([1]);
+        h.update(c.native.as_bytes());
+    }
+    let hex = hex::encode(h.finalize());
+    Ident::new(&format!("frontdb_stage_{}", &hex[..16]))
+        .unwrap_or_else(|_| Ident::fixed("frontdb_stage"))
+}
+
+/// One part of a batch inside the batch's transaction.
+struct PgPart<'a, 'c> {
+    tx: &'a mut sqlx::Transaction<'c, Postgres>,
+    w: &'a WriteBatch<'a>,
+    copy: String,
+    merge: String,
+    clear: String,
+    delete: String,
+}
+
+impl PartWriter for PgPart<'_, '_> {
+    async fn exec(&mut self, sql: &'static str) -> Result<(), DbError> {
+        sqlx::query(sql)
+            .execute(&mut **self.tx)
+            .await
+            .map_err(|e| DbError::query(E, "managing a savepoint", e))?;
+        Ok(())
+    }
+
+    async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
+        let table = self.w.upsert.table;
+        let err = |doing: &str| {
+            let doing = format!("{doing} {table}");
+            move |e| DbError::query(E, doing, e)
+        };
+        if !r.is_empty() {
+            let mut copy = self
+                .tx
+                .copy_in_raw(&self.copy)
+                .await
+                .map_err(err("copying rows for"))?;
+            let mut buf = Vec::with_capacity(1 << 20);
+            for row in &self.w.rows[r] {
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b'\t');
+                    }
+                    copy_text(&mut buf, v);
+                }
+                buf.push(b'\n');
+                if buf.len() >= 1 << 20 {
+                    copy.send(std::mem::take(&mut buf))
+                        .await
+                        .map_err(err("copying rows for"))?;
+                    buf.reserve(1 << 20);
+                }
+            }
+            if !buf.is_empty() {
+                copy.send(buf).await.map_err(err("copying rows for"))?;
+            }
+            copy.finish().await.map_err(err("copying rows for"))?;
+            sqlx::query(dynamic(&self.merge))
+                .execute(&mut **self.tx)
+                .await
+                .map_err(err("upserting into"))?;
+            sqlx::query(dynamic(&self.clear))
+                .execute(&mut **self.tx)
+                .await
+                .map_err(err("clearing the staging table of"))?;
+        }
+        for del in &self.w.deletes[d] {
+            let mut q = sqlx::query(dynamic(&self.delete));
+            for v in del {
+                q = bind(q, v);
+            }
+            q.execute(&mut **self.tx)
+                .await
+                .map_err(err("deleting from"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Classify a PostgreSQL error by its SQLSTATE.
+pub(super) fn classify(d: &dyn sqlx::error::DatabaseError) -> (Option<String>, ErrorClass) {
+    let code = d.code().map(|c| c.into_owned());
+    let class = class_of(code.as_deref(), d.message());
+    (code, class)
+}
+
+fn class_of(code: Option<&str>, message: &str) -> ErrorClass {
+    match code {
+        // serialization failure, deadlock, lock not available
+        Some("40001" | "40P01" | "55P03") => ErrorClass::Transient,
+        // connection exceptions, shutdown, cannot connect now, insufficient resources
+        Some(c)
+            if c.starts_with("08")
+                || c.starts_with("53")
+                || matches!(c, "57P01" | "57P02" | "57P03" | "58030") =>
+        {
+            ErrorClass::Unavailable
+        }
+        Some("55000") if message.contains("not currently accepting connections") => {
+            ErrorClass::Unavailable
+        }
+        // data exceptions, integrity constraint violations, exceptions raised by triggers
+        Some(c) if c.starts_with("22") || c.starts_with("23") || c == "P0001" => ErrorClass::Data,
+        _ => ErrorClass::Fatal,
+    }
 }
 
 /// The exchange kind of a PostgreSQL base type name.
@@ -398,6 +504,28 @@ mod tests {
             String::from_utf8(buf).expect("utf8"),
             "\\N|a\\tb\\\\c\\n监管|\\\\xdead|-Infinity|t|"
         );
+    }
+
+    #[test]
+    fn errors_are_classified_by_sqlstate() {
+        for (code, class) in [
+            ("40P01", ErrorClass::Transient),   // deadlock
+            ("40001", ErrorClass::Transient),   // serialization failure
+            ("08006", ErrorClass::Unavailable), // connection failure
+            ("57P01", ErrorClass::Unavailable), // admin shutdown
+            ("53300", ErrorClass::Unavailable), // too many connections
+            ("23505", ErrorClass::Data),        // unique violation
+            ("23514", ErrorClass::Data),        // check violation
+            ("22001", ErrorClass::Data),        // value too long
+            ("P0001", ErrorClass::Data),        // raised by a trigger
+            ("42P01", ErrorClass::Fatal),       // no such table
+            ("42501", ErrorClass::Fatal),       // permission denied
+        ] {
+            assert_eq!(class_of(Some(code), ""), class, "{code}");
+        }
+        let refusing = "database \"x\" is not currently accepting connections";
+        assert_eq!(class_of(Some("55000"), refusing), ErrorClass::Unavailable);
+        assert_eq!(class_of(Some("55000"), "other"), ErrorClass::Fatal);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! are converted when they land in a typed column elsewhere. SQLite has no exact decimal
 //! type: declare decimal columns `TEXT` to keep every digit.
 
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +21,10 @@ use sqlx::{ConnectOptions, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
 use super::ident::{Ident, TableName};
-use super::{DbError, ReadRow, TableSchema, WriteBatch, chunks, dynamic, value_size};
+use super::{
+    DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks, dynamic,
+    isolate, value_size,
+};
 use crate::config::{DbConfig, EngineKind};
 use crate::value::{ColType, Value, parse_decimal};
 
@@ -48,7 +52,7 @@ impl Lite {
             engine: E,
             url: cfg.redacted.clone(),
             cause,
-            retriable: false,
+            class: ErrorClass::Fatal,
         };
         let opts = SqliteConnectOptions::from_str(cfg.url.expose())
             .map_err(|e| fail(format!("invalid URL: {e}")))?
@@ -171,7 +175,7 @@ impl Lite {
                 doing: "reading the database time".into(),
                 cause: format!("unexpected time `{s}`: {e}"),
                 code: None,
-                retriable: false,
+                class: ErrorClass::Fatal,
             })
     }
 
@@ -203,43 +207,27 @@ impl Lite {
         Ok((rows, false))
     }
 
-    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<(), DbError> {
+    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
         let err = |doing: &str| {
             let doing = format!("{doing} {table}");
             move |e| DbError::query(E, doing, e)
         };
-        let d = Dialect::Sqlite;
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(err("starting a transaction on"))?;
-        let ncols = w.upsert.columns.len();
-        for (start, end) in chunks(w.rows, ncols, d.max_params()) {
-            let text = d.upsert_values(&w.upsert, end - start);
-            let mut q = sqlx::query(dynamic(&text));
-            for row in &w.rows[start..end] {
-                for v in row {
-                    q = bind(q, v);
-                }
-            }
-            q.execute(&mut *tx).await.map_err(err("upserting into"))?;
-        }
-        if !w.deletes.is_empty() {
-            let text = d.delete_row(table, w.key_cols, w.version_col);
-            for del in w.deletes {
-                let mut q = sqlx::query(dynamic(&text));
-                for v in del {
-                    q = bind(q, v);
-                }
-                q.execute(&mut *tx).await.map_err(err("deleting from"))?;
-            }
-        }
+        let mut part = LitePart {
+            delete: Dialect::Sqlite.delete_row(table, w.key_cols, w.version_col),
+            tx: &mut tx,
+            w,
+        };
+        let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
         tx.commit()
             .await
             .map_err(err("committing the batch into"))?;
-        Ok(())
+        Ok(refused)
     }
 
     pub async fn exec_many(&self, text: &str, rows: &[Vec<Value>]) -> Result<u64, DbError> {
@@ -255,6 +243,71 @@ impl Lite {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+}
+
+/// One part of a batch inside the batch's transaction: bounded multi-row upserts, then deletes.
+struct LitePart<'a, 'c> {
+    tx: &'a mut sqlx::Transaction<'c, Sqlite>,
+    w: &'a WriteBatch<'a>,
+    delete: String,
+}
+
+impl PartWriter for LitePart<'_, '_> {
+    async fn exec(&mut self, sql: &'static str) -> Result<(), DbError> {
+        sqlx::query(sql)
+            .execute(&mut **self.tx)
+            .await
+            .map_err(|e| DbError::query(E, "managing a savepoint", e))?;
+        Ok(())
+    }
+
+    async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
+        let table = self.w.upsert.table;
+        let err = |doing: &str| {
+            let doing = format!("{doing} {table}");
+            move |e| DbError::query(E, doing, e)
+        };
+        let dialect = Dialect::Sqlite;
+        let rows = &self.w.rows[r];
+        for (start, end) in chunks(rows, self.w.upsert.columns.len(), dialect.max_params()) {
+            let text = dialect.upsert_values(&self.w.upsert, end - start);
+            let mut q = sqlx::query(dynamic(&text));
+            for row in &rows[start..end] {
+                for v in row {
+                    q = bind(q, v);
+                }
+            }
+            q.execute(&mut **self.tx)
+                .await
+                .map_err(err("upserting into"))?;
+        }
+        for del in &self.w.deletes[d] {
+            let mut q = sqlx::query(dynamic(&self.delete));
+            for v in del {
+                q = bind(q, v);
+            }
+            q.execute(&mut **self.tx)
+                .await
+                .map_err(err("deleting from"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Classify an SQLite error by its primary result code.
+pub(super) fn classify(d: &dyn sqlx::error::DatabaseError) -> (Option<String>, ErrorClass) {
+    let code = d.code().map(|c| c.into_owned());
+    let class = class_of(code.as_deref().and_then(|c| c.parse::<i64>().ok()));
+    (code, class)
+}
+
+fn class_of(extended: Option<i64>) -> ErrorClass {
+    match extended.map(|c| c & 0xff) {
+        Some(5 | 6) => ErrorClass::Transient,          // BUSY, LOCKED
+        Some(10 | 13 | 14) => ErrorClass::Unavailable, // IOERR, FULL, CANTOPEN
+        Some(18 | 19 | 20 | 25) => ErrorClass::Data,   // TOOBIG, CONSTRAINT, MISMATCH, RANGE
+        _ => ErrorClass::Fatal,
     }
 }
 
@@ -361,6 +414,15 @@ fn decode(row: &SqliteRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classified_by_result_code() {
+        assert_eq!(class_of(Some(5)), ErrorClass::Transient); // BUSY
+        assert_eq!(class_of(Some(517)), ErrorClass::Transient); // BUSY_SNAPSHOT
+        assert_eq!(class_of(Some(2067)), ErrorClass::Data); // CONSTRAINT_UNIQUE
+        assert_eq!(class_of(Some(275)), ErrorClass::Data); // CONSTRAINT_CHECK
+        assert_eq!(class_of(Some(1)), ErrorClass::Fatal); // ERROR (e.g. no such table)
+    }
 
     #[test]
     fn declared_types_map_to_kinds() {

@@ -1,15 +1,21 @@
 //! One batch: classify the rows read, map them, deliver them, and only after the exchange
 //! acknowledged, commit the watermark, the ledger entry, the digests and the rejects.
+//!
+//! A row the exchange refuses (a constraint, a value out of range) does not block its
+//! batch: the batch is split until the refused rows are isolated; they are quarantined with
+//! the database's message and everything else is delivered.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::plan::{Mode, Plan};
+use super::plan::{FlagPlan, Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::config::DeleteMode;
-use crate::db::{ReadRow, WriteBatch};
+use crate::db::dialect::{Col, Upsert};
+use crate::db::{DbError, ErrorClass, ReadRow, Refused, WriteBatch};
 use crate::mapping::{Op, RowCtx};
 use crate::state::{Commit, DigestEntry, LedgerEntry, Reject};
 use crate::value::{Value, key_text, row_digest};
@@ -47,13 +53,30 @@ enum Pending {
     Gone(Vec<Value>),
 }
 
+/// A row on its way out: the exchange values, its record key, and its source values
+/// (none for a key gone from a digest table).
+struct Out {
+    values: Vec<Value>,
+    rkey: String,
+    src: Option<Vec<Value>>,
+}
+
+/// What the rows of a read turned into before anything is written.
+#[derive(Default)]
+struct Sorted {
+    pending: Vec<(String, Pending)>,
+    rejects: Vec<Reject>,
+    digests: Vec<DigestEntry>,
+    flag_failed: Vec<(Vec<Value>, String)>,
+    newest: Option<DateTime<Utc>>,
+}
+
 fn reject(
     plan: &Plan,
     rkey: &str,
     values: &[Value],
     origin: &'static str,
     reason: String,
-    digest: Option<[u8; 16]>,
 ) -> Reject {
     let key: Vec<&Value> = plan.key.iter().filter_map(|&i| values.get(i)).collect();
     let row: serde_json::Map<String, serde_json::Value> = plan
@@ -75,7 +98,7 @@ fn reject(
         origin,
         reasons: vec![reason],
         row_json: serde_json::Value::Object(row).to_string(),
-        digest,
+        digest: Some(row_digest(values)),
     }
 }
 
@@ -91,20 +114,13 @@ fn batch_id(agent: &str, table: &str, from: &str, to: &str, n: usize) -> String 
     format!("{agent}-{table}-{}", &hex[..16])
 }
 
-pub async fn deliver(
-    ctx: &Ctx,
-    plan: &Plan,
-    b: Batch<'_>,
-    report: &mut CycleReport,
-) -> Result<(), JobError> {
+/// Classify the rows read: skip the unchanged, quarantine the unreadable, decide each
+/// row's operation; a key read twice keeps its last version.
+fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> Sorted {
     let tz = &ctx.cfg.agent.tz;
     let fmt = plan.window.as_ref().map_or("", |w| w.format.as_str());
+    let mut out = Sorted::default();
     let mut order: HashMap<String, usize> = HashMap::new();
-    let mut pending: Vec<(String, Pending)> = Vec::new();
-    let mut rejects = Vec::new();
-    let mut digests = Vec::new();
-    let mut newest: Option<DateTime<Utc>> = None;
-    let mut flag_failed: Vec<(Vec<Value>, String)> = Vec::new();
     let mut keep =
         |rkey: String, p: Pending, pending: &mut Vec<(String, Pending)>| match order.get(&rkey) {
             Some(&i) => pending[i].1 = p,
@@ -113,8 +129,7 @@ pub async fn deliver(
                 pending.push((rkey, p));
             }
         };
-
-    for row in b.rows {
+    for row in std::mem::take(&mut b.rows) {
         report.read += 1;
         let values = row.values;
         let digest = row_digest(&values);
@@ -137,7 +152,7 @@ pub async fn deliver(
             Remember::Since(s) => ts_text.as_deref().is_some_and(|t| t >= s.as_str()),
         };
         if remember {
-            digests.push(DigestEntry {
+            out.digests.push(DigestEntry {
                 rkey: rkey.clone(),
                 digest,
                 ts: ts_text.clone(),
@@ -146,28 +161,22 @@ pub async fn deliver(
         }
         let mut problem = match (&row.bad, key_null) {
             (Some(bad), _) => Some(("read", bad.clone())),
-            (None, true) => Some((
-                "read",
-                format!(
-                    "key column {} is NULL",
-                    plan.key_cols()
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
+            (None, true) => {
+                let names: Vec<String> =
+                    plan.key_cols().iter().map(|c| c.name.to_string()).collect();
+                Some(("read", format!("key column {} is NULL", names.join(", "))))
+            }
             _ => None,
         };
         let op = match plan.mode {
             Mode::Control => {
                 let v = plan.op.map_or(&Value::Null, |i| &values[i]);
                 Op::parse(v).unwrap_or_else(|| {
+                    let col = plan
+                        .op
+                        .map(|i| plan.read_cols[i].name.to_string())
+                        .unwrap_or_default();
                     problem.get_or_insert_with(|| {
-                        let col = plan
-                            .op
-                            .map(|i| plan.read_cols[i].name.to_string())
-                            .unwrap_or_default();
                         (
                             "map",
                             format!(
@@ -186,32 +195,51 @@ pub async fn deliver(
         };
         if let Some((origin, reason)) = problem {
             if plan.flag.is_some() && !key_null {
-                flag_failed.push((values.clone(), reason.clone()));
+                out.flag_failed.push((values.clone(), reason.clone()));
             }
-            rejects.push(reject(plan, &rkey, &values, origin, reason, Some(digest)));
+            out.rejects
+                .push(reject(plan, &rkey, &values, origin, reason));
             continue;
         }
         if let Some(t) = ts_value.and_then(|v| v.instant(tz, fmt)) {
-            newest = Some(newest.map_or(t, |n| n.max(t)));
+            out.newest = Some(out.newest.map_or(t, |n| n.max(t)));
         }
         let p = if op == Op::Delete && plan.deletes == DeleteMode::Delete {
             Pending::Delete(values)
         } else {
             Pending::Upsert(values, op)
         };
-        keep(rkey, p, &mut pending);
+        keep(rkey, p, &mut out.pending);
     }
-    for (rkey, key) in b.gone {
-        keep(rkey, Pending::Gone(key), &mut pending);
+    for (rkey, key) in std::mem::take(&mut b.gone) {
+        keep(rkey, Pending::Gone(key), &mut out.pending);
     }
+    out
+}
 
+pub async fn deliver(
+    ctx: &Ctx,
+    plan: &Plan,
+    mut b: Batch<'_>,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    let tz = &ctx.cfg.agent.tz;
+    let Sorted {
+        pending,
+        mut rejects,
+        digests,
+        mut flag_failed,
+        newest,
+    } = sort(ctx, plan, &mut b, report);
+    let st = |e: crate::state::StateError| {
+        JobError::new(&plan.name, "recording the batch", e.to_string())
+    };
     let wm_from = b.from.as_ref().map(Watermark::to_json);
     let wm_to = b.to.as_ref().map(Watermark::to_json);
-    let mut rows = Vec::new();
-    let mut deletes = Vec::new();
     let mut delivered = Vec::new();
     let mut dropped = Vec::new();
     let mut flag_done: Vec<Vec<Value>> = Vec::new();
+    let (mut sent, mut deleted) = (0u64, 0u64);
     let mut batch = None;
     if !pending.is_empty() {
         let id = batch_id(
@@ -221,9 +249,7 @@ pub async fn deliver(
             wm_to.as_deref().unwrap_or(""),
             pending.len(),
         );
-        let st = |e: crate::state::StateError| {
-            JobError::new(&plan.name, "recording the batch", e.to_string(), false)
-        };
+        // A batch sent again (after a crash) keeps its batch number.
         let cd_batch = match ctx.state.cd_batch_of(&id).await.map_err(st)? {
             Some(c) => c,
             None => {
@@ -242,89 +268,115 @@ pub async fn deliver(
             origin: origin.as_deref(),
             lower_ops: ctx.cfg.exchange.lower_ops,
         };
+        let (mut ups, mut dels) = (Vec::new(), Vec::new());
         for (rkey, p) in pending {
-            let is_gone = matches!(p, Pending::Gone(_));
-            let (mapped, values) = match &p {
-                Pending::Upsert(v, op) => {
-                    (plan.mapping.row(v, *op, &rc).map(|r| rows.push(r)), Some(v))
-                }
-                Pending::Delete(v) => (
-                    plan.mapping.delete_params(v, tz).map(|d| deletes.push(d)),
-                    Some(v),
-                ),
-                Pending::Gone(k) => (
-                    plan.mapping
-                        .delete_params_from_key(k, tz)
-                        .map(|d| deletes.push(d)),
-                    None,
-                ),
-            };
-            match (mapped, values) {
-                (Ok(()), v) => {
-                    if let (Some(v), Some(_)) = (v, &plan.flag) {
-                        flag_done.push(v.clone());
+            let (mapped, src, is_delete) = match p {
+                Pending::Upsert(v, op) => (plan.mapping.row(&v, op, &rc), Some(v), false),
+                Pending::Delete(v) => (plan.mapping.delete_params(&v, tz), Some(v), true),
+                Pending::Gone(k) => match plan.mapping.delete_params_from_key(&k, tz) {
+                    Ok(d) => (Ok(d), None, true),
+                    Err(reason) => {
+                        return Err(JobError::new(
+                            &plan.name,
+                            "mapping a deleted key",
+                            format!("key {rkey}: {reason}"),
+                        ));
                     }
-                    if is_gone {
-                        dropped.push(rkey);
+                },
+            };
+            match (mapped, src) {
+                (Ok(values), src) => {
+                    let out = Out { values, rkey, src };
+                    if is_delete {
+                        dels.push(out)
                     } else {
-                        delivered.push(rkey);
+                        ups.push(out)
                     }
                 }
                 (Err(reason), Some(v)) => {
                     if plan.flag.is_some() {
                         flag_failed.push((v.clone(), reason.clone()));
                     }
-                    rejects.push(reject(plan, &rkey, v, "map", reason, Some(row_digest(v))));
+                    rejects.push(reject(plan, &rkey, &v, "map", reason));
                 }
-                (Err(reason), None) => {
-                    return Err(JobError::new(
-                        &plan.name,
-                        "mapping a deleted key",
-                        format!("key {rkey}: {reason}"),
-                        false,
-                    ));
-                }
+                (Err(_), None) => {}
             }
         }
-        if !rows.is_empty() || !deletes.is_empty() {
+        if !ups.is_empty() || !dels.is_empty() {
             let entry = LedgerEntry {
                 id: id.clone(),
                 table: plan.name.clone(),
                 cd_batch,
                 wm_from: wm_from.clone(),
                 wm_to: wm_to.clone(),
-                rows: rows.len() as u64,
-                deletes: deletes.len() as u64,
+                rows: ups.len() as u64,
+                deletes: dels.len() as u64,
                 rejected: rejects.len() as u64,
             };
             ctx.state
                 .batch_started(&entry, Utc::now())
                 .await
                 .map_err(st)?;
-            let key_cols = plan.mapping.key_cols();
-            let write = WriteBatch {
-                upsert: crate::db::dialect::Upsert {
-                    table: &plan.target,
-                    columns: &plan.mapping.columns,
-                    key: &plan.mapping.key,
-                    version: plan.mapping.version,
-                },
-                rows: &rows,
-                key_cols: &key_cols,
-                version_col: plan.mapping.version_col(),
-                deletes: &deletes,
+            let rows: Vec<Vec<Value>> = ups.iter().map(|o| o.values.clone()).collect();
+            let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
+            let refused = match write_retrying(ctx, plan, &rows, &del_rows).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ctx.state.batch_failed(&id, &e.to_string()).await;
+                    return Err(JobError::db(&plan.name, "delivering to the exchange", e));
+                }
             };
-            if let Err(e) = ctx.target.write(&write).await {
-                let msg = e.to_string();
-                let _ = ctx.state.batch_failed(&id, &msg).await;
-                return Err(JobError::new(
-                    &plan.name,
-                    "delivering to the exchange",
-                    msg,
-                    e.is_retriable(),
-                ));
+            let mut refused_ups: HashMap<usize, String> = HashMap::new();
+            let mut refused_dels: HashMap<usize, String> = HashMap::new();
+            for (is_delete, i, msg) in refused {
+                if is_delete {
+                    refused_dels.insert(i, msg)
+                } else {
+                    refused_ups.insert(i, msg)
+                };
             }
-            tracing::info!(table = %plan.name, batch = %id, rows = rows.len(), deletes = deletes.len(), rejected = rejects.len(), "batch delivered");
+            for (is_delete, list, refused) in
+                [(false, ups, &refused_ups), (true, dels, &refused_dels)]
+            {
+                for (i, o) in list.into_iter().enumerate() {
+                    match (refused.get(&i), o.src) {
+                        (Some(msg), src) => {
+                            let reason = format!("the exchange refused the row: {msg}");
+                            if let (Some(v), Some(_)) = (&src, &plan.flag) {
+                                flag_failed.push((v.clone(), reason.clone()));
+                            }
+                            let r = match &src {
+                                Some(v) => reject(plan, &o.rkey, v, "target", reason),
+                                None => Reject {
+                                    rkey: o.rkey.clone(),
+                                    kvals: serde_json::to_string(&o.values).unwrap_or_default(),
+                                    origin: "target",
+                                    reasons: vec![reason],
+                                    row_json: "{}".into(),
+                                    digest: None,
+                                },
+                            };
+                            rejects.push(r);
+                        }
+                        (None, src) => {
+                            if let (Some(v), Some(_)) = (src, &plan.flag) {
+                                flag_done.push(v);
+                            }
+                            if is_delete {
+                                deleted += 1;
+                            } else {
+                                sent += 1;
+                            }
+                            if is_delete && !o.rkey.is_empty() && plan.mode == Mode::Digest {
+                                dropped.push(o.rkey);
+                            } else {
+                                delivered.push(o.rkey);
+                            }
+                        }
+                    }
+                }
+            }
+            tracing::info!(table = %plan.name, batch = %id, rows = sent, deletes = deleted, rejected = rejects.len(), "batch delivered");
             batch = Some(id);
         }
     }
@@ -332,13 +384,11 @@ pub async fn deliver(
     if let Some(flag) = &plan.flag {
         mark_flags(ctx, plan, flag, &flag_done, &flag_failed).await?;
     }
-
-    let changed_wm = b.new_wm.is_some();
     if batch.is_none()
         && rejects.is_empty()
         && digests.is_empty()
         && dropped.is_empty()
-        && !changed_wm
+        && b.new_wm.is_none()
     {
         return Ok(());
     }
@@ -346,8 +396,9 @@ pub async fn deliver(
         table: &plan.name,
         batch_id: batch.as_deref(),
         watermark: b.new_wm.as_ref(),
-        rows: rows.len() as u64,
-        deletes: deletes.len() as u64,
+        rows: sent,
+        deletes: deleted,
+        rejected: rejects.len() as u64,
         newest_change: newest,
         digests: &digests,
         drop_digests: &dropped,
@@ -358,12 +409,58 @@ pub async fn deliver(
     ctx.state
         .commit(&commit)
         .await
-        .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string(), false))?;
-    report.sent += rows.len() as u64;
-    report.deleted += deletes.len() as u64;
+        .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
+    report.sent += sent;
+    report.deleted += deleted;
     report.rejected += rejects.len() as u64;
     report.batches += u64::from(batch.is_some());
     Ok(())
+}
+
+/// Write one batch; the exchange isolates and returns the rows it refuses. A lock conflict
+/// (deadlock, serialization failure) rolls the batch back and it is tried again at once, up
+/// to five times.
+async fn write_retrying(
+    ctx: &Ctx,
+    plan: &Plan,
+    rows: &[Vec<Value>],
+    dels: &[Vec<Value>],
+) -> Result<Vec<Refused>, DbError> {
+    let key_cols: Vec<Col> = plan.mapping.key_cols();
+    let write = WriteBatch {
+        upsert: Upsert {
+            table: &plan.target,
+            columns: &plan.mapping.columns,
+            key: &plan.mapping.key,
+            version: plan.mapping.version,
+        },
+        rows,
+        key_cols: &key_cols,
+        version_col: plan.mapping.version_col(),
+        deletes: dels,
+    };
+    let mut attempt = 0;
+    loop {
+        match ctx.target.write(&write).await {
+            Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
+                attempt += 1;
+                let wait = 50u64 << attempt;
+                tracing::warn!(table = %plan.name, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
+                tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait))).await;
+            }
+            Ok(refused) => {
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        table = %plan.name,
+                        "the exchange refused {} row(s); they are quarantined and the rest of the batch was delivered",
+                        refused.len()
+                    );
+                }
+                return Ok(refused);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Set the extraction flag of the rows just exchanged (and of the failed ones), each only if
@@ -371,12 +468,11 @@ pub async fn deliver(
 async fn mark_flags(
     ctx: &Ctx,
     plan: &Plan,
-    flag: &super::plan::FlagPlan,
+    flag: &FlagPlan,
     done: &[Vec<Value>],
     failed: &[(Vec<Value>, String)],
 ) -> Result<(), JobError> {
     let key_cols = plan.key_cols();
-    let dialect = ctx.source.dialect();
     let params = |mark: &Value, error: Option<String>, values: &[Value]| {
         let mut p = vec![mark.clone()];
         if flag.error.is_some() {
@@ -387,7 +483,7 @@ async fn mark_flags(
         p.extend(values.iter().cloned());
         p
     };
-    let text = dialect.mark_row(
+    let text = ctx.source.dialect().mark_row(
         &plan.source,
         &flag.col,
         flag.error.as_ref(),
@@ -407,14 +503,10 @@ async fn mark_flags(
     if rows.is_empty() {
         return Ok(());
     }
-    ctx.source.exec_many(&text, &rows).await.map_err(|e| {
-        JobError::new(
-            &plan.name,
-            "setting the extraction flag in the source",
-            e.to_string(),
-            e.is_retriable(),
-        )
-    })?;
+    ctx.source
+        .exec_many(&text, &rows)
+        .await
+        .map_err(|e| JobError::db(&plan.name, "setting the extraction flag in the source", e))?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, TableSpec};
 use crate::db::dialect::{Col, Cond, Select};
-use crate::db::{Db, DbError, ReadRow};
+use crate::db::{Db, DbError, ErrorClass, ReadRow};
 use crate::state::State;
 use crate::value::{Value, key_text};
 use crate::watermark::{Watermark, time_value};
@@ -38,27 +38,37 @@ pub struct JobError {
     pub table: String,
     pub step: &'static str,
     pub cause: String,
-    /// Whether a later attempt may succeed without anyone changing anything.
-    pub retriable: bool,
+    /// What kind of failure it was (decides how soon the table is tried again).
+    pub class: ErrorClass,
 }
 
 impl JobError {
-    pub fn new(table: &str, step: &'static str, cause: impl Into<String>, retriable: bool) -> Self {
+    /// A failure that needs a person (configuration, state store, planning).
+    pub fn new(table: &str, step: &'static str, cause: impl Into<String>) -> Self {
         JobError {
             table: table.to_owned(),
             step,
             cause: cause.into(),
-            retriable,
+            class: ErrorClass::Fatal,
         }
     }
 
-    fn db(table: &str, step: &'static str, e: DbError) -> Self {
-        let retriable = e.is_retriable();
-        JobError::new(table, step, e.to_string(), retriable)
+    pub fn db(table: &str, step: &'static str, e: DbError) -> Self {
+        JobError {
+            table: table.to_owned(),
+            step,
+            class: e.class(),
+            cause: e.to_string(),
+        }
     }
 
     fn state(table: &str, e: crate::state::StateError) -> Self {
-        JobError::new(table, "reading the state store", e.to_string(), false)
+        JobError::new(table, "reading the state store", e.to_string())
+    }
+
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self.class, ErrorClass::Transient | ErrorClass::Unavailable)
     }
 }
 
@@ -96,7 +106,6 @@ pub async fn prepare(
                     "source table {} does not exist in the front-end database",
                     spec.source
                 ),
-                false,
             )
         })?;
     let tgt = target
@@ -111,7 +120,6 @@ pub async fn prepare(
                     "exchange table {} does not exist in the exchange database",
                     spec.target
                 ),
-                false,
             )
         })?;
     Plan::build(spec, &src, &tgt, cfg, target.dialect()).map_err(|p| {
@@ -119,7 +127,6 @@ pub async fn prepare(
             n,
             "checking the configuration against the tables",
             p.join("; "),
-            false,
         )
     })
 }
@@ -248,7 +255,6 @@ async fn time_cycle(
             &plan.name,
             "planning",
             "no change-time column",
-            false,
         ));
     };
     let ts_col = plan.read_cols[ts_i].clone();
@@ -261,7 +267,7 @@ async fn time_cycle(
         .watermark(&plan.name)
         .await
         .map_err(|e| JobError::state(&plan.name, e))?
-        .filter(|w| w.ts.is_some() && w.key.len() == plan.key.len())
+        .filter(|w| w.ts.is_some() && (w.key.is_empty() || w.key.len() == plan.key.len()))
         .unwrap_or_default();
     let lag = if once && !window.lag.is_zero() {
         if !pause(ctx, window.lag).await {
@@ -284,6 +290,9 @@ async fn time_cycle(
         fmt,
     );
     let now_v = time_value(now, ts_col.ty, tz, fmt);
+    let guard = transaction_guard(ctx, plan, now, report)
+        .await
+        .map(|t| time_value(t, ts_col.ty, tz, fmt));
     // Re-read the lookback window behind the watermark; skip rows already exchanged.
     let lower = wm.ts.as_ref().map(|t| {
         if window.lookback.is_zero() {
@@ -300,10 +309,13 @@ async fn time_cycle(
             .map_err(|e| JobError::state(&plan.name, e))?,
         None => Seen::new(),
     };
-    let mut cursor: Option<Vec<Value>> = match (&wm.ts, window.lookback.is_zero()) {
-        (Some(_), true) => Some(tuple(&wm)),
-        _ => None,
-    };
+    // Without lookback, continue strictly after the last (time, key); a watermark held back
+    // by an open transaction has no key and is re-read from its time on.
+    let mut cursor: Option<Vec<Value>> =
+        match (&wm.ts, window.lookback.is_zero() && !wm.key.is_empty()) {
+            (Some(_), true) => Some(tuple(&wm)),
+            _ => None,
+        };
     let prune_for = |w: &Watermark| -> Option<String> {
         let t = w.ts.as_ref()?;
         Some(
@@ -328,7 +340,7 @@ async fn time_cycle(
             break;
         }
         let (first, last, more) = span_of(plan, &rows, capped);
-        let new_wm = wm.clone().max(last.clone());
+        let new_wm = wm.clone().max(held_back(last.clone(), guard.as_ref()));
         let prune = prune_for(&new_wm);
         let b = Batch {
             rows,
@@ -398,6 +410,61 @@ async fn time_cycle(
     null_times(ctx, plan, &ts_col, report).await
 }
 
+/// A watermark never passes the start of a transaction still open on the source: the rows it
+/// commits later may carry an earlier time than rows already exchanged.
+fn held_back(pos: Watermark, guard: Option<&Value>) -> Watermark {
+    match (guard, &pos.ts) {
+        (Some(g), Some(t)) if crate::watermark::cmp_values(t, g).is_ge() => Watermark {
+            ts: Some(g.clone()),
+            key: Vec::new(),
+        },
+        _ => pos,
+    }
+}
+
+/// The instant just before the oldest transaction still open on the source, when one is open
+/// and younger than `transaction_guard`. Older ones are reported and left to the lookback.
+async fn transaction_guard(
+    ctx: &Ctx,
+    plan: &Plan,
+    now: chrono::DateTime<chrono::Utc>,
+    report: &mut CycleReport,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let limit = ctx.cfg.source.transaction_guard;
+    if limit.is_zero() {
+        return None;
+    }
+    let (oldest, note) = match ctx.source.oldest_transaction().await {
+        Ok(r) => r,
+        Err(e) => {
+            let w = format!(
+                "cannot look for open transactions on the source ({e}); late commits rely on \
+                 the lookback window alone"
+            );
+            tracing::warn!(table = %plan.name, "{w}");
+            report.warnings.push(w);
+            return None;
+        }
+    };
+    if let Some(n) = note {
+        report.warnings.push(n);
+    }
+    let oldest = oldest?;
+    let age = (now - oldest).to_std().unwrap_or_default();
+    if age > limit {
+        let w = format!(
+            "a transaction open on the source since {} is older than transaction_guard ({}); \
+             rows it commits later are caught only if they fall in the lookback window",
+            oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            humantime::format_duration(limit)
+        );
+        tracing::warn!(table = %plan.name, "{w}");
+        report.warnings.push(w);
+        return None;
+    }
+    Some(oldest - chrono::Duration::microseconds(1))
+}
+
 /// Report rows whose change time is NULL: they cannot be exchanged by time.
 async fn null_times(
     ctx: &Ctx,
@@ -441,12 +508,7 @@ async fn null_times(
 
 async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(), JobError> {
     let Some(flag) = &plan.flag else {
-        return Err(JobError::new(
-            &plan.name,
-            "planning",
-            "no flag column",
-            false,
-        ));
+        return Err(JobError::new(&plan.name, "planning", "no flag column"));
     };
     let key_cols = plan.key_cols();
     let none = Seen::new();
@@ -538,7 +600,6 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
                 &plan.name,
                 "reading the state store",
                 format!("key of {rkey}: {e}"),
-                false,
             )
         })?;
         gone.push((rkey.clone(), key));

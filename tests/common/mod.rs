@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::mysql::MySqlPoolOptions;
@@ -51,9 +52,12 @@ impl PgDb {
             .expect("create database");
         admin.close().await;
         let url = format!("{}/{name}", pg_base());
+        let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .expect("url")
+            .options([("TimeZone", "UTC")]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect(&url)
+            .connect_with(opts)
             .await
             .expect("connect to test database");
         PgDb { name, url, pool }
@@ -204,6 +208,10 @@ impl Agent {
         let text = config.replace("{dir}", &dir.path().display().to_string());
         std::fs::write(&path, text).expect("write config");
         Agent { dir, config: path }
+    }
+
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config).expect("read config")
     }
 
     pub fn command(&self) -> Command {
