@@ -62,6 +62,12 @@ if [ -z "${FRONTDB_TEST_MYSQL:-}" ]; then
 fi
 say "PostgreSQL and MariaDB are up"
 
+# The Debian package test needs cargo-deb.
+if ! command -v cargo-deb >/dev/null; then
+    say "installing cargo-deb (once) for the package test"
+    cargo install cargo-deb --locked || die "cannot install cargo-deb (crates.io unreachable?)"
+fi
+
 say "cargo fmt --check"
 cargo fmt --check
 say "cargo clippy --all-targets -- -D warnings"

@@ -21,7 +21,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run as a daemon: every table on its schedule (what systemd runs).
-    Run,
+    Run {
+        /// Start with a full resync of every enabled table.
+        #[arg(long)]
+        full_resync: bool,
+    },
     /// Exchange everything committed before the call, then exit (0 when every table succeeded).
     Once {
         /// Only this table (its `name`, by default its source table).
@@ -35,7 +39,18 @@ pub enum Command {
         json: bool,
     },
     /// Validate the configuration, connect to both databases, confirm every table and column.
-    Check,
+    Check {
+        /// Only validate the configuration; connect to nothing (systemd's ExecStartPre).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Full resync: every row again, rows gone from the source removed at the exchange. Asks
+    /// the running daemon; when none runs, does it here (with a progress bar on a terminal).
+    Resync {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -69,7 +84,7 @@ impl Command {
     pub fn is_report(&self) -> bool {
         matches!(
             self,
-            Command::Status { .. } | Command::Check | Command::Rejects { .. }
+            Command::Status { .. } | Command::Check { .. } | Command::Rejects { .. }
         )
     }
 }
@@ -79,10 +94,22 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
     let cfg = config::load(&cli.config)?;
     let secrets = cfg.secrets();
     let result = match cli.command {
-        Command::Run => crate::runner::run(cfg).await,
+        Command::Run { full_resync } => crate::daemon::run(cfg, full_resync).await,
         Command::Once { table } => crate::runner::once(cfg, table.as_deref()).await,
         Command::Status { json } => crate::status::status(&cfg, json).await,
-        Command::Check => crate::check::check(cfg).await,
+        Command::Check { offline: true } => {
+            println!(
+                "configuration {}: valid, {} table(s)",
+                cfg.file.display(),
+                cfg.tables.len()
+            );
+            Ok(())
+        }
+        Command::Check { offline: false } => crate::check::check(cfg).await,
+        Command::Resync { table } => match crate::lock::holder(&cfg.agent.state_dir) {
+            Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
+            None => crate::runner::resync_now(cfg, table.as_deref()).await,
+        },
         Command::Rejects { action, json } => match action {
             None => crate::rejects::list(&cfg, None, None, json).await,
             Some(RejectsCommand::List { table, state }) => {

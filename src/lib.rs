@@ -19,9 +19,11 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod job;
+pub mod lock;
 pub mod mapping;
 pub mod rejects;
 pub mod runner;

@@ -152,6 +152,27 @@ impl Mapping {
         Ok(out)
     }
 
+    /// Parameters of a tombstone for a row gone from the source: the values of the columns
+    /// `sets` (operation `D`, the exchange time, the batch number), then the exchange key.
+    pub fn tombstone_params(
+        &self,
+        sets: &[usize],
+        key: &[Value],
+        ctx: &RowCtx<'_>,
+    ) -> Result<Vec<Value>, String> {
+        let mut out = Vec::with_capacity(sets.len() + key.len());
+        for &i in sets {
+            let v = match &self.sources[i] {
+                Source::Operation => Value::Text(Op::Delete.letter(ctx.lower_ops).into()),
+                Source::Batch => Value::Text(ctx.cd_batch.into()),
+                _ => Value::TimestampTz(ctx.exchange_time),
+            };
+            out.push(self.convert(i, &self.columns[i], v, ctx.tz)?);
+        }
+        out.extend(key.iter().cloned());
+        Ok(out)
+    }
+
     fn convert(&self, i: usize, col: &Col, v: Value, tz: &Tz) -> Result<Value, String> {
         let shown = match &v {
             Value::Text(s) if s.chars().count() > 40 => {

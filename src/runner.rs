@@ -1,17 +1,19 @@
-//! `once` and `run`: connect, prepare every table, and run cycles — once each, or each
-//! table on its own schedule until the agent is stopped.
+//! Running tables: `once`, a resync done in-process, and the loop that runs one table on its
+//! schedule inside the daemon (see [`crate::daemon`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TableSpec};
 use crate::db::Db;
 use crate::error::AppError;
+use crate::job::resync::Progress;
 use crate::job::{self, Ctx, CycleReport, JobError, Plan};
+use crate::schedule::{Timer, sleep_until};
 use crate::state::{CycleEnd, State, parse_ts};
 
 /// Open the state store and connect to both databases (`lazy`: on first use, so that the
@@ -43,7 +45,7 @@ pub async fn connect(
     })
 }
 
-async fn disconnect(ctx: &Ctx) {
+pub async fn disconnect(ctx: &Ctx) {
     ctx.source.close().await;
     ctx.target.close().await;
     ctx.state.close().await;
@@ -95,6 +97,7 @@ pub fn stop_on_signals(cancel: CancellationToken, deadline: Duration) {
                 tracing::info!(
                     "stopping: finishing the batch in flight (signal again to stop at once)"
                 );
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
                 cancel.cancel();
                 tokio::spawn(async move {
                     tokio::time::sleep(deadline).await;
@@ -113,31 +116,55 @@ pub fn stop_on_signals(cancel: CancellationToken, deadline: Duration) {
     });
 }
 
-/// Run one table cycle with its bookkeeping in the state store.
-async fn run_one(
+/// What a table run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// An incremental cycle.
+    Cycle,
+    /// The table's requested (or interrupted) full resync.
+    Resync,
+}
+
+/// Run one cycle or resync of a table, with its bookkeeping in the state store.
+pub async fn run_one(
     ctx: &Ctx,
     spec: &TableSpec,
     plan: &mut Option<Plan>,
+    what: What,
     once: bool,
+    progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
     let started = Instant::now();
     let _ = ctx.state.cycle_started(&spec.name, Utc::now()).await;
-    let result = match plan {
-        Some(p) => job::cycle(ctx, p, once).await,
-        None => match job::prepare(&ctx.cfg, &ctx.source, &ctx.target, spec).await {
-            Ok(p) => {
-                let r = job::cycle(ctx, &p, once).await;
-                *plan = Some(p);
-                r
+    if plan.is_none() {
+        match job::prepare(&ctx.cfg, &ctx.source, &ctx.target, spec).await {
+            Ok(p) => *plan = Some(p),
+            Err(e) => {
+                record(ctx, spec, &Err(e.clone()), started).await;
+                return Err(e);
             }
-            Err(e) => Err(e),
-        },
+        }
+    }
+    let result = match (plan.as_ref(), what) {
+        (Some(p), What::Cycle) => job::cycle(ctx, p, once).await,
+        (Some(p), What::Resync) => job::resync::resync(ctx, p, progress).await,
+        (None, _) => Ok(CycleReport::default()),
     };
     if result.is_err() {
-        // The tables may have changed: look at them again before the next cycle.
+        // The tables may have changed: look at them again before the next run.
         *plan = None;
     }
-    let (outcome, error, rows, warnings) = match &result {
+    record(ctx, spec, &result, started).await;
+    result
+}
+
+async fn record(
+    ctx: &Ctx,
+    spec: &TableSpec,
+    result: &Result<CycleReport, JobError>,
+    started: Instant,
+) {
+    let (outcome, error, rows, warnings) = match result {
         Ok(r) if r.stopped => ("stopped", None, r.sent + r.deleted, r.warnings.clone()),
         Ok(r) => ("ok", None, r.sent + r.deleted, r.warnings.clone()),
         Err(e) => ("failed", Some(e.to_string()), 0, Vec::new()),
@@ -153,7 +180,18 @@ async fn run_one(
     if let Err(e) = ctx.state.cycle_finished(&end).await {
         tracing::error!(table = %spec.name, "cannot record the cycle: {e}");
     }
-    result
+}
+
+fn no_progress(_: u64, _: Option<u64>) {}
+
+/// The daemon must not run beside `once` or an in-process resync on the same state.
+fn refuse_beside_daemon(cfg: &Config, what: &str) -> Result<crate::lock::AgentLock, AppError> {
+    crate::lock::acquire(&cfg.agent.state_dir).map_err(|e| {
+        AppError::Runtime(format!(
+            "{e}; it exchanges the tables on their schedules — {what} would run beside it. \
+             Use `frontdb-agent resync` to ask it for a full resync, or stop it first"
+        ))
+    })
 }
 
 /// `once`: one cycle of each selected table; every row committed before the call is exchanged.
@@ -163,6 +201,7 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
         .iter()
         .map(|s| s.name.clone())
         .collect();
+    let _lock = refuse_beside_daemon(&cfg, "`once`")?;
     let cancel = CancellationToken::new();
     stop_on_signals(cancel.clone(), cfg.agent.stop_timeout);
     let ctx = connect(cfg.clone(), cancel.clone(), false).await?;
@@ -172,7 +211,7 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
             continue;
         };
         let mut plan = None;
-        match run_one(&ctx, spec, &mut plan, true).await {
+        match run_one(&ctx, spec, &mut plan, What::Cycle, true, &no_progress).await {
             Ok(r) => {
                 println!(
                     "{}: {} row(s) sent, {} deleted, {} quarantined, {} unchanged, {} batch(es){}",
@@ -203,12 +242,76 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
             break;
         }
     }
-    let _ = ctx
-        .state
-        .prune_ledger(
-            Utc::now() - chrono::Duration::from_std(cfg.agent.ledger_retention).unwrap_or_default(),
-        )
-        .await;
+    let keep = chrono::Duration::from_std(cfg.agent.ledger_retention).unwrap_or_default();
+    let _ = ctx.state.prune_ledger(Utc::now() - keep).await;
+    disconnect(&ctx).await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Runtime(failures.join("\n")))
+    }
+}
+
+/// `resync` when no daemon runs: resync the selected tables here, with a progress bar on a
+/// terminal. An interrupted resync resumes from its last chunk the next time.
+pub async fn resync_now(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
+    let cfg = Arc::new(cfg);
+    let names: Vec<String> = selected(&cfg, table)?
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let _lock = refuse_beside_daemon(&cfg, "a resync")?;
+    let cancel = CancellationToken::new();
+    stop_on_signals(cancel.clone(), cfg.agent.stop_timeout);
+    let ctx = connect(cfg.clone(), cancel.clone(), false).await?;
+    let mut failures = Vec::new();
+    for name in &names {
+        let Some(spec) = cfg.tables.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        if let Err(e) = ctx.state.request_resync(&spec.name).await {
+            failures.push(e.to_string());
+            continue;
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} rows {percent}% ({eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(spec.name.clone());
+        let progress = |done: u64, total: Option<u64>| {
+            if let Some(t) = total {
+                bar.set_length(t.max(done));
+            }
+            bar.set_position(done);
+        };
+        let mut plan = None;
+        let result = run_one(&ctx, spec, &mut plan, What::Resync, true, &progress).await;
+        bar.finish_and_clear();
+        match result {
+            Ok(r) if r.stopped => {
+                println!(
+                    "{}: resync stopped; it resumes from its last chunk next time",
+                    spec.name
+                );
+                failures.push(format!("table {}: resync stopped by a signal", spec.name));
+            }
+            Ok(r) => println!(
+                "{}: full resync done: {} row(s) sent, {} removed at the exchange, {} quarantined",
+                spec.name, r.sent, r.deleted, r.rejected
+            ),
+            Err(e) => {
+                tracing::error!("{e}");
+                failures.push(e.to_string());
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
     disconnect(&ctx).await;
     if failures.is_empty() {
         Ok(())
@@ -220,17 +323,17 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
 /// When a table should first run after start: interval schedules at once; calendar
 /// schedules at their next time, or at once when a scheduled run was missed.
 fn first_run(
-    spec: &TableSpec,
+    timer: &Timer,
     last: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     tz: &chrono_tz::Tz,
 ) -> DateTime<Utc> {
-    if spec.schedule.is_interval() {
+    if timer.schedule.is_interval() {
         return now;
     }
-    match last.and_then(|l| spec.schedule.next_after(l, tz)) {
+    match last.and_then(|l| timer.schedule.next_after(l, tz)) {
         Some(due) if due <= now => now,
-        _ => spec.schedule.next_after(now, tz).unwrap_or(now),
+        _ => timer.next(now, tz, rand::random()).unwrap_or(now),
     }
 }
 
@@ -247,11 +350,33 @@ fn retry_wait(e: &JobError, failures: u32, retry_max: Duration) -> Duration {
     base.mul_f64(rand::random_range(0.8..1.2))
 }
 
-async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
+/// What wakes a sleeping table early.
+#[derive(Debug, Default)]
+pub struct Wake {
+    /// A full resync was requested (or one is to be resumed).
+    pub resync: Notify,
+    /// The source announced new rows (PostgreSQL NOTIFY).
+    pub data: Notify,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Scheduled,
+    Data,
+    Resync,
+}
+
+/// One table inside the daemon: its cycles on schedule, a resync when asked, retries with
+/// backoff when it fails; stops between batches when the daemon stops.
+pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
     let Some(spec) = ctx.cfg.tables.get(idx) else {
         return;
     };
     let tz = ctx.cfg.agent.tz;
+    let timer = Timer {
+        schedule: spec.schedule.clone(),
+        jitter: spec.jitter,
+    };
     let last = ctx
         .state
         .tables()
@@ -259,23 +384,37 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
         .ok()
         .and_then(|t| t.into_iter().find(|s| s.table == spec.name))
         .and_then(|s| s.last_finished.as_deref().and_then(parse_ts));
-    let mut next = first_run(spec, last, Utc::now(), &tz);
+    let mut next = first_run(&timer, last, Utc::now(), &tz);
     tracing::info!(table = %spec.name, schedule = %spec.schedule, next = %next.with_timezone(&tz), "table scheduled");
     let mut plan: Option<Plan> = None;
     let mut failures: u32 = 0;
     loop {
         let _ = ctx.state.set_next_run(&spec.name, next).await;
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+        let reason = tokio::select! {
+            _ = sleep_until(next, Utc::now()) => Reason::Scheduled,
+            _ = wake.data.notified() => Reason::Data,
+            _ = wake.resync.notified() => Reason::Resync,
             _ = ctx.cancel.cancelled() => break,
-        }
-        let result = run_one(&ctx, spec, &mut plan, false).await;
+        };
+        // A requested (or interrupted) full resync comes before anything else.
+        let resync = matches!(
+            ctx.state.resync_of(&spec.name).await,
+            Ok(Some(r)) if r.state == "requested" || r.state == "running"
+        );
+        let what = match (resync, reason) {
+            (true, _) => What::Resync,
+            (false, Reason::Resync) => continue,
+            (false, _) => What::Cycle,
+        };
+        let result = run_one(&ctx, spec, &mut plan, what, false, &no_progress).await;
         let now = Utc::now();
-        let scheduled = spec
-            .schedule
-            .next_after(now, &tz)
-            .unwrap_or(now + chrono::Duration::hours(1));
+        let scheduled = match (what, reason) {
+            // After a resync or an early wake-up, the scheduled run stays where it was.
+            (What::Resync, _) | (_, Reason::Data) => next.max(now),
+            _ => timer
+                .next(now, &tz, rand::random())
+                .unwrap_or(now + chrono::Duration::hours(1)),
+        };
         next = match &result {
             Ok(r) => {
                 if failures > 0 {
@@ -296,6 +435,8 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
                 } else {
                     tracing::debug!(table = %spec.name, attempt = failures, retry_in = ?wait, "{e}");
                 }
+                // A failed resync is tried again then too: every wake-up looks for one
+                // pending, and it resumes from its last chunk.
                 let retry = now + chrono::Duration::from_std(wait).unwrap_or_default();
                 // An outage is retried before the next scheduled run; a problem that needs a
                 // person waits for it (and at least a minute).
@@ -311,44 +452,4 @@ async fn table_loop(ctx: Arc<Ctx>, idx: usize) {
         }
     }
     tracing::info!(table = %spec.name, "table stopped");
-}
-
-/// `run`: the daemon. Every enabled table runs on its own schedule until SIGTERM or SIGINT;
-/// a stop waits for the batch in flight and commits it.
-pub async fn run(cfg: Config) -> Result<(), AppError> {
-    let cfg = Arc::new(cfg);
-    let cancel = CancellationToken::new();
-    stop_on_signals(cancel.clone(), cfg.agent.stop_timeout);
-    let ctx = Arc::new(connect(cfg.clone(), cancel.clone(), true).await?);
-    for (role, db) in [("source", &ctx.source), ("exchange", &ctx.target)] {
-        if let Err(e) = db.now().await {
-            tracing::warn!("the {role} database is not reachable yet; the agent keeps trying: {e}");
-        }
-    }
-    tracing::info!(agent = %cfg.agent.id, tables = cfg.tables.len(), "frontdb-agent running");
-    let tracker = TaskTracker::new();
-    for (i, spec) in cfg.tables.iter().enumerate() {
-        if spec.enabled {
-            tracker.spawn(table_loop(ctx.clone(), i));
-        }
-    }
-    let housekeeping = ctx.clone();
-    tracker.spawn(async move {
-        loop {
-            let keep = chrono::Duration::from_std(housekeeping.cfg.agent.ledger_retention)
-                .unwrap_or_default();
-            if let Err(e) = housekeeping.state.prune_ledger(Utc::now() - keep).await {
-                tracing::warn!("pruning the batch ledger: {e}");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                _ = housekeeping.cancel.cancelled() => break,
-            }
-        }
-    });
-    tracker.close();
-    tracker.wait().await;
-    disconnect(&ctx).await;
-    tracing::info!("frontdb-agent stopped");
-    Ok(())
 }

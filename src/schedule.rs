@@ -84,36 +84,35 @@ impl Schedule {
     }
 
     /// The first run strictly after `after` (for interval schedules: `after` + interval).
+    /// Daily and weekly times are local times of `tz`, computed day by day.
     pub fn next_after(&self, after: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(tz);
-        let candidates = |first: DateTime<Tz>, step: CDuration| {
-            let mut t = first;
-            while t <= local {
-                t += step;
-            }
-            Some(t.with_timezone(&Utc))
+        // The first of the local days `first`, `first + step`, ... whose time is after `after`.
+        let first_day_after = |first: chrono::NaiveDate, step: i64, at: NaiveTime| {
+            (0..3)
+                .filter_map(|k| at_local(tz, first + CDuration::days(k * step), at))
+                .find(|t| *t > local)
+                .map(|t| t.with_timezone(&Utc))
         };
         match self {
             Schedule::Realtime(d) | Schedule::Every(d) => {
                 Some(after + CDuration::from_std(*d).ok()?)
             }
             Schedule::Hourly { minute } => {
-                let first = local
+                let mut t = local
                     .with_minute(*minute)?
                     .with_second(0)?
                     .with_nanosecond(0)?;
-                candidates(first, CDuration::hours(1))
+                while t <= local {
+                    t += CDuration::hours(1);
+                }
+                Some(t.with_timezone(&Utc))
             }
-            Schedule::Daily { at } => {
-                let first = at_local(tz, local.date_naive(), *at)?;
-                candidates(first, CDuration::days(1))
-            }
+            Schedule::Daily { at } => first_day_after(local.date_naive(), 1, *at),
             Schedule::Weekly { day, at } => {
                 let back = i64::from(local.weekday().num_days_from_monday())
                     - i64::from(day.num_days_from_monday());
-                let date = local.date_naive() - CDuration::days(back);
-                let first = at_local(tz, date, *at)?;
-                candidates(first, CDuration::weeks(1))
+                first_day_after(local.date_naive() - CDuration::days(back), 7, *at)
             }
             Schedule::Cron(c) => c.after(&local).next().map(|t| t.with_timezone(&Utc)),
         }
@@ -208,9 +207,40 @@ fn hm(h: u32, m: u32) -> NaiveTime {
     NaiveTime::from_hms_opt(h, m, 0).unwrap_or(NaiveTime::MIN)
 }
 
-/// A local date and time in `tz` (the earlier one when the clock is set back).
+/// A local date and time in `tz`: the earlier one when the clock is set back, an hour later
+/// when the clock skips it (zones with daylight saving; China and Vietnam have none).
 fn at_local(tz: &Tz, date: chrono::NaiveDate, at: NaiveTime) -> Option<DateTime<Tz>> {
-    tz.from_local_datetime(&date.and_time(at)).earliest()
+    let t = date.and_time(at);
+    tz.from_local_datetime(&t).earliest().or_else(|| {
+        tz.from_local_datetime(&(t + CDuration::hours(1)))
+            .earliest()
+    })
+}
+
+/// When a table runs: its schedule, plus up to `jitter` for calendar schedules, so that many
+/// departments do not reach the province in the same second.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    pub schedule: Schedule,
+    pub jitter: Duration,
+}
+
+impl Timer {
+    /// The next run after `after`; `draw` in [0, 1) picks the jitter.
+    pub fn next(&self, after: DateTime<Utc>, tz: &Tz, draw: f64) -> Option<DateTime<Utc>> {
+        let base = self.schedule.next_after(after, tz)?;
+        if self.schedule.is_interval() || self.jitter.is_zero() {
+            return Some(base);
+        }
+        let extra = self.jitter.mul_f64(draw.clamp(0.0, 0.999_999));
+        Some(base + CDuration::from_std(extra).ok()?)
+    }
+}
+
+/// Sleep until the wall-clock instant `at`, read from `now`, on the tokio clock (so tests can
+/// run schedules in paused time).
+pub async fn sleep_until(at: DateTime<Utc>, now: DateTime<Utc>) {
+    tokio::time::sleep((at - now).to_std().unwrap_or_default()).await;
 }
 
 fn parse_time(s: &str) -> Result<NaiveTime, String> {
@@ -311,6 +341,106 @@ mod tests {
             every.next_after(now, &tz),
             Some(utc("2026-11-23T16:01:30Z"))
         );
+    }
+
+    #[test]
+    fn local_times_stay_put_without_daylight_saving() {
+        let tz = shanghai();
+        let daily = Schedule::parse("daily@01:30").expect("parse");
+        let mut t = utc("2026-01-01T00:00:00Z");
+        for _ in 0..400 {
+            let next = daily.next_after(t, &tz).expect("next");
+            assert_eq!(
+                next.with_timezone(&tz).format("%H:%M:%S").to_string(),
+                "01:30:00"
+            );
+            if t > utc("2026-01-02T00:00:00Z") {
+                assert_eq!(next - t, CDuration::days(1));
+            }
+            t = next;
+        }
+    }
+
+    #[test]
+    fn a_skipped_local_time_runs_an_hour_later() {
+        let ny: Tz = "America/New_York".parse().expect("tz");
+        let daily = Schedule::parse("daily@02:30").expect("parse");
+        // 2026-03-08 02:30 does not exist in New York (clocks jump from 02:00 to 03:00).
+        let next = daily
+            .next_after(utc("2026-03-07T12:00:00Z"), &ny)
+            .expect("next");
+        assert_eq!(next, utc("2026-03-08T07:30:00Z"));
+        let after = daily.next_after(next, &ny).expect("next");
+        assert_eq!(
+            after.with_timezone(&ny).format("%d %H:%M").to_string(),
+            "09 02:30"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let tz = shanghai();
+        let now = utc("2026-11-23T16:00:00Z");
+        let base = utc("2026-11-23T17:30:00Z");
+        let timer = Timer {
+            schedule: Schedule::parse("daily@01:30").expect("parse"),
+            jitter: Duration::from_secs(300),
+        };
+        assert_eq!(timer.next(now, &tz, 0.0), Some(base));
+        for i in 0..1000 {
+            let draw = f64::from(i) / 1000.0;
+            let t = timer.next(now, &tz, draw).expect("next");
+            assert!(t >= base && t < base + CDuration::seconds(300), "{t}");
+        }
+        assert_eq!(
+            timer
+                .next(now, &tz, 0.9999999)
+                .map(|t| t < base + CDuration::seconds(300)),
+            Some(true)
+        );
+        let interval = Timer {
+            schedule: Schedule::parse("every:30s").expect("parse"),
+            jitter: Duration::from_secs(300),
+        };
+        assert_eq!(
+            interval.next(now, &tz, 0.5),
+            Some(now + CDuration::seconds(30)),
+            "no jitter on intervals"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedules_wait_the_right_time_on_the_tokio_clock() {
+        let tz = shanghai();
+        let start = tokio::time::Instant::now();
+        // Every 30 s from the previous run.
+        let every = Timer {
+            schedule: Schedule::parse("every:30s").expect("parse"),
+            jitter: Duration::ZERO,
+        };
+        let mut clock = utc("2026-11-23T16:00:00Z");
+        for k in 1..=3u64 {
+            let next = every.next(clock, &tz, 0.5).expect("next");
+            sleep_until(next, clock).await;
+            clock = next;
+            assert_eq!(start.elapsed(), Duration::from_secs(30 * k));
+        }
+        // Then the daily run at 01:30 Shanghai time: 16:01:30 UTC -> 17:30:00 UTC.
+        let daily = Timer {
+            schedule: Schedule::parse("daily@01:30").expect("parse"),
+            jitter: Duration::ZERO,
+        };
+        let before = tokio::time::Instant::now();
+        let next = daily.next(clock, &tz, 0.0).expect("next");
+        sleep_until(next, clock).await;
+        assert_eq!(before.elapsed(), Duration::from_secs(88 * 60 + 30));
+        // And the weekly one: Sunday 03:00.
+        let weekly = Timer {
+            schedule: Schedule::parse("weekly@sun 03:00").expect("parse"),
+            jitter: Duration::ZERO,
+        };
+        let next = weekly.next(next, &tz, 0.0).expect("next");
+        assert_eq!(next, utc("2026-11-28T19:00:00Z"));
     }
 
     #[test]

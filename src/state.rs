@@ -75,6 +75,21 @@ CREATE TABLE IF NOT EXISTS rejects (
     UNIQUE (tbl, rkey)
 );
 CREATE TABLE IF NOT EXISTS counters (day TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS resyncs (
+    tbl TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requested TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    last_key TEXT,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    rows INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    total INTEGER,
+    resumed INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');
 ";
 
@@ -165,6 +180,8 @@ pub struct Commit<'a> {
     pub rejects: &'a [Reject],
     /// Keys delivered by this batch: their open rejects become `resubmitted`.
     pub delivered: &'a [String],
+    /// A full resync's progress: the last key of this chunk (JSON) when the batch is one.
+    pub resync_key: Option<&'a str>,
 }
 
 /// How a table's last cycle ended.
@@ -455,6 +472,19 @@ impl State {
             .await
             .map_err(&e)?;
         }
+        if let Some(key) = c.resync_key {
+            sqlx::query(
+                "UPDATE resyncs SET last_key = ?, chunks = chunks + 1, rows = rows + ?, \
+                 deleted = deleted + ? WHERE tbl = ? AND state = 'running'",
+            )
+            .bind(key)
+            .bind(c.rows as i64)
+            .bind(c.deletes as i64)
+            .bind(c.table)
+            .execute(&mut *tx)
+            .await
+            .map_err(&e)?;
+        }
         if !c.delivered.is_empty() {
             let open: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM rejects WHERE tbl = ? AND state = 'open'")
@@ -536,6 +566,93 @@ impl State {
         .execute(&self.pool)
         .await
         .map_err(q("recording the next run"))?;
+        Ok(())
+    }
+
+    /// Ask for a full resync of a table. A resync already running keeps running; otherwise a
+    /// new one is recorded as requested. Returns the state it is in afterwards.
+    pub async fn request_resync(&self, table: &str) -> Result<String, StateError> {
+        let run_id = format!("{:x}", Utc::now().timestamp_micros());
+        sqlx::query(
+            "INSERT INTO resyncs (tbl, run_id, state, requested) VALUES (?, ?, 'requested', ?) \
+             ON CONFLICT (tbl) DO UPDATE SET run_id = excluded.run_id, state = 'requested', \
+             requested = excluded.requested, started = NULL, finished = NULL, last_key = NULL, \
+             chunks = 0, rows = 0, deleted = 0, total = NULL, resumed = 0, error = NULL \
+             WHERE resyncs.state NOT IN ('requested', 'running')",
+        )
+        .bind(table)
+        .bind(&run_id)
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(q("requesting a resync"))?;
+        let state: String = sqlx::query_scalar("SELECT state FROM resyncs WHERE tbl = ?")
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("requesting a resync"))?;
+        Ok(state)
+    }
+
+    pub async fn resync_of(&self, table: &str) -> Result<Option<Resync>, StateError> {
+        let e = q("reading a resync");
+        let row = sqlx::query(RESYNC_COLUMNS)
+            .bind(table)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(&e)?;
+        row.as_ref().map(resync_row).transpose().map_err(&e)
+    }
+
+    /// Tables with a resync requested or running (to be started or resumed).
+    pub async fn pending_resyncs(&self) -> Result<Vec<String>, StateError> {
+        sqlx::query_scalar("SELECT tbl FROM resyncs WHERE state IN ('requested', 'running')")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("reading resyncs"))
+    }
+
+    /// A requested resync starts (with the number of source rows); a running one resumes.
+    pub async fn resync_started(&self, table: &str, total: Option<i64>) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE resyncs SET resumed = resumed + (state = 'running'), state = 'running', \
+             started = COALESCE(started, ?), total = COALESCE(?, total) WHERE tbl = ?",
+        )
+        .bind(ts(Utc::now()))
+        .bind(total)
+        .bind(table)
+        .execute(&self.pool)
+        .await
+        .map_err(q("starting a resync"))?;
+        Ok(())
+    }
+
+    pub async fn resync_finished(
+        &self,
+        table: &str,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE resyncs SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, \
+             finished = ?, error = ? WHERE tbl = ?",
+        )
+        .bind(error)
+        .bind(ts(Utc::now()))
+        .bind(error)
+        .bind(table)
+        .execute(&self.pool)
+        .await
+        .map_err(q("finishing a resync"))?;
+        Ok(())
+    }
+
+    /// Forget every remembered digest of a table (a digest table rebuilds them by a resync).
+    pub async fn clear_digests(&self, table: &str) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM digests WHERE tbl = ?")
+            .bind(table)
+            .execute(&self.pool)
+            .await
+            .map_err(q("clearing digests"))?;
         Ok(())
     }
 
@@ -650,6 +767,49 @@ impl State {
         }
         Ok(out)
     }
+}
+
+const RESYNC_COLUMNS: &str = "SELECT run_id, state, requested, started, finished, last_key, \
+     chunks, rows, deleted, total, resumed, error FROM resyncs WHERE tbl = ?";
+
+/// A table's full resync, as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resync {
+    pub run_id: String,
+    /// `requested`, `running`, `done` or `failed`.
+    pub state: String,
+    pub requested: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// Key of the last chunk delivered (JSON list of values).
+    #[serde(skip)]
+    pub last_key: Option<String>,
+    pub chunks: i64,
+    pub rows: i64,
+    /// Rows removed at the exchange because the source no longer has them.
+    pub deleted: i64,
+    /// Rows of the source when the resync started.
+    pub total: Option<i64>,
+    /// How many times it was resumed after a stop or a crash.
+    pub resumed: i64,
+    pub error: Option<String>,
+}
+
+fn resync_row(r: &sqlx::sqlite::SqliteRow) -> Result<Resync, sqlx::Error> {
+    Ok(Resync {
+        run_id: r.try_get(0)?,
+        state: r.try_get(1)?,
+        requested: r.try_get(2)?,
+        started: r.try_get(3)?,
+        finished: r.try_get(4)?,
+        last_key: r.try_get(5)?,
+        chunks: r.try_get(6)?,
+        rows: r.try_get(7)?,
+        deleted: r.try_get(8)?,
+        total: r.try_get(9)?,
+        resumed: r.try_get(10)?,
+        error: r.try_get(11)?,
+    })
 }
 
 /// A quarantined row as `rejects` shows it.

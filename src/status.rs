@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::state::{State, TableState, parse_ts};
+use crate::state::{Resync, State, TableState, parse_ts};
 
 #[derive(Debug, Serialize)]
 pub struct TableStatus {
@@ -18,11 +18,15 @@ pub struct TableStatus {
     pub enabled: bool,
     #[serde(flatten)]
     pub state: TableState,
+    /// The table's last or current full resync.
+    pub resync: Option<Resync>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub agent: String,
+    /// Process id of the daemon running with this state directory, if one runs.
+    pub daemon_pid: Option<u32>,
     pub state_dir: String,
     pub generated_at: String,
     pub tables: Vec<TableStatus>,
@@ -30,11 +34,17 @@ pub struct Status {
 
 /// Collect the status of every configured table (tables never run show empty figures).
 pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
+    let mut resyncs = std::collections::HashMap::new();
     let known = if cfg.agent.state_dir.join("state.db").exists() {
         let st = State::open(&cfg.agent.state_dir)
             .await
             .map_err(AppError::runtime)?;
         let t = st.tables().await.map_err(AppError::runtime)?;
+        for spec in &cfg.tables {
+            if let Some(r) = st.resync_of(&spec.name).await.map_err(AppError::runtime)? {
+                resyncs.insert(spec.name.clone(), r);
+            }
+        }
         st.close().await;
         t
     } else {
@@ -44,6 +54,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
         .tables
         .iter()
         .map(|spec| TableStatus {
+            resync: resyncs.remove(&spec.name),
             table: spec.name.clone(),
             source: spec.source.to_string(),
             target: spec.target.to_string(),
@@ -62,6 +73,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
         .collect();
     Ok(Status {
         agent: cfg.agent.id.clone(),
+        daemon_pid: crate::lock::holder(&cfg.agent.state_dir),
         state_dir: cfg.agent.state_dir.display().to_string(),
         generated_at: crate::state::ts(Utc::now()),
         tables,
@@ -83,6 +95,10 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
             .unwrap_or_else(|| "-".into())
     };
     println!("agent {}  (state in {})", st.agent, st.state_dir);
+    match st.daemon_pid {
+        Some(pid) => println!("daemon          running (pid {pid})"),
+        None => println!("daemon          not running"),
+    }
     for t in &st.tables {
         let s = &t.state;
         let outcome = s.last_outcome.as_deref().unwrap_or("never run");
@@ -115,6 +131,24 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
             local(&s.newest_change)
         );
         println!("  open rejects    {}", s.open_rejects);
+        if let Some(r) = &t.resync {
+            let pct = r
+                .total
+                .filter(|t| *t > 0)
+                .map(|total| format!(" {}%", (r.rows * 100 / total).min(100)))
+                .unwrap_or_default();
+            let when = match r.state.as_str() {
+                "done" | "failed" => format!(", finished {}", local(&r.finished)),
+                _ => format!(", started {}", local(&r.started)),
+            };
+            println!(
+                "  full resync     {}{pct} ({} row(s) sent in {} chunk(s), {} removed at the exchange{when})",
+                r.state, r.rows, r.chunks, r.deleted
+            );
+            if let Some(e) = &r.error {
+                println!("  resync error    {e}");
+            }
+        }
         if s.failures > 0 {
             println!(
                 "  FAILING         since {} ({} attempt(s) in a row)",

@@ -136,6 +136,8 @@ pub struct TableSpec {
     pub key: Option<Vec<Ident>>,
     pub watermark: WatermarkSpec,
     pub schedule: Schedule,
+    pub jitter: Duration,
+    pub notify: Option<Ident>,
     pub category: Option<String>,
     pub batch_size: usize,
     pub batch_bytes: usize,

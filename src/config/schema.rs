@@ -129,7 +129,15 @@ pub struct RawTable {
     /// `hourly@15`, `daily`, `daily@01:30`, `weekly`, `weekly@sun 03:00`, or
     /// `cron:<sec> <min> <hour> <day> <month> <weekday>`. Default `every:5m`.
     pub schedule: Option<String>,
-    /// Data category of DB23/T 2835 (enforced by the schedule issue); recorded for now.
+    /// Calendar schedules (hourly, daily, weekly, cron): each run starts up to this much
+    /// later, at random, so that many departments do not reach the province in the same
+    /// second. Default `0s`.
+    pub jitter: Option<String>,
+    /// PostgreSQL sources: a LISTEN channel; a NOTIFY on it runs the table at once, between
+    /// its scheduled runs (see `sql/postgres/notify.sql`).
+    pub notify: Option<String>,
+    /// Data category of DB23/T 2835-2021: a schedule rarer than the standard's minimum for
+    /// it is refused.
     pub category: Option<String>,
     /// Rows per batch. Default 5000.
     pub batch_size: Option<usize>,

@@ -28,6 +28,8 @@ struct V<'a> {
     problems: Vec<Problem>,
     lines: &'a Lines,
     base: &'a Path,
+    /// The source's engine, once `[source]` was read.
+    source_engine: Option<EngineKind>,
 }
 
 /// Connection settings common to `[source]` and `[exchange]`.
@@ -436,6 +438,19 @@ impl V<'_> {
                 Some(_) => {}
             }
         }
+        let jitter = self.duration(&format!("{p}.jitter"), t.jitter.as_deref(), Duration::ZERO);
+        let notify = match &t.notify {
+            Some(c) => {
+                if let Some(e) = self.source_engine.filter(|e| *e != EngineKind::Postgres) {
+                    self.err(
+                        format!("{p}.notify"),
+                        format!("LISTEN/NOTIFY needs a PostgreSQL source; this source is {e}"),
+                    );
+                }
+                Some(self.ident(&format!("{p}.notify"), c)?)
+            }
+            None => None,
+        };
         let batch_size = t.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if !(1..=1_000_000).contains(&batch_size) {
             self.err(format!("{p}.batch_size"), "must be between 1 and 1000000");
@@ -497,6 +512,8 @@ impl V<'_> {
             key: key.flatten(),
             watermark: watermark?,
             schedule: sched?,
+            jitter,
+            notify,
             category: t.category,
             batch_size,
             batch_bytes,
@@ -548,6 +565,7 @@ pub fn validate(
         problems: Vec::new(),
         lines,
         base,
+        source_engine: None,
     };
     let agent = v.agent(raw.agent);
     let s = &raw.source;
@@ -562,6 +580,7 @@ pub fn validate(
             transaction_guard: s.transaction_guard.as_deref(),
         },
     );
+    v.source_engine = source.as_ref().map(|s| s.engine);
     let exchange = v.exchange(raw.exchange);
     if raw.tables.is_empty() {
         v.err(

@@ -44,6 +44,10 @@ pub enum Cond<'a> {
     Greater(&'a Col, &'a Value),
     Equals(&'a Col, &'a Value),
     IsNull(&'a Col),
+    /// `(c1, c2, ...) <= (v1, v2, ...)` in lexicographic order.
+    UpTo(&'a [Col], &'a [Value]),
+    /// `(c1, c2, ...)` equals one of the tuples.
+    AnyOf(&'a [Col], &'a [Vec<Value>]),
 }
 
 /// A `SELECT` of some columns of one table.
@@ -173,7 +177,75 @@ impl Dialect {
                 format!("{} = {}", self.quote(&col.name), self.bind(params, v, col))
             }
             Cond::IsNull(col) => format!("{} IS NULL", self.quote(&col.name)),
+            Cond::UpTo(cols, vals) => format!("NOT ({})", self.after(cols, vals, params)),
+            Cond::AnyOf(cols, tuples) => self.any_of(cols, tuples, params),
         }
+    }
+
+    fn any_of(self, cols: &[Col], tuples: &[Vec<Value>], params: &mut Vec<Value>) -> String {
+        if tuples.is_empty() {
+            return "1 = 0".into();
+        }
+        let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
+        if cols.len() > 1 && self == Dialect::MsSql {
+            let ors: Vec<String> = tuples
+                .iter()
+                .map(|t| {
+                    let ands: Vec<String> = cols
+                        .iter()
+                        .zip(t)
+                        .map(|(c, v)| {
+                            format!("{} = {}", self.quote(&c.name), self.bind(params, v, c))
+                        })
+                        .collect();
+                    format!("({})", ands.join(" AND "))
+                })
+                .collect();
+            return format!("({})", ors.join(" OR "));
+        }
+        let items: Vec<String> = tuples
+            .iter()
+            .map(|t| {
+                let ps: Vec<String> = cols
+                    .iter()
+                    .zip(t)
+                    .map(|(c, v)| self.bind(params, v, c))
+                    .collect();
+                if cols.len() == 1 {
+                    ps.join("")
+                } else {
+                    format!("({})", ps.join(", "))
+                }
+            })
+            .collect();
+        if cols.len() == 1 {
+            format!("{} IN ({})", names[0], items.join(", "))
+        } else {
+            format!("({}) IN ({})", names.join(", "), items.join(", "))
+        }
+    }
+
+    /// `SELECT count(*)` of a table.
+    pub fn count(self, table: &TableName) -> String {
+        format!("SELECT count(*) FROM {}", self.table(table))
+    }
+
+    /// Mark one row deleted in place (a tombstone): set `sets`, where the key matches.
+    /// Parameters: the set values, then the key values.
+    pub fn tombstone_row(self, table: &TableName, sets: &[Col], key: &[Col]) -> String {
+        let mut n = 0;
+        let mut p = |c: &Col| {
+            n += 1;
+            format!("{} = {}", self.quote(&c.name), self.param(n, Some(c)))
+        };
+        let s: Vec<String> = sets.iter().map(&mut p).collect();
+        let k: Vec<String> = key.iter().map(&mut p).collect();
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(table),
+            s.join(", "),
+            k.join(" AND ")
+        )
     }
 
     /// Keyset condition. PostgreSQL and SQLite compare row values (index friendly); the
@@ -666,6 +738,59 @@ mod tests {
             ),
             "UPDATE \"t\" SET \"sync_sign\" = $1::smallint WHERE \"id\" = $2::int4 AND \"sync_sign\" = $3::smallint \
              AND \"amt\"::text IS NOT DISTINCT FROM $4"
+        );
+    }
+
+    #[test]
+    fn ranges_memberships_and_tombstones() {
+        let key = [
+            col("a", ColType::Int, "int"),
+            col("b", ColType::Text, "varchar(9)"),
+        ];
+        let t = TableName::parse("t").expect("t");
+        let hi = [Value::Int(5), Value::Text("x".into())];
+        let tuples = [
+            vec![Value::Int(1), Value::Text("p".into())],
+            vec![Value::Int(2), Value::Text("q".into())],
+        ];
+        let sql = Dialect::Sqlite.select(&Select {
+            table: &t,
+            columns: &key,
+            conds: vec![Cond::UpTo(&key, &hi), Cond::AnyOf(&key, &tuples)],
+            order: &key,
+            limit: None,
+        });
+        assert_eq!(
+            sql.text,
+            "SELECT \"a\", \"b\" FROM \"t\" WHERE NOT ((\"a\", \"b\") > (?, ?)) \
+             AND (\"a\", \"b\") IN ((?, ?), (?, ?)) ORDER BY \"a\", \"b\""
+        );
+        assert_eq!(sql.params.len(), 6);
+        let sql = Dialect::MsSql.select(&Select {
+            table: &t,
+            columns: &key[..1],
+            conds: vec![Cond::AnyOf(&key, &tuples)],
+            order: &[],
+            limit: None,
+        });
+        assert!(
+            sql.text
+                .ends_with("WHERE (([a] = @P1 AND [b] = @P2) OR ([a] = @P3 AND [b] = @P4))"),
+            "{}",
+            sql.text
+        );
+        let sql = Dialect::MySql.select(&Select {
+            table: &t,
+            columns: &key[..1],
+            conds: vec![Cond::AnyOf(&key[..1], &[])],
+            order: &[],
+            limit: None,
+        });
+        assert!(sql.text.ends_with("WHERE 1 = 0"), "{}", sql.text);
+        let op = col("cd_operation", ColType::Text, "varchar(1)");
+        assert_eq!(
+            Dialect::Postgres.tombstone_row(&t, &[op], &key[..1]),
+            "UPDATE \"t\" SET \"cd_operation\" = $1::varchar(1) WHERE \"a\" = $2::int"
         );
     }
 

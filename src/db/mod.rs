@@ -65,8 +65,21 @@ pub struct WriteBatch<'a> {
     pub key_cols: &'a [Col],
     /// The version column for deletes (a stored row that is newer survives).
     pub version_col: Option<&'a Col>,
-    /// Each delete: the key values, then the version value when `version_col` is set.
+    /// Each delete: the key values, then the version value when `version_col` is set; for
+    /// tombstones, the values of `tombstone`'s columns, then the key values.
     pub deletes: &'a [Vec<Value>],
+    /// Deletes become tombstones: these columns are set in place instead.
+    pub tombstone: Option<&'a [Col]>,
+}
+
+impl WriteBatch<'_> {
+    /// The statement each delete runs.
+    fn delete_sql(&self, d: Dialect) -> String {
+        match self.tombstone {
+            Some(sets) => d.tombstone_row(self.upsert.table, sets, self.key_cols),
+            None => d.delete_row(self.upsert.table, self.key_cols, self.version_col),
+        }
+    }
 }
 
 /// What kind of failure a database error is, which decides what the agent does about it.
@@ -265,6 +278,39 @@ impl Db {
             }
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
             Db::Sqlite(_) => Ok((None, None)),
+        }
+    }
+
+    /// A connection listening on NOTIFY channels (PostgreSQL only; refused at configuration
+    /// time for other sources).
+    pub async fn listen(&self, channels: &[&str]) -> Result<sqlx::postgres::PgListener, DbError> {
+        match self {
+            Db::Postgres(d) => d.listen(channels).await,
+            other => Err(DbError::Query {
+                engine: other.engine(),
+                doing: "listening for notifications".into(),
+                cause: "LISTEN/NOTIFY needs PostgreSQL".into(),
+                code: None,
+                class: ErrorClass::Fatal,
+            }),
+        }
+    }
+
+    /// Number of rows of a table.
+    pub async fn count(&self, t: &TableName) -> Result<i64, DbError> {
+        let sql = Sql {
+            text: self.dialect().count(t),
+            params: Vec::new(),
+        };
+        let col = [dialect::Col {
+            name: Ident::fixed("count"),
+            ty: crate::value::ColType::Int,
+            native: "bigint".into(),
+        }];
+        let (rows, _) = self.fetch(&sql, &col, usize::MAX).await?;
+        match rows.first().and_then(|r| r.values.first()) {
+            Some(Value::Int(n)) => Ok(*n),
+            _ => Ok(0),
         }
     }
 

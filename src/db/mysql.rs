@@ -206,7 +206,7 @@ impl My {
             .await
             .map_err(err("starting a transaction on"))?;
         let mut part = MyPart {
-            delete: Dialect::MySql.delete_row(table, w.key_cols, w.version_col),
+            delete: w.delete_sql(Dialect::MySql),
             tx: &mut tx,
             w,
         };

@@ -88,6 +88,16 @@ impl Pg {
         Ok(Pg { pool })
     }
 
+    /// A connection listening on these NOTIFY channels.
+    pub async fn listen(&self, channels: &[&str]) -> Result<sqlx::postgres::PgListener, DbError> {
+        let err = |e| DbError::query(E, "listening for notifications", e);
+        let mut l = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(err)?;
+        l.listen_all(channels.iter().copied()).await.map_err(err)?;
+        Ok(l)
+    }
+
     /// When the oldest transaction of another session began, and how many sessions of
     /// other users the agent cannot see (it needs `pg_read_all_stats` for them).
     pub async fn oldest_transaction(&self) -> Result<(Option<DateTime<Utc>>, i64), DbError> {
@@ -229,7 +239,7 @@ impl Pg {
             copy: d.pg_copy(&stage, w.upsert.columns),
             merge: d.pg_merge(&w.upsert, &stage),
             clear: d.pg_clear(&stage),
-            delete: d.delete_row(table, w.key_cols, w.version_col),
+            delete: w.delete_sql(d),
             tx: &mut tx,
             w,
         };

@@ -219,7 +219,7 @@ impl Lite {
             .await
             .map_err(err("starting a transaction on"))?;
         let mut part = LitePart {
-            delete: Dialect::Sqlite.delete_row(table, w.key_cols, w.version_col),
+            delete: w.delete_sql(Dialect::Sqlite),
             tx: &mut tx,
             w,
         };

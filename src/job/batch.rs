@@ -43,14 +43,41 @@ pub struct Batch<'a> {
     pub new_wm: Option<Watermark>,
     pub remember: Remember,
     pub prune_before: Option<String>,
-    /// Rows gone from the source (digest mode): record key and key values.
+    /// Rows gone from the source (digest mode): record key and source key values.
     pub gone: Vec<(String, Vec<Value>)>,
+    /// Rows at the exchange whose key the source no longer has (resync): record key and the
+    /// exchange's key values.
+    pub gone_target: Vec<(String, Vec<Value>)>,
+    /// Makes the batch ids of a full resync new ones.
+    pub salt: Option<String>,
+    /// A full resync's chunk: the key (JSON) committed as its progress.
+    pub resync_key: Option<String>,
+}
+
+impl<'a> Batch<'a> {
+    /// Rows read, with nothing else to do: no watermark, no digests, nothing gone.
+    pub fn of(rows: Vec<ReadRow>, seen: &'a Seen) -> Self {
+        Batch {
+            rows,
+            seen,
+            from: None,
+            to: None,
+            new_wm: None,
+            remember: Remember::Nothing,
+            prune_before: None,
+            gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
+        }
+    }
 }
 
 enum Pending {
     Upsert(Vec<Value>, Op),
     Delete(Vec<Value>),
     Gone(Vec<Value>),
+    GoneTarget(Vec<Value>),
 }
 
 /// A row on its way out: the exchange values, its record key, and its source values
@@ -214,6 +241,9 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     for (rkey, key) in std::mem::take(&mut b.gone) {
         keep(rkey, Pending::Gone(key), &mut out.pending);
     }
+    for (rkey, key) in std::mem::take(&mut b.gone_target) {
+        keep(rkey, Pending::GoneTarget(key), &mut out.pending);
+    }
     out
 }
 
@@ -224,6 +254,11 @@ pub async fn deliver(
     report: &mut CycleReport,
 ) -> Result<(), JobError> {
     let tz = &ctx.cfg.agent.tz;
+    // Keys gone from the source are deleted whatever the stored version: a batch carries
+    // either those or rows read, never both.
+    let unconditional = !b.gone.is_empty() || !b.gone_target.is_empty();
+    debug_assert!(!unconditional || b.rows.is_empty());
+    let tombstones = unconditional && plan.deletes == DeleteMode::Tombstone;
     let Sorted {
         pending,
         mut rejects,
@@ -245,7 +280,11 @@ pub async fn deliver(
         let id = batch_id(
             &ctx.cfg.agent.id,
             &plan.name,
-            wm_from.as_deref().unwrap_or(""),
+            &format!(
+                "{}{}",
+                b.salt.as_deref().unwrap_or(""),
+                wm_from.as_deref().unwrap_or("")
+            ),
             wm_to.as_deref().unwrap_or(""),
             pending.len(),
         );
@@ -283,6 +322,12 @@ pub async fn deliver(
                         ));
                     }
                 },
+                Pending::GoneTarget(k) if tombstones => (
+                    plan.mapping.tombstone_params(&plan.tombstone, &k, &rc),
+                    None,
+                    true,
+                ),
+                Pending::GoneTarget(k) => (Ok(k), None, true),
             };
             match (mapped, src) {
                 (Ok(values), src) => {
@@ -319,7 +364,7 @@ pub async fn deliver(
                 .map_err(st)?;
             let rows: Vec<Vec<Value>> = ups.iter().map(|o| o.values.clone()).collect();
             let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
-            let refused = match write_retrying(ctx, plan, &rows, &del_rows).await {
+            let refused = match write_retrying(ctx, plan, &rows, &del_rows, unconditional).await {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = ctx.state.batch_failed(&id, &e.to_string()).await;
@@ -405,6 +450,7 @@ pub async fn deliver(
         prune_before: b.prune_before.as_deref(),
         rejects: &rejects,
         delivered: &delivered,
+        resync_key: b.resync_key.as_deref(),
     };
     ctx.state
         .commit(&commit)
@@ -425,8 +471,14 @@ async fn write_retrying(
     plan: &Plan,
     rows: &[Vec<Value>],
     dels: &[Vec<Value>],
+    unconditional: bool,
 ) -> Result<Vec<Refused>, DbError> {
     let key_cols: Vec<Col> = plan.mapping.key_cols();
+    let tombstone_cols: Vec<Col> = plan
+        .tombstone
+        .iter()
+        .map(|&i| plan.mapping.columns[i].clone())
+        .collect();
     let write = WriteBatch {
         upsert: Upsert {
             table: &plan.target,
@@ -436,8 +488,14 @@ async fn write_retrying(
         },
         rows,
         key_cols: &key_cols,
-        version_col: plan.mapping.version_col(),
+        version_col: if unconditional {
+            None
+        } else {
+            plan.mapping.version_col()
+        },
         deletes: dels,
+        tombstone: (unconditional && plan.deletes == DeleteMode::Tombstone)
+            .then_some(tombstone_cols.as_slice()),
     };
     let mut attempt = 0;
     loop {

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod plan;
+pub mod resync;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub struct Ctx {
 }
 
 /// A table that could not be exchanged: which, at which step, and why.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("table {table}: {step}: {cause}")]
 pub struct JobError {
     pub table: String,
@@ -226,6 +227,9 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             remember: Remember::Nothing,
             prune_before: None,
             gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
         wm = Some(last);
@@ -351,6 +355,9 @@ async fn time_cycle(
             remember: prune.clone().map_or(Remember::All, Remember::Since),
             prune_before: prune,
             gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
         wm = new_wm;
@@ -389,6 +396,9 @@ async fn time_cycle(
             remember: Remember::All,
             prune_before: None,
             gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(tuple(&last));
@@ -536,6 +546,9 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
             remember: Remember::Nothing,
             prune_before: None,
             gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(last.key);
@@ -582,6 +595,9 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             remember: Remember::All,
             prune_before: None,
             gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(last.key);
@@ -614,6 +630,9 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             remember: Remember::Nothing,
             prune_before: None,
             gone: chunk.to_vec(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
         };
         batch::deliver(ctx, plan, b, report).await?;
     }

@@ -43,6 +43,9 @@ pub struct Plan {
     pub window: Option<Window>,
     pub mapping: Mapping,
     pub deletes: DeleteMode,
+    /// With tombstones: indexes into the mapping's columns that a tombstone sets in place
+    /// (operation, times, batch number) for a row gone from the source.
+    pub tombstone: Vec<usize>,
     pub batch_size: usize,
     pub batch_bytes: usize,
     /// Source columns that have no exchange column and are therefore not sent.
@@ -305,6 +308,20 @@ impl Plan {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let tombstone = if spec.deletes == DeleteMode::Tombstone {
+            m_cols
+                .iter()
+                .zip(&m_src)
+                .enumerate()
+                .filter(|(_, (c, s))| {
+                    matches!(s, Source::Operation | Source::ExchangeTime | Source::Batch)
+                        || c.name == cc.time
+                })
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Plan {
             name: spec.name.clone(),
             source: src.name.clone(),
@@ -318,6 +335,7 @@ impl Plan {
             window,
             mapping: Mapping::new(m_cols, m_src, m_key, version, target),
             deletes: spec.deletes,
+            tombstone,
             batch_size: spec.batch_size,
             batch_bytes: spec.batch_bytes,
             unexchanged,

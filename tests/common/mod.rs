@@ -210,6 +210,12 @@ impl Agent {
         Agent { dir, config: path }
     }
 
+    /// Replace the configuration (with `{dir}` expanded as in [`Agent::new`]).
+    pub fn rewrite(&self, config: &str) {
+        let text = config.replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
     pub fn config_text(&self) -> String {
         std::fs::read_to_string(&self.config).expect("read config")
     }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install frontdb-agent on a systemd host without the Debian package: the binary, the unit,
+# a template configuration with safe permissions and the service user.
+#   deploy/install.sh [path/to/frontdb-agent]      (default: target/release/frontdb-agent)
+# DESTDIR=/some/root installs into that tree instead (no user, no systemctl): for packaging
+# and tests. PREFIX (default /usr) sets where the binary goes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/frontdb-agent}
+ROOT=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr}
+USER_NAME=frontdb-agent
+
+[ -x "$BIN" ] || { echo "install.sh: $BIN not found; build it with: cargo build --release" >&2; exit 1; }
+
+install -d "$ROOT$PREFIX/bin" "$ROOT/lib/systemd/system" "$ROOT/etc/frontdb-agent" \
+    "$ROOT$PREFIX/share/doc/frontdb-agent/examples" "$ROOT$PREFIX/share/frontdb-agent"
+install -m 0755 "$BIN" "$ROOT$PREFIX/bin/frontdb-agent"
+sed "s#/usr/bin/frontdb-agent#$PREFIX/bin/frontdb-agent#g" deploy/frontdb-agent.service \
+    > "$ROOT/lib/systemd/system/frontdb-agent.service"
+chmod 0644 "$ROOT/lib/systemd/system/frontdb-agent.service"
+install -m 0644 README.md "$ROOT$PREFIX/share/doc/frontdb-agent/"
+install -m 0644 config/*.example.toml "$ROOT$PREFIX/share/doc/frontdb-agent/examples/"
+cp -r sql "$ROOT$PREFIX/share/frontdb-agent/"
+# Never overwrite a configuration that is already there.
+if [ ! -e "$ROOT/etc/frontdb-agent/agent.toml" ]; then
+    install -m 0640 deploy/agent.toml "$ROOT/etc/frontdb-agent/agent.toml"
+fi
+chmod 0750 "$ROOT/etc/frontdb-agent"
+
+if [ -z "$ROOT" ]; then
+    if ! getent passwd "$USER_NAME" >/dev/null; then
+        useradd --system --home-dir /var/lib/frontdb-agent --no-create-home \
+            --shell /usr/sbin/nologin --user-group "$USER_NAME"
+    fi
+    chown root:"$USER_NAME" /etc/frontdb-agent /etc/frontdb-agent/agent.toml
+    systemctl daemon-reload
+    echo "installed. Edit /etc/frontdb-agent/agent.toml, run: frontdb-agent check"
+    echo "then: systemctl enable --now frontdb-agent"
+fi

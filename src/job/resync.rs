@@ -1,0 +1,310 @@
+//! Full resync of one table: every source row again, in key order and in chunks, under new
+//! batch ids; rows at the exchange whose key the source no longer has are removed (or
+//! tombstoned). Progress is committed with each chunk, so a stopped or crashed resync
+//! resumes from its last finished chunk. The table's incremental watermark is left alone:
+//! changes made meanwhile are exchanged by the next cycles, as always.
+
+use std::collections::HashSet;
+
+use super::batch::{self, Batch, Remember, Seen};
+use super::plan::{Mode, Plan};
+use super::{Ctx, CycleReport, JobError};
+use crate::db::dialect::{Col, Cond, Select};
+use crate::value::{Value, key_text};
+use crate::watermark::Watermark;
+
+/// Progress callback: rows delivered so far, and the source's row count when known.
+pub type Progress<'a> = &'a (dyn Fn(u64, Option<u64>) + Sync);
+
+/// Most candidate keys verified at the source in one query.
+const VERIFY_CHUNK: usize = 500;
+
+/// Run (or resume) the table's requested resync; does nothing when none is pending.
+pub async fn resync(
+    ctx: &Ctx,
+    plan: &Plan,
+    progress: Progress<'_>,
+) -> Result<CycleReport, JobError> {
+    let n = &plan.name;
+    let st_err =
+        |e: crate::state::StateError| JobError::new(n, "recording the resync", e.to_string());
+    let mut report = CycleReport::default();
+    let Some(rs) = ctx.state.resync_of(n).await.map_err(st_err)? else {
+        return Ok(report);
+    };
+    let total = match rs.state.as_str() {
+        "requested" => {
+            let total = ctx
+                .source
+                .count(&plan.source)
+                .await
+                .map_err(|e| JobError::db(n, "counting the source rows", e))?;
+            if plan.mode == Mode::Digest {
+                ctx.state.clear_digests(n).await.map_err(st_err)?;
+            }
+            ctx.state
+                .resync_started(n, Some(total))
+                .await
+                .map_err(st_err)?;
+            tracing::info!(table = %n, rows = total, "full resync started");
+            Some(total)
+        }
+        "running" => {
+            ctx.state.resync_started(n, None).await.map_err(st_err)?;
+            tracing::info!(table = %n, from_chunk = rs.chunks, "full resync resumed");
+            rs.total
+        }
+        _ => return Ok(report),
+    };
+    let total = total.and_then(|t| u64::try_from(t).ok());
+    let salt = format!("resync:{}:", rs.run_id);
+    let key_cols = plan.key_cols();
+    let mut cursor: Option<Vec<Value>> = match &rs.last_key {
+        Some(k) => Some(serde_json::from_str(k).map_err(|e| {
+            JobError::new(
+                n,
+                "reading the resync's progress",
+                format!("last key {k}: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let mut done = u64::try_from(rs.rows).unwrap_or(0);
+    let none = Seen::new();
+    progress(done, total);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(report);
+        }
+        let conds = match &cursor {
+            Some(c) => vec![Cond::After(&key_cols, c)],
+            None => vec![],
+        };
+        let sql = ctx.source.dialect().select(&Select {
+            table: &plan.source,
+            columns: &plan.read_cols,
+            conds,
+            order: &key_cols,
+            limit: Some(plan.batch_size),
+        });
+        let (rows, capped) = ctx
+            .source
+            .fetch(&sql, &plan.read_cols, plan.batch_bytes)
+            .await
+            .map_err(|e| JobError::db(n, "reading the source", e))?;
+        let Some(last) = rows.last() else { break };
+        let more = capped || rows.len() >= plan.batch_size;
+        let last_key: Vec<Value> = plan.key.iter().map(|&i| last.values[i].clone()).collect();
+        let first_key: Vec<Value> = rows
+            .first()
+            .map(|r| plan.key.iter().map(|&i| r.values[i].clone()).collect())
+            .unwrap_or_default();
+        let key_json = serde_json::to_string(&last_key).unwrap_or_default();
+        // Rows of the exchange in this chunk's key range that the source did not return.
+        let present = exchange_keys_of(ctx, plan, &rows);
+        let gone = gone_between(ctx, plan, cursor.as_deref(), Some(&last_key), &present).await?;
+        let chunk_rows = rows.len() as u64;
+        let b = Batch {
+            from: Some(Watermark {
+                ts: None,
+                key: first_key,
+            }),
+            to: Some(Watermark {
+                ts: None,
+                key: last_key.clone(),
+            }),
+            remember: if plan.mode == Mode::Digest {
+                Remember::All
+            } else {
+                Remember::Nothing
+            },
+            salt: Some(salt.clone()),
+            resync_key: gone.is_empty().then(|| key_json.clone()),
+            ..Batch::of(rows, &none)
+        };
+        batch::deliver(ctx, plan, b, &mut report).await?;
+        if !gone.is_empty() {
+            deliver_gone(ctx, plan, gone, &salt, &key_json, &mut report).await?;
+        }
+        done += chunk_rows;
+        progress(done, total);
+        cursor = Some(last_key);
+        if !more {
+            break;
+        }
+    }
+    // Rows of the exchange past the last source key.
+    let key_json = serde_json::to_string(&cursor).unwrap_or_default();
+    let mut from = cursor;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(report);
+        }
+        let (gone, next) = gone_page(ctx, plan, from.as_deref(), None, &HashSet::new()).await?;
+        if !gone.is_empty() {
+            deliver_gone(ctx, plan, gone, &salt, &key_json, &mut report).await?;
+        }
+        match next {
+            Some(k) => from = Some(k),
+            None => break,
+        }
+    }
+    ctx.state.resync_finished(n, None).await.map_err(st_err)?;
+    tracing::info!(table = %n, sent = report.sent, removed = report.deleted, "full resync done");
+    Ok(report)
+}
+
+async fn deliver_gone(
+    ctx: &Ctx,
+    plan: &Plan,
+    gone: Vec<(String, Vec<Value>)>,
+    salt: &str,
+    key_json: &str,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    let none = Seen::new();
+    let b = Batch {
+        gone_target: gone,
+        salt: Some(format!("{salt}gone:")),
+        resync_key: Some(key_json.to_owned()),
+        ..Batch::of(Vec::new(), &none)
+    };
+    batch::deliver(ctx, plan, b, report).await
+}
+
+/// Source keys as the exchange holds them (converted to the exchange key's types), so that
+/// both sides compare alike.
+fn exchange_key(plan: &Plan, ctx: &Ctx, src_key: &[Value]) -> Option<Vec<Value>> {
+    plan.mapping
+        .delete_params_from_key(src_key, &ctx.cfg.agent.tz)
+        .ok()
+}
+
+fn exchange_keys_of(ctx: &Ctx, plan: &Plan, rows: &[crate::db::ReadRow]) -> HashSet<String> {
+    rows.iter()
+        .filter_map(|r| {
+            let k: Vec<Value> = plan.key.iter().map(|&i| r.values[i].clone()).collect();
+            exchange_key(plan, ctx, &k).map(|t| key_text(&t.iter().collect::<Vec<_>>()))
+        })
+        .collect()
+}
+
+/// Every exchange key in the source key range (`from`, `to`] that is not in `present` and that
+/// the source confirms it does not have.
+async fn gone_between(
+    ctx: &Ctx,
+    plan: &Plan,
+    from: Option<&[Value]>,
+    to: Option<&[Value]>,
+    present: &HashSet<String>,
+) -> Result<Vec<(String, Vec<Value>)>, JobError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Vec<Value>> = from.map(<[Value]>::to_vec);
+    loop {
+        let (mut gone, next) = gone_page(ctx, plan, cursor.as_deref(), to, present).await?;
+        out.append(&mut gone);
+        match next {
+            Some(k) => cursor = Some(k),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// One page of exchange keys after `from` (and up to `to`), minus those in `present` and
+/// those the source still has. Returns them and, when more may follow, where to continue
+/// (as a source key).
+async fn gone_page(
+    ctx: &Ctx,
+    plan: &Plan,
+    from: Option<&[Value]>,
+    to: Option<&[Value]>,
+    present: &HashSet<String>,
+) -> Result<(Vec<(String, Vec<Value>)>, Option<Vec<Value>>), JobError> {
+    let n = &plan.name;
+    let tz = &ctx.cfg.agent.tz;
+    let t_key: Vec<Col> = plan.mapping.key_cols();
+    let conv = |k: &[Value]| {
+        exchange_key(plan, ctx, k).ok_or_else(|| {
+            JobError::new(
+                n,
+                "comparing keys with the exchange",
+                "a key cannot be converted",
+            )
+        })
+    };
+    let lower = from.map(conv).transpose()?;
+    let upper = to.map(conv).transpose()?;
+    let mut conds = Vec::new();
+    if let Some(l) = &lower {
+        conds.push(Cond::After(&t_key, l));
+    }
+    if let Some(u) = &upper {
+        conds.push(Cond::UpTo(&t_key, u));
+    }
+    let sql = ctx.target.dialect().select(&Select {
+        table: &plan.target,
+        columns: &t_key,
+        conds,
+        order: &t_key,
+        limit: Some(plan.batch_size),
+    });
+    let (rows, _) = ctx
+        .target
+        .fetch(&sql, &t_key, usize::MAX)
+        .await
+        .map_err(|e| JobError::db(n, "reading the exchange's keys", e))?;
+    let full = rows.len() >= plan.batch_size;
+    let next_t = rows.last().map(|r| r.values.clone());
+    let candidates: Vec<(String, Vec<Value>)> = rows
+        .into_iter()
+        .map(|r| (key_text(&r.values.iter().collect::<Vec<_>>()), r.values))
+        .filter(|(k, _)| !present.contains(k))
+        .collect();
+    // The source may still have a candidate in another chunk (when the two databases order
+    // keys differently): ask it before anything is deleted.
+    let src_key = plan.key_cols();
+    let mut gone = Vec::new();
+    for chunk in candidates.chunks(VERIFY_CHUNK) {
+        let tuples: Vec<Vec<Value>> = chunk
+            .iter()
+            .filter_map(|(_, t)| {
+                t.iter()
+                    .zip(&src_key)
+                    .map(|(v, c)| v.clone().coerce(c.ty, tz).ok())
+                    .collect::<Option<Vec<Value>>>()
+            })
+            .collect();
+        let sql = ctx.source.dialect().select(&Select {
+            table: &plan.source,
+            columns: &src_key,
+            conds: vec![Cond::AnyOf(&src_key, &tuples)],
+            order: &[],
+            limit: None,
+        });
+        let (found, _) = ctx
+            .source
+            .fetch(&sql, &src_key, usize::MAX)
+            .await
+            .map_err(|e| JobError::db(n, "checking keys at the source", e))?;
+        let still: HashSet<String> = found
+            .iter()
+            .filter_map(|r| exchange_key(plan, ctx, &r.values))
+            .map(|t| key_text(&t.iter().collect::<Vec<_>>()))
+            .collect();
+        gone.extend(chunk.iter().filter(|(k, _)| !still.contains(k)).cloned());
+    }
+    // Continue after the last exchange key read, expressed as a source key.
+    let next = match (full, next_t) {
+        (true, Some(t)) => Some(
+            t.into_iter()
+                .zip(&src_key)
+                .map(|(v, c)| v.coerce(c.ty, tz))
+                .collect::<Result<Vec<Value>, String>>()
+                .map_err(|e| JobError::new(n, "comparing keys with the exchange", e))?,
+        ),
+        _ => None,
+    };
+    Ok((gone, next))
+}

@@ -1,0 +1,90 @@
+//! One agent per state directory: `run` (and a `resync` done in-process) hold an exclusive
+//! lock on `state_dir/agent.lock`, which also holds the process id. Other commands look at
+//! the lock to know whether a daemon is running.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// The held lock; released when dropped (or when the process ends, however it ends).
+#[derive(Debug)]
+pub struct AgentLock {
+    _file: File,
+}
+
+fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("agent.lock")
+}
+
+/// Take the lock, or say which process holds it.
+pub fn acquire(state_dir: &Path) -> Result<AgentLock, String> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        format!(
+            "cannot create the state directory {}: {e}",
+            state_dir.display()
+        )
+    })?;
+    let p = path(state_dir);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let pid = read_pid(&mut file);
+            return Err(format!(
+                "another frontdb-agent{} is running with the state directory {}",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                state_dir.display()
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", p.display())),
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(AgentLock { _file: file })
+}
+
+/// The process id of the daemon running with this state directory, if one is.
+pub fn holder(state_dir: &Path) -> Option<u32> {
+    let mut file = File::open(path(state_dir)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => read_pid(&mut file).or(Some(0)),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut s = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(holder(dir.path()), None);
+        let lock = acquire(dir.path()).expect("first");
+        assert_eq!(holder(dir.path()), Some(std::process::id()));
+        let err = acquire(dir.path()).expect_err("second");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(lock);
+        assert_eq!(holder(dir.path()), None);
+        assert!(acquire(dir.path()).is_ok());
+    }
+}

@@ -1,0 +1,651 @@
+//! The service: full resync by SIGUSR1 and by `resync --table`, a resync that resumes after a
+//! crash, SIGHUP reloads, LISTEN/NOTIFY wake-ups, one daemon per state directory, and the
+//! systemd unit and Debian package.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Agent, PgDb, header};
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A daemon whose log goes to a file that the test can read while it runs.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(agent: &Agent, args: &[&str]) -> Daemon {
+        let log = agent
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = agent
+            .command()
+            .env("FRONTDB_LOG", "info")
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn run");
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return (s.code(), self.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+const SUM: &str = "SELECT count(*)::text || ':' || coalesce(md5(string_agg(id || '|' || v, ',' ORDER BY id)), '') FROM t";
+
+async fn equal(src: &PgDb, tgt: &PgDb) -> bool {
+    src.rows(SUM).await == tgt.rows(SUM).await
+}
+
+/// Rows changed, deleted and added by hand at the exchange, behind the agent's back.
+async fn damage(tgt: &PgDb, extra_from: i32) {
+    tgt.exec("UPDATE t SET v = 'damaged' WHERE id % 10 = 0")
+        .await;
+    tgt.exec("DELETE FROM t WHERE id % 7 = 0").await;
+    tgt.exec(&format!(
+        "INSERT INTO t SELECT g, 'not at the source', '2026-01-01' FROM generate_series({extra_from}, {}) g",
+        extra_from + 24
+    ))
+    .await;
+}
+
+async fn tables() -> (PgDb, PgDb) {
+    let src = PgDb::new("resync").await;
+    let tgt = PgDb::new("resync").await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    (src, tgt)
+}
+
+#[tokio::test]
+async fn sigusr1_and_resync_table_repair_the_exchange() {
+    let (src, tgt) = tables().await;
+    src.exec("INSERT INTO t SELECT g, 'row ' || g, '2026-01-01'::timestamp + g * interval '1 s' FROM generate_series(1, 1000) g").await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"weekly@sun 03:00\"\nbatch_size = 100\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    agent.ok(&["once"]);
+    assert!(equal(&src, &tgt).await);
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for("the daemon", Duration::from_secs(20), async || {
+        daemon.log().contains("frontdb-agent running")
+    })
+    .await;
+    damage(&tgt, 5000).await;
+    assert!(!equal(&src, &tgt).await);
+    daemon.signal("-USR1");
+    let asked = Instant::now();
+    wait_for(
+        "the exchange repaired after SIGUSR1",
+        Duration::from_secs(30),
+        async || equal(&src, &tgt).await,
+    )
+    .await;
+    eprintln!("SIGUSR1 repaired the exchange in {:?}", asked.elapsed());
+    wait_for(
+        "the resync to be recorded",
+        Duration::from_secs(10),
+        async || agent.status_json()["tables"][0]["resync"]["state"] == "done",
+    )
+    .await;
+    let status = agent.status_json();
+    let r = &status["tables"][0]["resync"];
+    assert_eq!(r["rows"], 1000, "{status}");
+    assert_eq!(r["deleted"], 25, "{status}");
+    assert_eq!(r["total"], 1000, "{status}");
+    assert!(status["daemon_pid"].is_number(), "{status}");
+
+    // The same through the command line while the daemon runs.
+    damage(&tgt, 6000).await;
+    let out = agent.ok(&["resync", "--table", "t"]);
+    assert!(
+        out.contains("started the full resync") || out.contains("full resync requested"),
+        "{out}"
+    );
+    wait_for(
+        "the exchange repaired after `resync --table t`",
+        Duration::from_secs(30),
+        async || equal(&src, &tgt).await,
+    )
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("SIGUSR1: full resync of every table requested"),
+        "{log}"
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn resync_without_a_daemon_runs_here_and_tombstones_when_asked() {
+    let src = PgDb::new("resync").await;
+    let tgt = PgDb::new("resync").await;
+    src.exec("CREATE TABLE c (cd_id varchar(20) PRIMARY KEY, name text, cd_operation varchar(1) NOT NULL, cd_time timestamp(6) NOT NULL)").await;
+    tgt.exec("CREATE TABLE c (cd_id varchar(20) PRIMARY KEY, name text, cd_operation varchar(1), cd_time timestamp(6), cd_batch varchar(32))").await;
+    src.exec("INSERT INTO c SELECT 'K' || g, 'name ' || g, 'I', '2026-01-01' FROM generate_series(1, 50) g").await;
+    tgt.exec("INSERT INTO c VALUES ('ONLY-AT-EXCHANGE', 'x', 'I', '2025-01-01', NULL)")
+        .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"c\"\ndeletes = \"tombstone\"\nbatch_size = 20\nwatermark = {{ kind = \"control\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let out = agent.ok(&["resync"]);
+    assert!(
+        out.contains("c: full resync done: 50 row(s) sent, 1 removed at the exchange"),
+        "{out}"
+    );
+    assert_eq!(
+        tgt.rows(
+            "SELECT cd_operation, length(cd_batch)::text FROM c WHERE cd_id = 'ONLY-AT-EXCHANGE'"
+        )
+        .await,
+        vec![vec![Some("D".into()), Some("13".into())]]
+    );
+    assert_eq!(
+        tgt.scalar_i64("SELECT count(*) FROM c WHERE cd_operation = 'I'")
+            .await,
+        50
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_resync_killed_midway_resumes_from_its_last_chunk() {
+    let (src, tgt) = tables().await;
+    src.exec("INSERT INTO t SELECT g, md5(g::text), '2026-01-01'::timestamp + g * interval '1 ms' FROM generate_series(1, 100000) g").await;
+    tgt.exec("INSERT INTO t SELECT g, 'stale', '2025-01-01' FROM generate_series(99990, 100100) g")
+        .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"weekly@sun 03:00\"\nbatch_size = 1000\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let daemon = Daemon::start(&agent, &["--full-resync"]);
+    let mut chunks_at_kill = 0;
+    wait_for(
+        "ten chunks of the resync",
+        Duration::from_secs(60),
+        async || {
+            let s = agent.status_json();
+            chunks_at_kill = s["tables"][0]["resync"]["chunks"].as_i64().unwrap_or(0);
+            chunks_at_kill >= 10
+        },
+    )
+    .await;
+    daemon.kill();
+    let status = agent.status_json();
+    let at_kill = status["tables"][0]["resync"].clone();
+    assert_eq!(at_kill["state"], "running", "{status}");
+    assert!(
+        at_kill["rows"].as_i64().is_some_and(|r| r < 100_000),
+        "{status}"
+    );
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for(
+        "the resync to finish",
+        Duration::from_secs(120),
+        async || agent.status_json()["tables"][0]["resync"]["state"] == "done",
+    )
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    let status = agent.status_json();
+    let r = &status["tables"][0]["resync"];
+    // Resumed once, and every row was sent once, plus at most the chunk in flight at the kill
+    // — not the whole table again.
+    assert_eq!(r["resumed"], 1, "{status}");
+    let rows = r["rows"].as_i64().unwrap_or(0);
+    assert!(
+        (100_000..=101_000).contains(&rows),
+        "rows sent by the resync: {rows}\n{log}"
+    );
+    assert!(log.contains("full resync resumed"), "{log}");
+    assert_eq!(
+        r["deleted"], 100,
+        "stale rows past the source's last key: {status}"
+    );
+    assert!(equal(&src, &tgt).await);
+    eprintln!("killed after {chunks_at_kill} chunks; {rows} rows sent in all");
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn sighup_keeps_the_old_configuration_when_the_new_one_is_broken() {
+    let (src, tgt) = tables().await;
+    src.exec("CREATE TABLE u (id int PRIMARY KEY, v text)")
+        .await;
+    tgt.exec("CREATE TABLE u (id int PRIMARY KEY, v text)")
+        .await;
+    let base = header(&src.url, &tgt.url);
+    let t_table = "\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\nwatermark = { kind = \"timestamp\", column = \"updated_at\" }\n";
+    let u_table =
+        "\n[[table]]\nsource = \"u\"\nschedule = \"every:1s\"\nwatermark = { kind = \"key\" }\n";
+    let agent = Agent::new(&format!("{base}{t_table}"));
+    let mut daemon = Daemon::start(&agent, &[]);
+    src.exec("INSERT INTO t VALUES (1, 'one', localtimestamp)")
+        .await;
+    wait_for("the first row", Duration::from_secs(20), async || {
+        tgt.scalar_i64("SELECT count(*) FROM t").await == 1
+    })
+    .await;
+
+    // A broken file: the daemon says why and keeps running on the old configuration.
+    agent.rewrite(&format!("{base}{t_table}{u_table}").replace(
+        "schedule = \"every:1s\"\nwatermark = { kind = \"key\" }",
+        "schedul = \"every:1s\"\nwatermark = { kind = \"key\" }",
+    ));
+    daemon.signal("-HUP");
+    wait_for(
+        "the refusal in the log",
+        Duration::from_secs(10),
+        async || {
+            daemon
+                .log()
+                .contains("SIGHUP: the configuration is not valid")
+        },
+    )
+    .await;
+    assert!(
+        daemon.log().contains("unknown field `schedul`"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.running());
+    src.exec("INSERT INTO t VALUES (2, 'two', localtimestamp)")
+        .await;
+    src.exec("INSERT INTO u VALUES (1, 'not yet')").await;
+    wait_for(
+        "the old configuration still exchanging",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM t").await == 2,
+    )
+    .await;
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM u").await, 0);
+
+    // A good file adds table u.
+    agent.rewrite(&format!("{base}{t_table}{u_table}"));
+    daemon.signal("-HUP");
+    let start = Instant::now();
+    while tgt.scalar_i64("SELECT count(*) FROM u").await != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the new table was not exchanged:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    src.exec("INSERT INTO t VALUES (3, 'three', localtimestamp)")
+        .await;
+    wait_for(
+        "the old table still exchanged",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM t").await == 3,
+    )
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_notify_from_the_source_runs_the_table_at_once() {
+    let (src, tgt) = tables().await;
+    src.exec(
+        "CREATE FUNCTION notify_t() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_notify('frontdb_t', ''); RETURN NULL; END $$; \
+         CREATE TRIGGER t_changed AFTER INSERT OR UPDATE ON t FOR EACH STATEMENT EXECUTE FUNCTION notify_t();",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"realtime@10m\"\nnotify = \"frontdb_t\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&src.url, &tgt.url).replace("Asia/Shanghai", "UTC")
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for("the listener", Duration::from_secs(20), async || {
+        daemon.log().contains("listening for notifications")
+    })
+    .await;
+    // The first scheduled cycle ran at start; the next would be in 10 minutes.
+    src.exec("INSERT INTO t VALUES (1, 'notified', localtimestamp)")
+        .await;
+    let sent = Instant::now();
+    wait_for("the notified row", Duration::from_secs(10), async || {
+        tgt.scalar_i64("SELECT count(*) FROM t").await == 1
+    })
+    .await;
+    eprintln!("notified row arrived after {:?}", sent.elapsed());
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn one_daemon_per_state_directory() {
+    let (src, tgt) = tables().await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"key\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for("the daemon", Duration::from_secs(20), async || {
+        daemon.log().contains("frontdb-agent running")
+    })
+    .await;
+    let second = agent.run(&["run"]);
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another frontdb-agent (pid")
+            && err.contains("is running with the state directory"),
+        "{err}"
+    );
+    let once = agent.run(&["once"]);
+    assert_eq!(once.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&once.stderr).contains("Use `frontdb-agent resync`"));
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        agent.run(&["once"]).status.success(),
+        "free again once the daemon stopped"
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/frontdb-agent.service")).expect("unit");
+    for want in [
+        "Type=notify",
+        "WatchdogSec=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "StateDirectory=frontdb-agent",
+        "ConfigurationDirectory=frontdb-agent",
+        "RestartPreventExitStatus=2",
+        "ExecStartPre=/usr/bin/frontdb-agent check --offline",
+        "User=frontdb-agent",
+    ] {
+        assert!(unit.contains(want), "the unit lacks {want}");
+    }
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("frontdb-agent.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/bin/frontdb-agent",
+            env!("CARGO_BIN_EXE_frontdb-agent"),
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("frontdb-agent.service:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_debian_package_builds_with_what_it_must_install() {
+    if which("cargo-deb").is_err() {
+        eprintln!("skipped: cargo-deb is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deb = dir.path().join("frontdb-agent.deb");
+    let out = std::process::Command::new("cargo")
+        .current_dir(root)
+        .args([
+            "deb",
+            "--no-build",
+            "--profile",
+            "dev",
+            "--no-strip",
+            "--fast",
+            "-o",
+        ])
+        .arg(&deb)
+        .output()
+        .expect("cargo deb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = std::process::Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb");
+    let list = String::from_utf8_lossy(&list.stdout);
+    let mode_of = |path: &str| {
+        list.lines()
+            .find(|l| l.ends_with(path))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    for (path, mode) in [
+        ("./usr/bin/frontdb-agent", "-rwxr-xr-x"),
+        (
+            "./usr/lib/systemd/system/frontdb-agent.service",
+            "-rw-r--r--",
+        ),
+        ("./etc/frontdb-agent/agent.toml", "-rw-r-----"),
+        ("./usr/share/doc/frontdb-agent/README.md", "-rw-r--r--"),
+        (
+            "./usr/share/frontdb-agent/sql/postgres/example.sql",
+            "-rw-r--r--",
+        ),
+    ] {
+        assert_eq!(mode_of(path).as_deref(), Some(mode), "{path} in:\n{list}");
+    }
+    let info = std::process::Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("conffiles") && info.contains("postinst"),
+        "{info}"
+    );
+    let ctl = dir.path().join("ctl");
+    let _ = std::process::Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&ctl)
+        .status();
+    let postinst = std::fs::read_to_string(ctl.join("postinst")).expect("postinst");
+    assert!(
+        postinst.contains("adduser --system")
+            && postinst.contains("chmod 0640 /etc/frontdb-agent/agent.toml")
+    );
+    let conffiles = std::fs::read_to_string(ctl.join("conffiles")).expect("conffiles");
+    assert!(conffiles.contains("/etc/frontdb-agent/agent.toml"));
+}
+
+#[test]
+fn the_install_script_lays_out_a_tree_with_safe_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dest = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(root.join("deploy/install.sh"))
+        .arg(env!("CARGO_BIN_EXE_frontdb-agent"))
+        .env("DESTDIR", dest.path())
+        .output()
+        .expect("install.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &str| {
+        std::fs::metadata(dest.path().join(p))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    assert_eq!(mode("usr/bin/frontdb-agent"), 0o755);
+    assert_eq!(mode("etc/frontdb-agent"), 0o750);
+    assert_eq!(mode("etc/frontdb-agent/agent.toml"), 0o640);
+    assert_eq!(mode("lib/systemd/system/frontdb-agent.service"), 0o644);
+    // The installed template is a valid configuration once its secrets are set.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_frontdb-agent"))
+        .args(["--config"])
+        .arg(dest.path().join("etc/frontdb-agent/agent.toml"))
+        .args(["check", "--offline"])
+        .env("QZK_PASSWORD", "x")
+        .env("EXCHANGE_PASSWORD", "y")
+        .output()
+        .expect("check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+fn which(cmd: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(cmd))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_status_watchdog_and_stopping() {
+    let (src, tgt) = tables().await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"key\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let sock_path = agent.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut child = agent
+        .command()
+        .arg("run")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut heard = String::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20)
+        && !(heard.contains("READY=1")
+            && heard.matches("WATCHDOG=1").count() >= 3
+            && heard.contains("STATUS=1 table(s)"))
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+            heard.push('\n');
+        }
+    }
+    assert!(heard.contains("READY=1"), "{heard}");
+    assert!(
+        heard.contains("STATUS=1 table(s), all exchanging"),
+        "{heard}"
+    );
+    assert!(heard.matches("WATCHDOG=1").count() >= 3, "{heard}");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && !heard.contains("STOPPING=1") {
+        if let Ok(n) = sock.recv(&mut buf) {
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(heard.contains("STOPPING=1"), "{heard}");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    src.drop().await;
+    tgt.drop().await;
+}
