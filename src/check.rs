@@ -42,6 +42,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         }
     };
     let mut bad = 0;
+    let mut plans = std::collections::HashMap::new();
     for spec in &cfg.tables {
         match prepare(&cfg, &source, &target, spec).await {
             Ok(plan) => {
@@ -71,6 +72,10 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
                         plan.unexchanged.join(", ")
                     );
                 }
+                if !plan.rules.is_empty() {
+                    println!("  {} quality rule(s)", plan.rules.len());
+                }
+                plans.insert(plan.name.clone(), plan);
             }
             Err(e) => {
                 bad += 1;
@@ -81,11 +86,19 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             }
         }
     }
+    for (problem, line) in crate::feedback::check(&cfg, &source, &target, &plans).await {
+        if problem {
+            bad += 1;
+            println!("PROBLEM — {line}");
+        } else {
+            println!("{line}");
+        }
+    }
     source.close().await;
     target.close().await;
     if bad > 0 {
         return Err(AppError::Usage(format!(
-            "{bad} table(s) do not match the databases (see above)"
+            "{bad} problem(s): the configuration does not match the databases (see above)"
         )));
     }
     println!("all tables OK");

@@ -77,6 +77,33 @@ pub enum RejectsCommand {
         /// The number `rejects list` shows.
         id: i64,
     },
+    /// Send rejected rows again now (their current values at the source), without waiting
+    /// for them to change.
+    Resubmit {
+        /// One reject, by the number `rejects list` shows.
+        id: Option<i64>,
+        /// Every open reject of this table.
+        #[arg(long, conflicts_with = "id")]
+        table: Option<String>,
+        /// Every open reject.
+        #[arg(long, conflicts_with_all = ["id", "table"])]
+        all: bool,
+    },
+    /// Write the rejects as CSV to standard output, for the business team.
+    Export {
+        /// CSV (the only format).
+        #[arg(long, required = true)]
+        csv: bool,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only rows in this state.
+        #[arg(long, value_parser = ["open", "resubmitted", "cleared"])]
+        state: Option<String>,
+        /// Start with a byte-order mark, so that Excel opens Chinese text correctly.
+        #[arg(long)]
+        bom: bool,
+    },
 }
 
 impl Command {
@@ -116,6 +143,15 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
                 crate::rejects::list(&cfg, table.as_deref(), state.as_deref(), json).await
             }
             Some(RejectsCommand::Show { id }) => crate::rejects::show(&cfg, id, json).await,
+            Some(RejectsCommand::Resubmit { id, table, all }) => {
+                crate::rejects::resubmit(cfg, id, table.as_deref(), all).await
+            }
+            Some(RejectsCommand::Export {
+                csv: _,
+                table,
+                state,
+                bom,
+            }) => crate::rejects::export(&cfg, table.as_deref(), state.as_deref(), bom).await,
         },
     };
     result.map_err(|e| scrub(e, &secrets))

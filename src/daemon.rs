@@ -61,6 +61,9 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(control(ctx.clone(), wakes.clone()));
         tracker.spawn(housekeeping(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
+        if runner::feedback_wanted(&cfg) {
+            tracker.spawn(runner::feedback_loop(ctx.clone()));
+        }
         let mut channels: HashMap<String, Vec<Arc<Wake>>> = HashMap::new();
         for spec in cfg.tables.iter().filter(|t| t.enabled) {
             if let (Some(ch), Some(w)) = (&spec.notify, wakes.get(&spec.name)) {

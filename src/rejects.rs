@@ -1,9 +1,18 @@
 //! `rejects`: the rows that were not delivered (quarantined by a rule, refused by the
-//! exchange, unreadable), with every reason.
+//! exchange, rejected by the province), with every reason and their history; sending them
+//! again on request; a CSV export for the business team.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::job::batch::{self, Batch, Seen};
+use crate::job::{self, CycleReport};
 use crate::state::{RejectRow, State, parse_ts};
+use crate::value::Value;
 
 async fn open_state(cfg: &Config) -> Result<Option<State>, AppError> {
     if !cfg.agent.state_dir.join("state.db").exists() {
@@ -25,6 +34,24 @@ fn local(cfg: &Config, s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
+async fn selected(
+    cfg: &Config,
+    table: Option<&str>,
+    state: Option<&str>,
+) -> Result<Vec<RejectRow>, AppError> {
+    if let Some(t) = table {
+        crate::runner::selected(cfg, Some(t))?;
+    }
+    match open_state(cfg).await? {
+        Some(st) => {
+            let r = st.rejects(table, state).await.map_err(AppError::runtime)?;
+            st.close().await;
+            Ok(r)
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 /// `rejects list`.
 pub async fn list(
     cfg: &Config,
@@ -32,17 +59,7 @@ pub async fn list(
     state: Option<&str>,
     json: bool,
 ) -> Result<(), AppError> {
-    if let Some(t) = table {
-        crate::runner::selected(cfg, Some(t))?;
-    }
-    let rows: Vec<RejectRow> = match open_state(cfg).await? {
-        Some(st) => {
-            let r = st.rejects(table, state).await.map_err(AppError::runtime)?;
-            st.close().await;
-            r
-        }
-        None => Vec::new(),
-    };
+    let rows = selected(cfg, table, state).await?;
     if json {
         println!(
             "{}",
@@ -73,7 +90,7 @@ pub async fn list(
 
 /// `rejects show ID`.
 pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
-    let row = match open_state(cfg).await? {
+    let found = match open_state(cfg).await? {
         Some(st) => {
             let r = st.reject(id).await.map_err(AppError::runtime)?;
             st.close().await;
@@ -81,13 +98,14 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
         }
         None => None,
     };
-    let Some(r) = row else {
+    let Some((r, history)) = found else {
         return Err(AppError::Usage(format!("there is no rejected row #{id}")));
     };
     if json {
+        let doc = serde_json::json!({ "reject": r, "history": history });
         println!(
             "{}",
-            serde_json::to_string_pretty(&r).map_err(AppError::runtime)?
+            serde_json::to_string_pretty(&doc).map_err(AppError::runtime)?
         );
         return Ok(());
     }
@@ -95,9 +113,6 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     println!("  state         {} (from {})", r.state, r.origin);
     println!("  first seen    {}", local(cfg, &r.first_seen));
     println!("  last seen     {}", local(cfg, &r.last_seen));
-    if let Some(t) = &r.resubmitted {
-        println!("  resubmitted   {}", local(cfg, t));
-    }
     if let Some(b) = &r.batch_id {
         println!("  batch         {b}");
     }
@@ -105,7 +120,7 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     for why in &r.reasons {
         println!("    - {why}");
     }
-    if let Some(obj) = r.row.as_object() {
+    if let Some(obj) = r.row.as_object().filter(|o| !o.is_empty()) {
         println!("  row:");
         for (k, v) in obj {
             match v.as_str() {
@@ -114,5 +129,169 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
             }
         }
     }
+    println!("  history:");
+    for h in &history {
+        match &h.detail {
+            Some(d) => println!("    {}  {}: {d}", local(cfg, &h.at), h.event),
+            None => println!("    {}  {}", local(cfg, &h.at), h.event),
+        }
+    }
     Ok(())
+}
+
+/// `rejects export --csv`: the ledger for the business team (UTF-8; `bom` for Excel).
+pub async fn export(
+    cfg: &Config,
+    table: Option<&str>,
+    state: Option<&str>,
+    bom: bool,
+) -> Result<(), AppError> {
+    let rows = selected(cfg, table, state).await?;
+    let mut out = Vec::new();
+    if bom {
+        out.extend_from_slice("\u{feff}".as_bytes());
+    }
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        let header = [
+            "id",
+            "table",
+            "key",
+            "state",
+            "origin",
+            "reasons",
+            "first_seen",
+            "last_seen",
+            "resubmitted",
+            "cleared",
+        ];
+        w.write_record(header).map_err(AppError::runtime)?;
+        for r in &rows {
+            let opt = |s: &Option<String>| s.as_deref().map(|t| local(cfg, t)).unwrap_or_default();
+            w.write_record([
+                r.id.to_string(),
+                r.table.clone(),
+                r.key.clone(),
+                r.state.clone(),
+                r.origin.clone(),
+                r.reasons.join("; "),
+                local(cfg, &r.first_seen),
+                local(cfg, &r.last_seen),
+                opt(&r.resubmitted),
+                opt(&r.cleared),
+            ])
+            .map_err(AppError::runtime)?;
+        }
+        w.flush().map_err(AppError::runtime)?;
+    }
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(AppError::runtime)?;
+    Ok(())
+}
+
+/// `rejects resubmit`: read the current source rows of these rejects and send them again
+/// (through the same rules and mapping), without waiting for them to change.
+pub async fn resubmit(
+    cfg: Config,
+    id: Option<i64>,
+    table: Option<&str>,
+    all: bool,
+) -> Result<(), AppError> {
+    let chosen: Vec<RejectRow> = match (id, table, all) {
+        (Some(id), _, _) => {
+            let st = open_state(&cfg)
+                .await?
+                .ok_or_else(|| AppError::Usage(format!("there is no rejected row #{id}")))?;
+            let r = st.reject(id).await.map_err(AppError::runtime)?;
+            st.close().await;
+            vec![
+                r.ok_or_else(|| AppError::Usage(format!("there is no rejected row #{id}")))?
+                    .0,
+            ]
+        }
+        (None, Some(t), _) => selected(&cfg, Some(t), Some("open")).await?,
+        (None, None, true) => selected(&cfg, None, Some("open")).await?,
+        (None, None, false) => {
+            return Err(AppError::Usage(
+                "say which rejects to send again: an ID, --table T or --all".into(),
+            ));
+        }
+    };
+    if chosen.is_empty() {
+        println!("no open rejects to send again");
+        return Ok(());
+    }
+    let cfg = Arc::new(cfg);
+    let ctx = crate::runner::connect(cfg.clone(), CancellationToken::new(), false).await?;
+    let mut by_table: HashMap<String, Vec<RejectRow>> = HashMap::new();
+    for r in chosen {
+        by_table.entry(r.table.clone()).or_default().push(r);
+    }
+    let mut failures = Vec::new();
+    for (name, rejects) in by_table {
+        let Some(spec) = cfg.tables.iter().find(|t| t.name == name) else {
+            println!(
+                "{name}: no such table in the configuration any more; {} reject(s) left as they are",
+                rejects.len()
+            );
+            continue;
+        };
+        let plan = match job::prepare(&cfg, &ctx.source, &ctx.target, spec).await {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let keys: Vec<Vec<Value>> = rejects
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.key_values.clone()).ok())
+            .collect();
+        let rows = match job::rows_by_key(&ctx, &plan, &keys).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let found: std::collections::HashSet<String> = rows
+            .iter()
+            .map(|r| job::rkey_of(&plan, &r.values))
+            .collect();
+        for r in &rejects {
+            if found.contains(&r.key) {
+                let _ = ctx.state.note(r.id, "sent again on request").await;
+            } else {
+                println!(
+                    "#{}  {} key {}: the row no longer exists at the source",
+                    r.id, name, r.key
+                );
+            }
+        }
+        let mut report = CycleReport::default();
+        let none = Seen::new();
+        let b = Batch {
+            why: "re-sent on request",
+            salt: Some(format!(
+                "resubmit:{}:",
+                chrono::Utc::now().timestamp_micros()
+            )),
+            ..Batch::of(rows, &none)
+        };
+        match batch::deliver(&ctx, &plan, b, &mut report).await {
+            Ok(()) => println!(
+                "{name}: {} row(s) sent again, {} quarantined again",
+                report.sent, report.rejected
+            ),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    crate::runner::disconnect(&ctx).await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Runtime(failures.join("\n")))
+    }
 }

@@ -242,6 +242,26 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
             break;
         }
     }
+    if feedback_wanted(&cfg) && !cancel.is_cancelled() {
+        let mut plans = crate::feedback::Plans::new();
+        match crate::feedback::pass(&ctx, &mut plans).await {
+            Ok(r) => println!(
+                "feedback: {} rejection(s) read from the province, {} cleared, {} mirrored{}",
+                r.read,
+                r.cleared,
+                r.mirrored,
+                if r.unknown > 0 {
+                    format!(", {} for tables this agent does not exchange", r.unknown)
+                } else {
+                    String::new()
+                }
+            ),
+            Err(e) => {
+                tracing::error!("{e}");
+                failures.push(e.to_string());
+            }
+        }
+    }
     let keep = chrono::Duration::from_std(cfg.agent.ledger_retention).unwrap_or_default();
     let _ = ctx.state.prune_ledger(Utc::now() - keep).await;
     disconnect(&ctx).await;
@@ -249,6 +269,52 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::Runtime(failures.join("\n")))
+    }
+}
+
+/// Whether a feedback pass has anything to do.
+pub fn feedback_wanted(cfg: &Config) -> bool {
+    cfg.feedback.kind != crate::config::FeedbackKind::None || cfg.feedback.mirror_table.is_some()
+}
+
+/// The daemon's feedback task: a pass on `[feedback] schedule`.
+pub async fn feedback_loop(ctx: Arc<Ctx>) {
+    let timer = Timer {
+        schedule: ctx.cfg.feedback.schedule.clone(),
+        jitter: Duration::ZERO,
+    };
+    let tz = ctx.cfg.agent.tz;
+    let mut plans = crate::feedback::Plans::new();
+    let mut failures = 0u32;
+    loop {
+        match crate::feedback::pass(&ctx, &mut plans).await {
+            Ok(r) => {
+                failures = 0;
+                if r.read + r.cleared + r.unknown > 0 {
+                    tracing::info!(
+                        read = r.read,
+                        cleared = r.cleared,
+                        unknown = r.unknown,
+                        mirrored = r.mirrored,
+                        "feedback read"
+                    );
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                plans.clear();
+                if failures.is_power_of_two() {
+                    tracing::error!(attempt = failures, "{e}");
+                }
+            }
+        }
+        let next = timer
+            .next(Utc::now(), &tz, 0.0)
+            .unwrap_or(Utc::now() + chrono::Duration::minutes(5));
+        tokio::select! {
+            _ = sleep_until(next, Utc::now()) => {}
+            _ = ctx.cancel.cancelled() => break,
+        }
     }
 }
 

@@ -62,6 +62,11 @@ async fn the_postgres_example_matches_its_ddl() {
     )
     .expect("ddl");
     db.exec(&ddl).await;
+    let mirror = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/postgres/rejects_mirror.sql"),
+    )
+    .expect("mirror ddl");
+    db.exec(&mirror).await;
     db.exec(
         "INSERT INTO up_supervision_action VALUES (1, '23000000100001', '哈尔滨市某某公司', \
          '91350100M000100Y43', '01', '01', 100.50, '2026-11-01 09:00', '备注', '2026-11-01 10:00')",
@@ -73,8 +78,12 @@ async fn the_postgres_example_matches_its_ddl() {
         .replace("postgres://sync@127.0.0.1:5432/qzk", &db.url)
         .replace("postgres://exchange@127.0.0.1:5432/exchange", &db.url)
         .replace("/var/lib/frontdb-agent", "{dir}/state")
-        .replace("password = \"${env:QZK_PASSWORD}\"\n", "")
-        .replace("password = \"${env:EXCHANGE_PASSWORD}\"\n", "");
+        .replace("${env:QZK_PASSWORD}", "")
+        .replace("${env:EXCHANGE_PASSWORD}", "")
+        .replace(
+            "file = \"codes/",
+            &format!("file = \"{}/config/codes/", env!("CARGO_MANIFEST_DIR")),
+        );
     let agent = Agent::new(&text);
     let out = agent.ok(&["check"]);
     assert!(out.contains("all tables OK"), "{out}");

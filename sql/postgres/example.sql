@@ -113,3 +113,14 @@ CREATE TABLE jg_access_log (
     action      varchar(200) NOT NULL,
     logged_at   timestamptz NOT NULL
 );
+
+-- The province's rejection table ([feedback] kind = "table"), in the exchange database.
+CREATE TABLE exchange_reject (
+    id            bigserial PRIMARY KEY,
+    table_name    varchar(128) NOT NULL,     -- the exchange table
+    record_key    varchar(500) NOT NULL,     -- key values joined by | in key order
+    batch_id      varchar(64),
+    error_code    varchar(32),
+    error_message text,
+    rejected_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -1,7 +1,9 @@
 //! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
+mod feedback;
 mod load;
+mod rules;
 pub mod schema;
 pub mod secret;
 mod validate;
@@ -29,7 +31,44 @@ pub struct Config {
     pub agent: Agent,
     pub source: DbConfig,
     pub exchange: Exchange,
+    pub feedback: Feedback,
     pub tables: Vec<TableSpec>,
+}
+
+/// How the province's rejections come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackKind {
+    None,
+    Table,
+    ErrorTable,
+    Flag,
+}
+
+/// Column names of the province's rejection table.
+#[derive(Clone, Debug)]
+pub struct FeedbackColumns {
+    pub id: Ident,
+    pub table_name: Ident,
+    pub record_key: Ident,
+    pub batch_id: Ident,
+    pub error_code: Ident,
+    pub error_message: Ident,
+    pub rejected_at: Ident,
+}
+
+#[derive(Debug)]
+pub struct Feedback {
+    pub kind: FeedbackKind,
+    pub schedule: Schedule,
+    pub confirm: Duration,
+    pub table: TableName,
+    pub columns: FeedbackColumns,
+    pub error_column: Ident,
+    pub time_column: Ident,
+    pub flag_column: Ident,
+    pub failed: Value,
+    pub pending: Value,
+    pub mirror_table: Option<TableName>,
 }
 
 #[derive(Debug)]
@@ -42,6 +81,7 @@ pub struct Agent {
     pub ledger_retention: Duration,
     pub retry_max: Duration,
     pub stop_timeout: Duration,
+    pub reject_alert: f64,
 }
 
 /// The engine behind a database URL.
@@ -149,6 +189,8 @@ pub struct TableSpec {
     pub deletes: DeleteMode,
     pub version_column: Option<Ident>,
     pub enabled: bool,
+    pub rules: Vec<crate::validate::RuleSpec>,
+    pub feedback_table: Option<TableName>,
 }
 
 #[derive(Clone, Debug)]

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub source: RawDatabase,
     /// Where increments are delivered.
     pub exchange: RawExchange,
+    /// Where the province's rejections come back from. Default: none.
+    pub feedback: Option<RawFeedback>,
     /// One entry per exchanged table (`[[table]]`).
     #[serde(default, rename = "table")]
     pub tables: Vec<RawTable>,
@@ -48,6 +50,98 @@ pub struct RawAgent {
     /// After SIGTERM/SIGINT, how long the batch in flight may take before the agent exits
     /// anyway (the batch is then sent again on the next start). Default `30s`.
     pub stop_timeout: Option<String>,
+    /// A cycle in which more than this share of the rows is rejected is reported in the log
+    /// and in `status`. Default 0.05.
+    pub reject_alert: Option<f64>,
+}
+
+/// `[feedback]`: how the province's rejections come back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedback {
+    /// `none` (default), `table` (a rejection table), `error_table` (`dn_*_error` tables, one per
+    /// exchanged table: see `feedback_table`) or `flag` (a status flag and error text in the
+    /// exchange rows themselves).
+    pub kind: Option<String>,
+    /// How often the feedback is read (by `run`; `once` reads it after its cycles). Default
+    /// `every:5m`.
+    pub schedule: Option<String>,
+    /// A resubmitted row with no new rejection for this long is cleared. Default `1d`.
+    pub confirm: Option<String>,
+    /// `table`: the rejection table, in the exchange database. Default `exchange_reject`.
+    pub table: Option<String>,
+    /// `table`: names of its columns.
+    #[serde(default)]
+    pub columns: RawFeedbackColumns,
+    /// `error_table` and `flag`: the column with the reason. Defaults `error_remark` and
+    /// `sync_error_desc`.
+    pub error_column: Option<String>,
+    /// `error_table`: the column read incrementally. Default `cd_time`.
+    pub time_column: Option<String>,
+    /// `flag`: the status column of the exchange rows. Default `sync_sign`.
+    pub flag_column: Option<String>,
+    /// `flag`: the value the province sets on a rejected row. Default 9.
+    pub failed: Option<toml::Value>,
+    /// `flag`: the value written with every row sent, so the province checks it. Default 0.
+    pub pending: Option<toml::Value>,
+    /// A table of the front-end database that mirrors the rejects for the business system
+    /// (DDL: `sql/*/rejects_mirror.sql`). Optional.
+    pub mirror_table: Option<String>,
+}
+
+/// `[feedback.columns]`: the rejection table's column names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedbackColumns {
+    /// Increasing id: the feedback watermark. Default `id`.
+    pub id: Option<String>,
+    /// The exchange table of the rejected record. Default `table_name`.
+    pub table_name: Option<String>,
+    /// Key values joined by `|` in key order. Default `record_key`.
+    pub record_key: Option<String>,
+    /// The batch that carried the record. Default `batch_id`.
+    pub batch_id: Option<String>,
+    /// Default `error_code`.
+    pub error_code: Option<String>,
+    /// Default `error_message`.
+    pub error_message: Option<String>,
+    /// Default `rejected_at`.
+    pub rejected_at: Option<String>,
+}
+
+/// One quality rule of `rules = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Shown with every failure. Default `R<n>`, n its place in the list from 1.
+    pub id: Option<String>,
+    /// `required`, `max_length`, `regex`, `codeset`, `uscc`, `id_number`,
+    /// `uscc_or_id_number`, `region`, `date` or `compare`. Required.
+    pub check: String,
+    /// The source column checked. Required.
+    pub column: String,
+    /// Text shown with a failure (for the business team, e.g. in Chinese).
+    pub message: Option<String>,
+    /// `max_length`: most characters.
+    pub max: Option<usize>,
+    /// `regex`: the pattern (anchor it: `^...$`).
+    pub pattern: Option<String>,
+    /// `codeset`, `region`: the allowed values.
+    pub values: Option<Vec<String>>,
+    /// `codeset`, `region`: a file of allowed values, one per line (the first field of a CSV).
+    pub file: Option<PathBuf>,
+    /// `codeset`: a table of the front-end database holding the codes.
+    pub table: Option<String>,
+    /// `codeset` with `table`: the column of codes. Default `code`.
+    pub code_column: Option<String>,
+    /// `date`: refuse dates after today. Default true.
+    pub not_future: Option<bool>,
+    /// `date`: refuse dates before this one (`YYYY-MM-DD`).
+    pub not_before: Option<String>,
+    /// `compare`: `<`, `<=`, `=`, `!=`, `>=` or `>`.
+    pub op: Option<String>,
+    /// `compare`: the other source column.
+    pub other: Option<String>,
 }
 
 /// `[source]` — a database connection.
@@ -159,6 +253,12 @@ pub struct RawTable {
     pub version_column: Option<String>,
     /// `false` keeps the table in the file but does not exchange it. Default `true`.
     pub enabled: Option<bool>,
+    /// Quality rules checked on every row before it is sent. Default: none.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// `[feedback] kind = "error_table"`: the province's error table for this table
+    /// (`dn_..._error`), in the exchange database.
+    pub feedback_table: Option<String>,
 }
 
 /// `watermark = { kind = ..., ... }`

@@ -24,12 +24,12 @@ pub const DEFAULT_BATCH_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
 pub const DEFAULT_TEXT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
-struct V<'a> {
-    problems: Vec<Problem>,
-    lines: &'a Lines,
-    base: &'a Path,
+pub(super) struct V<'a> {
+    pub(super) problems: Vec<Problem>,
+    pub(super) lines: &'a Lines,
+    pub(super) base: &'a Path,
     /// The source's engine, once `[source]` was read.
-    source_engine: Option<EngineKind>,
+    pub(super) source_engine: Option<EngineKind>,
 }
 
 /// Connection settings common to `[source]` and `[exchange]`.
@@ -43,7 +43,7 @@ struct RawConn<'a> {
 }
 
 impl V<'_> {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         self.problems.push(Problem {
             line: self.lines.of(&path),
@@ -52,11 +52,11 @@ impl V<'_> {
         });
     }
 
-    fn ident(&mut self, path: &str, s: &str) -> Option<Ident> {
+    pub(super) fn ident(&mut self, path: &str, s: &str) -> Option<Ident> {
         Ident::new(s).map_err(|e| self.err(path, e)).ok()
     }
 
-    fn idents(&mut self, path: &str, list: &[String]) -> Option<Vec<Ident>> {
+    pub(super) fn idents(&mut self, path: &str, list: &[String]) -> Option<Vec<Ident>> {
         if list.is_empty() {
             self.err(path, "must name at least one column");
             return None;
@@ -69,11 +69,11 @@ impl V<'_> {
         out.into_iter().collect()
     }
 
-    fn table_name(&mut self, path: &str, s: &str) -> Option<TableName> {
+    pub(super) fn table_name(&mut self, path: &str, s: &str) -> Option<TableName> {
         TableName::parse(s).map_err(|e| self.err(path, e)).ok()
     }
 
-    fn duration(&mut self, path: &str, s: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, path: &str, s: Option<&str>, default: Duration) -> Duration {
         match s {
             None => default,
             Some(s) => humantime::parse_duration(s).unwrap_or_else(|e| {
@@ -144,6 +144,13 @@ impl V<'_> {
             a.stop_timeout.as_deref(),
             Duration::from_secs(30),
         );
+        let reject_alert = a.reject_alert.unwrap_or(0.05);
+        if !(0.0..=1.0).contains(&reject_alert) {
+            self.err(
+                "agent.reject_alert",
+                "must be a share between 0 and 1 (e.g. 0.05)",
+            );
+        }
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -157,6 +164,7 @@ impl V<'_> {
             ledger_retention,
             retry_max,
             stop_timeout,
+            reject_alert,
         })
     }
 
@@ -384,7 +392,12 @@ impl V<'_> {
         })
     }
 
-    fn flag_value(&mut self, p: &str, v: Option<toml::Value>, default: i64) -> Option<Value> {
+    pub(super) fn flag_value(
+        &mut self,
+        p: &str,
+        v: Option<toml::Value>,
+        default: i64,
+    ) -> Option<Value> {
         match v {
             None => Some(Value::Int(default)),
             Some(toml::Value::Integer(i)) => Some(Value::Int(i)),
@@ -501,6 +514,11 @@ impl V<'_> {
                 DeleteMode::Delete
             }
         };
+        let rules = self.rules(&p, t.rules);
+        let feedback_table = match &t.feedback_table {
+            Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
+            None => None,
+        };
         let version_column = match &t.version_column {
             Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
             None => None,
@@ -523,6 +541,8 @@ impl V<'_> {
             deletes,
             version_column,
             enabled: t.enabled.unwrap_or(true),
+            rules,
+            feedback_table,
         })
     }
 }
@@ -582,6 +602,7 @@ pub fn validate(
     );
     v.source_engine = source.as_ref().map(|s| s.engine);
     let exchange = v.exchange(raw.exchange);
+    let feedback = v.feedback(raw.feedback);
     if raw.tables.is_empty() {
         v.err(
             "table",
@@ -602,14 +623,17 @@ pub fn validate(
             tables.push(spec);
         }
     }
-    match (agent, source, exchange) {
-        (Some(agent), Some(source), Some(exchange)) if v.problems.is_empty() => Ok(Config {
-            file: file.to_owned(),
-            agent,
-            source,
-            exchange,
-            tables,
-        }),
+    match (agent, source, exchange, feedback) {
+        (Some(agent), Some(source), Some(exchange), Some(feedback)) if v.problems.is_empty() => {
+            Ok(Config {
+                file: file.to_owned(),
+                agent,
+                source,
+                exchange,
+                feedback,
+                tables,
+            })
+        }
         _ => Err(v.problems),
     }
 }

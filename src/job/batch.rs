@@ -52,7 +52,12 @@ pub struct Batch<'a> {
     pub salt: Option<String>,
     /// A full resync's chunk: the key (JSON) committed as its progress.
     pub resync_key: Option<String>,
+    /// Why open rejects among these rows are sent again (their history says it).
+    pub why: &'static str,
 }
+
+/// How a quarantined row comes to be sent again, normally.
+pub const CHANGED: &str = "re-sent after it changed at the source";
 
 impl<'a> Batch<'a> {
     /// Rows read, with nothing else to do: no watermark, no digests, nothing gone.
@@ -69,6 +74,7 @@ impl<'a> Batch<'a> {
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            why: CHANGED,
         }
     }
 }
@@ -98,12 +104,13 @@ struct Sorted {
     newest: Option<DateTime<Utc>>,
 }
 
-fn reject(
+/// A reject record of a row read (its key, values and every reason).
+pub(crate) fn reject(
     plan: &Plan,
     rkey: &str,
     values: &[Value],
     origin: &'static str,
-    reason: String,
+    reasons: Vec<String>,
 ) -> Reject {
     let key: Vec<&Value> = plan.key.iter().filter_map(|&i| values.get(i)).collect();
     let row: serde_json::Map<String, serde_json::Value> = plan
@@ -123,7 +130,7 @@ fn reject(
         rkey: rkey.to_owned(),
         kvals: serde_json::to_string(&key).unwrap_or_default(),
         origin,
-        reasons: vec![reason],
+        reasons,
         row_json: serde_json::Value::Object(row).to_string(),
         digest: Some(row_digest(values)),
     }
@@ -220,12 +227,17 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
             Mode::Digest => Op::Insert,
             Mode::Timestamp | Mode::Flag => Op::Update,
         };
-        if let Some((origin, reason)) = problem {
+        // Unreadable rows and unknown operations first; then the quality rules, every one.
+        let (origin, reasons) = match problem {
+            Some((origin, reason)) => (origin, vec![reason]),
+            None => ("rule", crate::validate::failures(&plan.rules, &values, tz)),
+        };
+        if !reasons.is_empty() {
             if plan.flag.is_some() && !key_null {
-                out.flag_failed.push((values.clone(), reason.clone()));
+                out.flag_failed.push((values.clone(), reasons.join("; ")));
             }
             out.rejects
-                .push(reject(plan, &rkey, &values, origin, reason));
+                .push(reject(plan, &rkey, &values, origin, reasons));
             continue;
         }
         if let Some(t) = ts_value.and_then(|v| v.instant(tz, fmt)) {
@@ -342,7 +354,7 @@ pub async fn deliver(
                     if plan.flag.is_some() {
                         flag_failed.push((v.clone(), reason.clone()));
                     }
-                    rejects.push(reject(plan, &rkey, &v, "map", reason));
+                    rejects.push(reject(plan, &rkey, &v, "map", vec![reason]));
                 }
                 (Err(_), None) => {}
             }
@@ -391,7 +403,7 @@ pub async fn deliver(
                                 flag_failed.push((v.clone(), reason.clone()));
                             }
                             let r = match &src {
-                                Some(v) => reject(plan, &o.rkey, v, "target", reason),
+                                Some(v) => reject(plan, &o.rkey, v, "target", vec![reason]),
                                 None => Reject {
                                     rkey: o.rkey.clone(),
                                     kvals: serde_json::to_string(&o.values).unwrap_or_default(),
@@ -451,6 +463,7 @@ pub async fn deliver(
         rejects: &rejects,
         delivered: &delivered,
         resync_key: b.resync_key.as_deref(),
+        resubmit_why: b.why,
     };
     ctx.state
         .commit(&commit)

@@ -5,10 +5,10 @@
 pub mod batch;
 pub mod plan;
 pub mod resync;
+mod time;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use crate::db::dialect::{Col, Cond, Select};
 use crate::db::{Db, DbError, ErrorClass, ReadRow};
 use crate::state::State;
 use crate::value::{Value, key_text};
-use crate::watermark::{Watermark, time_value};
+use crate::watermark::Watermark;
 use batch::{Batch, Remember, Seen};
 pub use plan::{Mode, Plan};
 
@@ -123,13 +123,64 @@ pub async fn prepare(
                 ),
             )
         })?;
-    Plan::build(spec, &src, &tgt, cfg, target.dialect()).map_err(|p| {
+    let mut plan = Plan::build(spec, &src, &tgt, cfg, target.dialect()).map_err(|p| {
         JobError::new(
             n,
             "checking the configuration against the tables",
             p.join("; "),
         )
-    })
+    })?;
+    load_code_sets(source, &mut plan).await?;
+    Ok(plan)
+}
+
+/// Read the code sets that live in tables of the front-end database.
+async fn load_code_sets(source: &Db, plan: &mut Plan) -> Result<(), JobError> {
+    use crate::validate::{Check, Codes};
+    for rule in &mut plan.rules {
+        let Check::CodeSet(Codes::Table { table, column }) = &rule.check else {
+            continue;
+        };
+        let missing = |what: String| {
+            JobError::new(
+                &plan.name,
+                "reading a code set",
+                format!("rule {}: {what}", rule.id),
+            )
+        };
+        let schema = source
+            .introspect(table)
+            .await
+            .map_err(|e| JobError::db(&plan.name, "reading a code set", e))?
+            .ok_or_else(|| {
+                missing(format!(
+                    "code table {table} does not exist in the front-end database"
+                ))
+            })?;
+        let col = [schema
+            .column(column)
+            .cloned()
+            .ok_or_else(|| missing(format!("code table {table} has no column `{column}`")))?];
+        let sql = source.dialect().select(&Select {
+            table,
+            columns: &col,
+            conds: Vec::new(),
+            order: &[],
+            limit: None,
+        });
+        let (rows, _) = source
+            .fetch(&sql, &col, usize::MAX)
+            .await
+            .map_err(|e| JobError::db(&plan.name, "reading a code set", e))?;
+        let codes = rows
+            .iter()
+            .filter_map(|r| r.values.first())
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_text().trim().to_owned())
+            .collect();
+        rule.check = Check::CodeSet(Codes::Values(codes));
+    }
+    Ok(())
 }
 
 /// Run one cycle of a table. With `once`, a configured lag is waited out so that every row
@@ -140,9 +191,24 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
         let mut report = CycleReport::default();
         match plan.mode {
             Mode::Key => key_cycle(ctx, plan, &mut report).await?,
-            Mode::Timestamp | Mode::Control => time_cycle(ctx, plan, once, &mut report).await?,
+            Mode::Timestamp | Mode::Control => time::cycle(ctx, plan, once, &mut report).await?,
             Mode::Flag => flag_cycle(ctx, plan, &mut report).await?,
             Mode::Digest => digest_cycle(ctx, plan, &mut report).await?,
+        }
+        let considered = report.sent + report.rejected;
+        let share = report.rejected as f64 / considered.max(1) as f64;
+        if report.rejected > 0 && share > ctx.cfg.agent.reject_alert {
+            let w = format!(
+                "{} of {} rows ({:.0}%) were rejected in this cycle, more than reject_alert ({:.0}%); \
+                 see `frontdb-agent rejects list --table {}`",
+                report.rejected,
+                considered,
+                share * 100.0,
+                ctx.cfg.agent.reject_alert * 100.0,
+                plan.name
+            );
+            tracing::warn!(table = %plan.name, "{w}");
+            report.warnings.push(w);
         }
         Ok(report)
     }
@@ -150,7 +216,7 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
     .await
 }
 
-async fn read(
+pub(super) async fn read(
     ctx: &Ctx,
     plan: &Plan,
     conds: Vec<Cond<'_>>,
@@ -169,8 +235,40 @@ async fn read(
         .map_err(|e| JobError::db(&plan.name, "reading the source", e))
 }
 
+/// The current source rows of these keys (source key values), read in chunks; keys the
+/// source no longer has are simply not among them.
+pub async fn rows_by_key(
+    ctx: &Ctx,
+    plan: &Plan,
+    keys: &[Vec<Value>],
+) -> Result<Vec<ReadRow>, JobError> {
+    let key_cols = plan.key_cols();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(500) {
+        let sql = ctx.source.dialect().select(&Select {
+            table: &plan.source,
+            columns: &plan.read_cols,
+            conds: vec![Cond::AnyOf(&key_cols, chunk)],
+            order: &key_cols,
+            limit: None,
+        });
+        let (mut rows, _) = ctx
+            .source
+            .fetch(&sql, &plan.read_cols, usize::MAX)
+            .await
+            .map_err(|e| JobError::db(&plan.name, "reading rows by key", e))?;
+        out.append(&mut rows);
+    }
+    Ok(out)
+}
+
+/// The record key of a row read (its key values joined by `|`).
+pub fn rkey_of(plan: &Plan, values: &[Value]) -> String {
+    key_text(&plan.key.iter().map(|&i| &values[i]).collect::<Vec<_>>())
+}
+
 /// The position of a row: its change time and key.
-fn position(plan: &Plan, values: &[Value]) -> Watermark {
+pub(super) fn position(plan: &Plan, values: &[Value]) -> Watermark {
     Watermark {
         ts: plan.ts.map(|i| values[i].clone()),
         key: plan.key.iter().map(|&i| values[i].clone()).collect(),
@@ -178,12 +276,12 @@ fn position(plan: &Plan, values: &[Value]) -> Watermark {
 }
 
 /// `(ts, key...)` of a position, for keyset conditions ordered by time then key.
-fn tuple(w: &Watermark) -> Vec<Value> {
+pub(super) fn tuple(w: &Watermark) -> Vec<Value> {
     w.ts.iter().cloned().chain(w.key.iter().cloned()).collect()
 }
 
 /// First and last positions of a read, and whether more rows may follow.
-fn span_of(plan: &Plan, rows: &[ReadRow], capped: bool) -> (Watermark, Watermark, bool) {
+pub(super) fn span_of(plan: &Plan, rows: &[ReadRow], capped: bool) -> (Watermark, Watermark, bool) {
     let first = rows
         .first()
         .map(|r| position(plan, &r.values))
@@ -230,6 +328,7 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            why: batch::CHANGED,
         };
         batch::deliver(ctx, plan, b, report).await?;
         wm = Some(last);
@@ -237,282 +336,6 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             break;
         }
     }
-    Ok(())
-}
-
-/// Sleep unless the agent is stopping; false when it is.
-async fn pause(ctx: &Ctx, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = ctx.cancel.cancelled() => false,
-    }
-}
-
-async fn time_cycle(
-    ctx: &Ctx,
-    plan: &Plan,
-    once: bool,
-    report: &mut CycleReport,
-) -> Result<(), JobError> {
-    let (Some(ts_i), Some(window)) = (plan.ts, plan.window.as_ref()) else {
-        return Err(JobError::new(
-            &plan.name,
-            "planning",
-            "no change-time column",
-        ));
-    };
-    let ts_col = plan.read_cols[ts_i].clone();
-    let tz = &ctx.cfg.agent.tz;
-    let fmt = window.format.as_str();
-    let mut order = vec![ts_col.clone()];
-    order.extend(plan.key_cols());
-    let mut wm = ctx
-        .state
-        .watermark(&plan.name)
-        .await
-        .map_err(|e| JobError::state(&plan.name, e))?
-        .filter(|w| w.ts.is_some() && (w.key.is_empty() || w.key.len() == plan.key.len()))
-        .unwrap_or_default();
-    let lag = if once && !window.lag.is_zero() {
-        if !pause(ctx, window.lag).await {
-            report.stopped = true;
-            return Ok(());
-        }
-        Duration::ZERO
-    } else {
-        window.lag
-    };
-    let now = ctx
-        .source
-        .now()
-        .await
-        .map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
-    let upper = time_value(
-        now - chrono::Duration::from_std(lag).unwrap_or_default(),
-        ts_col.ty,
-        tz,
-        fmt,
-    );
-    let now_v = time_value(now, ts_col.ty, tz, fmt);
-    let guard = transaction_guard(ctx, plan, now, report)
-        .await
-        .map(|t| time_value(t, ts_col.ty, tz, fmt));
-    // Re-read the lookback window behind the watermark; skip rows already exchanged.
-    let lower = wm.ts.as_ref().map(|t| {
-        if window.lookback.is_zero() {
-            t.clone()
-        } else {
-            t.minus(window.lookback, fmt).unwrap_or_else(|| t.clone())
-        }
-    });
-    let seen = match &lower {
-        Some(l) => ctx
-            .state
-            .digests(&plan.name, Some(&l.sort_text()))
-            .await
-            .map_err(|e| JobError::state(&plan.name, e))?,
-        None => Seen::new(),
-    };
-    // Without lookback, continue strictly after the last (time, key); a watermark held back
-    // by an open transaction has no key and is re-read from its time on.
-    let mut cursor: Option<Vec<Value>> =
-        match (&wm.ts, window.lookback.is_zero() && !wm.key.is_empty()) {
-            (Some(_), true) => Some(tuple(&wm)),
-            _ => None,
-        };
-    let prune_for = |w: &Watermark| -> Option<String> {
-        let t = w.ts.as_ref()?;
-        Some(
-            t.minus(window.lookback, fmt)
-                .unwrap_or_else(|| t.clone())
-                .sort_text(),
-        )
-    };
-    loop {
-        if ctx.cancel.is_cancelled() {
-            report.stopped = true;
-            return Ok(());
-        }
-        let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
-        match (&cursor, &lower) {
-            (Some(c), _) => conds.push(Cond::After(&order, c)),
-            (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
-            (None, None) => {}
-        }
-        let (rows, capped) = read(ctx, plan, conds, &order).await?;
-        if rows.is_empty() {
-            break;
-        }
-        let (first, last, more) = span_of(plan, &rows, capped);
-        let new_wm = wm.clone().max(held_back(last.clone(), guard.as_ref()));
-        let prune = prune_for(&new_wm);
-        let b = Batch {
-            rows,
-            seen: &seen,
-            from: Some(first),
-            to: Some(last.clone()),
-            new_wm: (new_wm != wm).then(|| new_wm.clone()),
-            remember: prune.clone().map_or(Remember::All, Remember::Since),
-            prune_before: prune,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-        };
-        batch::deliver(ctx, plan, b, report).await?;
-        wm = new_wm;
-        cursor = Some(tuple(&last));
-        if !more {
-            break;
-        }
-    }
-
-    // Rows dated after the database's time: exchanged now, the watermark stays at "now".
-    let mut cursor: Option<Vec<Value>> = None;
-    let mut future = 0u64;
-    let mut example = None;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            report.stopped = true;
-            return Ok(());
-        }
-        let mut conds = vec![Cond::Greater(&ts_col, &now_v)];
-        if let Some(c) = &cursor {
-            conds.push(Cond::After(&order, c));
-        }
-        let (rows, capped) = read(ctx, plan, conds, &order).await?;
-        if rows.is_empty() {
-            break;
-        }
-        future += rows.len() as u64;
-        let (first, last, more) = span_of(plan, &rows, capped);
-        example.get_or_insert_with(|| first.clone());
-        let b = Batch {
-            rows,
-            seen: &seen,
-            from: Some(first),
-            to: Some(last.clone()),
-            new_wm: None,
-            remember: Remember::All,
-            prune_before: None,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-        };
-        batch::deliver(ctx, plan, b, report).await?;
-        cursor = Some(tuple(&last));
-        if !more {
-            break;
-        }
-    }
-    if let Some(ex) = example {
-        let w = format!(
-            "{future} row(s) of {} have {} after the database's time {} (e.g. {ex}); they were \
-             exchanged and the watermark was kept at the database's time",
-            plan.source,
-            ts_col.name,
-            now_v.to_text()
-        );
-        tracing::warn!(table = %plan.name, "{w}");
-        report.warnings.push(w);
-    }
-    null_times(ctx, plan, &ts_col, report).await
-}
-
-/// A watermark never passes the start of a transaction still open on the source: the rows it
-/// commits later may carry an earlier time than rows already exchanged.
-fn held_back(pos: Watermark, guard: Option<&Value>) -> Watermark {
-    match (guard, &pos.ts) {
-        (Some(g), Some(t)) if crate::watermark::cmp_values(t, g).is_ge() => Watermark {
-            ts: Some(g.clone()),
-            key: Vec::new(),
-        },
-        _ => pos,
-    }
-}
-
-/// The instant just before the oldest transaction still open on the source, when one is open
-/// and younger than `transaction_guard`. Older ones are reported and left to the lookback.
-async fn transaction_guard(
-    ctx: &Ctx,
-    plan: &Plan,
-    now: chrono::DateTime<chrono::Utc>,
-    report: &mut CycleReport,
-) -> Option<chrono::DateTime<chrono::Utc>> {
-    let limit = ctx.cfg.source.transaction_guard;
-    if limit.is_zero() {
-        return None;
-    }
-    let (oldest, note) = match ctx.source.oldest_transaction().await {
-        Ok(r) => r,
-        Err(e) => {
-            let w = format!(
-                "cannot look for open transactions on the source ({e}); late commits rely on \
-                 the lookback window alone"
-            );
-            tracing::warn!(table = %plan.name, "{w}");
-            report.warnings.push(w);
-            return None;
-        }
-    };
-    if let Some(n) = note {
-        report.warnings.push(n);
-    }
-    let oldest = oldest?;
-    let age = (now - oldest).to_std().unwrap_or_default();
-    if age > limit {
-        let w = format!(
-            "a transaction open on the source since {} is older than transaction_guard ({}); \
-             rows it commits later are caught only if they fall in the lookback window",
-            oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            humantime::format_duration(limit)
-        );
-        tracing::warn!(table = %plan.name, "{w}");
-        report.warnings.push(w);
-        return None;
-    }
-    Some(oldest - chrono::Duration::microseconds(1))
-}
-
-/// Report rows whose change time is NULL: they cannot be exchanged by time.
-async fn null_times(
-    ctx: &Ctx,
-    plan: &Plan,
-    ts_col: &Col,
-    report: &mut CycleReport,
-) -> Result<(), JobError> {
-    const SHOWN: usize = 10;
-    let key_cols = plan.key_cols();
-    let sql = ctx.source.dialect().select(&Select {
-        table: &plan.source,
-        columns: &key_cols,
-        conds: vec![Cond::IsNull(ts_col)],
-        order: &key_cols,
-        limit: Some(SHOWN + 1),
-    });
-    let (rows, _) = ctx
-        .source
-        .fetch(&sql, &key_cols, usize::MAX)
-        .await
-        .map_err(|e| JobError::db(&plan.name, "looking for rows without a change time", e))?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<String> = rows
-        .iter()
-        .take(SHOWN)
-        .map(|r| key_text(&r.values.iter().collect::<Vec<_>>()))
-        .collect();
-    let more = if rows.len() > SHOWN { " and more" } else { "" };
-    let w = format!(
-        "rows of {} with {} NULL are not exchanged until it is set; keys: {}{more}",
-        plan.source,
-        ts_col.name,
-        keys.join(", ")
-    );
-    tracing::warn!(table = %plan.name, "{w}");
-    report.warnings.push(w);
     Ok(())
 }
 
@@ -549,6 +372,7 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            why: batch::CHANGED,
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(last.key);
@@ -598,6 +422,7 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            why: batch::CHANGED,
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(last.key);
@@ -633,6 +458,7 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            why: batch::CHANGED,
         };
         batch::deliver(ctx, plan, b, report).await?;
     }

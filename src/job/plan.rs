@@ -50,6 +50,8 @@ pub struct Plan {
     pub batch_bytes: usize,
     /// Source columns that have no exchange column and are therefore not sent.
     pub unexchanged: Vec<String>,
+    /// Quality rules, resolved against `read_cols`.
+    pub rules: Vec<crate::validate::Rule>,
 }
 
 impl Plan {
@@ -209,6 +211,36 @@ impl Plan {
             .collect();
         let ts_read = ts.as_ref().map(|c| add_read(c, &mut read_cols));
         let op_read = op.as_ref().map(|c| add_read(c, &mut read_cols));
+        let mut rules = Vec::new();
+        for r in &spec.rules {
+            let what = format!("rule {} column", r.id);
+            let Some(c) = src_col(&what, &r.column, &mut problems) else {
+                continue;
+            };
+            let index = add_read(&c, &mut read_cols);
+            let other = match &r.check {
+                crate::validate::Check::Compare { other, .. } => {
+                    let what = format!("rule {} compares with a column: `{other}`", r.id);
+                    match src.column(other) {
+                        Some(o) => Some((add_read(o, &mut read_cols), o.name.to_string())),
+                        None => {
+                            problems
+                                .push(format!("{what} is not a column of source table {s_name}"));
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            rules.push(crate::validate::Rule {
+                id: r.id.clone(),
+                column: c.name.to_string(),
+                index,
+                other,
+                check: r.check.clone(),
+                message: r.message.clone(),
+            });
+        }
 
         // Constants.
         for (name, v) in &spec.constants {
@@ -224,6 +256,22 @@ impl Plan {
                 None => problems.push(format!(
                     "constant `{name}` is not a column of exchange table {t_name}"
                 )),
+            }
+        }
+
+        // With in-row feedback flags, every row sent is marked for the province to check.
+        if cfg.feedback.kind == crate::config::FeedbackKind::Flag {
+            let fb = &cfg.feedback;
+            for (name, v) in [
+                (&fb.flag_column, fb.pending.clone()),
+                (&fb.error_column, Value::Null),
+            ] {
+                if let Some(tc) = tgt.column(name)
+                    && !m_cols.iter().any(|m| m.name == tc.name)
+                {
+                    m_cols.push(tc.clone());
+                    m_src.push(Source::Constant(v));
+                }
             }
         }
 
@@ -339,6 +387,7 @@ impl Plan {
             batch_size: spec.batch_size,
             batch_bytes: spec.batch_bytes,
             unexchanged,
+            rules,
         })
     }
 }

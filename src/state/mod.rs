@@ -16,88 +16,20 @@ use sqlx::{ConnectOptions, Row};
 
 use crate::watermark::Watermark;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tables (
-    tbl TEXT PRIMARY KEY,
-    watermark TEXT,
-    rows_total INTEGER NOT NULL DEFAULT 0,
-    deletes_total INTEGER NOT NULL DEFAULT 0,
-    newest_change TEXT,
-    last_started TEXT,
-    last_finished TEXT,
-    last_outcome TEXT,
-    last_error TEXT,
-    last_rows INTEGER,
-    last_ms INTEGER,
-    next_run TEXT,
-    warnings TEXT
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    tbl TEXT NOT NULL,
-    cd_batch TEXT NOT NULL,
-    wm_from TEXT,
-    wm_to TEXT,
-    rows INTEGER NOT NULL,
-    deletes INTEGER NOT NULL,
-    rejected INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
-    started TEXT NOT NULL,
-    finished TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS batches_tbl ON batches (tbl, started);
-CREATE TABLE IF NOT EXISTS digests (
-    tbl TEXT NOT NULL,
-    rkey TEXT NOT NULL,
-    digest BLOB NOT NULL,
-    ts TEXT,
-    kvals TEXT NOT NULL,
-    PRIMARY KEY (tbl, rkey)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS digests_ts ON digests (tbl, ts);
-CREATE TABLE IF NOT EXISTS rejects (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tbl TEXT NOT NULL,
-    rkey TEXT NOT NULL,
-    kvals TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reasons TEXT NOT NULL,
-    row_json TEXT,
-    digest BLOB,
-    batch_id TEXT,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    resubmitted TEXT,
-    cleared TEXT,
-    UNIQUE (tbl, rkey)
-);
-CREATE TABLE IF NOT EXISTS counters (day TEXT PRIMARY KEY, n INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS resyncs (
-    tbl TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    requested TEXT NOT NULL,
-    started TEXT,
-    finished TEXT,
-    last_key TEXT,
-    chunks INTEGER NOT NULL DEFAULT 0,
-    rows INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    total INTEGER,
-    resumed INTEGER NOT NULL DEFAULT 0,
-    error TEXT
-);
-INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');
-";
+mod rejects;
+mod resync;
+
+pub use rejects::RejectRow;
+pub use resync::Resync;
+
+const SCHEMA: &str = include_str!("schema.sql");
 
 /// Columns added after the first release: (table, column, declaration). Added when missing,
 /// so a state store written by an older agent keeps working.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tables", "failures", "INTEGER NOT NULL DEFAULT 0"),
     ("tables", "failing_since", "TEXT"),
+    ("rejects", "updated", "TEXT"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +114,8 @@ pub struct Commit<'a> {
     pub delivered: &'a [String],
     /// A full resync's progress: the last key of this chunk (JSON) when the batch is one.
     pub resync_key: Option<&'a str>,
+    /// Why open rejects among `delivered` were sent again (for their history).
+    pub resubmit_why: &'a str,
 }
 
 /// How a table's last cycle ended.
@@ -450,28 +384,9 @@ impl State {
                 .await
                 .map_err(&e)?;
         }
-        for r in c.rejects {
-            sqlx::query(
-                "INSERT INTO rejects (tbl, rkey, kvals, origin, state, reasons, row_json, digest, batch_id, first_seen, last_seen) \
-                 VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (tbl, rkey) DO UPDATE SET origin = excluded.origin, state = 'open', \
-                 reasons = excluded.reasons, row_json = excluded.row_json, digest = excluded.digest, \
-                 batch_id = excluded.batch_id, last_seen = excluded.last_seen, resubmitted = NULL, cleared = NULL",
-            )
-            .bind(c.table)
-            .bind(&r.rkey)
-            .bind(&r.kvals)
-            .bind(r.origin)
-            .bind(serde_json::to_string(&r.reasons).unwrap_or_default())
-            .bind(&r.row_json)
-            .bind(r.digest.map(|d| d.to_vec()))
-            .bind(c.batch_id)
-            .bind(&now)
-            .bind(&now)
-            .execute(&mut *tx)
+        rejects::quarantine(&mut tx, c.table, c.batch_id, c.rejects, &now)
             .await
             .map_err(&e)?;
-        }
         if let Some(key) = c.resync_key {
             sqlx::query(
                 "UPDATE resyncs SET last_key = ?, chunks = chunks + 1, rows = rows + ?, \
@@ -485,28 +400,9 @@ impl State {
             .await
             .map_err(&e)?;
         }
-        if !c.delivered.is_empty() {
-            let open: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM rejects WHERE tbl = ? AND state = 'open'")
-                    .bind(c.table)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(&e)?;
-            if open > 0 {
-                for k in c.delivered {
-                    sqlx::query(
-                        "UPDATE rejects SET state = 'resubmitted', resubmitted = ? \
-                         WHERE tbl = ? AND rkey = ? AND state = 'open'",
-                    )
-                    .bind(&now)
-                    .bind(c.table)
-                    .bind(k)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&e)?;
-                }
-            }
-        }
+        rejects::resubmitted(&mut tx, c.table, c.delivered, c.resubmit_why, &now)
+            .await
+            .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
         Ok(())
     }
@@ -569,90 +465,24 @@ impl State {
         Ok(())
     }
 
-    /// Ask for a full resync of a table. A resync already running keeps running; otherwise a
-    /// new one is recorded as requested. Returns the state it is in afterwards.
-    pub async fn request_resync(&self, table: &str) -> Result<String, StateError> {
-        let run_id = format!("{:x}", Utc::now().timestamp_micros());
-        sqlx::query(
-            "INSERT INTO resyncs (tbl, run_id, state, requested) VALUES (?, ?, 'requested', ?) \
-             ON CONFLICT (tbl) DO UPDATE SET run_id = excluded.run_id, state = 'requested', \
-             requested = excluded.requested, started = NULL, finished = NULL, last_key = NULL, \
-             chunks = 0, rows = 0, deleted = 0, total = NULL, resumed = 0, error = NULL \
-             WHERE resyncs.state NOT IN ('requested', 'running')",
-        )
-        .bind(table)
-        .bind(&run_id)
-        .bind(ts(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(q("requesting a resync"))?;
-        let state: String = sqlx::query_scalar("SELECT state FROM resyncs WHERE tbl = ?")
-            .bind(table)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(q("requesting a resync"))?;
-        Ok(state)
-    }
-
-    pub async fn resync_of(&self, table: &str) -> Result<Option<Resync>, StateError> {
-        let e = q("reading a resync");
-        let row = sqlx::query(RESYNC_COLUMNS)
-            .bind(table)
+    /// A value the agent keeps between runs (feedback and mirror positions).
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT v FROM meta WHERE k = ?")
+            .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(&e)?;
-        row.as_ref().map(resync_row).transpose().map_err(&e)
+            .map_err(q("reading the state"))
     }
 
-    /// Tables with a resync requested or running (to be started or resumed).
-    pub async fn pending_resyncs(&self) -> Result<Vec<String>, StateError> {
-        sqlx::query_scalar("SELECT tbl FROM resyncs WHERE state IN ('requested', 'running')")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("reading resyncs"))
-    }
-
-    /// A requested resync starts (with the number of source rows); a running one resumes.
-    pub async fn resync_started(&self, table: &str, total: Option<i64>) -> Result<(), StateError> {
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
         sqlx::query(
-            "UPDATE resyncs SET resumed = resumed + (state = 'running'), state = 'running', \
-             started = COALESCE(started, ?), total = COALESCE(?, total) WHERE tbl = ?",
+            "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
         )
-        .bind(ts(Utc::now()))
-        .bind(total)
-        .bind(table)
+        .bind(key)
+        .bind(value)
         .execute(&self.pool)
         .await
-        .map_err(q("starting a resync"))?;
-        Ok(())
-    }
-
-    pub async fn resync_finished(
-        &self,
-        table: &str,
-        error: Option<&str>,
-    ) -> Result<(), StateError> {
-        sqlx::query(
-            "UPDATE resyncs SET state = CASE WHEN ? IS NULL THEN 'done' ELSE 'failed' END, \
-             finished = ?, error = ? WHERE tbl = ?",
-        )
-        .bind(error)
-        .bind(ts(Utc::now()))
-        .bind(error)
-        .bind(table)
-        .execute(&self.pool)
-        .await
-        .map_err(q("finishing a resync"))?;
-        Ok(())
-    }
-
-    /// Forget every remembered digest of a table (a digest table rebuilds them by a resync).
-    pub async fn clear_digests(&self, table: &str) -> Result<(), StateError> {
-        sqlx::query("DELETE FROM digests WHERE tbl = ?")
-            .bind(table)
-            .execute(&self.pool)
-            .await
-            .map_err(q("clearing digests"))?;
+        .map_err(q("writing the state"))?;
         Ok(())
     }
 
@@ -708,153 +538,6 @@ impl State {
         }
         Ok(out)
     }
-
-    /// Quarantined rows, newest first, optionally of one table and in one state.
-    pub async fn rejects(
-        &self,
-        table: Option<&str>,
-        state: Option<&str>,
-    ) -> Result<Vec<RejectRow>, StateError> {
-        let e = q("reading rejects");
-        let rows = sqlx::query(
-            "SELECT id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, first_seen, \
-             last_seen, resubmitted, cleared FROM rejects \
-             WHERE (?1 IS NULL OR tbl = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY id DESC",
-        )
-        .bind(table)
-        .bind(state)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(&e)?;
-        rows.iter().map(|r| reject_row(r).map_err(&e)).collect()
-    }
-
-    /// One quarantined row by its id.
-    pub async fn reject(&self, id: i64) -> Result<Option<RejectRow>, StateError> {
-        let e = q("reading a reject");
-        let row = sqlx::query(
-            "SELECT id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, first_seen, \
-             last_seen, resubmitted, cleared FROM rejects WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(&e)?;
-        row.as_ref().map(reject_row).transpose().map_err(&e)
-    }
-
-    /// Open rejects of a table (key text and reasons), newest first.
-    pub async fn open_rejects(
-        &self,
-        table: &str,
-    ) -> Result<Vec<(String, String, Vec<String>)>, StateError> {
-        let e = q("reading rejects");
-        let rows = sqlx::query(
-            "SELECT rkey, origin, reasons FROM rejects WHERE tbl = ? AND state = 'open' ORDER BY id DESC",
-        )
-        .bind(table)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(&e)?;
-        let mut out = Vec::new();
-        for r in rows {
-            let reasons: String = r.try_get(2).map_err(&e)?;
-            out.push((
-                r.try_get(0).map_err(&e)?,
-                r.try_get(1).map_err(&e)?,
-                serde_json::from_str(&reasons).unwrap_or_default(),
-            ));
-        }
-        Ok(out)
-    }
-}
-
-const RESYNC_COLUMNS: &str = "SELECT run_id, state, requested, started, finished, last_key, \
-     chunks, rows, deleted, total, resumed, error FROM resyncs WHERE tbl = ?";
-
-/// A table's full resync, as `status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Resync {
-    pub run_id: String,
-    /// `requested`, `running`, `done` or `failed`.
-    pub state: String,
-    pub requested: String,
-    pub started: Option<String>,
-    pub finished: Option<String>,
-    /// Key of the last chunk delivered (JSON list of values).
-    #[serde(skip)]
-    pub last_key: Option<String>,
-    pub chunks: i64,
-    pub rows: i64,
-    /// Rows removed at the exchange because the source no longer has them.
-    pub deleted: i64,
-    /// Rows of the source when the resync started.
-    pub total: Option<i64>,
-    /// How many times it was resumed after a stop or a crash.
-    pub resumed: i64,
-    pub error: Option<String>,
-}
-
-fn resync_row(r: &sqlx::sqlite::SqliteRow) -> Result<Resync, sqlx::Error> {
-    Ok(Resync {
-        run_id: r.try_get(0)?,
-        state: r.try_get(1)?,
-        requested: r.try_get(2)?,
-        started: r.try_get(3)?,
-        finished: r.try_get(4)?,
-        last_key: r.try_get(5)?,
-        chunks: r.try_get(6)?,
-        rows: r.try_get(7)?,
-        deleted: r.try_get(8)?,
-        total: r.try_get(9)?,
-        resumed: r.try_get(10)?,
-        error: r.try_get(11)?,
-    })
-}
-
-/// A quarantined row as `rejects` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RejectRow {
-    pub id: i64,
-    pub table: String,
-    /// Key values joined by `|` in key order.
-    pub key: String,
-    pub key_values: serde_json::Value,
-    /// `read`, `map`, `rule`, `target` or `province`.
-    pub origin: String,
-    /// `open`, `resubmitted` or `cleared`.
-    pub state: String,
-    pub reasons: Vec<String>,
-    /// The row's values when it was quarantined (column -> text).
-    pub row: serde_json::Value,
-    pub batch_id: Option<String>,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub resubmitted: Option<String>,
-    pub cleared: Option<String>,
-}
-
-fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
-    let json = |s: Option<String>| {
-        s.and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or(serde_json::Value::Null)
-    };
-    let reasons: String = r.try_get(6)?;
-    Ok(RejectRow {
-        id: r.try_get(0)?,
-        table: r.try_get(1)?,
-        key: r.try_get(2)?,
-        key_values: json(r.try_get(3)?),
-        origin: r.try_get(4)?,
-        state: r.try_get(5)?,
-        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-        row: json(r.try_get(7)?),
-        batch_id: r.try_get(8)?,
-        first_seen: r.try_get(9)?,
-        last_seen: r.try_get(10)?,
-        resubmitted: r.try_get(11)?,
-        cleared: r.try_get(12)?,
-    })
 }
 
 #[cfg(test)]
@@ -915,17 +598,53 @@ mod tests {
         let tables = st.tables().await.expect("tables");
         assert_eq!(tables[0].rows_total, 2);
         assert_eq!(tables[0].open_rejects, 1);
-        assert_eq!(
-            st.open_rejects("t").await.expect("rejects")[0].2,
-            vec!["列 name 太长".to_string()]
-        );
+        let open = st.rejects(Some("t"), Some("open")).await.expect("rejects");
+        assert_eq!(open[0].reasons, vec!["列 name 太长".to_string()]);
         st.commit(&Commit {
             table: "t",
             delivered: &["7".to_string()],
+            resubmit_why: "re-sent after it changed at the source",
             ..Commit::default()
         })
         .await
         .expect("commit");
         assert_eq!(st.tables().await.expect("tables")[0].open_rejects, 0);
+        let (r, history) = st.reject(open[0].id).await.expect("reject").expect("found");
+        assert_eq!(r.state, "resubmitted");
+        let events: Vec<&str> = history.iter().map(|h| h.event.as_str()).collect();
+        assert_eq!(
+            events,
+            [
+                "quarantined: a value does not fit the exchange table",
+                "re-sent after it changed at the source"
+            ]
+        );
+        // Cleared after the confirmation window, rejected again when the province says so.
+        assert_eq!(
+            st.clear_confirmed(Utc::now() + chrono::Duration::seconds(1), "1s")
+                .await
+                .expect("clear"),
+            1
+        );
+        let again = Reject {
+            origin: "province",
+            reasons: vec!["[E01] 统一社会信用代码错误".into()],
+            ..rejects[0].clone()
+        };
+        st.province_reject("t", &again, None)
+            .await
+            .expect("reject again");
+        let (r, history) = st.reject(open[0].id).await.expect("reject").expect("found");
+        assert_eq!(r.state, "open");
+        assert_eq!(history.len(), 4, "{history:?}");
+        assert_eq!(history[3].event, "rejected by the province again");
+        // The same rejection read once more changes nothing.
+        st.province_reject("t", &again, None)
+            .await
+            .expect("same again");
+        assert_eq!(
+            st.reject(open[0].id).await.expect("r").expect("f").1.len(),
+            4
+        );
     }
 }

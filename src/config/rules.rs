@@ -1,0 +1,146 @@
+//! Validation of a table's quality rules (`rules = [...]`).
+
+use super::schema::RawRule;
+use super::validate::V;
+use crate::validate::{Check, CmpOp, Codes, RuleSpec};
+
+impl V<'_> {
+    pub(super) fn rules(&mut self, p: &str, raw: Vec<RawRule>) -> Vec<RuleSpec> {
+        let mut out = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let rp = format!("{p}.rules[{i}]");
+            let Some(column) = self.ident(&format!("{rp}.column"), &r.column) else {
+                continue;
+            };
+            let need = |v: &mut Self, what: &str| {
+                v.err(
+                    format!("{rp}.{what}"),
+                    format!("a `{}` rule needs `{what}`", r.check),
+                );
+            };
+            let values = |v: &mut Self| -> Option<std::collections::HashSet<String>> {
+                match (&r.values, &r.file) {
+                    (Some(vals), _) => Some(vals.iter().map(|s| s.trim().to_owned()).collect()),
+                    (None, Some(f)) => crate::validate::read_codes(&v.base.join(f))
+                        .map_err(|e| v.err(format!("{rp}.file"), e))
+                        .ok(),
+                    (None, None) => None,
+                }
+            };
+            let check = match r.check.as_str() {
+                "required" => Some(Check::Required),
+                "uscc" => Some(Check::Uscc),
+                "id_number" => Some(Check::IdNumber),
+                "uscc_or_id_number" => Some(Check::UsccOrIdNumber),
+                "max_length" => match r.max {
+                    Some(m) => Some(Check::MaxLength(m)),
+                    None => {
+                        need(self, "max");
+                        None
+                    }
+                },
+                "regex" => match &r.pattern {
+                    Some(pat) => regex::Regex::new(pat)
+                        .map_err(|e| {
+                            self.err(
+                                format!("{rp}.pattern"),
+                                format!("not a regular expression: {e}"),
+                            )
+                        })
+                        .ok()
+                        .map(Check::Regex),
+                    None => {
+                        need(self, "pattern");
+                        None
+                    }
+                },
+                "codeset" => match (&r.table, values(self)) {
+                    (Some(t), _) => {
+                        let table = self.table_name(&format!("{rp}.table"), t);
+                        let column = self.ident(
+                            &format!("{rp}.code_column"),
+                            r.code_column.as_deref().unwrap_or("code"),
+                        );
+                        match (table, column) {
+                            (Some(table), Some(column)) => {
+                                Some(Check::CodeSet(Codes::Table { table, column }))
+                            }
+                            _ => None,
+                        }
+                    }
+                    (None, Some(set)) => Some(Check::CodeSet(Codes::Values(set))),
+                    (None, None) => {
+                        if r.file.is_none() {
+                            need(self, "values");
+                        }
+                        None
+                    }
+                },
+                "region" => Some(Check::Region(values(self))),
+                "date" => {
+                    let not_before = match &r.not_before {
+                        Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                            .map_err(|_| {
+                                self.err(
+                                    format!("{rp}.not_before"),
+                                    format!("`{d}` is not a date (YYYY-MM-DD)"),
+                                )
+                            })
+                            .ok(),
+                        None => None,
+                    };
+                    Some(Check::Date {
+                        not_future: r.not_future.unwrap_or(true),
+                        not_before,
+                    })
+                }
+                "compare" => {
+                    let op = match r.op.as_deref().map(|o| (o, CmpOp::parse(o))) {
+                        Some((_, Some(op))) => Some(op),
+                        Some((o, None)) => {
+                            self.err(
+                                format!("{rp}.op"),
+                                format!("`{o}` is not <, <=, =, !=, >= or >"),
+                            );
+                            None
+                        }
+                        None => {
+                            need(self, "op");
+                            None
+                        }
+                    };
+                    let other = match &r.other {
+                        Some(o) => self.ident(&format!("{rp}.other"), o),
+                        None => {
+                            need(self, "other");
+                            None
+                        }
+                    };
+                    match (op, other) {
+                        (Some(op), Some(other)) => Some(Check::Compare { op, other }),
+                        _ => None,
+                    }
+                }
+                other => {
+                    self.err(
+                        format!("{rp}.check"),
+                        format!(
+                            "`{other}` is not a check: use required, max_length, regex, codeset, \
+                             uscc, id_number, uscc_or_id_number, region, date or compare"
+                        ),
+                    );
+                    None
+                }
+            };
+            if let Some(check) = check {
+                out.push(RuleSpec {
+                    id: r.id.clone().unwrap_or_else(|| format!("R{}", i + 1)),
+                    column,
+                    check,
+                    message: r.message.clone(),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,256 @@
+//! Unit tests of the SQL each dialect builds.
+
+use super::*;
+
+fn col(name: &str, ty: ColType, native: &str) -> Col {
+    Col {
+        name: Ident::new(name).expect("ident"),
+        ty,
+        native: native.into(),
+    }
+}
+
+fn table() -> TableName {
+    TableName::parse("public.up_action").expect("table")
+}
+
+#[test]
+fn quoting_per_engine() {
+    let id = Ident::new("监管_id").expect("ident");
+    assert_eq!(Dialect::Postgres.quote(&id), "\"监管_id\"");
+    assert_eq!(Dialect::MySql.quote(&id), "`监管_id`");
+    assert_eq!(Dialect::MsSql.quote(&id), "[监管_id]");
+    assert_eq!(Dialect::MySql.table(&table()), "`public`.`up_action`");
+}
+
+#[test]
+fn keyset_select_postgres_uses_row_values_and_casts() {
+    let cols = [
+        col(
+            "updated_at",
+            ColType::Timestamp,
+            "timestamp without time zone",
+        ),
+        col("id", ColType::Decimal, "numeric(20,0)"),
+    ];
+    let all = [
+        cols[1].clone(),
+        cols[0].clone(),
+        col("v", ColType::Int, "int4"),
+    ];
+    let vals = [Value::Int(5), Value::Decimal("7".into())];
+    let upper = Value::Int(9);
+    let t = table();
+    let sql = Dialect::Postgres.select(&Select {
+        table: &t,
+        columns: &all,
+        conds: vec![Cond::After(&cols, &vals), Cond::AtMost(&cols[0], &upper)],
+        order: &cols,
+        limit: Some(500),
+    });
+    assert_eq!(
+        sql.text,
+        "SELECT \"id\"::text, \"updated_at\", \"v\"::int8 FROM \"public\".\"up_action\" \
+         WHERE (\"updated_at\", \"id\") > ($1::timestamp without time zone, $2::numeric(20,0)) \
+         AND \"updated_at\" <= $3::timestamp without time zone \
+         ORDER BY \"updated_at\", \"id\" LIMIT 500"
+    );
+    assert_eq!(sql.params.len(), 3);
+}
+
+#[test]
+fn keyset_select_mysql_expands_the_row_comparison() {
+    let cols = [
+        col("ts", ColType::Timestamp, "datetime(6)"),
+        col("id", ColType::Int, "int"),
+    ];
+    let vals = [Value::Int(1), Value::Int(2)];
+    let t = TableName::parse("t").expect("t");
+    let sql = Dialect::MySql.select(&Select {
+        table: &t,
+        columns: &cols,
+        conds: vec![Cond::After(&cols, &vals)],
+        order: &cols,
+        limit: Some(10),
+    });
+    assert_eq!(
+        sql.text,
+        "SELECT `ts`, `id` FROM `t` WHERE `ts` >= ? AND ((`ts` > ?) OR (`ts` = ? AND `id` > ?)) \
+         ORDER BY `ts`, `id` LIMIT 10"
+    );
+    assert_eq!(
+        sql.params,
+        vec![Value::Int(1), Value::Int(1), Value::Int(1), Value::Int(2)]
+    );
+}
+
+#[test]
+fn limits_for_mssql_and_oracle() {
+    let cols = [col("id", ColType::Int, "int")];
+    let t = TableName::parse("t").expect("t");
+    let s = Select {
+        table: &t,
+        columns: &cols,
+        conds: vec![],
+        order: &cols,
+        limit: Some(3),
+    };
+    assert_eq!(
+        Dialect::MsSql.select(&s).text,
+        "SELECT TOP (3) [id] FROM [t] ORDER BY [id]"
+    );
+    assert_eq!(
+        Dialect::Oracle.select(&s).text,
+        "SELECT \"id\" FROM \"t\" ORDER BY \"id\" FETCH FIRST 3 ROWS ONLY"
+    );
+}
+
+#[test]
+fn upserts_never_let_an_older_row_win() {
+    let cols = [
+        col("id", ColType::Int, "int"),
+        col("updated_at", ColType::Timestamp, "datetime(6)"),
+        col("name", ColType::Text, "varchar(50)"),
+    ];
+    let t = TableName::parse("t").expect("t");
+    let u = Upsert {
+        table: &t,
+        columns: &cols,
+        key: &[0],
+        version: Some(1),
+    };
+    assert_eq!(
+        Dialect::MySql.upsert_values(&u, 2),
+        "INSERT INTO `t` (`id`, `updated_at`, `name`) VALUES (?, ?, ?), (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE \
+         `name` = IF(`updated_at` IS NULL OR VALUES(`updated_at`) >= `updated_at`, VALUES(`name`), `name`), \
+         `updated_at` = IF(`updated_at` IS NULL OR VALUES(`updated_at`) >= `updated_at`, VALUES(`updated_at`), `updated_at`)"
+    );
+    assert_eq!(
+        Dialect::Sqlite.upsert_values(&u, 1),
+        "INSERT INTO \"t\" (\"id\", \"updated_at\", \"name\") VALUES (?, ?, ?) \
+         ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\", \
+         \"updated_at\" = excluded.\"updated_at\" \
+         WHERE \"t\".\"updated_at\" IS NULL OR \"t\".\"updated_at\" <= excluded.\"updated_at\""
+    );
+    let stage = Ident::new("fd_stage").expect("ident");
+    assert_eq!(
+        Dialect::Postgres.pg_merge(&u, &stage),
+        "INSERT INTO \"t\" AS tgt (\"id\", \"updated_at\", \"name\") \
+         SELECT \"id\", \"updated_at\", \"name\" FROM \"fd_stage\" ON CONFLICT (\"id\") \
+         DO UPDATE SET \"name\" = EXCLUDED.\"name\", \"updated_at\" = EXCLUDED.\"updated_at\" \
+         WHERE tgt.\"updated_at\" IS NULL OR tgt.\"updated_at\" <= EXCLUDED.\"updated_at\""
+    );
+}
+
+#[test]
+fn key_only_tables_insert_or_ignore() {
+    let cols = [col("id", ColType::Int, "int")];
+    let t = TableName::parse("t").expect("t");
+    let u = Upsert {
+        table: &t,
+        columns: &cols,
+        key: &[0],
+        version: None,
+    };
+    assert!(
+        Dialect::Sqlite
+            .upsert_values(&u, 1)
+            .ends_with("ON CONFLICT (\"id\") DO NOTHING")
+    );
+    assert!(
+        Dialect::MySql
+            .upsert_values(&u, 1)
+            .ends_with("UPDATE `id` = `id`")
+    );
+}
+
+#[test]
+fn deletes_and_flag_marks_bind_every_value() {
+    let key = [col("id", ColType::Int, "int4")];
+    let ver = col("cd_time", ColType::Timestamp, "timestamp");
+    let t = TableName::parse("t").expect("t");
+    assert_eq!(
+        Dialect::Postgres.delete_row(&t, &key, Some(&ver)),
+        "DELETE FROM \"t\" WHERE \"id\" = $1::int4 AND (\"cd_time\" IS NULL OR \"cd_time\" <= $2::timestamp)"
+    );
+    let flag = col("sync_sign", ColType::Int, "tinyint(1)");
+    let err = col("sync_error_desc", ColType::Text, "varchar(200)");
+    let cmp = [col("name", ColType::Text, "varchar(50)")];
+    assert_eq!(
+        Dialect::MySql.mark_row(&t, &flag, Some(&err), &key, &cmp),
+        "UPDATE `t` SET `sync_sign` = ?, `sync_error_desc` = ? WHERE `id` = ? AND `sync_sign` = ? AND `name` <=> ?"
+    );
+    let pg_flag = col("sync_sign", ColType::Int, "smallint");
+    assert_eq!(
+        Dialect::Postgres.mark_row(
+            &t,
+            &pg_flag,
+            None,
+            &key,
+            &[col("amt", ColType::Decimal, "numeric")]
+        ),
+        "UPDATE \"t\" SET \"sync_sign\" = $1::smallint WHERE \"id\" = $2::int4 AND \"sync_sign\" = $3::smallint \
+         AND \"amt\"::text IS NOT DISTINCT FROM $4"
+    );
+}
+
+#[test]
+fn ranges_memberships_and_tombstones() {
+    let key = [
+        col("a", ColType::Int, "int"),
+        col("b", ColType::Text, "varchar(9)"),
+    ];
+    let t = TableName::parse("t").expect("t");
+    let hi = [Value::Int(5), Value::Text("x".into())];
+    let tuples = [
+        vec![Value::Int(1), Value::Text("p".into())],
+        vec![Value::Int(2), Value::Text("q".into())],
+    ];
+    let sql = Dialect::Sqlite.select(&Select {
+        table: &t,
+        columns: &key,
+        conds: vec![Cond::UpTo(&key, &hi), Cond::AnyOf(&key, &tuples)],
+        order: &key,
+        limit: None,
+    });
+    assert_eq!(
+        sql.text,
+        "SELECT \"a\", \"b\" FROM \"t\" WHERE NOT ((\"a\", \"b\") > (?, ?)) \
+         AND (\"a\", \"b\") IN ((?, ?), (?, ?)) ORDER BY \"a\", \"b\""
+    );
+    assert_eq!(sql.params.len(), 6);
+    let sql = Dialect::MsSql.select(&Select {
+        table: &t,
+        columns: &key[..1],
+        conds: vec![Cond::AnyOf(&key, &tuples)],
+        order: &[],
+        limit: None,
+    });
+    assert!(
+        sql.text
+            .ends_with("WHERE (([a] = @P1 AND [b] = @P2) OR ([a] = @P3 AND [b] = @P4))"),
+        "{}",
+        sql.text
+    );
+    let sql = Dialect::MySql.select(&Select {
+        table: &t,
+        columns: &key[..1],
+        conds: vec![Cond::AnyOf(&key[..1], &[])],
+        order: &[],
+        limit: None,
+    });
+    assert!(sql.text.ends_with("WHERE 1 = 0"), "{}", sql.text);
+    let op = col("cd_operation", ColType::Text, "varchar(1)");
+    assert_eq!(
+        Dialect::Postgres.tombstone_row(&t, &[op], &key[..1]),
+        "UPDATE \"t\" SET \"cd_operation\" = $1::varchar(1) WHERE \"a\" = $2::int"
+    );
+}
+
+#[test]
+fn unsafe_native_types_are_not_pasted() {
+    assert_eq!(safe_type("numeric(12,2)"), Some("numeric(12,2)"));
+    assert_eq!(safe_type("int4; drop"), None);
+    assert_eq!(safe_type("\"MyEnum\""), None);
+}

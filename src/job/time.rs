@@ -1,0 +1,290 @@
+//! The timestamp-like cycle (`timestamp` and `control` watermarks): rows after the watermark
+//! in (time, key) order up to the database's time, the lookback window re-read and skipped by
+//! digest, the watermark held behind open transactions, rows dated in the future, and rows
+//! whose change time is NULL.
+
+use std::time::Duration;
+
+use super::batch::{self, Batch, Remember, Seen};
+use super::{Ctx, CycleReport, JobError, Plan, read, span_of, tuple};
+use crate::db::dialect::{Col, Cond, Select};
+use crate::value::{Value, key_text};
+use crate::watermark::{Watermark, time_value};
+
+/// Sleep unless the agent is stopping; false when it is.
+async fn pause(ctx: &Ctx, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = ctx.cancel.cancelled() => false,
+    }
+}
+
+pub(super) async fn cycle(
+    ctx: &Ctx,
+    plan: &Plan,
+    once: bool,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    let (Some(ts_i), Some(window)) = (plan.ts, plan.window.as_ref()) else {
+        return Err(JobError::new(
+            &plan.name,
+            "planning",
+            "no change-time column",
+        ));
+    };
+    let ts_col = plan.read_cols[ts_i].clone();
+    let tz = &ctx.cfg.agent.tz;
+    let fmt = window.format.as_str();
+    let mut order = vec![ts_col.clone()];
+    order.extend(plan.key_cols());
+    let mut wm = ctx
+        .state
+        .watermark(&plan.name)
+        .await
+        .map_err(|e| JobError::state(&plan.name, e))?
+        .filter(|w| w.ts.is_some() && (w.key.is_empty() || w.key.len() == plan.key.len()))
+        .unwrap_or_default();
+    let lag = if once && !window.lag.is_zero() {
+        if !pause(ctx, window.lag).await {
+            report.stopped = true;
+            return Ok(());
+        }
+        Duration::ZERO
+    } else {
+        window.lag
+    };
+    let now = ctx
+        .source
+        .now()
+        .await
+        .map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
+    let upper = time_value(
+        now - chrono::Duration::from_std(lag).unwrap_or_default(),
+        ts_col.ty,
+        tz,
+        fmt,
+    );
+    let now_v = time_value(now, ts_col.ty, tz, fmt);
+    let guard = transaction_guard(ctx, plan, now, report)
+        .await
+        .map(|t| time_value(t, ts_col.ty, tz, fmt));
+    // Re-read the lookback window behind the watermark; skip rows already exchanged.
+    let lower = wm.ts.as_ref().map(|t| {
+        if window.lookback.is_zero() {
+            t.clone()
+        } else {
+            t.minus(window.lookback, fmt).unwrap_or_else(|| t.clone())
+        }
+    });
+    let seen = match &lower {
+        Some(l) => ctx
+            .state
+            .digests(&plan.name, Some(&l.sort_text()))
+            .await
+            .map_err(|e| JobError::state(&plan.name, e))?,
+        None => Seen::new(),
+    };
+    // Without lookback, continue strictly after the last (time, key); a watermark held back
+    // by an open transaction has no key and is re-read from its time on.
+    let mut cursor: Option<Vec<Value>> =
+        match (&wm.ts, window.lookback.is_zero() && !wm.key.is_empty()) {
+            (Some(_), true) => Some(tuple(&wm)),
+            _ => None,
+        };
+    let prune_for = |w: &Watermark| -> Option<String> {
+        let t = w.ts.as_ref()?;
+        Some(
+            t.minus(window.lookback, fmt)
+                .unwrap_or_else(|| t.clone())
+                .sort_text(),
+        )
+    };
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(());
+        }
+        let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
+        match (&cursor, &lower) {
+            (Some(c), _) => conds.push(Cond::After(&order, c)),
+            (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
+            (None, None) => {}
+        }
+        let (rows, capped) = read(ctx, plan, conds, &order).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let (first, last, more) = span_of(plan, &rows, capped);
+        let new_wm = wm.clone().max(held_back(last.clone(), guard.as_ref()));
+        let prune = prune_for(&new_wm);
+        let b = Batch {
+            rows,
+            seen: &seen,
+            from: Some(first),
+            to: Some(last.clone()),
+            new_wm: (new_wm != wm).then(|| new_wm.clone()),
+            remember: prune.clone().map_or(Remember::All, Remember::Since),
+            prune_before: prune,
+            gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
+            why: batch::CHANGED,
+        };
+        batch::deliver(ctx, plan, b, report).await?;
+        wm = new_wm;
+        cursor = Some(tuple(&last));
+        if !more {
+            break;
+        }
+    }
+
+    // Rows dated after the database's time: exchanged now, the watermark stays at "now".
+    let mut cursor: Option<Vec<Value>> = None;
+    let mut future = 0u64;
+    let mut example = None;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(());
+        }
+        let mut conds = vec![Cond::Greater(&ts_col, &now_v)];
+        if let Some(c) = &cursor {
+            conds.push(Cond::After(&order, c));
+        }
+        let (rows, capped) = read(ctx, plan, conds, &order).await?;
+        if rows.is_empty() {
+            break;
+        }
+        future += rows.len() as u64;
+        let (first, last, more) = span_of(plan, &rows, capped);
+        example.get_or_insert_with(|| first.clone());
+        let b = Batch {
+            rows,
+            seen: &seen,
+            from: Some(first),
+            to: Some(last.clone()),
+            new_wm: None,
+            remember: Remember::All,
+            prune_before: None,
+            gone: Vec::new(),
+            gone_target: Vec::new(),
+            salt: None,
+            resync_key: None,
+            why: batch::CHANGED,
+        };
+        batch::deliver(ctx, plan, b, report).await?;
+        cursor = Some(tuple(&last));
+        if !more {
+            break;
+        }
+    }
+    if let Some(ex) = example {
+        let w = format!(
+            "{future} row(s) of {} have {} after the database's time {} (e.g. {ex}); they were \
+             exchanged and the watermark was kept at the database's time",
+            plan.source,
+            ts_col.name,
+            now_v.to_text()
+        );
+        tracing::warn!(table = %plan.name, "{w}");
+        report.warnings.push(w);
+    }
+    null_times(ctx, plan, &ts_col, report).await
+}
+
+/// A watermark never passes the start of a transaction still open on the source: the rows it
+/// commits later may carry an earlier time than rows already exchanged.
+fn held_back(pos: Watermark, guard: Option<&Value>) -> Watermark {
+    match (guard, &pos.ts) {
+        (Some(g), Some(t)) if crate::watermark::cmp_values(t, g).is_ge() => Watermark {
+            ts: Some(g.clone()),
+            key: Vec::new(),
+        },
+        _ => pos,
+    }
+}
+
+/// The instant just before the oldest transaction still open on the source, when one is open
+/// and younger than `transaction_guard`. Older ones are reported and left to the lookback.
+async fn transaction_guard(
+    ctx: &Ctx,
+    plan: &Plan,
+    now: chrono::DateTime<chrono::Utc>,
+    report: &mut CycleReport,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let limit = ctx.cfg.source.transaction_guard;
+    if limit.is_zero() {
+        return None;
+    }
+    let (oldest, note) = match ctx.source.oldest_transaction().await {
+        Ok(r) => r,
+        Err(e) => {
+            let w = format!(
+                "cannot look for open transactions on the source ({e}); late commits rely on \
+                 the lookback window alone"
+            );
+            tracing::warn!(table = %plan.name, "{w}");
+            report.warnings.push(w);
+            return None;
+        }
+    };
+    if let Some(n) = note {
+        report.warnings.push(n);
+    }
+    let oldest = oldest?;
+    let age = (now - oldest).to_std().unwrap_or_default();
+    if age > limit {
+        let w = format!(
+            "a transaction open on the source since {} is older than transaction_guard ({}); \
+             rows it commits later are caught only if they fall in the lookback window",
+            oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            humantime::format_duration(limit)
+        );
+        tracing::warn!(table = %plan.name, "{w}");
+        report.warnings.push(w);
+        return None;
+    }
+    Some(oldest - chrono::Duration::microseconds(1))
+}
+
+/// Report rows whose change time is NULL: they cannot be exchanged by time.
+async fn null_times(
+    ctx: &Ctx,
+    plan: &Plan,
+    ts_col: &Col,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    const SHOWN: usize = 10;
+    let key_cols = plan.key_cols();
+    let sql = ctx.source.dialect().select(&Select {
+        table: &plan.source,
+        columns: &key_cols,
+        conds: vec![Cond::IsNull(ts_col)],
+        order: &key_cols,
+        limit: Some(SHOWN + 1),
+    });
+    let (rows, _) = ctx
+        .source
+        .fetch(&sql, &key_cols, usize::MAX)
+        .await
+        .map_err(|e| JobError::db(&plan.name, "looking for rows without a change time", e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = rows
+        .iter()
+        .take(SHOWN)
+        .map(|r| key_text(&r.values.iter().collect::<Vec<_>>()))
+        .collect();
+    let more = if rows.len() > SHOWN { " and more" } else { "" };
+    let w = format!(
+        "rows of {} with {} NULL are not exchanged until it is set; keys: {}{more}",
+        plan.source,
+        ts_col.name,
+        keys.join(", ")
+    );
+    tracing::warn!(table = %plan.name, "{w}");
+    report.warnings.push(w);
+    Ok(())
+}
