@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, DEFAULT_PATH};
+use crate::config::{self, Config, DEFAULT_PATH};
 use crate::error::AppError;
 
 /// Exchange a department's front-end database (前置库) with the provincial exchange.
@@ -50,6 +50,13 @@ pub enum Command {
         /// Only this table.
         #[arg(long)]
         table: Option<String>,
+    },
+    /// A guided tour on embedded databases: exchange, quarantine, a rejection, corrections,
+    /// resubmission and status. Needs no server and no configuration.
+    Demo {
+        /// Keep the demo's databases and state here (default: a temporary directory, removed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Rows that were not delivered, with every reason.
     Rejects {
@@ -111,14 +118,41 @@ impl Command {
     pub fn is_report(&self) -> bool {
         matches!(
             self,
-            Command::Status { .. } | Command::Check { .. } | Command::Rejects { .. }
+            Command::Status { .. }
+                | Command::Check { .. }
+                | Command::Rejects { .. }
+                | Command::Demo { .. }
         )
     }
 }
 
+/// The configuration the command needs (`demo` needs none).
+pub fn load(cli: &Cli) -> Result<Option<Config>, AppError> {
+    match cli.command {
+        Command::Demo { .. } => Ok(None),
+        _ => Ok(Some(config::load(&cli.config)?)),
+    }
+}
+
+/// Set up the log for the command, in the configured format.
+pub fn logging(cli: &Cli, cfg: Option<&Config>) {
+    let level = match cli.command {
+        Command::Demo { .. } => "error",
+        _ if cli.command.is_report() => "warn",
+        _ => "info",
+    };
+    let format = cfg.map_or(crate::config::LogFormat::Auto, |c| c.agent.log_format);
+    crate::logging::init(format, level);
+}
+
 /// Run a parsed command line. Errors never contain a secret's value.
-pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
-    let cfg = config::load(&cli.config)?;
+pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
+    let Some(cfg) = cfg else {
+        return match cli.command {
+            Command::Demo { dir } => crate::demo::run(dir).await,
+            _ => Err(AppError::Usage("this command needs a configuration".into())),
+        };
+    };
     let secrets = cfg.secrets();
     let result = match cli.command {
         Command::Run { full_resync } => crate::daemon::run(cfg, full_resync).await,
@@ -133,6 +167,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::Check { offline: false } => crate::check::check(cfg).await,
+        Command::Demo { .. } => Err(AppError::Usage("demo needs no configuration".into())),
         Command::Resync { table } => match crate::lock::holder(&cfg.agent.state_dir) {
             Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
             None => crate::runner::resync_now(cfg, table.as_deref()).await,

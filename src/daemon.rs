@@ -35,6 +35,10 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         let generation = root.child_token();
         let ctx = Arc::new(runner::connect(cfg.clone(), generation.clone(), true).await?);
         if first {
+            let _ = ctx
+                .state
+                .set_meta("daemon:started", &crate::state::ts(Utc::now()))
+                .await;
             for (role, db) in [("source", &ctx.source), ("exchange", &ctx.target)] {
                 if let Err(e) = db.now().await {
                     tracing::warn!(
@@ -61,6 +65,10 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(control(ctx.clone(), wakes.clone()));
         tracker.spawn(housekeeping(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
+        tracker.spawn(crate::metrics::patrol(ctx.clone()));
+        if cfg.agent.metrics.is_some() {
+            tracker.spawn(crate::metrics::serve(ctx.clone()));
+        }
         if runner::feedback_wanted(&cfg) {
             tracker.spawn(runner::feedback_loop(ctx.clone()));
         }

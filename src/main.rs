@@ -1,23 +1,16 @@
-use std::io::IsTerminal;
-
 use clap::Parser;
-use frontdb_agent::cli::{Cli, dispatch};
-use tracing_subscriber::EnvFilter;
+use frontdb_agent::cli::{self, Cli};
 
 fn main() {
     let cli = Cli::parse();
-    let default = if cli.command.is_report() {
-        "warn"
-    } else {
-        "info"
+    let cfg = match cli::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("frontdb-agent: {e}");
+            std::process::exit(e.exit_code());
+        }
     };
-    let filter = EnvFilter::try_from_env("FRONTDB_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},sqlx=warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::logging(&cli, cfg.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +21,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(dispatch(cli)) {
+    if let Err(e) = runtime.block_on(cli::dispatch(cli, cfg)) {
         eprintln!("frontdb-agent: {e}");
         std::process::exit(e.exit_code());
     }

@@ -123,9 +123,11 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     if let Some(obj) = r.row.as_object().filter(|o| !o.is_empty()) {
         println!("  row:");
         for (k, v) in obj {
-            match v.as_str() {
-                Some(s) => println!("    {k} = {s}"),
-                None => println!("    {k} = NULL"),
+            match v {
+                serde_json::Value::Null => println!("    {k} = NULL"),
+                // Control characters escaped so that one value stays on one line.
+                serde_json::Value::String(s) => println!("    {k} = {}", one_line(s)),
+                other => println!("    {k} = {other}"),
             }
         }
     }
@@ -293,5 +295,27 @@ pub async fn resubmit(
         Ok(())
     } else {
         Err(AppError::Runtime(failures.join("\n")))
+    }
+}
+
+/// A value on one line: control characters (newline, tab, …) written as escapes.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn control_characters_are_escaped_quotes_kept() {
+        assert_eq!(super::one_line("O'Brien\tand\nx"), "O'Brien\\tand\\nx");
+        assert_eq!(super::one_line("监管“x”"), "监管“x”");
     }
 }

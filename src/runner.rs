@@ -164,6 +164,17 @@ async fn record(
     result: &Result<CycleReport, JobError>,
     started: Instant,
 ) {
+    let outcome = match result {
+        Ok(r) if r.stopped => "stopped",
+        Ok(_) => "ok",
+        Err(e) => {
+            let class = format!("{:?}", e.class).to_lowercase();
+            metrics::counter!(crate::metrics::ERRORS, "table" => spec.name.clone(), "class" => class).increment(1);
+            "failed"
+        }
+    };
+    metrics::counter!(crate::metrics::CYCLES, "table" => spec.name.clone(), "outcome" => outcome)
+        .increment(1);
     let (outcome, error, rows, warnings) = match result {
         Ok(r) if r.stopped => ("stopped", None, r.sent + r.deleted, r.warnings.clone()),
         Ok(r) => ("ok", None, r.sent + r.deleted, r.warnings.clone()),

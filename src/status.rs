@@ -1,11 +1,16 @@
-//! `status`: per table, where the exchange stands — read from the state store, so it works
-//! whether or not the daemon runs.
+//! `status`: is the exchange healthy — per table where it stands, how far behind, what failed,
+//! what is next; the daemon's uptime and whether the databases answer. Read from the state
+//! store, so it works whether or not the daemon runs.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::metrics::{Reach, reach};
 use crate::state::{Resync, State, TableState, parse_ts};
 
 #[derive(Debug, Serialize)]
@@ -18,23 +23,41 @@ pub struct TableStatus {
     pub enabled: bool,
     #[serde(flatten)]
     pub state: TableState,
+    /// Now minus the newest change time exchanged (timestamp-like watermarks).
+    pub lag_seconds: Option<i64>,
     /// The table's last or current full resync.
     pub resync: Option<Resync>,
 }
 
 #[derive(Debug, Serialize)]
+pub struct Daemon {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub started: Option<String>,
+    pub uptime_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Status {
     pub agent: String,
-    /// Process id of the daemon running with this state directory, if one runs.
-    pub daemon_pid: Option<u32>,
     pub state_dir: String,
     pub generated_at: String,
+    /// Process id of the daemon running with this state directory, if one runs.
+    pub daemon_pid: Option<u32>,
+    pub daemon: Daemon,
+    /// What the daemon's patrol last saw: `source`, `exchange`, and `feedback` when read from
+    /// a table.
+    pub databases: HashMap<String, Reach>,
     pub tables: Vec<TableStatus>,
 }
 
 /// Collect the status of every configured table (tables never run show empty figures).
 pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
-    let mut resyncs = std::collections::HashMap::new();
+    let now = Utc::now();
+    let pid = crate::lock::holder(&cfg.agent.state_dir);
+    let mut resyncs = HashMap::new();
+    let mut databases = HashMap::new();
+    let mut started = None;
     let known = if cfg.agent.state_dir.join("state.db").exists() {
         let st = State::open(&cfg.agent.state_dir)
             .await
@@ -45,6 +68,12 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 resyncs.insert(spec.name.clone(), r);
             }
         }
+        for name in ["source", "exchange", "feedback"] {
+            if let Some(r) = reach(&st, name).await {
+                databases.insert(name.to_owned(), r);
+            }
+        }
+        started = st.meta("daemon:started").await.map_err(AppError::runtime)?;
         st.close().await;
         t
     } else {
@@ -53,31 +82,87 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
     let tables = cfg
         .tables
         .iter()
-        .map(|spec| TableStatus {
-            resync: resyncs.remove(&spec.name),
-            table: spec.name.clone(),
-            source: spec.source.to_string(),
-            target: spec.target.to_string(),
-            mode: spec.watermark.kind(),
-            schedule: spec.schedule.to_string(),
-            enabled: spec.enabled,
-            state: known
+        .map(|spec| {
+            let state = known
                 .iter()
                 .find(|k| k.table == spec.name)
                 .cloned()
                 .unwrap_or_else(|| TableState {
                     table: spec.name.clone(),
                     ..TableState::default()
-                }),
+                });
+            let lag_seconds = state
+                .newest_change
+                .as_deref()
+                .and_then(parse_ts)
+                .map(|t| (now - t).num_seconds().max(0));
+            TableStatus {
+                table: spec.name.clone(),
+                source: spec.source.to_string(),
+                target: spec.target.to_string(),
+                mode: spec.watermark.kind(),
+                schedule: spec.schedule.to_string(),
+                enabled: spec.enabled,
+                state,
+                lag_seconds,
+                resync: resyncs.remove(&spec.name),
+            }
         })
         .collect();
+    let started = started.filter(|_| pid.is_some());
     Ok(Status {
         agent: cfg.agent.id.clone(),
-        daemon_pid: crate::lock::holder(&cfg.agent.state_dir),
         state_dir: cfg.agent.state_dir.display().to_string(),
-        generated_at: crate::state::ts(Utc::now()),
+        generated_at: crate::state::ts(now),
+        daemon_pid: pid,
+        daemon: Daemon {
+            running: pid.is_some(),
+            pid,
+            uptime_seconds: started
+                .as_deref()
+                .and_then(parse_ts)
+                .map(|s| (now - s).num_seconds().max(0)),
+            started,
+        },
+        databases,
         tables,
     })
+}
+
+/// Pad to a display width (Chinese characters take two columns).
+fn pad(s: &str, width: usize) -> String {
+    let w = UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+/// A duration in its two largest units: `3d 11h`, `51m 36s`, `4s`.
+fn short(d: i64) -> String {
+    let d = d.max(0);
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = d;
+    for (size, unit) in units {
+        if rest >= size || (parts.is_empty() && size == 1) {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            parts.push(String::new());
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(" ")
+}
+
+/// Milliseconds as `850ms`, `3.2s`, `4m 10s`.
+fn took(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{}ms", ms.max(0)),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => short(ms / 1000),
+    }
 }
 
 pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
@@ -94,43 +179,111 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
             .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| "-".into())
     };
-    println!("agent {}  (state in {})", st.agent, st.state_dir);
-    match st.daemon_pid {
-        Some(pid) => println!("daemon          running (pid {pid})"),
-        None => println!("daemon          not running"),
+    match (st.daemon.pid, st.daemon.uptime_seconds) {
+        (Some(pid), Some(up)) => println!(
+            "agent {}: daemon running (pid {pid}, up {})",
+            st.agent,
+            short(up)
+        ),
+        (Some(pid), None) => println!("agent {}: daemon running (pid {pid})", st.agent),
+        _ => println!("agent {}: daemon not running", st.agent),
+    }
+    println!("state in {}", st.state_dir);
+    for name in ["source", "exchange", "feedback"] {
+        if let Some(r) = st.databases.get(name) {
+            if r.up {
+                println!(
+                    "{} answers (checked {})",
+                    pad(name, 9),
+                    local(&Some(r.checked.clone()))
+                );
+            } else {
+                println!(
+                    "{} DOES NOT ANSWER since {}: {}",
+                    pad(name, 9),
+                    local(&Some(r.since.clone())),
+                    r.error.clone().unwrap_or_default()
+                );
+            }
+        }
+    }
+    println!();
+    let header = [
+        "TABLE", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG", "NEXT RUN",
+        "REJECTS",
+    ];
+    let rows: Vec<[String; 10]> = st
+        .tables
+        .iter()
+        .map(|t| {
+            let s = &t.state;
+            let result = match (s.last_outcome.as_deref(), s.failures) {
+                (_, f) if f > 0 => format!("FAILING×{f}"),
+                (Some(o), _) => o.to_owned(),
+                (None, _) => "never run".into(),
+            };
+            [
+                if t.enabled {
+                    t.table.clone()
+                } else {
+                    format!("{} (off)", t.table)
+                },
+                t.schedule.clone(),
+                local(&s.last_finished),
+                s.last_ms.map(took).unwrap_or_else(|| "-".into()),
+                result,
+                s.last_rows
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.rows_24h.to_string(),
+                t.lag_seconds.map(short).unwrap_or_else(|| "-".into()),
+                local(&s.next_run),
+                s.open_rejects.to_string(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| UnicodeWidthStr::width(r[i].as_str()))
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| pad(c, *w))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(header.to_vec()));
+    for r in &rows {
+        println!("{}", line(r.iter().map(String::as_str).collect()));
     }
     for t in &st.tables {
         let s = &t.state;
-        let outcome = s.last_outcome.as_deref().unwrap_or("never run");
-        println!();
-        println!(
-            "{}  [{}]  {} -> {}  mode {}  schedule {}{}",
-            t.table,
-            outcome,
-            t.source,
-            t.target,
-            t.mode,
-            t.schedule,
-            if t.enabled { "" } else { "  (disabled)" }
-        );
-        println!(
-            "  watermark       {}",
-            s.watermark.as_deref().unwrap_or("-")
-        );
-        println!(
-            "  last run        {}  ({} row(s), {} ms)",
-            local(&s.last_finished),
-            s.last_rows.unwrap_or(0),
-            s.last_ms.unwrap_or(0)
-        );
-        println!("  next run        {}", local(&s.next_run));
-        println!(
-            "  exchanged       {} row(s), {} delete(s); newest change {}",
-            s.rows_total,
-            s.deletes_total,
-            local(&s.newest_change)
-        );
-        println!("  open rejects    {}", s.open_rejects);
+        let mut notes = Vec::new();
+        if let Some(w) = &s.watermark {
+            notes.push(format!("{} watermark {w}", t.mode));
+        }
+        if s.failures > 0 {
+            notes.push(format!(
+                "failing since {} ({} attempt(s))",
+                local(&s.failing_since),
+                s.failures
+            ));
+        }
+        if let Some(e) = &s.last_error {
+            notes.push(format!("last error: {e}"));
+        }
+        for w in &s.warnings {
+            notes.push(format!("warning: {w}"));
+        }
         if let Some(r) = &t.resync {
             let pct = r
                 .total
@@ -141,27 +294,46 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
                 "done" | "failed" => format!(", finished {}", local(&r.finished)),
                 _ => format!(", started {}", local(&r.started)),
             };
-            println!(
-                "  full resync     {}{pct} ({} row(s) sent in {} chunk(s), {} removed at the exchange{when})",
+            notes.push(format!(
+                "full resync {}{pct}: {} row(s) sent in {} chunk(s), {} removed at the exchange{when}",
                 r.state, r.rows, r.chunks, r.deleted
-            );
+            ));
             if let Some(e) = &r.error {
-                println!("  resync error    {e}");
+                notes.push(format!("resync error: {e}"));
             }
         }
-        if s.failures > 0 {
-            println!(
-                "  FAILING         since {} ({} attempt(s) in a row)",
-                local(&s.failing_since),
-                s.failures
-            );
-        }
-        if let Some(e) = &s.last_error {
-            println!("  last error      {e}");
-        }
-        for w in &s.warnings {
-            println!("  warning         {w}");
+        if !notes.is_empty() {
+            println!();
+            println!("{} ({} -> {}):", t.table, t.source, t.target);
+            for n in notes {
+                println!("  {n}");
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_counts_chinese_as_two_columns() {
+        assert_eq!(pad("监管", 6), "监管  ");
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("监管行为表", 4), "监管行为表");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(short(0), "0s");
+        assert_eq!(short(36), "36s");
+        assert_eq!(short(3096), "51m 36s");
+        assert_eq!(short(3600), "1h");
+        assert_eq!(short(3 * 86_400 + 11 * 3600 + 51 * 60), "3d 11h");
+        assert_eq!(short(86_400 + 5), "1d");
+        assert_eq!(took(850), "850ms");
+        assert_eq!(took(3_250), "3.2s");
+        assert_eq!(took(250_000), "4m 10s");
+    }
 }

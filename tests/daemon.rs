@@ -5,18 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Agent, PgDb, header};
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
+use common::{Agent, PgDb, header, wait_for};
 
 #[tokio::test]
 async fn run_exchanges_on_schedule_and_stops_cleanly_on_sigterm() {

@@ -102,11 +102,10 @@ async fn the_postgres_example_matches_its_ddl() {
     db.drop().await;
 }
 
-#[test]
-fn every_configuration_key_is_documented_in_the_readme() {
+/// Every key the configuration schema accepts (field names of `src/config/schema.rs`).
+fn configuration_keys() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema = std::fs::read_to_string(root.join("src/config/schema.rs")).expect("schema");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let mut keys: Vec<String> = Vec::new();
     for line in schema.lines() {
         let t = line.trim_start();
@@ -121,15 +120,49 @@ fn every_configuration_key_is_documented_in_the_readme() {
     keys.retain(|k| k != "tables");
     keys.push("table".into());
     keys.push("kind".into());
-    assert!(keys.len() > 30, "found only {keys:?}");
-    let documented = |k: &str| {
-        readme.contains(&format!("`{k}`"))
-            || readme.contains(&format!("`[{k}]`"))
-            || readme.contains(&format!(".{k}]`"))
-    };
-    let missing: Vec<&String> = keys.iter().filter(|k| !documented(k)).collect();
-    assert!(
-        missing.is_empty(),
-        "README.md does not document: {missing:?}"
+    keys.sort();
+    keys.dedup();
+    assert!(keys.len() > 60, "found only {keys:?}");
+    keys
+}
+
+/// The keys a README's reference tables do not show: a key counts as documented when it
+/// appears in backticks (`key`, `[key]` or `[section.key]`) in a row of a Markdown table.
+fn undocumented(readme: &str, keys: &[String]) -> Vec<String> {
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.trim_start().starts_with('|'))
+        .collect();
+    keys.iter()
+        .filter(|k| {
+            !rows.iter().any(|r| {
+                r.contains(&format!("`{k}`"))
+                    || r.contains(&format!("`[{k}]`"))
+                    || r.contains(&format!(".{k}]`"))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_configuration_key_is_in_both_readmes_reference_tables() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let keys = configuration_keys();
+    for readme in ["README.md", "README.zh-CN.md"] {
+        let text = std::fs::read_to_string(root.join(readme)).expect(readme);
+        let missing = undocumented(&text, &keys);
+        assert!(
+            missing.is_empty(),
+            "{readme} does not document: {missing:?}"
+        );
+    }
+    // The check itself notices a missing key.
+    assert_eq!(
+        undocumented(
+            "| `id` | x |\n`state_dir` in prose",
+            &["id".into(), "state_dir".into()]
+        ),
+        vec!["state_dir".to_owned()]
     );
 }

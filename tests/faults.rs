@@ -7,20 +7,8 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, MyDb, PgDb, header, pg_base};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Row};
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
+use common::{Agent, MyDb, PgDb, header, refuse_connections, wait_for};
+use sqlx::Row;
 
 fn signal(child: &Child, sig: &str) {
     let ok = std::process::Command::new("kill")
@@ -273,33 +261,6 @@ async fn a_long_transaction_on_mariadb_holds_the_watermark_too() {
     assert_eq!(tgt.scalar_i64("SELECT COUNT(*) FROM ev").await, 3);
     src.drop().await;
     tgt.drop().await;
-}
-
-async fn pg_admin(sql: &str) {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{}/postgres", pg_base()))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {sql}"));
-    admin.close().await;
-}
-
-async fn refuse_connections(db: &str, refuse: bool) {
-    pg_admin(&format!(
-        "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {}",
-        !refuse
-    ))
-    .await;
-    if refuse {
-        pg_admin(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-        ))
-        .await;
-    }
 }
 
 #[tokio::test]

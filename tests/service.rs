@@ -5,85 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Agent, PgDb, header};
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
-/// A daemon whose log goes to a file that the test can read while it runs.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(agent: &Agent, args: &[&str]) -> Daemon {
-        let log = agent
-            .dir
-            .path()
-            .join(format!("daemon-{}.log", rand::random::<u32>()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = agent
-            .command()
-            .env("FRONTDB_LOG", "info")
-            .arg("run")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("spawn run");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
-    }
-
-    /// SIGTERM, and the exit code.
-    fn stop(mut self) -> (Option<i32>, String) {
-        self.signal("-TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return (s.code(), self.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-}
+use common::{Agent, Daemon, PgDb, header, wait_for};
 
 const SUM: &str = "SELECT count(*)::text || ':' || coalesce(md5(string_agg(id || '|' || v, ',' ORDER BY id)), '') FROM t";
 

@@ -48,3 +48,15 @@ CREATE TABLE jg_complaint (
     cd_batch        VARCHAR(32),
     cd_source       VARCHAR(32)
 );
+
+-- The province's rejection table ([feedback] kind = "table"): it writes here the records that
+-- fail its checks; the agent reads them back.
+CREATE TABLE exchange_reject (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_name    VARCHAR(128) NOT NULL,
+    record_key    VARCHAR(500) NOT NULL,
+    batch_id      VARCHAR(64),
+    error_code    VARCHAR(32),
+    error_message TEXT,
+    rejected_at   TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+);

@@ -82,6 +82,19 @@ pub struct Agent {
     pub retry_max: Duration,
     pub stop_timeout: Duration,
     pub reject_alert: f64,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub log_format: LogFormat,
+    pub patrol: Duration,
+    pub unhealthy_after: Duration,
+}
+
+/// How the log is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON under systemd (journald), text otherwise.
+    Auto,
+    Text,
+    Json,
 }
 
 /// The engine behind a database URL.
@@ -189,6 +202,7 @@ pub struct TableSpec {
     pub deletes: DeleteMode,
     pub version_column: Option<Ident>,
     pub enabled: bool,
+    pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
 }

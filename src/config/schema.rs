@@ -53,6 +53,17 @@ pub struct RawAgent {
     /// A cycle in which more than this share of the rows is rejected is reported in the log
     /// and in `status`. Default 0.05.
     pub reject_alert: Option<f64>,
+    /// Address of the Prometheus `/metrics` and `/healthz` endpoint, e.g. `127.0.0.1:9187`.
+    /// Default: none (no endpoint).
+    pub metrics: Option<String>,
+    /// `auto` (JSON under systemd, text on a terminal), `text` or `json`. Default `auto`.
+    pub log_format: Option<String>,
+    /// How often the daemon checks that the source, the exchange and the feedback table answer.
+    /// Default `1m`.
+    pub patrol: Option<String>,
+    /// `/healthz` says unhealthy when the exchange has been unreachable, or a table has been
+    /// failing, for longer than this. Default `10m`.
+    pub unhealthy_after: Option<String>,
 }
 
 /// `[feedback]`: how the province's rejections come back.
@@ -253,6 +264,9 @@ pub struct RawTable {
     pub version_column: Option<String>,
     /// `false` keeps the table in the file but does not exchange it. Default `true`.
     pub enabled: Option<bool>,
+    /// `/healthz` says unhealthy when this table's lag (now minus the newest change
+    /// exchanged) exceeds this. Default: none.
+    pub max_lag: Option<String>,
     /// Quality rules checked on every row before it is sent. Default: none.
     #[serde(default)]
     pub rules: Vec<RawRule>,

@@ -10,8 +10,8 @@ use super::load::Lines;
 use super::schema::{RawAgent, RawConfig, RawExchange, RawTable, RawWatermark};
 use super::secret::{self, Secret};
 use super::{
-    Agent, Config, ControlColumns, DbConfig, DeleteMode, EngineKind, Exchange, Problem, TableSpec,
-    WatermarkSpec, Window,
+    Agent, Config, ControlColumns, DbConfig, DeleteMode, EngineKind, Exchange, LogFormat, Problem,
+    TableSpec, WatermarkSpec, Window,
 };
 use crate::db::ident::{Ident, TableName};
 use crate::schedule::{self, Schedule};
@@ -151,6 +151,39 @@ impl V<'_> {
                 "must be a share between 0 and 1 (e.g. 0.05)",
             );
         }
+        let metrics = match &a.metrics {
+            Some(m) => m
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    self.err(
+                        "agent.metrics",
+                        format!("`{m}` is not an address: write host:port, e.g. 127.0.0.1:9187"),
+                    )
+                })
+                .ok(),
+            None => None,
+        };
+        let log_format = match a.log_format.as_deref() {
+            None | Some("auto") => LogFormat::Auto,
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(f) => {
+                self.err(
+                    "agent.log_format",
+                    format!("`{f}` is not auto, text or json"),
+                );
+                LogFormat::Auto
+            }
+        };
+        let patrol = self.duration("agent.patrol", a.patrol.as_deref(), Duration::from_secs(60));
+        if patrol < Duration::from_secs(1) {
+            self.err("agent.patrol", "must be at least 1s");
+        }
+        let unhealthy_after = self.duration(
+            "agent.unhealthy_after",
+            a.unhealthy_after.as_deref(),
+            Duration::from_secs(600),
+        );
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -165,6 +198,10 @@ impl V<'_> {
             retry_max,
             stop_timeout,
             reject_alert,
+            metrics,
+            log_format,
+            patrol,
+            unhealthy_after,
         })
     }
 
@@ -514,6 +551,10 @@ impl V<'_> {
                 DeleteMode::Delete
             }
         };
+        let max_lag = t
+            .max_lag
+            .as_deref()
+            .map(|m| self.duration(&format!("{p}.max_lag"), Some(m), Duration::ZERO));
         let rules = self.rules(&p, t.rules);
         let feedback_table = match &t.feedback_table {
             Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
@@ -541,6 +582,7 @@ impl V<'_> {
             deletes,
             version_column,
             enabled: t.enabled.unwrap_or(true),
+            max_lag,
             rules,
             feedback_table,
         })

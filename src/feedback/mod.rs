@@ -135,6 +135,7 @@ async fn record(
             .province_reject(&plan.name, &reject, batch.as_deref())
             .await
             .map_err(state_err)?;
+        metrics::counter!(crate::metrics::ROWS_REJECTED, "table" => plan.name.clone()).increment(1);
         report.read += 1;
     }
     Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::plan::{FlagPlan, Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
@@ -163,6 +164,8 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
                 pending.push((rkey, p));
             }
         };
+    metrics::counter!(crate::metrics::ROWS_READ, "table" => plan.name.clone())
+        .increment(b.rows.len() as u64);
     for row in std::mem::take(&mut b.rows) {
         report.read += 1;
         let values = row.values;
@@ -376,7 +379,19 @@ pub async fn deliver(
                 .map_err(st)?;
             let rows: Vec<Vec<Value>> = ups.iter().map(|o| o.values.clone()).collect();
             let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
-            let refused = match write_retrying(ctx, plan, &rows, &del_rows, unconditional).await {
+            let writing = std::time::Instant::now();
+            let span = tracing::info_span!(
+                "batch",
+                id = %id,
+                rows = rows.len(),
+                deletes = del_rows.len()
+            );
+            let written = write_retrying(ctx, plan, &rows, &del_rows, unconditional)
+                .instrument(span)
+                .await;
+            metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
+                .record(writing.elapsed().as_secs_f64());
+            let refused = match written {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = ctx.state.batch_failed(&id, &e.to_string()).await;
@@ -469,6 +484,13 @@ pub async fn deliver(
         .commit(&commit)
         .await
         .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
+    let label = || plan.name.clone();
+    metrics::counter!(crate::metrics::ROWS_SENT, "table" => label()).increment(sent);
+    metrics::counter!(crate::metrics::ROWS_DELETED, "table" => label()).increment(deleted);
+    for r in &rejects {
+        metrics::counter!(crate::metrics::ROWS_QUARANTINED, "table" => label(), "origin" => r.origin)
+            .increment(1);
+    }
     report.sent += sent;
     report.deleted += deleted;
     report.rejected += rejects.len() as u64;
@@ -515,6 +537,8 @@ async fn write_retrying(
         match ctx.target.write(&write).await {
             Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
                 attempt += 1;
+                metrics::counter!(crate::metrics::RETRIES, "table" => plan.name.clone())
+                    .increment(1);
                 let wait = 50u64 << attempt;
                 tracing::warn!(table = %plan.name, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
                 tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait))).await;

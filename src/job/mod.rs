@@ -186,7 +186,12 @@ async fn load_code_sets(source: &Db, plan: &mut Plan) -> Result<(), JobError> {
 /// Run one cycle of a table. With `once`, a configured lag is waited out so that every row
 /// committed before the call is exchanged.
 pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, JobError> {
-    let span = tracing::info_span!("cycle", table = %plan.name, mode = ?plan.mode);
+    let span = tracing::info_span!(
+        "cycle",
+        table = %plan.name,
+        mode = ?plan.mode,
+        rows = tracing::field::Empty
+    );
     async {
         let mut report = CycleReport::default();
         match plan.mode {
@@ -195,6 +200,7 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
             Mode::Flag => flag_cycle(ctx, plan, &mut report).await?,
             Mode::Digest => digest_cycle(ctx, plan, &mut report).await?,
         }
+        tracing::Span::current().record("rows", report.sent);
         let considered = report.sent + report.rejected;
         let share = report.rejected as f64 / considered.max(1) as f64;
         if report.rejected > 0 && share > ctx.cfg.agent.reject_alert {

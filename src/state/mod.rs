@@ -30,6 +30,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tables", "failures", "INTEGER NOT NULL DEFAULT 0"),
     ("tables", "failing_since", "TEXT"),
     ("rejects", "updated", "TEXT"),
+    ("tables", "last_success", "TEXT"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +151,10 @@ pub struct TableState {
     /// Consecutive failed cycles, and since when the table has been failing.
     pub failures: i64,
     pub failing_since: Option<String>,
+    /// When a cycle last succeeded.
+    pub last_success: Option<String>,
+    /// Rows sent and deleted in the last 24 hours.
+    pub rows_24h: i64,
 }
 
 pub struct State {
@@ -433,6 +438,7 @@ impl State {
             "UPDATE tables SET last_finished = ?, last_outcome = ?, last_error = ?, last_rows = ?, \
              last_ms = ?, warnings = ?, \
              failures = CASE WHEN ? THEN failures + 1 ELSE 0 END, \
+             last_success = CASE WHEN ? = 'ok' THEN ? ELSE last_success END, \
              failing_since = CASE WHEN ? THEN COALESCE(failing_since, last_started) ELSE NULL END \
              WHERE tbl = ?",
         )
@@ -443,6 +449,8 @@ impl State {
         .bind(c.millis as i64)
         .bind(serde_json::to_string(c.warnings).unwrap_or_default())
         .bind(failed)
+        .bind(c.outcome)
+        .bind(ts(Utc::now()))
         .bind(failed)
         .bind(c.table)
         .execute(&mut *tx)
@@ -503,9 +511,12 @@ impl State {
             "SELECT t.tbl, t.watermark, t.rows_total, t.deletes_total, t.newest_change, t.last_started, \
              t.last_finished, t.last_outcome, t.last_error, t.last_rows, t.last_ms, t.next_run, t.warnings, \
              (SELECT count(*) FROM rejects r WHERE r.tbl = t.tbl AND r.state = 'open'), \
-             t.failures, t.failing_since \
+             t.failures, t.failing_since, t.last_success, \
+             (SELECT coalesce(sum(b.rows + b.deletes), 0) FROM batches b \
+              WHERE b.tbl = t.tbl AND b.status = 'acked' AND b.finished >= ?) \
              FROM tables t ORDER BY t.tbl",
         )
+        .bind(ts(Utc::now() - chrono::Duration::hours(24)))
         .fetch_all(&self.pool)
         .await
         .map_err(&e)?;
@@ -534,6 +545,8 @@ impl State {
                 open_rejects: r.try_get(13).map_err(&e)?,
                 failures: r.try_get(14).map_err(&e)?,
                 failing_since: r.try_get(15).map_err(&e)?,
+                last_success: r.try_get(16).map_err(&e)?,
+                rows_24h: r.try_get(17).map_err(&e)?,
             });
         }
         Ok(out)

@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::postgres::PgPoolOptions;
@@ -306,4 +307,107 @@ pub async fn sqlite_exec(path: &std::path::Path, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}\nin SQL:\n{sql}"));
     pool.close().await;
+}
+
+/// Poll `check` every 200 ms until it holds; panic naming `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A daemon whose log goes to a file that the test can read while it runs.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(agent: &Agent, args: &[&str]) -> Daemon {
+        let log = agent
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = agent
+            .command()
+            .env("FRONTDB_LOG", "info")
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn run");
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// SIGTERM, and the exit code.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return (s.code(), self.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn pg_admin(sql: &str) {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{}/postgres", pg_base()))
+        .await
+        .expect("admin");
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    admin.close().await;
+}
+
+pub async fn refuse_connections(db: &str, refuse: bool) {
+    pg_admin(&format!(
+        "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {}",
+        !refuse
+    ))
+    .await;
+    if refuse {
+        pg_admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        ))
+        .await;
+    }
 }
