@@ -174,18 +174,19 @@ impl Mapping {
     }
 
     fn convert(&self, i: usize, col: &Col, v: Value, tz: &Tz) -> Result<Value, String> {
-        let shown = match &v {
-            Value::Text(s) if s.chars().count() > 40 => {
-                format!("{}…", s.chars().take(40).collect::<String>())
-            }
-            other => other.to_text(),
-        };
         let out = v
             .coerce(col.ty, tz)
             .map_err(|e| format!("exchange column {}: {e}", col.name))?;
-        if let (Value::Text(s), Some(max)) = (&out, self.max_chars[i]) {
+        if let (Value::Text(s), Some(max)) = (&out, self.max_chars[i])
+            && s.len() > max
+        {
             let n = s.chars().count();
             if n > max {
+                let shown = if n > 40 {
+                    format!("{}…", s.chars().take(40).collect::<String>())
+                } else {
+                    s.clone()
+                };
                 return Err(format!(
                     "exchange column {} holds at most {max} characters ({}), the value has {n}: `{shown}`",
                     col.name, col.native

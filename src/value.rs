@@ -73,17 +73,21 @@ impl Value {
             Value::Float(f) => f.to_string(),
             Value::Decimal(s) | Value::Text(s) => s.clone(),
             Value::Bytes(b) => hex::encode(b),
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
-            Value::Timestamp(t) => t.format(TS_FMT).to_string(),
-            Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
+            Value::Date(d) => fast::date(*d).unwrap_or_else(|| d.format("%Y-%m-%d").to_string()),
+            Value::Time(t) => fast::time(*t).unwrap_or_else(|| t.format("%H:%M:%S%.f").to_string()),
+            Value::Timestamp(t) => {
+                fast::timestamp(*t, ' ', "").unwrap_or_else(|| t.format(TS_FMT).to_string())
+            }
+            Value::TimestampTz(t) => fast::timestamp(t.naive_utc(), ' ', "+00:00")
+                .unwrap_or_else(|| t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()),
         }
     }
 
     /// A text that sorts like the value for the time-like values used as change times.
     pub fn sort_text(&self) -> String {
         match self {
-            Value::TimestampTz(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            Value::TimestampTz(t) => fast::timestamp(t.naive_utc(), 'T', "Z")
+                .unwrap_or_else(|| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
             other => other.to_text(),
         }
     }
@@ -154,6 +158,7 @@ impl Value {
                 Ok(s) => V::Text(s),
                 Err(_) => return Err("binary value is not UTF-8 text".into()),
             },
+            (ColType::Text | ColType::Other, V::Text(s)) => V::Text(s),
             (ColType::Text | ColType::Other, v) => V::Text(v.to_text()),
             (ColType::Bool, V::Bool(b)) => V::Bool(b),
             (ColType::Bool, V::Int(0)) => V::Bool(false),
@@ -395,8 +400,140 @@ mod hex_bytes {
     }
 }
 
+/// The texts of dates and times without going through `strftime` (hot: every exchanged row's
+/// digest and position). Each gives exactly chrono's text for the formats above, or `None`
+/// where it would not (years outside 0..=9999, leap seconds) and chrono is asked instead.
+mod fast {
+    use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+    fn digits(out: &mut String, n: u32, width: usize) {
+        let mut buf = [b'0'; 10];
+        let mut n = n;
+        for i in (0..width).rev() {
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend(buf[..width].iter().map(|&b| b as char));
+    }
+
+    fn push_date(out: &mut String, d: NaiveDate) -> Option<()> {
+        let y = u32::try_from(d.year()).ok().filter(|y| *y <= 9999)?;
+        digits(out, y, 4);
+        out.push('-');
+        digits(out, d.month(), 2);
+        out.push('-');
+        digits(out, d.day(), 2);
+        Some(())
+    }
+
+    fn push_hms(out: &mut String, t: NaiveTime) -> Option<u32> {
+        let nanos = t.nanosecond();
+        if nanos >= 1_000_000_000 {
+            return None;
+        }
+        digits(out, t.hour(), 2);
+        out.push(':');
+        digits(out, t.minute(), 2);
+        out.push(':');
+        digits(out, t.second(), 2);
+        Some(nanos)
+    }
+
+    /// `%Y-%m-%d`
+    pub fn date(d: NaiveDate) -> Option<String> {
+        let mut out = String::with_capacity(10);
+        push_date(&mut out, d)?;
+        Some(out)
+    }
+
+    /// `%H:%M:%S%.f`: no fraction, or 3, 6 or 9 digits.
+    pub fn time(t: NaiveTime) -> Option<String> {
+        let mut out = String::with_capacity(18);
+        let nanos = push_hms(&mut out, t)?;
+        if nanos == 0 {
+        } else if nanos % 1_000_000 == 0 {
+            out.push('.');
+            digits(&mut out, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            out.push('.');
+            digits(&mut out, nanos / 1_000, 6);
+        } else {
+            out.push('.');
+            digits(&mut out, nanos, 9);
+        }
+        Some(out)
+    }
+
+    /// `%Y-%m-%d{sep}%H:%M:%S%.6f{suffix}`
+    pub fn timestamp(t: NaiveDateTime, sep: char, suffix: &str) -> Option<String> {
+        let mut out = String::with_capacity(26 + suffix.len());
+        push_date(&mut out, t.date())?;
+        out.push(sep);
+        let nanos = push_hms(&mut out, t.time())?;
+        out.push('.');
+        digits(&mut out, nanos / 1_000, 6);
+        out.push_str(suffix);
+        Some(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fast_time_texts_equal_chronos() {
+        use chrono::{Duration, NaiveDate, Timelike, Utc};
+        let base = NaiveDate::from_ymd_opt(1, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("date");
+        let nanos = [
+            0u32,
+            1,
+            999,
+            1_000,
+            5_000_000,
+            123_456_000,
+            123_456_789,
+            999_999_999,
+        ];
+        let mut seed = 12345u64;
+        for i in 0..20_000u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let days = (seed >> 33) % 3_652_000;
+            let secs = (seed >> 13) % 86_400;
+            let t = base + Duration::days(days as i64) + Duration::seconds(secs as i64);
+            let t = t
+                .with_nanosecond(nanos[(i % nanos.len() as u64) as usize])
+                .expect("nanos");
+            let tz = chrono::DateTime::<Utc>::from_naive_utc_and_offset(t, Utc);
+            for v in [
+                Value::Date(t.date()),
+                Value::Time(t.time()),
+                Value::Timestamp(t),
+                Value::TimestampTz(tz),
+            ] {
+                let slow = match &v {
+                    Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+                    Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
+                    Value::Timestamp(t) => t.format(TS_FMT).to_string(),
+                    Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
+                    _ => unreachable!(),
+                };
+                assert_eq!(v.to_text(), slow, "{v:?}");
+            }
+            assert_eq!(
+                Value::TimestampTz(tz).sort_text(),
+                tz.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+            );
+        }
+        let far = NaiveDate::from_ymd_opt(12345, 6, 7).expect("date");
+        assert_eq!(
+            Value::Date(far).to_text(),
+            far.format("%Y-%m-%d").to_string()
+        );
+    }
     use super::*;
 
     fn tz() -> Tz {

@@ -480,7 +480,9 @@ async fn null_and_future_change_times_are_reported_and_not_lost() {
         "{out}"
     );
     assert!(
-        out.contains("1 row(s) of public.t have updated_at after the database's time"),
+        out.contains(
+            "1 row(s) of public.t have updated_at more than a minute after the database's time"
+        ),
         "{out}"
     );
     assert_eq!(

@@ -35,7 +35,7 @@ pub struct Sql {
 }
 
 /// One condition of a `WHERE` clause.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Cond<'a> {
     /// `(c1, c2, ...) > (v1, v2, ...)` in lexicographic order (keyset pagination).
     After(&'a [Col], &'a [Value]),
@@ -406,6 +406,25 @@ impl Dialect {
             "COPY {} ({}) FROM STDIN",
             self.quote(stage),
             names.join(", ")
+        )
+    }
+
+    /// PostgreSQL: `COPY` straight into the target (a part whose keys it does not have yet).
+    pub fn pg_copy_into(self, table: &TableName, cols: &[Col]) -> String {
+        let names: Vec<String> = cols.iter().map(|c| self.quote(&c.name)).collect();
+        format!(
+            "COPY {} ({}) FROM STDIN",
+            self.table(table),
+            names.join(", ")
+        )
+    }
+
+    /// PostgreSQL: whether the target has any of the keys bound as one array (`$1`).
+    pub fn pg_any_key(self, table: &TableName, key: &Col) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+            self.table(table),
+            self.quote(&key.name)
         )
     }
 

@@ -7,6 +7,7 @@
 pub mod dialect;
 pub mod ident;
 mod mysql;
+mod pgbinary;
 mod postgres;
 mod sqlite;
 

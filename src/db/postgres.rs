@@ -16,6 +16,7 @@ use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
 use super::ident::{Ident, TableName};
+use super::pgbinary;
 use super::{
     DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, dynamic, isolate,
     value_size,
@@ -237,6 +238,14 @@ impl Pg {
         }
         let mut part = PgPart {
             copy: d.pg_copy(&stage, w.upsert.columns),
+            binary: pgbinary::kinds(w.upsert.columns),
+            direct: match w.upsert.key {
+                [k] => Some((
+                    d.pg_any_key(table, &w.upsert.columns[*k]),
+                    d.pg_copy_into(table, w.upsert.columns),
+                )),
+                _ => None,
+            },
             merge: d.pg_merge(&w.upsert, &stage),
             clear: d.pg_clear(&stage),
             delete: w.delete_sql(d),
@@ -287,6 +296,11 @@ struct PgPart<'a, 'c> {
     tx: &'a mut sqlx::Transaction<'c, Postgres>,
     w: &'a WriteBatch<'a>,
     copy: String,
+    /// The columns' binary kinds, when every column has one.
+    binary: Option<Vec<pgbinary::Kind>>,
+    /// With a one-column key: the question whether the target has any of a part's keys, and
+    /// the `COPY` straight into the target used when it has none.
+    direct: Option<(String, String)>,
     merge: String,
     clear: String,
     delete: String,
@@ -308,31 +322,47 @@ impl PartWriter for PgPart<'_, '_> {
             move |e| DbError::query(E, doing, e)
         };
         if !r.is_empty() {
-            let mut copy = self
-                .tx
-                .copy_in_raw(&self.copy)
+            let rows = &self.w.rows[r];
+            // Binary when every value fits its column's kind; text otherwise.
+            let mut buf = Vec::with_capacity(1 << 20);
+            let binary = self.binary.as_ref().is_some_and(|kinds| {
+                buf.extend_from_slice(pgbinary::HEADER);
+                let all = rows.iter().all(|row| pgbinary::row(&mut buf, kinds, row));
+                buf.extend_from_slice(pgbinary::TRAILER);
+                all
+            });
+            let statement = if binary {
+                format!("{} (FORMAT binary)", self.copy)
+            } else {
+                buf.clear();
+                for row in rows {
+                    for (i, v) in row.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b'\t');
+                        }
+                        copy_text(&mut buf, v);
+                    }
+                    buf.push(b'\n');
+                }
+                self.copy.clone()
+            };
+            let format = if binary { " (FORMAT binary)" } else { "" };
+            // Rows whose keys the target does not have yet go straight in: an upsert of new
+            // keys is an insert. Should one arrive meanwhile, the part is merged after all.
+            if self.new_keys(rows).await? {
+                let into = self.direct.as_ref().map_or(String::new(), |d| d.1.clone());
+                self.exec("SAVEPOINT frontdb_direct").await?;
+                match copy_in(self.tx, &format!("{into}{format}"), &buf).await {
+                    Ok(()) => {
+                        self.exec("RELEASE SAVEPOINT frontdb_direct").await?;
+                        return self.deletes(d).await;
+                    }
+                    Err(_) => self.exec("ROLLBACK TO SAVEPOINT frontdb_direct").await?,
+                }
+            }
+            copy_in(self.tx, &statement, &buf)
                 .await
                 .map_err(err("copying rows for"))?;
-            let mut buf = Vec::with_capacity(1 << 20);
-            for row in &self.w.rows[r] {
-                for (i, v) in row.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b'\t');
-                    }
-                    copy_text(&mut buf, v);
-                }
-                buf.push(b'\n');
-                if buf.len() >= 1 << 20 {
-                    copy.send(std::mem::take(&mut buf))
-                        .await
-                        .map_err(err("copying rows for"))?;
-                    buf.reserve(1 << 20);
-                }
-            }
-            if !buf.is_empty() {
-                copy.send(buf).await.map_err(err("copying rows for"))?;
-            }
-            copy.finish().await.map_err(err("copying rows for"))?;
             sqlx::query(dynamic(&self.merge))
                 .execute(&mut **self.tx)
                 .await
@@ -342,17 +372,83 @@ impl PartWriter for PgPart<'_, '_> {
                 .await
                 .map_err(err("clearing the staging table of"))?;
         }
+        self.deletes(d).await
+    }
+}
+
+impl PgPart<'_, '_> {
+    async fn deletes(&mut self, d: Range<usize>) -> Result<(), DbError> {
         for del in &self.w.deletes[d] {
             let mut q = sqlx::query(dynamic(&self.delete));
             for v in del {
                 q = bind(q, v);
             }
-            q.execute(&mut **self.tx)
-                .await
-                .map_err(err("deleting from"))?;
+            q.execute(&mut **self.tx).await.map_err(|e| {
+                DbError::query(E, format!("deleting from {}", self.w.upsert.table), e)
+            })?;
         }
         Ok(())
     }
+
+    /// Whether the target has none of these rows' keys (a one-column integer or text key);
+    /// false when that cannot be asked in one statement.
+    async fn new_keys(&mut self, rows: &[Vec<Value>]) -> Result<bool, DbError> {
+        let (Some((ask, _)), [k]) = (&self.direct, self.w.upsert.key) else {
+            return Ok(false);
+        };
+        let q = sqlx::query_scalar::<_, bool>(dynamic(ask));
+        let q = match rows.first().and_then(|r| r.get(*k)) {
+            Some(Value::Int(_)) => {
+                let keys: Option<Vec<i64>> = rows
+                    .iter()
+                    .map(|r| match r.get(*k) {
+                        Some(Value::Int(i)) => Some(*i),
+                        _ => None,
+                    })
+                    .collect();
+                match keys {
+                    Some(keys) => q.bind(keys),
+                    None => return Ok(false),
+                }
+            }
+            // `character(n)` compares as text only after a cast, which its index cannot serve.
+            Some(Value::Text(_))
+                if matches!(self.w.upsert.columns[*k].native.as_str(), "text")
+                    || self.w.upsert.columns[*k]
+                        .native
+                        .starts_with("character varying") =>
+            {
+                let keys: Option<Vec<&str>> = rows
+                    .iter()
+                    .map(|r| match r.get(*k) {
+                        Some(Value::Text(s)) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                match keys {
+                    Some(keys) => q.bind(keys),
+                    None => return Ok(false),
+                }
+            }
+            _ => return Ok(false),
+        };
+        let any = q.fetch_one(&mut **self.tx).await.map_err(|e| {
+            DbError::query(E, format!("looking up keys in {}", self.w.upsert.table), e)
+        })?;
+        Ok(!any)
+    }
+}
+
+/// Send a whole `COPY ... FROM STDIN` of `buf`.
+async fn copy_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    statement: &str,
+    buf: &[u8],
+) -> Result<(), sqlx::Error> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(buf).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 /// Classify a PostgreSQL error by its SQLSTATE.

@@ -169,18 +169,8 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     for row in std::mem::take(&mut b.rows) {
         report.read += 1;
         let values = row.values;
-        let digest = row_digest(&values);
         let key: Vec<&Value> = plan.key.iter().map(|&i| &values[i]).collect();
         let key_null = key.iter().any(|v| v.is_null());
-        let rkey = if key_null {
-            format!("NULL:{}", hex::encode(&digest[..8]))
-        } else {
-            key_text(&key)
-        };
-        if b.seen.get(&rkey).is_some_and(|(d, _)| *d == digest) {
-            report.skipped += 1;
-            continue;
-        }
         let ts_value = plan.ts.map(|i| &values[i]);
         let ts_text = ts_value.map(Value::sort_text);
         let remember = match &b.remember {
@@ -188,10 +178,22 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
             Remember::All => true,
             Remember::Since(s) => ts_text.as_deref().is_some_and(|t| t >= s.as_str()),
         };
+        // The digest only where it is used: a NULL key, a row remembered or seen before.
+        let mut digest = (key_null || remember).then(|| row_digest(&values));
+        let rkey = match &digest {
+            Some(d) if key_null => format!("NULL:{}", hex::encode(&d[..8])),
+            _ => key_text(&key),
+        };
+        if let Some((d, _)) = b.seen.get(&rkey)
+            && *d == *digest.get_or_insert_with(|| row_digest(&values))
+        {
+            report.skipped += 1;
+            continue;
+        }
         if remember {
             out.digests.push(DigestEntry {
                 rkey: rkey.clone(),
-                digest,
+                digest: digest.unwrap_or_else(|| row_digest(&values)),
                 ts: ts_text.clone(),
                 kvals: serde_json::to_string(&key).unwrap_or_default(),
             });
@@ -274,6 +276,8 @@ pub async fn deliver(
     let unconditional = !b.gone.is_empty() || !b.gone_target.is_empty();
     debug_assert!(!unconditional || b.rows.is_empty());
     let tombstones = unconditional && plan.deletes == DeleteMode::Tombstone;
+    let started = std::time::Instant::now();
+    let mut took = [0f64; 4];
     let Sorted {
         pending,
         mut rejects,
@@ -304,6 +308,7 @@ pub async fn deliver(
             pending.len(),
         );
         // A batch sent again (after a crash) keeps its batch number.
+        took[0] = started.elapsed().as_secs_f64();
         let cd_batch = match ctx.state.cd_batch_of(&id).await.map_err(st)? {
             Some(c) => c,
             None => {
@@ -377,9 +382,14 @@ pub async fn deliver(
                 .batch_started(&entry, Utc::now())
                 .await
                 .map_err(st)?;
-            let rows: Vec<Vec<Value>> = ups.iter().map(|o| o.values.clone()).collect();
+            // The source values stay with each row; the exchange values go to the write.
+            let rows: Vec<Vec<Value>> = ups
+                .iter_mut()
+                .map(|o| std::mem::take(&mut o.values))
+                .collect();
             let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
             let writing = std::time::Instant::now();
+            took[1] = started.elapsed().as_secs_f64();
             let span = tracing::info_span!(
                 "batch",
                 id = %id,
@@ -480,10 +490,20 @@ pub async fn deliver(
         resync_key: b.resync_key.as_deref(),
         resubmit_why: b.why,
     };
+    took[2] = started.elapsed().as_secs_f64();
     ctx.state
         .commit(&commit)
         .await
         .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
+    took[3] = started.elapsed().as_secs_f64();
+    tracing::debug!(
+        table = %plan.name,
+        "batch phases (s, cumulative): sorted {:.3}, ledger {:.3}, written {:.3}, committed {:.3}",
+        took[0],
+        took[1],
+        took[2],
+        took[3]
+    );
     let label = || plan.name.clone();
     metrics::counter!(crate::metrics::ROWS_SENT, "table" => label()).increment(sent);
     metrics::counter!(crate::metrics::ROWS_DELETED, "table" => label()).increment(deleted);

@@ -228,17 +228,26 @@ pub(super) async fn read(
     conds: Vec<Cond<'_>>,
     order: &[Col],
 ) -> Result<(Vec<ReadRow>, bool), JobError> {
-    let sql = ctx.source.dialect().select(&Select {
+    let sql = read_sql(ctx, plan, conds, order);
+    ctx.source
+        .fetch(&sql, &plan.read_cols, plan.batch_bytes)
+        .await
+        .map_err(|e| JobError::db(&plan.name, "reading the source", e))
+}
+
+fn read_sql(
+    ctx: &Ctx,
+    plan: &Plan,
+    conds: Vec<Cond<'_>>,
+    order: &[Col],
+) -> crate::db::dialect::Sql {
+    ctx.source.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
         conds,
         order,
         limit: Some(plan.batch_size),
-    });
-    ctx.source
-        .fetch(&sql, &plan.read_cols, plan.batch_bytes)
-        .await
-        .map_err(|e| JobError::db(&plan.name, "reading the source", e))
+    })
 }
 
 /// The current source rows of these keys (source key values), read in chunks; keys the
@@ -301,23 +310,23 @@ pub(super) fn span_of(plan: &Plan, rows: &[ReadRow], capped: bool) -> (Watermark
 
 async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(), JobError> {
     let key_cols = plan.key_cols();
-    let mut wm = ctx
+    let wm = ctx
         .state
         .watermark(&plan.name)
         .await
         .map_err(|e| JobError::state(&plan.name, e))?
         .filter(|w| w.key.len() == key_cols.len());
     let none = Seen::new();
-    loop {
+    let conds = match &wm {
+        Some(w) => vec![Cond::After(&key_cols, &w.key)],
+        None => vec![],
+    };
+    let mut next = Some(read(ctx, plan, conds, &key_cols).await?);
+    while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
             break;
         }
-        let conds = match &wm {
-            Some(w) => vec![Cond::After(&key_cols, &w.key)],
-            None => vec![],
-        };
-        let (rows, capped) = read(ctx, plan, conds, &key_cols).await?;
         if rows.is_empty() {
             break;
         }
@@ -336,13 +345,50 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             resync_key: None,
             why: batch::CHANGED,
         };
-        batch::deliver(ctx, plan, b, report).await?;
-        wm = Some(last);
-        if !more {
-            break;
-        }
+        let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
     }
     Ok(())
+}
+
+/// Deliver a batch while the next one is read from the source (when `next` gives its
+/// conditions): the read runs as a task of its own, so reading and decoding the next batch
+/// use another core while this one is checked, mapped and written. At most two batches are
+/// held.
+pub(super) async fn deliver_reading(
+    ctx: &Ctx,
+    plan: &Plan,
+    b: Batch<'_>,
+    report: &mut CycleReport,
+    next: Option<Vec<Cond<'_>>>,
+    order: &[Col],
+) -> Result<Option<(Vec<ReadRow>, bool)>, JobError> {
+    let Some(conds) = next else {
+        batch::deliver(ctx, plan, b, report).await?;
+        return Ok(None);
+    };
+    let sql = read_sql(ctx, plan, conds, order);
+    let source = Arc::clone(&ctx.source);
+    let cols = plan.read_cols.clone();
+    let max_bytes = plan.batch_bytes;
+    let reading = tokio::spawn(async move { source.fetch(&sql, &cols, max_bytes).await });
+    // Stop the read if the delivery fails; its rows would not be used.
+    let guard = AbortOnDrop(reading.abort_handle());
+    batch::deliver(ctx, plan, b, report).await?;
+    let rows = reading
+        .await
+        .map_err(|e| JobError::new(&plan.name, "reading the source", e.to_string()))?
+        .map_err(|e| JobError::db(&plan.name, "reading the source", e))?;
+    drop(guard);
+    Ok(Some(rows))
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(), JobError> {
@@ -351,17 +397,13 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
     };
     let key_cols = plan.key_cols();
     let none = Seen::new();
-    let mut cursor: Option<Vec<Value>> = None;
-    loop {
+    let pending = [Cond::Equals(&flag.col, &flag.pending)];
+    let mut next = Some(read(ctx, plan, pending.to_vec(), &key_cols).await?);
+    while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
             break;
         }
-        let mut conds = vec![Cond::Equals(&flag.col, &flag.pending)];
-        if let Some(c) = &cursor {
-            conds.push(Cond::After(&key_cols, c));
-        }
-        let (rows, capped) = read(ctx, plan, conds, &key_cols).await?;
         if rows.is_empty() {
             break;
         }
@@ -380,11 +422,13 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
             resync_key: None,
             why: batch::CHANGED,
         };
-        batch::deliver(ctx, plan, b, report).await?;
-        cursor = Some(last.key);
-        if !more {
-            break;
-        }
+        let after = more.then(|| {
+            vec![
+                Cond::Equals(&flag.col, &flag.pending),
+                Cond::After(&key_cols, &last.key),
+            ]
+        });
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
     }
     Ok(())
 }
@@ -397,17 +441,12 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
         .await
         .map_err(|e| JobError::state(&plan.name, e))?;
     let mut present: HashSet<String> = HashSet::with_capacity(stored.len());
-    let mut cursor: Option<Vec<Value>> = None;
-    loop {
+    let mut next = Some(read(ctx, plan, vec![], &key_cols).await?);
+    while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
             return Ok(());
         }
-        let conds = match &cursor {
-            Some(c) => vec![Cond::After(&key_cols, c)],
-            None => vec![],
-        };
-        let (rows, capped) = read(ctx, plan, conds, &key_cols).await?;
         if rows.is_empty() {
             break;
         }
@@ -430,11 +469,12 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             resync_key: None,
             why: batch::CHANGED,
         };
-        batch::deliver(ctx, plan, b, report).await?;
-        cursor = Some(last.key);
-        if !more {
-            break;
-        }
+        let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
+    }
+    if ctx.cancel.is_cancelled() {
+        report.stopped = true;
+        return Ok(());
     }
     // Keys remembered from earlier runs that the source no longer has were deleted there.
     let mut gone: Vec<(String, Vec<Value>)> = Vec::new();

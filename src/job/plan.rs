@@ -52,6 +52,16 @@ pub struct Plan {
     pub unexchanged: Vec<String>,
     /// Quality rules, resolved against `read_cols`.
     pub rules: Vec<crate::validate::Rule>,
+    /// Timestamp-like tables: the last full re-read of the lookback window.
+    pub sweep: std::sync::Arc<std::sync::Mutex<Sweep>>,
+}
+
+/// When a timestamp-like table last re-read its whole lookback window, and the watermark's
+/// time when that re-read started (the next one reaches back `lookback` from it).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pub at: Option<std::time::Instant>,
+    pub from: Option<Value>,
 }
 
 impl Plan {
@@ -388,6 +398,7 @@ impl Plan {
             batch_bytes: spec.batch_bytes,
             unexchanged,
             rules,
+            sweep: Default::default(),
         })
     }
 }

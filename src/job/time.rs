@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::batch::{self, Batch, Remember, Seen};
-use super::{Ctx, CycleReport, JobError, Plan, read, span_of, tuple};
+use super::{Ctx, CycleReport, JobError, Plan, deliver_reading, read, span_of, tuple};
 use crate::db::dialect::{Col, Cond, Select};
 use crate::value::{Value, key_text};
 use crate::watermark::{Watermark, time_value};
@@ -44,6 +44,7 @@ pub(super) async fn cycle(
         .map_err(|e| JobError::state(&plan.name, e))?
         .filter(|w| w.ts.is_some() && (w.key.is_empty() || w.key.len() == plan.key.len()))
         .unwrap_or_default();
+    let start_ts = wm.ts.clone();
     let lag = if once && !window.lag.is_zero() {
         if !pause(ctx, window.lag).await {
             report.stopped = true;
@@ -68,14 +69,29 @@ pub(super) async fn cycle(
     let guard = transaction_guard(ctx, plan, now, report)
         .await
         .map(|t| time_value(t, ts_col.ty, tz, fmt));
-    // Re-read the lookback window behind the watermark; skip rows already exchanged.
-    let lower = wm.ts.as_ref().map(|t| {
-        if window.lookback.is_zero() {
-            t.clone()
-        } else {
-            t.minus(window.lookback, fmt).unwrap_or_else(|| t.clone())
-        }
-    });
+    // Re-read the lookback window behind the watermark and skip rows already exchanged: every
+    // cycle, or at most once per `lookback / 10` for tables polled more often than that. A
+    // re-read reaches back from the watermark of the previous one, so a row committed with a
+    // time within the lookback of the watermark then is still found; the cycles between read
+    // only after the watermark.
+    let period = (window.lookback / 10).max(Duration::from_secs(1));
+    let (sweep, base) = {
+        let s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
+        let due = s.at.is_none_or(|t| t.elapsed() >= period);
+        let base = match (&s.from, &wm.ts) {
+            (Some(f), Some(t)) if crate::watermark::cmp_values(f, t).is_lt() => Some(f.clone()),
+            _ => wm.ts.clone(),
+        };
+        (due && !window.lookback.is_zero(), base)
+    };
+    let back = |t: &Value| t.minus(window.lookback, fmt).unwrap_or_else(|| t.clone());
+    let lower = if sweep {
+        base.as_ref().map(back)
+    } else {
+        wm.ts.clone()
+    };
+    // Digests are kept from where the next re-read will start.
+    let keep_from = if sweep { wm.ts.as_ref() } else { base.as_ref() }.map(back);
     let seen = match &lower {
         Some(l) => ctx
             .state
@@ -84,33 +100,29 @@ pub(super) async fn cycle(
             .map_err(|e| JobError::state(&plan.name, e))?,
         None => Seen::new(),
     };
-    // Without lookback, continue strictly after the last (time, key); a watermark held back
-    // by an open transaction has no key and is re-read from its time on.
-    let mut cursor: Option<Vec<Value>> =
-        match (&wm.ts, window.lookback.is_zero() && !wm.key.is_empty()) {
-            (Some(_), true) => Some(tuple(&wm)),
-            _ => None,
-        };
+    // Without a re-read, continue strictly after the last (time, key); a watermark held back
+    // by an open transaction has no key and is read again from its time on.
+    let cursor: Option<Vec<Value>> =
+        (!sweep && wm.ts.is_some() && !wm.key.is_empty()).then(|| tuple(&wm));
     let prune_for = |w: &Watermark| -> Option<String> {
-        let t = w.ts.as_ref()?;
-        Some(
-            t.minus(window.lookback, fmt)
-                .unwrap_or_else(|| t.clone())
-                .sort_text(),
-        )
+        let t = back(w.ts.as_ref()?);
+        Some(match &keep_from {
+            Some(k) if crate::watermark::cmp_values(k, &t).is_lt() => k.sort_text(),
+            _ => t.sort_text(),
+        })
     };
-    loop {
+    let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
+    match (&cursor, &lower) {
+        (Some(c), _) => conds.push(Cond::After(&order, c)),
+        (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
+        (None, None) => {}
+    }
+    let mut next = Some(read(ctx, plan, conds, &order).await?);
+    while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
             return Ok(());
         }
-        let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
-        match (&cursor, &lower) {
-            (Some(c), _) => conds.push(Cond::After(&order, c)),
-            (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
-            (None, None) => {}
-        }
-        let (rows, capped) = read(ctx, plan, conds, &order).await?;
         if rows.is_empty() {
             break;
         }
@@ -131,18 +143,27 @@ pub(super) async fn cycle(
             resync_key: None,
             why: batch::CHANGED,
         };
-        batch::deliver(ctx, plan, b, report).await?;
+        let after_last = tuple(&last);
+        let after = more.then(|| {
+            vec![
+                Cond::AtMost(&ts_col, &upper),
+                Cond::After(&order, &after_last),
+            ]
+        });
+        next = deliver_reading(ctx, plan, b, report, after, &order).await?;
         wm = new_wm;
-        cursor = Some(tuple(&last));
-        if !more {
-            break;
-        }
+    }
+    if sweep {
+        let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
+        s.at = Some(std::time::Instant::now());
+        s.from = start_ts;
     }
 
     // Rows dated after the database's time: exchanged now, the watermark stays at "now".
     let mut cursor: Option<Vec<Value>> = None;
     let mut future = 0u64;
     let mut example = None;
+    let ahead = time_value(now + chrono::Duration::minutes(1), ts_col.ty, tz, fmt);
     loop {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
@@ -156,9 +177,15 @@ pub(super) async fn cycle(
         if rows.is_empty() {
             break;
         }
-        future += rows.len() as u64;
+        // Rows stamped just after the time read at the start of the cycle were committed
+        // since; only a time more than a minute ahead is worth a warning (a writer's clock).
+        for r in &rows {
+            if crate::watermark::cmp_values(&r.values[ts_i], &ahead).is_gt() {
+                future += 1;
+                example.get_or_insert_with(|| super::position(plan, &r.values));
+            }
+        }
         let (first, last, more) = span_of(plan, &rows, capped);
-        example.get_or_insert_with(|| first.clone());
         let b = Batch {
             rows,
             seen: &seen,
@@ -181,8 +208,8 @@ pub(super) async fn cycle(
     }
     if let Some(ex) = example {
         let w = format!(
-            "{future} row(s) of {} have {} after the database's time {} (e.g. {ex}); they were \
-             exchanged and the watermark was kept at the database's time",
+            "{future} row(s) of {} have {} more than a minute after the database's time {} \
+             (e.g. {ex}); they were exchanged and the watermark was kept at the database's time",
             plan.source,
             ts_col.name,
             now_v.to_text()

@@ -1,0 +1,309 @@
+//! PostgreSQL's binary `COPY` format, used to fill the staging table: no text to format on
+//! our side, none to parse on the server's. Only columns of well-known base types are
+//! written this way; a table with any other column (a domain, an enum, json, arrays...), or a
+//! part with a value of another kind than its column's, is copied in text format instead.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+use super::dialect::Col;
+use crate::value::{ColType, Value};
+
+/// How a column's values are written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Kind {
+    Bool,
+    I2,
+    I4,
+    I8,
+    F4,
+    F8,
+    Numeric,
+    Text,
+    Bytes,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+}
+
+/// `PGCOPY\n\377\r\n\0`, no flags, no header extension.
+pub(super) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The file trailer: a tuple of -1 fields.
+pub(super) const TRAILER: &[u8] = &[0xff, 0xff];
+
+/// The binary kinds of the columns, or `None` when one of them has no binary form here.
+pub(super) fn kinds(cols: &[Col]) -> Option<Vec<Kind>> {
+    cols.iter()
+        .map(|c| {
+            let native = c.native.as_str();
+            Some(match c.ty {
+                ColType::Bool => Kind::Bool,
+                ColType::Int if native == "smallint" => Kind::I2,
+                ColType::Int if native == "integer" => Kind::I4,
+                ColType::Int if native == "bigint" => Kind::I8,
+                ColType::Float if native == "real" => Kind::F4,
+                ColType::Float if native == "double precision" => Kind::F8,
+                ColType::Decimal if native.starts_with("numeric") => Kind::Numeric,
+                ColType::Text
+                    if native == "text" || native.starts_with("character") || native == "name" =>
+                {
+                    Kind::Text
+                }
+                ColType::Bytes if native == "bytea" => Kind::Bytes,
+                ColType::Date if native == "date" => Kind::Date,
+                ColType::Time
+                    if native.starts_with("time") && native.ends_with("without time zone") =>
+                {
+                    Kind::Time
+                }
+                ColType::Timestamp
+                    if native.starts_with("timestamp") && native.ends_with("without time zone") =>
+                {
+                    Kind::Timestamp
+                }
+                ColType::TimestampTz
+                    if native.starts_with("timestamp") && native.ends_with("with time zone") =>
+                {
+                    Kind::TimestampTz
+                }
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+fn epoch() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .unwrap_or_default()
+        .and_time(NaiveTime::MIN)
+}
+
+/// Append one tuple; false (and `buf` unchanged) when a value does not fit its column's kind.
+pub(super) fn row(buf: &mut Vec<u8>, kinds: &[Kind], values: &[Value]) -> bool {
+    let start = buf.len();
+    buf.extend_from_slice(&(values.len() as i16).to_be_bytes());
+    for (k, v) in kinds.iter().zip(values) {
+        if !field(buf, *k, v) {
+            buf.truncate(start);
+            return false;
+        }
+    }
+    true
+}
+
+fn sized(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn field(buf: &mut Vec<u8>, k: Kind, v: &Value) -> bool {
+    match (k, v) {
+        (_, Value::Null) => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        (Kind::Bool, Value::Bool(b)) => sized(buf, &[u8::from(*b)]),
+        (Kind::I2, Value::Int(i)) => match i16::try_from(*i) {
+            Ok(i) => sized(buf, &i.to_be_bytes()),
+            Err(_) => return false,
+        },
+        (Kind::I4, Value::Int(i)) => match i32::try_from(*i) {
+            Ok(i) => sized(buf, &i.to_be_bytes()),
+            Err(_) => return false,
+        },
+        (Kind::I8, Value::Int(i)) => sized(buf, &i.to_be_bytes()),
+        (Kind::F4, Value::Float(f)) => sized(buf, &(*f as f32).to_be_bytes()),
+        (Kind::F8, Value::Float(f)) => sized(buf, &f.to_be_bytes()),
+        (Kind::Numeric, Value::Decimal(s)) => return numeric(buf, s),
+        (Kind::Numeric, Value::Int(i)) => return numeric(buf, &i.to_string()),
+        (Kind::Text, Value::Text(s)) => {
+            // The server refuses NUL in text in either format; let text COPY say so.
+            if s.as_bytes().contains(&0) {
+                return false;
+            }
+            sized(buf, s.as_bytes())
+        }
+        (Kind::Bytes, Value::Bytes(b)) => sized(buf, b),
+        (Kind::Date, Value::Date(d)) => {
+            let days = d.signed_duration_since(epoch().date()).num_days();
+            match i32::try_from(days) {
+                Ok(days) => sized(buf, &days.to_be_bytes()),
+                Err(_) => return false,
+            }
+        }
+        (Kind::Time, Value::Time(t)) => {
+            let us = i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                + i64::from(t.nanosecond() / 1_000);
+            sized(buf, &us.to_be_bytes())
+        }
+        (Kind::Timestamp, Value::Timestamp(t)) => match micros(*t) {
+            Some(us) => sized(buf, &us.to_be_bytes()),
+            None => return false,
+        },
+        (Kind::TimestampTz, Value::TimestampTz(t)) => match micros(t.naive_utc()) {
+            Some(us) => sized(buf, &us.to_be_bytes()),
+            None => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// Microseconds since 2000-01-01 00:00:00 (PostgreSQL's timestamp epoch), rounded to the
+/// microsecond like the text input.
+fn micros(t: NaiveDateTime) -> Option<i64> {
+    let d = t.signed_duration_since(epoch());
+    let us = d.num_microseconds()?;
+    let rest = d.subsec_nanos().rem_euclid(1_000);
+    Some(if rest >= 500 { us + 1 } else { us })
+}
+
+/// A decimal string (`-123.4500`, `0.001`, `10`) as PostgreSQL's binary numeric: digit count,
+/// weight, sign, display scale, then base-10000 digits. False for anything else (`NaN`,
+/// exponents), which the text format then carries.
+fn numeric(buf: &mut Vec<u8>, s: &str) -> bool {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return false;
+    }
+    let Ok(dscale) = i16::try_from(frac.len()) else {
+        return false;
+    };
+    let int = int.trim_start_matches('0');
+    // Pad the integer part on the left and the fraction on the right to groups of four.
+    let lead = (4 - int.len() % 4) % 4;
+    let trail = (4 - frac.len() % 4) % 4;
+    let mut all = Vec::with_capacity(lead + int.len() + frac.len() + trail);
+    all.extend(std::iter::repeat_n(0u8, lead));
+    all.extend(int.bytes().map(|b| b - b'0'));
+    all.extend(frac.bytes().map(|b| b - b'0'));
+    all.extend(std::iter::repeat_n(0u8, trail));
+    let mut digits: Vec<i16> = all
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |n, &d| n * 10 + i16::from(d)))
+        .collect();
+    let Ok(mut weight) = i16::try_from((lead + int.len()) / 4) else {
+        return false;
+    };
+    weight -= 1;
+    let first = digits.iter().position(|&d| d != 0);
+    let Some(first) = first else {
+        // Zero: no digits, positive.
+        let mut out = [0u8; 8];
+        out[6..8].copy_from_slice(&dscale.to_be_bytes());
+        sized(buf, &out);
+        return true;
+    };
+    digits.drain(..first);
+    weight -= first as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    let mut out = Vec::with_capacity(8 + digits.len() * 2);
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&(if neg { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for d in digits {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    sized(buf, &out);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(s: &str) -> Option<(i16, i16, u16, i16, Vec<i16>)> {
+        let mut buf = Vec::new();
+        if !numeric(&mut buf, s) {
+            return None;
+        }
+        let be = |i: usize| i16::from_be_bytes([buf[i], buf[i + 1]]);
+        let n = be(4);
+        let digits = (0..n as usize).map(|i| be(12 + 2 * i)).collect();
+        Some((n, be(6), be(8) as u16, be(10), digits))
+    }
+
+    #[test]
+    fn numerics_become_base_10000_digits() {
+        assert_eq!(num("123.45"), Some((2, 0, 0, 2, vec![123, 4500])));
+        assert_eq!(num("-0.0012"), Some((1, -1, 0x4000, 4, vec![12])));
+        assert_eq!(num("10000"), Some((1, 1, 0, 0, vec![1])));
+        assert_eq!(num("0.00"), Some((0, 0, 0, 2, vec![])));
+        assert_eq!(
+            num("99999999.99"),
+            Some((3, 1, 0, 2, vec![9999, 9999, 9900]))
+        );
+        assert_eq!(num("000042"), Some((1, 0, 0, 0, vec![42])));
+        assert_eq!(num(".5"), Some((1, -1, 0, 1, vec![5000])));
+        assert_eq!(num("NaN"), None);
+        assert_eq!(num("1e5"), None);
+        assert_eq!(num(""), None);
+        assert_eq!(num("-"), None);
+    }
+
+    #[test]
+    fn times_count_from_2000() {
+        let t = NaiveDate::from_ymd_opt(2000, 1, 2)
+            .and_then(|d| d.and_hms_micro_opt(0, 0, 1, 5))
+            .unwrap_or_default();
+        assert_eq!(micros(t), Some(86_400_000_000 + 1_000_005));
+        let before = NaiveDate::from_ymd_opt(1999, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
+            .unwrap_or_default();
+        assert_eq!(micros(before), Some(-1));
+    }
+
+    #[test]
+    fn values_of_another_kind_leave_the_buffer_alone() {
+        let kinds = [Kind::I4, Kind::Text];
+        let mut buf = vec![7];
+        assert!(!row(
+            &mut buf,
+            &kinds,
+            &[Value::Int(1 << 40), Value::Text("x".into())]
+        ));
+        assert!(!row(&mut buf, &kinds, &[Value::Int(1), Value::Int(2)]));
+        assert_eq!(buf, vec![7]);
+        assert!(row(&mut buf, &kinds, &[Value::Int(1), Value::Null]));
+        assert_eq!(
+            buf,
+            vec![7, 0, 2, 0, 0, 0, 4, 0, 0, 0, 1, 255, 255, 255, 255]
+        );
+    }
+
+    #[test]
+    fn only_known_base_types_are_binary() {
+        let col = |ty, native: &str| Col {
+            name: crate::db::ident::Ident::fixed("c"),
+            ty,
+            native: native.into(),
+        };
+        let ok = [
+            col(ColType::Int, "bigint"),
+            col(ColType::Decimal, "numeric(14,2)"),
+            col(ColType::Text, "character varying(32)"),
+            col(ColType::Timestamp, "timestamp(6) without time zone"),
+            col(ColType::TimestampTz, "timestamp with time zone"),
+        ];
+        assert_eq!(
+            kinds(&ok),
+            Some(vec![
+                Kind::I8,
+                Kind::Numeric,
+                Kind::Text,
+                Kind::Timestamp,
+                Kind::TimestampTz
+            ])
+        );
+        assert_eq!(kinds(&[col(ColType::Text, "citext")]), None);
+        assert_eq!(kinds(&[col(ColType::Other, "jsonb")]), None);
+    }
+}
