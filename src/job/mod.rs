@@ -332,18 +332,10 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         }
         let (first, last, more) = span_of(plan, &rows, capped);
         let b = Batch {
-            rows,
-            seen: &none,
             from: Some(first),
             to: Some(last.clone()),
             new_wm: Some(last.clone()),
-            remember: Remember::Nothing,
-            prune_before: None,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(rows, &none)
         };
         let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
         next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
@@ -409,18 +401,9 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
         }
         let (first, last, more) = span_of(plan, &rows, capped);
         let b = Batch {
-            rows,
-            seen: &none,
             from: Some(first),
             to: Some(last.clone()),
-            new_wm: None,
-            remember: Remember::Nothing,
-            prune_before: None,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(rows, &none)
         };
         let after = more.then(|| {
             vec![
@@ -456,18 +439,10 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
         }
         let (first, last, more) = span_of(plan, &rows, capped);
         let b = Batch {
-            rows,
-            seen: &stored,
             from: Some(first),
             to: Some(last.clone()),
-            new_wm: None,
             remember: Remember::All,
-            prune_before: None,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(rows, &stored)
         };
         let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
         next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
@@ -493,18 +468,8 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
     }
     for chunk in gone.chunks(plan.batch_size) {
         let b = Batch {
-            rows: Vec::new(),
-            seen: &stored,
-            from: None,
-            to: None,
-            new_wm: None,
-            remember: Remember::Nothing,
-            prune_before: None,
             gone: chunk.to_vec(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(Vec::new(), &stored)
         };
         batch::deliver(ctx, plan, b, report).await?;
     }

@@ -130,18 +130,12 @@ pub(super) async fn cycle(
         let new_wm = wm.clone().max(held_back(last.clone(), guard.as_ref()));
         let prune = prune_for(&new_wm);
         let b = Batch {
-            rows,
-            seen: &seen,
             from: Some(first),
             to: Some(last.clone()),
             new_wm: (new_wm != wm).then(|| new_wm.clone()),
             remember: prune.clone().map_or(Remember::All, Remember::Since),
             prune_before: prune,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(rows, &seen)
         };
         let after_last = tuple(&last);
         let after = more.then(|| {
@@ -187,18 +181,10 @@ pub(super) async fn cycle(
         }
         let (first, last, more) = span_of(plan, &rows, capped);
         let b = Batch {
-            rows,
-            seen: &seen,
             from: Some(first),
             to: Some(last.clone()),
-            new_wm: None,
             remember: Remember::All,
-            prune_before: None,
-            gone: Vec::new(),
-            gone_target: Vec::new(),
-            salt: None,
-            resync_key: None,
-            why: batch::CHANGED,
+            ..Batch::of(rows, &seen)
         };
         batch::deliver(ctx, plan, b, report).await?;
         cursor = Some(tuple(&last));
