@@ -37,6 +37,8 @@ start_postgres() {
 start_mariadb() {
     say "MariaDB is not answering on $MY_HOST:$MY_PORT; starting it"
     if [ -x /usr/sbin/mariadbd ] && command -v start-stop-daemon >/dev/null; then
+        # Its socket directory lives on a tmpfs and is gone after a reboot.
+        install -d -o mysql -g mysql /run/mysqld 2>/dev/null || mkdir -p /run/mysqld || true
         start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
     elif command -v systemctl >/dev/null; then
         systemctl start mariadb || systemctl start mysql || true

@@ -530,3 +530,58 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
     }
     tracing::info!(table = %spec.name, "table stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::ErrorClass;
+
+    fn failure(class: ErrorClass) -> JobError {
+        JobError {
+            class,
+            ..JobError::new("t", "writing", "boom")
+        }
+    }
+
+    #[test]
+    fn an_outage_is_retried_with_capped_exponential_backoff_and_jitter() {
+        let e = failure(ErrorClass::Unavailable);
+        let max = Duration::from_secs(60);
+        for (failures, base) in [
+            (1u32, 1u64),
+            (2, 2),
+            (3, 4),
+            (4, 8),
+            (6, 32),
+            (7, 60),
+            (40, 60),
+        ] {
+            let mut seen = Vec::new();
+            for _ in 0..200 {
+                let w = retry_wait(&e, failures, max).as_secs_f64();
+                let b = base as f64;
+                assert!(
+                    (0.8 * b..=1.2 * b).contains(&w),
+                    "failure {failures}: {w} s is not within 20 % of {b} s"
+                );
+                seen.push(w);
+            }
+            // Jitter: agents that failed together do not all retry in step.
+            seen.sort_by(f64::total_cmp);
+            assert!(
+                seen[199] - seen[0] > 0.1 * base as f64,
+                "no jitter: {seen:?}"
+            );
+        }
+        // A lock conflict is retried the same way; a problem that needs a person once a minute.
+        assert!(retry_wait(&failure(ErrorClass::Transient), 1, max) < Duration::from_secs(2));
+        assert_eq!(
+            retry_wait(&failure(ErrorClass::Fatal), 1, max),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_wait(&failure(ErrorClass::Data), 9, max),
+            Duration::from_secs(60)
+        );
+    }
+}

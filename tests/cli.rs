@@ -20,7 +20,8 @@ fn a_misspelled_key_exits_2_naming_the_key_and_its_line() {
     let agent = Agent::new(
         "[agent]\nid = \"a\"\nstate_dir = \"{dir}/s\"\n\n[source]\nurl = \"sqlite://{dir}/a.db\"\n\n\
          [exchange]\nurl = \"sqlite://{dir}/b.db\"\n\n[[table]]\nsource = \"t\"\nschedul = \"daily\"\n\
-         watermark = { kind = \"timestamp\", colum = \"updated_at\" }\nbatch_size = \"many\"\n",
+         watermark = { kind = \"timestamp\", colum = \"updated_at\" }\nbatch_size = \"many\"\n\
+         [[table]]\nsource = \"u v\"\nwatermark = { kind = \"key\" }\nschedule = \"fortnightly\"\n",
     );
     for verb in [&["once"][..], &["run"], &["check"], &["status"]] {
         let out = agent.run(verb);
@@ -43,7 +44,10 @@ fn a_misspelled_key_exits_2_naming_the_key_and_its_line() {
             t.contains("agent.toml:14: table[0].watermark: missing field `column`"),
             "{t}"
         );
-        assert!(t.contains("has 4 problems"), "{t}");
+        // The first table cannot be read without its column; the second is still checked.
+        assert!(t.contains("agent.toml:17: table[1].source"), "{t}");
+        assert!(t.contains("agent.toml:19: table[1].schedule"), "{t}");
+        assert!(t.contains("has 6 problems"), "{t}");
         let lines: Vec<usize> = t
             .lines()
             .filter_map(|l| l.split("agent.toml:").nth(1))

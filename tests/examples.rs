@@ -166,3 +166,79 @@ fn every_configuration_key_is_in_both_readmes_reference_tables() {
         vec!["state_dir".to_owned()]
     );
 }
+
+/// README's first command: the embedded SQLite example as an ordinary agent, run where a
+/// newcomer would run it (a copy of `config/` and `sql/`, so the checkout stays clean).
+#[tokio::test]
+async fn the_readme_sqlite_example_exchanges_once_and_sends_nothing_twice() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("config")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("sql/sqlite")).expect("mkdir");
+    std::fs::copy(
+        root.join("config/demo-sqlite.toml"),
+        dir.path().join("config/demo-sqlite.toml"),
+    )
+    .expect("copy config");
+    for f in ["demo_source.sql", "demo_exchange.sql"] {
+        std::fs::copy(
+            root.join("sql/sqlite").join(f),
+            dir.path().join("sql/sqlite").join(f),
+        )
+        .expect("copy sql");
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdb-agent"))
+            .current_dir(dir.path())
+            .args(["--config", "config/demo-sqlite.toml"])
+            .args(args)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = run(&["once"]);
+    for line in [
+        "up_supervision_action: 7 row(s) sent, 0 deleted, 2 quarantined",
+        "up_dishonest_enterprise: 3 row(s) sent, 1 deleted",
+        "up_item_catalogue: 5 row(s) sent",
+        "up_complaint: 3 row(s) sent",
+    ] {
+        assert!(first.contains(line), "missing `{line}` in:\n{first}");
+    }
+    let exchange = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("demo-data/exchange.db").display()
+    ))
+    .await
+    .expect("exchange.db");
+    let count = |t: &'static str| {
+        let pool = exchange.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(count("jg_supervision_action").await, 7);
+    assert_eq!(count("jg_item_catalogue").await, 5);
+    let second = run(&["once"]);
+    assert_eq!(
+        second
+            .matches(" 0 row(s) sent, 0 deleted, 0 quarantined")
+            .count(),
+        4,
+        "the second run sends nothing:\n{second}"
+    );
+    assert_eq!(count("jg_supervision_action").await, 7);
+    let status = run(&["status"]);
+    assert!(status.contains("up_supervision_action"), "{status}");
+    exchange.close().await;
+}

@@ -221,8 +221,55 @@ fn remove(doc: &mut DocumentMut, path: &KeyPath) -> bool {
     go(doc.as_table_mut(), &path.0)
 }
 
+/// `[[table]]` elements taken out of the document because a problem inside them could not be
+/// stepped over (a required key missing), so that the other tables are still checked. Kept as
+/// the file's own indices, to tell later paths in the file's numbering.
+#[derive(Debug, Default)]
+pub struct Dropped(Vec<usize>);
+
+impl Dropped {
+    /// An index among the elements left → its index in the file.
+    fn original_index(&self, j: usize) -> usize {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        sorted
+            .into_iter()
+            .fold(j, |o, d| if d <= o { o + 1 } else { o })
+    }
+
+    fn original_path(&self, p: &KeyPath) -> KeyPath {
+        let mut p = p.clone();
+        if let [Seg::Key(k), Seg::Index(j), ..] = p.0.as_mut_slice()
+            && k == "table"
+        {
+            *j = self.original_index(*j);
+        }
+        p
+    }
+
+    /// A path such as `table[1].source` told in the file's numbering.
+    pub fn original(&self, path: &str) -> String {
+        if self.0.is_empty() || !path.starts_with("table[") {
+            return path.to_owned();
+        }
+        self.original_path(&KeyPath::parse(path)).to_string()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The index of the `[[table]]` element a path lies in.
+fn table_element(p: &KeyPath) -> Option<usize> {
+    match p.0.as_slice() {
+        [Seg::Key(k), Seg::Index(i), ..] if k == "table" => Some(*i),
+        _ => None,
+    }
+}
+
 /// Parse the text into the raw schema, collecting every problem serde can report.
-pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>, Lines) {
+pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>, Lines, Dropped) {
     let lines = Lines::new(text);
     let mut problems = Vec::new();
     let mut doc: DocumentMut = match text.parse() {
@@ -234,14 +281,15 @@ pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>, Lines) {
                 line: e.span().map(|s| lines.line_at(s.start)),
                 message: format!("not valid TOML: {}", first_line(e.message())),
             });
-            return (None, problems, lines);
+            return (None, problems, lines, Dropped::default());
         }
     };
     let mut removed: Vec<KeyPath> = Vec::new();
+    let mut dropped = Dropped::default();
     for _ in 0..100 {
         let current = doc.to_string();
         let err = match toml::from_str::<RawConfig>(&current) {
-            Ok(raw) => return (Some(raw), problems, lines),
+            Ok(raw) => return (Some(raw), problems, lines, dropped),
             Err(e) => e,
         };
         let message = first_line(err.message()).to_owned();
@@ -255,23 +303,49 @@ pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>, Lines) {
                 |l| matches!(l, Seg::Key(k) if message.contains(&format!("missing field `{k}`"))),
             )
         });
-        let line = match &path {
+        let shown = path.as_ref().map(|p| dropped.original_path(p));
+        let line = match &shown {
             Some(p) => lines.of(&p.to_string()),
             None => err.span().map(|s| lines.line_at(s.start)),
         };
         if !consequence {
             problems.push(Problem {
-                path: path.as_ref().map(ToString::to_string).unwrap_or_default(),
+                path: shown.as_ref().map(ToString::to_string).unwrap_or_default(),
                 line,
                 message: message.clone(),
             });
         }
         match path {
             Some(p) if !removed.contains(&p) && remove(&mut doc, &p) => removed.push(p),
-            _ => return (None, problems, lines),
+            // A table that cannot be mended is left out, so the others are still checked.
+            Some(p)
+                if let Some(i) = table_element(&p)
+                    && drop_table(&mut doc, i) =>
+            {
+                dropped.0.push(dropped.original_index(i));
+                removed.retain_mut(|r| match r.0.as_mut_slice() {
+                    [Seg::Key(k), Seg::Index(j), ..] if k == "table" && *j == i => false,
+                    [Seg::Key(k), Seg::Index(j), ..] if k == "table" && *j > i => {
+                        *j -= 1;
+                        true
+                    }
+                    _ => true,
+                });
+            }
+            _ => return (None, problems, lines, dropped),
         }
     }
-    (None, problems, lines)
+    (None, problems, lines, dropped)
+}
+
+fn drop_table(doc: &mut DocumentMut, i: usize) -> bool {
+    match doc.get_mut("table").and_then(Item::as_array_of_tables_mut) {
+        Some(a) if i < a.len() => {
+            a.remove(i);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn first_line(s: &str) -> &str {

@@ -155,6 +155,8 @@ pub struct DbConfig {
     pub bootstrap_sql: Option<PathBuf>,
     /// How long an open source transaction may hold the watermark back (zero: never).
     pub transaction_guard: Duration,
+    /// How long one statement may run before the database cancels it (zero: no limit).
+    pub statement_timeout: Duration,
     /// The URL with any password replaced by `***`.
     pub redacted: String,
 }
@@ -318,7 +320,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         file: path.to_owned(),
         problems,
     };
-    let (raw, mut problems, lines) = load::parse(text);
+    let (raw, mut problems, lines, dropped) = load::parse(text);
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     let Some(raw) = raw else {
         return Err(fail(problems));
@@ -328,7 +330,20 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Ok(cfg) if problems.is_empty() => Ok(cfg),
         Ok(_) => Err(fail(problems)),
         Err(more) => {
-            problems.extend(more);
+            // Tables left out for a structural problem: tell the others in the file's
+            // numbering, and do not claim there are none.
+            problems.extend(
+                more.into_iter()
+                    .filter(|p| dropped.is_empty() || p.path != "table")
+                    .map(|mut p| {
+                        let original = dropped.original(&p.path);
+                        if original != p.path {
+                            p.line = lines.of(&original);
+                            p.path = original;
+                        }
+                        p
+                    }),
+            );
             problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
             Err(fail(problems))
         }
@@ -377,10 +392,29 @@ mod tests {
             vec![
                 (Some(11), "table[0].sorce"),
                 (Some(12), "table[0].watermark"),
+                (Some(15), "table[1].source"),
             ],
             "{p:?}"
         );
         assert!(p[1].message.contains("missing field `column`"), "{p:?}");
+        // A table with a required key missing is left out, and the rest is still checked:
+        // the second table's bad identifier and a third table's unknown key, in the
+        // file's numbering.
+        let p = problems(&format!(
+            "{BASE}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"flag\" }}\n\
+             schedule = \"fortnightly\"\n[[table]]\nsource = \"u v\"\nwatermark = {{ kind = \"key\" }}\n\
+             [[table]]\nsource = \"w\"\nwatermark = {{ kind = \"key\" }}\nbatch = 5\n"
+        ));
+        let got: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(11), "table[0].watermark"),
+                (Some(14), "table[1].source"),
+                (Some(19), "table[2].batch"),
+            ],
+            "{p:?}"
+        );
         // With the structure fixed, the semantic problems all come out together.
         let p = problems(&format!(
             "{BASE}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"flag\", column = \"s\", done = 0 }}\n\

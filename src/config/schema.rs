@@ -194,6 +194,10 @@ pub struct RawExchange {
     pub connect_timeout: Option<String>,
     /// SQLite only: SQL run once when the exchange database file is created.
     pub bootstrap_sql: Option<PathBuf>,
+    /// How long one write may run at the exchange (a lock held by someone else, an
+    /// overloaded server, a connection gone silent) before it is cancelled and the batch
+    /// is tried again later, as in an outage. `0s` waits forever. Default `5m`.
+    pub statement_timeout: Option<String>,
     /// Names of the control columns the agent fills when an exchange table has them.
     #[serde(default)]
     pub control_columns: RawControlColumns,

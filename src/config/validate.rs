@@ -40,6 +40,7 @@ struct RawConn<'a> {
     connect_timeout: Option<&'a str>,
     bootstrap_sql: Option<&'a Path>,
     transaction_guard: Option<&'a str>,
+    statement_timeout: Option<&'a str>,
 }
 
 impl V<'_> {
@@ -258,6 +259,11 @@ impl V<'_> {
             c.transaction_guard,
             Duration::from_secs(600),
         );
+        let statement_timeout = self.duration(
+            &format!("{section}.statement_timeout"),
+            c.statement_timeout,
+            Duration::ZERO,
+        );
         let engine = engine?;
         let mut url = url?;
         if engine == EngineKind::Sqlite {
@@ -271,6 +277,7 @@ impl V<'_> {
             connect_timeout,
             bootstrap_sql: c.bootstrap_sql.map(|p| self.base.join(p)),
             transaction_guard,
+            statement_timeout,
             redacted,
         })
     }
@@ -320,6 +327,7 @@ impl V<'_> {
                 connect_timeout: e.connect_timeout.as_deref(),
                 bootstrap_sql: e.bootstrap_sql.as_deref(),
                 transaction_guard: Some("0s"),
+                statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
             },
         );
         let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
@@ -640,6 +648,7 @@ pub fn validate(
             connect_timeout: s.connect_timeout.as_deref(),
             bootstrap_sql: s.bootstrap_sql.as_deref(),
             transaction_guard: s.transaction_guard.as_deref(),
+            statement_timeout: None,
         },
     );
     v.source_engine = source.as_ref().map(|s| s.engine);

@@ -58,12 +58,22 @@ impl My {
         if let Some(p) = &cfg.password {
             opts = opts.password(p.expose());
         }
+        let timeout = cfg.statement_timeout.as_secs();
         let pool = MySqlPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(cfg.connect_timeout)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    sqlx::query(SESSION).execute(conn).await?;
+                    sqlx::query(SESSION).execute(&mut *conn).await?;
+                    if timeout > 0 {
+                        let lock = format!("SET SESSION innodb_lock_wait_timeout = {timeout}");
+                        sqlx::query(super::dynamic(&lock))
+                            .execute(&mut *conn)
+                            .await?;
+                        // MariaDB only; MySQL has no such variable and keeps its own limits.
+                        let max = format!("SET SESSION max_statement_time = {timeout}");
+                        let _ = sqlx::query(super::dynamic(&max)).execute(&mut *conn).await;
+                    }
                     Ok(())
                 })
             });
@@ -247,7 +257,8 @@ fn class_of(number: Option<u16>, state: Option<&str>) -> ErrorClass {
     match number {
         // lock wait timeout, deadlock, too many concurrent transactions
         Some(1205 | 1213 | 1637) => ErrorClass::Transient,
-        // too many connections, shutdown, read-only (failover), interrupted, killed, network
+        // too many connections, shutdown, read-only (failover), interrupted, killed, statement
+        // time limit (MariaDB 1969, MySQL 3024), network
         Some(
             1040
             | 1053
@@ -260,10 +271,12 @@ fn class_of(number: Option<u16>, state: Option<&str>) -> ErrorClass {
             | 1317
             | 1836
             | 1927
+            | 1969
             | 2002
             | 2003
             | 2006
-            | 2013,
+            | 2013
+            | 3024,
         ) => ErrorClass::Unavailable,
         // NULL into NOT NULL, duplicate on another unique key, out of range, truncated,
         // bad value, too long, foreign key, check constraint, trigger SIGNAL
@@ -428,6 +441,8 @@ mod tests {
             (1205, ErrorClass::Transient),   // lock wait timeout
             (1040, ErrorClass::Unavailable), // too many connections
             (1927, ErrorClass::Unavailable), // connection killed (MariaDB)
+            (1969, ErrorClass::Unavailable), // max_statement_time exceeded (MariaDB)
+            (3024, ErrorClass::Unavailable), // max_execution_time exceeded (MySQL)
             (1406, ErrorClass::Data),        // data too long
             (1452, ErrorClass::Data),        // foreign key
             (4025, ErrorClass::Data),        // check constraint (MariaDB)

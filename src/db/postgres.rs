@@ -73,6 +73,10 @@ impl Pg {
             .application_name(APPLICATION)
             .options([("TimeZone", "UTC"), ("client_min_messages", "warning")])
             .disable_statement_logging();
+        if !cfg.statement_timeout.is_zero() {
+            let ms = cfg.statement_timeout.as_millis().to_string();
+            opts = opts.options([("statement_timeout", ms.as_str())]);
+        }
         if let Some(p) = &cfg.password {
             opts = opts.password(p.expose());
         }
@@ -462,6 +466,9 @@ fn class_of(code: Option<&str>, message: &str) -> ErrorClass {
     match code {
         // serialization failure, deadlock, lock not available
         Some("40001" | "40P01" | "55P03") => ErrorClass::Transient,
+        // statement timeout (or cancelled by an administrator): the exchange is slow or
+        // blocked; tried again later like an outage
+        Some("57014") => ErrorClass::Unavailable,
         // connection exceptions, shutdown, cannot connect now, insufficient resources
         Some(c)
             if c.starts_with("08")
@@ -620,6 +627,7 @@ mod tests {
             ("08006", ErrorClass::Unavailable), // connection failure
             ("57P01", ErrorClass::Unavailable), // admin shutdown
             ("53300", ErrorClass::Unavailable), // too many connections
+            ("57014", ErrorClass::Unavailable), // statement timeout
             ("23505", ErrorClass::Data),        // unique violation
             ("23514", ErrorClass::Data),        // check violation
             ("22001", ErrorClass::Data),        // value too long

@@ -518,6 +518,9 @@ pub async fn deliver(
     Ok(())
 }
 
+/// How much longer than the exchange's own statement timeout the agent waits for an answer.
+const STATEMENT_GRACE: Duration = Duration::from_secs(30);
+
 /// Write one batch; the exchange isolates and returns the rows it refuses. A lock conflict
 /// (deadlock, serialization failure) rolls the batch back and it is tried again at once, up
 /// to five times.
@@ -552,9 +555,29 @@ async fn write_retrying(
         tombstone: (unconditional && plan.deletes == DeleteMode::Tombstone)
             .then_some(tombstone_cols.as_slice()),
     };
+    // The exchange cancels a statement past its `statement_timeout`; this guards against a
+    // connection gone silent, where no cancellation can arrive.
+    let limit = ctx.cfg.exchange.db.statement_timeout;
+    let silent = || DbError::Query {
+        engine: ctx.target.engine(),
+        doing: "writing a batch".into(),
+        cause: format!(
+            "no answer from the exchange within {}",
+            humantime::format_duration(limit + STATEMENT_GRACE)
+        ),
+        code: None,
+        class: ErrorClass::Unavailable,
+    };
     let mut attempt = 0;
     loop {
-        match ctx.target.write(&write).await {
+        let written = if limit.is_zero() {
+            ctx.target.write(&write).await
+        } else {
+            tokio::time::timeout(limit + STATEMENT_GRACE, ctx.target.write(&write))
+                .await
+                .unwrap_or_else(|_| Err(silent()))
+        };
+        match written {
             Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
                 attempt += 1;
                 metrics::counter!(crate::metrics::RETRIES, "table" => plan.name.clone())
