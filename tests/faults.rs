@@ -423,6 +423,90 @@ async fn a_write_blocked_at_the_exchange_times_out_and_is_retried() {
     tgt.drop().await;
 }
 
+/// A serialization failure at the exchange: its sessions run at REPEATABLE READ, and another
+/// session updates a row the batch is about to replace and commits while the batch waits
+/// for it. The batch is rolled back and tried again at once, and nothing is lost.
+#[tokio::test]
+async fn a_serialization_failure_at_the_exchange_is_retried_at_once() {
+    let src = PgDb::new("serial").await;
+    let tgt = PgDb::new("serial").await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0, updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(
+        "INSERT INTO t (id, v, updated_at) SELECT g, 'row ' || g, '2026-03-01'::timestamp + g * interval '1 s' \
+         FROM generate_series(1, 20) g",
+    )
+    .await;
+    tgt.exec("INSERT INTO t (id, v, updated_at) VALUES (1, 'old', '2026-01-01')")
+        .await;
+    common::pg_admin(&format!(
+        "ALTER DATABASE \"{}\" SET default_transaction_isolation TO 'repeatable read'",
+        tgt.name
+    ))
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let mut other = sqlx::PgConnection::connect(&tgt.url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut other)
+        .await
+        .expect("begin");
+    sqlx::query("UPDATE t SET n = n + 1 WHERE id = 1")
+        .execute(&mut other)
+        .await
+        .expect("update");
+    let child = spawn_run(&agent);
+    wait_for(
+        "the batch waiting for the other session's row",
+        Duration::from_secs(30),
+        async || {
+            tgt.scalar_i64(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
+                tgt.name
+            ))
+            .await
+                == 1
+        },
+    )
+    .await;
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("commit");
+    wait_for(
+        "every row at the exchange",
+        Duration::from_secs(20),
+        async || {
+            tgt.scalar_i64("SELECT count(*) FROM t WHERE v LIKE 'row %'")
+                .await
+                == 20
+        },
+    )
+    .await;
+    assert_eq!(src.rows(CHECKSUM).await, tgt.rows(CHECKSUM).await);
+    signal(&child, "-TERM");
+    let (code, log) = exit_of(child, Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("lock conflict at the exchange, trying again"),
+        "{log}"
+    );
+    assert!(log.contains("could not serialize access"), "{log}");
+    assert!(
+        !log.contains("ERROR"),
+        "the cycle itself did not fail: {log}"
+    );
+    drop(other);
+    src.drop().await;
+    tgt.drop().await;
+}
+
 /// Ledger rows of the agent's state store: (status, rows).
 async fn ledger(agent: &Agent) -> Vec<(String, i64)> {
     let path = agent.dir.path().join("state/state.db");
