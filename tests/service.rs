@@ -1,5 +1,6 @@
-//! The service: full resync by SIGUSR1 and by `resync --table`, a resync that resumes after a
-//! crash, SIGHUP reloads, LISTEN/NOTIFY wake-ups, one daemon per state directory, and the
+//! The service: full resync by SIGUSR1 and by `resync --table` (other tables keep their
+//! schedules meanwhile; a progress bar on a terminal), a resync that resumes after a crash,
+//! SIGHUP reloads, LISTEN/NOTIFY wake-ups, one daemon per state directory, and the
 //! systemd unit and Debian package.
 
 mod common;
@@ -149,7 +150,7 @@ async fn a_resync_killed_midway_resumes_from_its_last_chunk() {
     let mut chunks_at_kill = 0;
     wait_for(
         "ten chunks of the resync",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         async || {
             let s = agent.status_json();
             chunks_at_kill = s["tables"][0]["resync"]["chunks"].as_i64().unwrap_or(0);
@@ -571,6 +572,199 @@ async fn systemd_hears_ready_status_watchdog_and_stopping() {
     }
     assert!(heard.contains("STOPPING=1"), "{heard}");
     assert_eq!(child.wait().expect("wait").code(), Some(0));
+    src.drop().await;
+    tgt.drop().await;
+}
+
+/// The resync figures of one table in `status --json`.
+fn resync_of(status: &serde_json::Value, table: &str) -> serde_json::Value {
+    status["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["table"] == table))
+        .map(|t| t["resync"].clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn other_tables_keep_their_schedules_during_a_full_resync() {
+    let (src, tgt) = tables().await;
+    let small = "CREATE TABLE s (id int PRIMARY KEY, v text)";
+    src.exec(small).await;
+    tgt.exec(small).await;
+    src.exec("INSERT INTO t SELECT g, md5(g::text), '2026-01-01'::timestamp + g * interval '1 ms' FROM generate_series(1, 100000) g").await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"weekly@sun 03:00\"\nbatch_size = 500\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
+         \n[[table]]\nsource = \"s\"\nschedule = \"every:1s\"\nwatermark = {{ kind = \"key\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    src.exec("INSERT INTO s VALUES (1, 'before the resync')")
+        .await;
+    wait_for(
+        "the small table's first row",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM s").await == 1,
+    )
+    .await;
+
+    let asked = Instant::now();
+    agent.ok(&["resync", "--table", "t"]);
+    wait_for(
+        "the resync of t under way",
+        Duration::from_secs(20),
+        async || {
+            let r = resync_of(&agent.status_json(), "t");
+            r["state"] == "running" && r["chunks"].as_i64().unwrap_or(0) >= 2
+        },
+    )
+    .await;
+    src.exec("INSERT INTO s SELECT g, 'during the resync' FROM generate_series(2, 11) g")
+        .await;
+    let inserted = Instant::now();
+    wait_for(
+        "the small table's rows during the resync",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM s").await == 11,
+    )
+    .await;
+    let arrived = inserted.elapsed();
+    // Running before the rows were inserted and still running after they arrived: they were
+    // exchanged while the resync ran, not after it.
+    let status = agent.status_json();
+    let during = resync_of(&status, "t");
+    assert_eq!(
+        during["state"], "running",
+        "the resync ended before the small table's rows arrived ({arrived:?}); \
+         make the big table bigger\n{status}"
+    );
+    assert!(
+        during["rows"].as_i64().is_some_and(|r| r < 100_000),
+        "{status}"
+    );
+
+    wait_for(
+        "the resync to finish",
+        Duration::from_secs(120),
+        async || resync_of(&agent.status_json(), "t")["state"] == "done",
+    )
+    .await;
+    let took = asked.elapsed();
+    assert!(equal(&src, &tgt).await);
+    // And the small table still runs after it.
+    src.exec("INSERT INTO s VALUES (12, 'after the resync')")
+        .await;
+    wait_for(
+        "the small table's row after the resync",
+        Duration::from_secs(20),
+        async || tgt.scalar_i64("SELECT count(*) FROM s").await == 12,
+    )
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let r = resync_of(&agent.status_json(), "t");
+    assert_eq!(r["rows"], 100_000, "{r}");
+    eprintln!(
+        "small table's rows arrived {arrived:?} after insertion, with {} of 100000 rows resynced; \
+         the resync took {took:?}",
+        during["rows"]
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn resync_without_a_daemon_draws_a_progress_bar_only_on_a_terminal() {
+    let Ok(script) = which("script") else {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    };
+    let (src, tgt) = tables().await;
+    src.exec("INSERT INTO t SELECT g, md5(g::text), '2026-01-01'::timestamp + g * interval '1 ms' FROM generate_series(1, 20000) g").await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nbatch_size = 500\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&src.url, &tgt.url)
+    ));
+
+    // Through pipes: no bar, only the summary.
+    let out = agent.run(&["resync", "--table", "t"]);
+    let piped = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{piped}");
+    assert!(
+        piped.contains("t: full resync done: 20000 row(s) sent"),
+        "{piped}"
+    );
+    assert!(
+        !piped.contains("/20000 rows") && !piped.contains('\x1b') && !piped.contains('\r'),
+        "a progress bar drawn into a pipe:\n{piped:?}"
+    );
+    assert!(equal(&src, &tgt).await);
+
+    // On a terminal (a pty from `script`): the bar, moving, then the same summary.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let cmd = format!(
+        "{} --config {} resync --table t",
+        quote(env!("CARGO_BIN_EXE_frontdb-agent")),
+        quote(&agent.config.display().to_string())
+    );
+    let started = Instant::now();
+    let out = std::process::Command::new(script)
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("FRONTDB_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{tty}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tty.contains("t: full resync done: 20000 row(s) sent"),
+        "{tty:?}"
+    );
+    // Every drawing of the bar: "t [=====>    ] 5000/20000 rows 25% (1s left)".
+    let drawn: Vec<u64> = tty
+        .match_indices("/20000 rows ")
+        .filter_map(|(at, _)| {
+            let before = &tty[..at];
+            let digits = before.len()
+                - before
+                    .chars()
+                    .rev()
+                    .take_while(char::is_ascii_digit)
+                    .count();
+            before[digits..].parse().ok()
+        })
+        .collect();
+    assert!(
+        !drawn.is_empty(),
+        "no progress bar on the terminal:\n{tty:?}"
+    );
+    assert!(
+        tty.contains("t [") && tty.contains('%'),
+        "not the bar's template:\n{tty:?}"
+    );
+    assert!(
+        drawn.iter().any(|&p| 0 < p && p < 20_000),
+        "the bar never showed the resync part way ({drawn:?}):\n{tty:?}"
+    );
+    assert!(
+        drawn.windows(2).all(|w| w[0] <= w[1]),
+        "the bar went backwards: {drawn:?}"
+    );
+    eprintln!(
+        "the bar was drawn {} time(s) in {:?}: {drawn:?}",
+        drawn.len(),
+        started.elapsed()
+    );
+    assert!(equal(&src, &tgt).await);
     src.drop().await;
     tgt.drop().await;
 }
