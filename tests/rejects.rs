@@ -176,7 +176,7 @@ async fn mariadb_error_tables_code_sets_and_the_mirror() {
     )
     .await;
     let agent = Agent::new(&format!(
-        "{}\n[feedback]\nkind = \"error_table\"\nconfirm = \"1s\"\nmirror_table = \"frontdb_reject\"\n\n\
+        "{}\n[feedback]\nkind = \"error_table\"\nconfirm = \"2s\"\nmirror_table = \"frontdb_reject\"\n\n\
          [[table]]\nsource = \"up_c\"\ntarget = \"jg_c\"\nfeedback_table = \"dn_c_error\"\n\
          watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
          rules = [ {{ id = \"FORM\", column = \"form\", check = \"codeset\", table = \"code_check_form\", message = \"检查形式不在代码集中\" }} ]\n",
@@ -231,7 +231,33 @@ async fn mariadb_error_tables_code_sets_and_the_mirror() {
         .await;
     let out = agent.ok(&["once"]);
     assert!(out.contains("up_c: 2 row(s) sent"), "{out}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(out.contains("0 cleared"), "{out}");
+    // Re-sent after the correction: resubmitted, in the ledger and in the mirror, until the
+    // confirmation window has passed.
+    let list = rejects(&agent, &[]);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|r| r["state"] == "resubmitted"), "{list:?}");
+    assert!(
+        list.iter().all(|r| r["resubmitted"].is_string()),
+        "{list:?}"
+    );
+    assert_eq!(
+        src.rows("SELECT record_key, state FROM frontdb_reject ORDER BY record_key")
+            .await,
+        vec![
+            vec![Some("2".into()), Some("resubmitted".into())],
+            vec![Some("3".into()), Some("resubmitted".into())],
+        ]
+    );
+    assert_eq!(
+        tgt.rows("SELECT form, name FROM jg_c WHERE id IN (2, 3) ORDER BY id")
+            .await,
+        vec![
+            vec![Some("02".into()), Some("乙".into())],
+            vec![Some("02".into()), Some("丙（规范）".into())],
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let out = agent.ok(&["once"]);
     assert!(out.contains("2 cleared"), "{out}");
     assert_eq!(
@@ -243,6 +269,31 @@ async fn mariadb_error_tables_code_sets_and_the_mirror() {
         ]
     );
     assert_eq!(tgt.scalar_i64("SELECT COUNT(*) FROM jg_c").await, 4);
+    // The province rejects the corrected row 3 again: open again, in the mirror too.
+    tgt.exec(
+        "INSERT INTO dn_c_error VALUES (3, '名称仍不规范', '2026-11-04 08:00:00', '2026110400001')",
+    )
+    .await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("feedback: 1 rejection(s) read"), "{out}");
+    let list = rejects(&agent, &["--state", "open"]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["key"], "3");
+    assert_eq!(list[0]["reasons"][0], "名称仍不规范");
+    assert_eq!(list[0]["batch_id"], "2026110400001");
+    let shown = agent.ok(&["rejects", "show", &list[0]["id"].to_string()]);
+    assert!(
+        shown.contains("rejected by the province again: 名称仍不规范"),
+        "{shown}"
+    );
+    assert_eq!(
+        src.rows("SELECT record_key, state FROM frontdb_reject ORDER BY record_key")
+            .await,
+        vec![
+            vec![Some("2".into()), Some("cleared".into())],
+            vec![Some("3".into()), Some("open".into())],
+        ]
+    );
     src.drop().await;
     tgt.drop().await;
 }
@@ -259,7 +310,8 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
     .await;
     src.exec(
         "INSERT INTO up_p VALUES (1, '34052419800101001X', '2026-11-01 00:00:01'), \
-         (2, '11010519491231002X', '2026-11-01 00:00:02'), (3, '34052419800101001X', '2026-11-01 00:00:03')",
+         (2, '11010519491231002X', '2026-11-01 00:00:02'), (3, '34052419800101001X', '2026-11-01 00:00:03'), \
+         (4, '340524198002310010', '2026-11-01 00:00:04')",
     )
     .await;
     let agent = Agent::new(&format!(
@@ -270,8 +322,25 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
     ));
     let out = agent.ok(&["once"]);
     assert!(
-        out.contains("up_p: 3 row(s) sent, 0 deleted, 0 quarantined"),
+        out.contains("up_p: 3 row(s) sent, 0 deleted, 1 quarantined"),
         "{out}"
+    );
+    // Row 4 (born on 31 February) fails the local rule: not sent, so it has no flag to set.
+    assert_eq!(
+        tgt.rows("SELECT CAST(id AS CHAR), CAST(sync_sign AS CHAR) FROM jg_p ORDER BY id")
+            .await,
+        [("1", "0"), ("2", "0"), ("3", "0")]
+            .iter()
+            .map(|(a, b)| vec![Some(a.to_string()), Some(b.to_string())])
+            .collect::<Vec<_>>()
+    );
+    let r4 = by_key(&rejects(&agent, &[]), "4").clone();
+    assert_eq!(r4["origin"], "rule");
+    assert!(
+        r4["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("[R1] id_no: ") && r.contains("340524198002310010")),
+        "{r4}"
     );
     // The province marks two exchange rows as failed.
     tgt.exec(
@@ -283,7 +352,9 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
     // Read again (the flag is still 9): nothing new in the history.
     agent.ok(&["once"]);
     let list = rejects(&agent, &["--state", "open"]);
-    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(by_key(&list, "2")["origin"], "province");
+    assert_eq!(by_key(&list, "2")["reasons"][0], "证件号码与姓名不符");
     let r2 = by_key(&list, "2").clone();
     let shown = agent.ok(&["rejects", "show", &r2["id"].to_string(), "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
@@ -293,18 +364,46 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
         "{shown}"
     );
 
-    // Row 2 is corrected at the source; row 3 was right all along: it is sent again on request.
+    // Rows 2 and 4 are corrected at the source; row 3 was right all along: it is sent again
+    // on request.
     src.exec(
-        "UPDATE up_p SET id_no = '34052419800101001X', updated_at = '2026-11-05' WHERE id = 2",
+        "UPDATE up_p SET id_no = '34052419800101001X', updated_at = '2026-11-05' WHERE id = 2; \
+         UPDATE up_p SET id_no = '11010519491231002X', updated_at = '2026-11-05' WHERE id = 4",
     )
     .await;
     let out = agent.ok(&["once"]);
-    assert!(out.contains("up_p: 1 row(s) sent"), "{out}");
+    assert!(
+        out.contains("up_p: 2 row(s) sent, 0 deleted, 0 quarantined"),
+        "{out}"
+    );
     assert_eq!(
-        tgt.rows("SELECT CAST(sync_sign AS CHAR), sync_error_desc FROM jg_p WHERE id = 2")
-            .await,
-        vec![vec![Some("0".into()), None]],
-        "re-sent rows are marked for the province to check again"
+        tgt.rows(
+            "SELECT CAST(id AS CHAR), id_no, CAST(sync_sign AS CHAR), sync_error_desc FROM jg_p \
+             WHERE id IN (2, 4) ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![
+                Some("2".into()),
+                Some("34052419800101001X".into()),
+                Some("0".into()),
+                None
+            ],
+            vec![
+                Some("4".into()),
+                Some("11010519491231002X".into()),
+                Some("0".into()),
+                None
+            ],
+        ],
+        "corrected rows land, marked for the province to check again"
+    );
+    assert_eq!(
+        rejects(&agent, &["--state", "resubmitted"])
+            .iter()
+            .map(|r| r["key"].as_str().unwrap_or_default())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["2", "4"].into_iter().collect()
     );
     let r3 = by_key(&list, "3")["id"].to_string();
     let out = agent.ok(&["rejects", "resubmit", &r3]);
@@ -325,12 +424,125 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let out = agent.ok(&["once"]);
     assert!(
-        out.contains("feedback: 0 rejection(s) read from the province, 2 cleared"),
+        out.contains("feedback: 0 rejection(s) read from the province, 3 cleared"),
         "{out}"
     );
     // `resubmit` needs to be told which.
     let out = agent.run(&["rejects", "resubmit"]);
     assert_eq!(out.status.code(), Some(2));
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn mariadb_extraction_flags_at_the_source_and_province_flags_at_the_exchange() {
+    let src = MyDb::new("rejflag2").await;
+    let tgt = MyDb::new("rejflag2").await;
+    // The convention on both sides: the source's extraction flag (0 new, 1 exchanged, 9
+    // failed, with the reason), the province's status flag in the exchange rows.
+    src.exec(
+        "CREATE TABLE up_p (id int PRIMARY KEY, id_no varchar(18), \
+         sync_sign tinyint(1) NOT NULL DEFAULT 0, sync_error_desc varchar(200), KEY (sync_sign)); \
+         INSERT INTO up_p (id, id_no) VALUES (1, '34052419800101001X'), (2, '11010519491231002X'), \
+         (3, '110105194912310029')",
+    )
+    .await;
+    tgt.exec(
+        "CREATE TABLE jg_p (id int PRIMARY KEY, id_no varchar(18), \
+         sync_sign tinyint NOT NULL DEFAULT 0, sync_error_desc varchar(200), KEY (sync_sign))",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[feedback]\nkind = \"flag\"\nconfirm = \"2s\"\n\n[[table]]\nsource = \"up_p\"\ntarget = \"jg_p\"\n\
+         watermark = {{ kind = \"flag\", column = \"sync_sign\", error_column = \"sync_error_desc\" }}\n\
+         rules = [ {{ id = \"SFZ\", column = \"id_no\", check = \"id_number\", message = \"身份证号码校验位错误\" }} ]\n",
+        header(&src.url, &tgt.url)
+    ));
+    let flags = async || {
+        src.rows(
+            "SELECT CAST(id AS CHAR), CAST(sync_sign AS CHAR), sync_error_desc FROM up_p ORDER BY id",
+        )
+        .await
+    };
+    let out = agent.ok(&["once"]);
+    assert!(
+        out.contains("up_p: 2 row(s) sent, 0 deleted, 1 quarantined"),
+        "{out}"
+    );
+    // Row 3 fails the rule: not sent; its source flag is 9 with the rule's message.
+    let f = flags().await;
+    assert_eq!(f[0], vec![Some("1".into()), Some("1".into()), None]);
+    assert_eq!(f[1], vec![Some("2".into()), Some("1".into()), None]);
+    assert_eq!(f[2][1].as_deref(), Some("9"));
+    let why = f[2][2].clone().unwrap_or_default();
+    assert!(
+        why.starts_with("[SFZ] id_no: 身份证号码校验位错误") && why.contains("110105194912310029"),
+        "{why}"
+    );
+    assert_eq!(
+        tgt.rows("SELECT CAST(id AS CHAR), CAST(sync_sign AS CHAR) FROM jg_p ORDER BY id")
+            .await,
+        vec![
+            vec![Some("1".into()), Some("0".into())],
+            vec![Some("2".into()), Some("0".into())],
+        ]
+    );
+
+    // The province fails row 2 in the exchange table.
+    tgt.exec("UPDATE jg_p SET sync_sign = 9, sync_error_desc = '证件号码已注销' WHERE id = 2")
+        .await;
+    let out = agent.ok(&["once"]);
+    assert!(
+        out.contains("up_p: 0 row(s) sent, 0 deleted, 0 quarantined"),
+        "{out}"
+    );
+    assert!(out.contains("feedback: 1 rejection(s) read"), "{out}");
+    let list = rejects(&agent, &["--state", "open"]);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(by_key(&list, "2")["origin"], "province");
+    assert_eq!(by_key(&list, "2")["reasons"][0], "证件号码已注销");
+    assert_eq!(by_key(&list, "3")["origin"], "rule");
+    assert_eq!(agent.status_json()["tables"][0]["open_rejects"], 2);
+
+    // The business system corrects both rows and marks them pending again.
+    src.exec(
+        "UPDATE up_p SET id_no = '34052419800101001X', sync_sign = 0 WHERE id = 2; \
+         UPDATE up_p SET id_no = '11010519491231002X', sync_sign = 0, sync_error_desc = NULL WHERE id = 3",
+    )
+    .await;
+    let out = agent.ok(&["once"]);
+    assert!(
+        out.contains("up_p: 2 row(s) sent, 0 deleted, 0 quarantined"),
+        "{out}"
+    );
+    assert!(out.contains("feedback: 0 rejection(s) read"), "{out}");
+    assert_eq!(
+        tgt.rows(
+            "SELECT CAST(id AS CHAR), id_no, CAST(sync_sign AS CHAR), sync_error_desc FROM jg_p ORDER BY id"
+        )
+        .await,
+        src.rows(
+            "SELECT CAST(id AS CHAR), id_no, '0', NULL FROM up_p ORDER BY id"
+        )
+        .await,
+        "both corrections land, marked for the province to check"
+    );
+    assert_eq!(
+        src.scalar_i64(
+            "SELECT COUNT(*) FROM up_p WHERE sync_sign <> 1 OR sync_error_desc IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let list = rejects(&agent, &[]);
+    assert!(list.iter().all(|r| r["state"] == "resubmitted"), "{list:?}");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let out = agent.ok(&["once"]);
+    assert!(
+        out.contains("feedback: 0 rejection(s) read from the province, 2 cleared"),
+        "{out}"
+    );
+    assert_eq!(agent.status_json()["tables"][0]["open_rejects"], 0);
     src.drop().await;
     tgt.drop().await;
 }
