@@ -72,8 +72,9 @@ async fn postgres_rule_and_province_rejections_are_corrected_resubmitted_and_cle
 
     // The province rejects row 4 through its rejection table.
     tgt.exec(
-        "INSERT INTO exchange_reject (table_name, record_key, batch_id, error_code, error_message) \
-         VALUES ('jg_action', '4', 'B1', 'E102', '检查结果代码不在代码集中'), ('some_other_table', '1', NULL, 'E1', 'x')",
+        "INSERT INTO exchange_reject (table_name, record_key, batch_id, error_code, error_message, rejected_at) \
+         VALUES ('jg_action', '4', 'B1', 'E102', '检查结果代码不在代码集中', '2026-11-21 08:30:00+00'), \
+         ('some_other_table', '1', NULL, 'E1', 'x', now())",
     )
     .await;
     let out = agent.ok(&["once"]);
@@ -102,6 +103,11 @@ async fn postgres_rule_and_province_rejections_are_corrected_resubmitted_and_cle
     let shown = agent.ok(&["rejects", "show", &r4["id"].to_string()]);
     assert!(
         shown.contains("rejected by the province: [E102] 检查结果代码不在代码集中"),
+        "{shown}"
+    );
+    // When the province rejected it, as its rejection table says.
+    assert!(
+        shown.contains("(rejected by the province at 2026-11-21 08:30:00"),
         "{shown}"
     );
     assert!(shown.contains("name = 企业4"), "{shown}");

@@ -21,7 +21,9 @@ use crate::value::{Value, key_text};
 const PAGE: usize = 1000;
 
 /// A rejection found: the source key values, the reasons, the batch it named.
-type Found = (Vec<Value>, Vec<String>, Option<String>);
+/// A rejection read back: source key, reasons, batch id and, where the province gives it,
+/// when it rejected the row.
+type Found = (Vec<Value>, Vec<String>, Option<String>, Option<String>);
 
 /// What one feedback pass found.
 #[derive(Debug, Default)]
@@ -112,13 +114,13 @@ async fn record(
     found: Vec<Found>,
     report: &mut Report,
 ) -> Result<(), JobError> {
-    let keys: Vec<Vec<Value>> = found.iter().map(|(k, _, _)| k.clone()).collect();
+    let keys: Vec<Vec<Value>> = found.iter().map(|(k, ..)| k.clone()).collect();
     let rows: HashMap<String, ReadRow> = job::rows_by_key(ctx, plan, &keys)
         .await?
         .into_iter()
         .map(|r| (job::rkey_of(plan, &r.values), r))
         .collect();
-    for (key, reasons, batch) in found {
+    for (key, reasons, batch, at) in found {
         let rkey = key_text(&key.iter().collect::<Vec<_>>());
         let reject = match rows.get(&rkey) {
             Some(row) => job::batch::reject(plan, &rkey, &row.values, "province", reasons),
@@ -132,7 +134,12 @@ async fn record(
             },
         };
         ctx.state
-            .province_reject(&plan.name, &reject, batch.as_deref())
+            .province_reject(
+                &plan.name,
+                &reject,
+                batch.as_deref(),
+                at.as_deref().filter(|a| !a.is_empty()),
+            )
             .await
             .map_err(state_err)?;
         metrics::counter!(crate::metrics::ROWS_REJECTED, "table" => plan.name.clone()).increment(1);
@@ -186,6 +193,7 @@ async fn from_table(ctx: &Ctx, plans: &mut Plans, report: &mut Report) -> Result
         column(&schema, &c.batch_id)?,
         column(&schema, &c.error_code)?,
         column(&schema, &c.error_message)?,
+        column(&schema, &c.rejected_at)?,
     ];
     let mut last: Option<Value> = match ctx.state.meta("feedback:table").await.map_err(state_err)? {
         Some(j) => serde_json::from_str(&j).ok(),
@@ -247,7 +255,7 @@ async fn from_table(ctx: &Ctx, plans: &mut Plans, report: &mut Report) -> Result
             by_table
                 .entry(spec.name.clone())
                 .or_default()
-                .push((key, vec![reason], batch));
+                .push((key, vec![reason], batch, Some(text(r.values.get(6)))));
         }
         for (name, found) in by_table {
             if let Some(spec) = ctx.cfg.tables.iter().find(|t| t.name == name) {
@@ -363,7 +371,7 @@ async fn from_error_table(
                     .as_ref()
                     .map(|_| text(r.values.get(nk + 1)))
                     .filter(|b| !b.is_empty());
-                (key, vec![reason], batch)
+                (key, vec![reason], batch, None)
             })
             .collect();
         record(ctx, &p, found, report).await?;
@@ -436,6 +444,7 @@ async fn from_flags(
                     source_key(ctx, &p, &r.values[..nk]),
                     vec![text(r.values.get(nk))],
                     None,
+                    None,
                 )
             })
             .collect();
@@ -479,6 +488,7 @@ pub async fn check(
                         &c.batch_id,
                         &c.error_code,
                         &c.error_message,
+                        &c.rejected_at,
                     ],
                 );
                 if missing.is_empty() {

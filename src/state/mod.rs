@@ -662,7 +662,7 @@ mod tests {
             reasons: vec!["[E01] 统一社会信用代码错误".into()],
             ..rejects[0].clone()
         };
-        st.province_reject("t", &again, None)
+        st.province_reject("t", &again, None, None)
             .await
             .expect("reject again");
         let (r, history) = st.reject(open[0].id).await.expect("reject").expect("found");
@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(history.len(), 4, "{history:?}");
         assert_eq!(history[3].event, "rejected by the province again");
         // The same rejection read once more changes nothing.
-        st.province_reject("t", &again, None)
+        st.province_reject("t", &again, None, None)
             .await
             .expect("same again");
         assert_eq!(

@@ -50,7 +50,7 @@ pub(super) async fn quarantine(
     now: &str,
 ) -> Result<(), sqlx::Error> {
     for r in rejects {
-        upsert(tx, table, r, batch_id, now).await?;
+        upsert(tx, table, r, batch_id, now, None).await?;
     }
     Ok(())
 }
@@ -62,6 +62,7 @@ async fn upsert(
     r: &Reject,
     batch_id: Option<&str>,
     now: &str,
+    province_at: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let reasons = serde_json::to_string(&r.reasons).unwrap_or_default();
     let before: Option<(i64, String, String)> =
@@ -96,7 +97,10 @@ async fn upsert(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    let detail = r.reasons.join("; ");
+    let mut detail = r.reasons.join("; ");
+    if let Some(at) = province_at {
+        detail = format!("{detail} (rejected by the province at {at})");
+    }
     match before {
         None => event(tx, id, now, opened(r.origin), Some(&detail)).await,
         Some((_, state, _)) if state != "open" => {
@@ -169,11 +173,12 @@ impl State {
         table: &str,
         r: &Reject,
         batch_id: Option<&str>,
+        province_at: Option<&str>,
     ) -> Result<(), StateError> {
         let e = q("recording a rejection from the province");
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await.map_err(&e)?;
-        upsert(&mut tx, table, r, batch_id, &now)
+        upsert(&mut tx, table, r, batch_id, &now, province_at)
             .await
             .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
