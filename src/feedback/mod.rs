@@ -252,10 +252,12 @@ async fn from_table(ctx: &Ctx, plans: &mut Plans, report: &mut Report) -> Result
                 format!("[{code}] {msg}")
             };
             let batch = Some(text(r.values.get(3))).filter(|b| !b.is_empty());
-            by_table
-                .entry(spec.name.clone())
-                .or_default()
-                .push((key, vec![reason], batch, Some(text(r.values.get(6)))));
+            by_table.entry(spec.name.clone()).or_default().push((
+                key,
+                vec![reason],
+                batch,
+                Some(text(r.values.get(6))),
+            ));
         }
         for (name, found) in by_table {
             if let Some(spec) = ctx.cfg.tables.iter().find(|t| t.name == name) {
