@@ -264,12 +264,64 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     out
 }
 
+/// Deliver one batch: check and map it, write it, and commit after the acknowledgement.
 pub async fn deliver(
+    ctx: &Ctx,
+    plan: &Plan,
+    b: Batch<'_>,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    let p = prepare(ctx, plan, b, report).await?;
+    finish(ctx, plan, launch(ctx, plan, p), report).await
+}
+
+/// A batch checked and mapped, not yet written.
+pub struct Prepared {
+    unconditional: bool,
+    rejects: Vec<Reject>,
+    digests: Vec<DigestEntry>,
+    flag_failed: Vec<(Vec<Value>, String)>,
+    newest: Option<DateTime<Utc>>,
+    new_wm: Option<Watermark>,
+    prune_before: Option<String>,
+    resync_key: Option<String>,
+    why: &'static str,
+    /// The batch id, and the rows to write (exchange values taken out of `ups`).
+    send: Option<Send>,
+    started: std::time::Instant,
+}
+
+struct Send {
+    id: String,
+    ups: Vec<Out>,
+    dels: Vec<Out>,
+    rows: Vec<Vec<Value>>,
+    del_rows: Vec<Vec<Value>>,
+}
+
+/// What a write task gives back: the outcome and the rows it wrote.
+type Written = (
+    Result<Vec<Refused>, DbError>,
+    Vec<Vec<Value>>,
+    Vec<Vec<Value>>,
+);
+
+/// A batch whose write runs in a task of its own, so that the next batch can be checked
+/// and mapped meanwhile. Dropped before [`finish`], the write is stopped (its transaction
+/// never commits; the batch is sent again later under the same id).
+pub struct InFlight {
+    p: Prepared,
+    write: Option<(tokio::task::JoinHandle<Written>, super::AbortOnDrop)>,
+    writing: std::time::Instant,
+}
+
+/// Classify and map the rows read, and record the batch as being sent.
+pub async fn prepare(
     ctx: &Ctx,
     plan: &Plan,
     mut b: Batch<'_>,
     report: &mut CycleReport,
-) -> Result<(), JobError> {
+) -> Result<Prepared, JobError> {
     let tz = &ctx.cfg.agent.tz;
     // Keys gone from the source are deleted whatever the stored version: a batch carries
     // either those or rows read, never both.
@@ -277,7 +329,6 @@ pub async fn deliver(
     debug_assert!(!unconditional || b.rows.is_empty());
     let tombstones = unconditional && plan.deletes == DeleteMode::Tombstone;
     let started = std::time::Instant::now();
-    let mut took = [0f64; 4];
     let Sorted {
         pending,
         mut rejects,
@@ -290,11 +341,7 @@ pub async fn deliver(
     };
     let wm_from = b.from.as_ref().map(Watermark::to_json);
     let wm_to = b.to.as_ref().map(Watermark::to_json);
-    let mut delivered = Vec::new();
-    let mut dropped = Vec::new();
-    let mut flag_done: Vec<Vec<Value>> = Vec::new();
-    let (mut sent, mut deleted) = (0u64, 0u64);
-    let mut batch = None;
+    let mut send = None;
     if !pending.is_empty() {
         let id = batch_id(
             &ctx.cfg.agent.id,
@@ -308,7 +355,6 @@ pub async fn deliver(
             pending.len(),
         );
         // A batch sent again (after a crash) keeps its batch number.
-        took[0] = started.elapsed().as_secs_f64();
         let cd_batch = match ctx.state.cd_batch_of(&id).await.map_err(st)? {
             Some(c) => c,
             None => {
@@ -388,79 +434,160 @@ pub async fn deliver(
                 .map(|o| std::mem::take(&mut o.values))
                 .collect();
             let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
-            let writing = std::time::Instant::now();
-            took[1] = started.elapsed().as_secs_f64();
-            let span = tracing::info_span!(
-                "batch",
-                id = %id,
-                rows = rows.len(),
-                deletes = del_rows.len()
-            );
-            let written = write_retrying(ctx, plan, &rows, &del_rows, unconditional)
-                .instrument(span)
-                .await;
-            metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
-                .record(writing.elapsed().as_secs_f64());
-            let refused = match written {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = ctx.state.batch_failed(&id, &e.to_string()).await;
-                    return Err(JobError::db(&plan.name, "delivering to the exchange", e));
-                }
-            };
-            let mut refused_ups: HashMap<usize, String> = HashMap::new();
-            let mut refused_dels: HashMap<usize, String> = HashMap::new();
-            for (is_delete, i, msg) in refused {
-                if is_delete {
-                    refused_dels.insert(i, msg)
-                } else {
-                    refused_ups.insert(i, msg)
-                };
+            send = Some(Send {
+                id,
+                ups,
+                dels,
+                rows,
+                del_rows,
+            });
+        }
+    }
+    Ok(Prepared {
+        unconditional,
+        rejects,
+        digests,
+        flag_failed,
+        newest,
+        new_wm: b.new_wm,
+        prune_before: b.prune_before,
+        resync_key: b.resync_key,
+        why: b.why,
+        send,
+        started,
+    })
+}
+
+/// Start writing a prepared batch in a task of its own.
+pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
+    let writing = std::time::Instant::now();
+    let write = p.send.as_mut().map(|s| {
+        let w = OwnedWrite::new(ctx, plan, p.unconditional);
+        let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
+        let span = tracing::info_span!(
+            "batch",
+            id = %s.id,
+            rows = rows.len(),
+            deletes = dels.len()
+        );
+        let task = tokio::spawn(
+            async move {
+                let r = w.write(&rows, &dels).await;
+                (r, rows, dels)
             }
-            for (is_delete, list, refused) in
-                [(false, ups, &refused_ups), (true, dels, &refused_dels)]
-            {
-                for (i, o) in list.into_iter().enumerate() {
-                    match (refused.get(&i), o.src) {
-                        (Some(msg), src) => {
-                            let reason = format!("the exchange refused the row: {msg}");
-                            if let (Some(v), Some(_)) = (&src, &plan.flag) {
-                                flag_failed.push((v.clone(), reason.clone()));
-                            }
-                            let r = match &src {
-                                Some(v) => reject(plan, &o.rkey, v, "target", vec![reason]),
-                                None => Reject {
-                                    rkey: o.rkey.clone(),
-                                    kvals: serde_json::to_string(&o.values).unwrap_or_default(),
-                                    origin: "target",
-                                    reasons: vec![reason],
-                                    row_json: "{}".into(),
-                                    digest: None,
-                                },
-                            };
-                            rejects.push(r);
+            .instrument(span),
+        );
+        let guard = super::AbortOnDrop(task.abort_handle());
+        (task, guard)
+    });
+    InFlight { p, write, writing }
+}
+
+/// Wait for the write, quarantine what the exchange refused, and commit the batch with its
+/// watermark.
+pub async fn finish(
+    ctx: &Ctx,
+    plan: &Plan,
+    f: InFlight,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    let InFlight { p, write, writing } = f;
+    let Prepared {
+        mut rejects,
+        digests,
+        mut flag_failed,
+        newest,
+        new_wm,
+        prune_before,
+        resync_key,
+        why,
+        send,
+        started,
+        ..
+    } = p;
+    let mut delivered = Vec::new();
+    let mut dropped = Vec::new();
+    let mut flag_done: Vec<Vec<Value>> = Vec::new();
+    let (mut sent, mut deleted) = (0u64, 0u64);
+    let mut batch = None;
+    if let (Some(s), Some((task, guard))) = (send, write) {
+        let joined = task.await;
+        drop(guard);
+        let written = match joined {
+            Ok((r, rows, dels)) => r.map(|refused| (refused, rows, dels)),
+            Err(e) => {
+                return Err(JobError::new(
+                    &plan.name,
+                    "delivering to the exchange",
+                    e.to_string(),
+                ));
+            }
+        };
+        metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
+            .record(writing.elapsed().as_secs_f64());
+        let (refused, _rows, del_rows) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = ctx.state.batch_failed(&s.id, &e.to_string()).await;
+                return Err(JobError::db(&plan.name, "delivering to the exchange", e));
+            }
+        };
+        let mut refused_ups: HashMap<usize, String> = HashMap::new();
+        let mut refused_dels: HashMap<usize, String> = HashMap::new();
+        for (is_delete, i, msg) in refused {
+            if is_delete {
+                refused_dels.insert(i, msg)
+            } else {
+                refused_ups.insert(i, msg)
+            };
+        }
+        let mut dels = s.dels;
+        for (o, v) in dels.iter_mut().zip(del_rows) {
+            o.values = v;
+        }
+        for (is_delete, list, refused) in
+            [(false, s.ups, &refused_ups), (true, dels, &refused_dels)]
+        {
+            for (i, o) in list.into_iter().enumerate() {
+                match (refused.get(&i), o.src) {
+                    (Some(msg), src) => {
+                        let reason = format!("the exchange refused the row: {msg}");
+                        if let (Some(v), Some(_)) = (&src, &plan.flag) {
+                            flag_failed.push((v.clone(), reason.clone()));
                         }
-                        (None, src) => {
-                            if let (Some(v), Some(_)) = (src, &plan.flag) {
-                                flag_done.push(v);
-                            }
-                            if is_delete {
-                                deleted += 1;
-                            } else {
-                                sent += 1;
-                            }
-                            if is_delete && !o.rkey.is_empty() && plan.mode == Mode::Digest {
-                                dropped.push(o.rkey);
-                            } else {
-                                delivered.push(o.rkey);
-                            }
+                        let r = match &src {
+                            Some(v) => reject(plan, &o.rkey, v, "target", vec![reason]),
+                            None => Reject {
+                                rkey: o.rkey.clone(),
+                                kvals: serde_json::to_string(&o.values).unwrap_or_default(),
+                                origin: "target",
+                                reasons: vec![reason],
+                                row_json: "{}".into(),
+                                digest: None,
+                            },
+                        };
+                        rejects.push(r);
+                    }
+                    (None, src) => {
+                        if let (Some(v), Some(_)) = (src, &plan.flag) {
+                            flag_done.push(v);
+                        }
+                        if is_delete {
+                            deleted += 1;
+                        } else {
+                            sent += 1;
+                        }
+                        if is_delete && !o.rkey.is_empty() && plan.mode == Mode::Digest {
+                            dropped.push(o.rkey);
+                        } else {
+                            delivered.push(o.rkey);
                         }
                     }
                 }
             }
-            tracing::info!(table = %plan.name, batch = %id, rows = sent, deletes = deleted, rejected = rejects.len(), "batch delivered");
-            batch = Some(id);
         }
+        tracing::info!(table = %plan.name, batch = %s.id, rows = sent, deletes = deleted, rejected = rejects.len(), "batch delivered");
+        batch = Some(s.id);
     }
 
     if let Some(flag) = &plan.flag {
@@ -470,39 +597,37 @@ pub async fn deliver(
         && rejects.is_empty()
         && digests.is_empty()
         && dropped.is_empty()
-        && b.new_wm.is_none()
+        && new_wm.is_none()
     {
         return Ok(());
     }
     let commit = Commit {
         table: &plan.name,
         batch_id: batch.as_deref(),
-        watermark: b.new_wm.as_ref(),
+        watermark: new_wm.as_ref(),
         rows: sent,
         deletes: deleted,
         rejected: rejects.len() as u64,
         newest_change: newest,
         digests: &digests,
         drop_digests: &dropped,
-        prune_before: b.prune_before.as_deref(),
+        prune_before: prune_before.as_deref(),
         rejects: &rejects,
         delivered: &delivered,
-        resync_key: b.resync_key.as_deref(),
-        resubmit_why: b.why,
+        resync_key: resync_key.as_deref(),
+        resubmit_why: why,
     };
-    took[2] = started.elapsed().as_secs_f64();
+    let committing = std::time::Instant::now();
     ctx.state
         .commit(&commit)
         .await
         .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
-    took[3] = started.elapsed().as_secs_f64();
     tracing::debug!(
         table = %plan.name,
-        "batch phases (s, cumulative): sorted {:.3}, ledger {:.3}, written {:.3}, committed {:.3}",
-        took[0],
-        took[1],
-        took[2],
-        took[3]
+        "batch phases (s): prepared and written {:.3} (written alone {:.3}), committed {:.3}",
+        committing.duration_since(started).as_secs_f64(),
+        committing.duration_since(writing).as_secs_f64(),
+        committing.elapsed().as_secs_f64(),
     );
     let label = || plan.name.clone();
     metrics::counter!(crate::metrics::ROWS_SENT, "table" => label()).increment(sent);
@@ -521,82 +646,110 @@ pub async fn deliver(
 /// How much longer than the exchange's own statement timeout the agent waits for an answer.
 const STATEMENT_GRACE: Duration = Duration::from_secs(30);
 
-/// Write one batch; the exchange isolates and returns the rows it refuses. A lock conflict
-/// (deadlock, serialization failure) rolls the batch back and it is tried again at once, up
-/// to five times.
-async fn write_retrying(
-    ctx: &Ctx,
-    plan: &Plan,
-    rows: &[Vec<Value>],
-    dels: &[Vec<Value>],
-    unconditional: bool,
-) -> Result<Vec<Refused>, DbError> {
-    let key_cols: Vec<Col> = plan.mapping.key_cols();
-    let tombstone_cols: Vec<Col> = plan
-        .tombstone
-        .iter()
-        .map(|&i| plan.mapping.columns[i].clone())
-        .collect();
-    let write = WriteBatch {
-        upsert: Upsert {
-            table: &plan.target,
-            columns: &plan.mapping.columns,
-            key: &plan.mapping.key,
+/// Everything a write needs, owned, so that it can run in a task of its own.
+struct OwnedWrite {
+    target: std::sync::Arc<crate::db::Db>,
+    name: String,
+    limit: Duration,
+    table: crate::db::ident::TableName,
+    columns: Vec<Col>,
+    key: Vec<usize>,
+    version: Option<usize>,
+    key_cols: Vec<Col>,
+    version_col: Option<Col>,
+    tombstone: Option<Vec<Col>>,
+}
+
+impl OwnedWrite {
+    fn new(ctx: &Ctx, plan: &Plan, unconditional: bool) -> Self {
+        OwnedWrite {
+            target: std::sync::Arc::clone(&ctx.target),
+            name: plan.name.clone(),
+            limit: ctx.cfg.exchange.db.statement_timeout,
+            table: plan.target.clone(),
+            columns: plan.mapping.columns.clone(),
+            key: plan.mapping.key.clone(),
             version: plan.mapping.version,
-        },
-        rows,
-        key_cols: &key_cols,
-        version_col: if unconditional {
-            None
-        } else {
-            plan.mapping.version_col()
-        },
-        deletes: dels,
-        tombstone: (unconditional && plan.deletes == DeleteMode::Tombstone)
-            .then_some(tombstone_cols.as_slice()),
-    };
-    // The exchange cancels a statement past its `statement_timeout`; this guards against a
-    // connection gone silent, where no cancellation can arrive.
-    let limit = ctx.cfg.exchange.db.statement_timeout;
-    let silent = || DbError::Query {
-        engine: ctx.target.engine(),
-        doing: "writing a batch".into(),
-        cause: format!(
-            "no answer from the exchange within {}",
-            humantime::format_duration(limit + STATEMENT_GRACE)
-        ),
-        code: None,
-        class: ErrorClass::Unavailable,
-    };
-    let mut attempt = 0;
-    loop {
-        let written = if limit.is_zero() {
-            ctx.target.write(&write).await
-        } else {
-            tokio::time::timeout(limit + STATEMENT_GRACE, ctx.target.write(&write))
-                .await
-                .unwrap_or_else(|_| Err(silent()))
+            key_cols: plan.mapping.key_cols(),
+            version_col: if unconditional {
+                None
+            } else {
+                plan.mapping.version_col().cloned()
+            },
+            tombstone: (unconditional && plan.deletes == DeleteMode::Tombstone).then(|| {
+                plan.tombstone
+                    .iter()
+                    .map(|&i| plan.mapping.columns[i].clone())
+                    .collect()
+            }),
+        }
+    }
+
+    /// Write one batch; the exchange isolates and returns the rows it refuses. A lock
+    /// conflict (deadlock, serialization failure) rolls the batch back and it is tried again
+    /// at once, up to five times.
+    async fn write(
+        &self,
+        rows: &[Vec<Value>],
+        dels: &[Vec<Value>],
+    ) -> Result<Vec<Refused>, DbError> {
+        let write = WriteBatch {
+            upsert: Upsert {
+                table: &self.table,
+                columns: &self.columns,
+                key: &self.key,
+                version: self.version,
+            },
+            rows,
+            key_cols: &self.key_cols,
+            version_col: self.version_col.as_ref(),
+            deletes: dels,
+            tombstone: self.tombstone.as_deref(),
         };
-        match written {
-            Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
-                attempt += 1;
-                metrics::counter!(crate::metrics::RETRIES, "table" => plan.name.clone())
-                    .increment(1);
-                let wait = 50u64 << attempt;
-                tracing::warn!(table = %plan.name, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
-                tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait))).await;
-            }
-            Ok(refused) => {
-                if !refused.is_empty() {
-                    tracing::warn!(
-                        table = %plan.name,
-                        "the exchange refused {} row(s); they are quarantined and the rest of the batch was delivered",
-                        refused.len()
-                    );
+        // The exchange cancels a statement past its `statement_timeout`; this guards against
+        // a connection gone silent, where no cancellation can arrive.
+        let limit = self.limit;
+        let silent = || DbError::Query {
+            engine: self.target.engine(),
+            doing: "writing a batch".into(),
+            cause: format!(
+                "no answer from the exchange within {}",
+                humantime::format_duration(limit + STATEMENT_GRACE)
+            ),
+            code: None,
+            class: ErrorClass::Unavailable,
+        };
+        let mut attempt = 0;
+        loop {
+            let written = if limit.is_zero() {
+                self.target.write(&write).await
+            } else {
+                tokio::time::timeout(limit + STATEMENT_GRACE, self.target.write(&write))
+                    .await
+                    .unwrap_or_else(|_| Err(silent()))
+            };
+            match written {
+                Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
+                    attempt += 1;
+                    metrics::counter!(crate::metrics::RETRIES, "table" => self.name.clone())
+                        .increment(1);
+                    let wait = 50u64 << attempt;
+                    tracing::warn!(table = %self.name, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
+                    tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait)))
+                        .await;
                 }
-                return Ok(refused);
+                Ok(refused) => {
+                    if !refused.is_empty() {
+                        tracing::warn!(
+                            table = %self.name,
+                            "the exchange refused {} row(s); they are quarantined and the rest of the batch was delivered",
+                            refused.len()
+                        );
+                    }
+                    return Ok(refused);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
 }

@@ -322,6 +322,7 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         None => vec![],
     };
     let mut next = Some(read(ctx, plan, conds, &key_cols).await?);
+    let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
@@ -338,15 +339,18 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             ..Batch::of(rows, &none)
         };
         let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
-        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
-    Ok(())
+    settle(ctx, plan, &mut inflight, report).await
 }
 
 /// Deliver a batch while the next one is read from the source (when `next` gives its
-/// conditions): the read runs as a task of its own, so reading and decoding the next batch
-/// use another core while this one is checked, mapped and written. At most two batches are
-/// held.
+/// conditions), and while the batch before it is still being written: the read and the
+/// write each run as a task of their own, so reading and decoding the next batch, checking
+/// and mapping this one, and writing the one before use the cores side by side. A batch is
+/// written only once the one before it was acknowledged and committed, so batches commit in
+/// order; at most three are held. The last batch is finished here; one left in `inflight`
+/// (when the next read finds nothing, or the cycle stops early) is finished by [`settle`].
 pub(super) async fn deliver_reading(
     ctx: &Ctx,
     plan: &Plan,
@@ -354,28 +358,56 @@ pub(super) async fn deliver_reading(
     report: &mut CycleReport,
     next: Option<Vec<Cond<'_>>>,
     order: &[Col],
+    inflight: &mut Option<batch::InFlight>,
 ) -> Result<Option<(Vec<ReadRow>, bool)>, JobError> {
-    let Some(conds) = next else {
-        batch::deliver(ctx, plan, b, report).await?;
-        return Ok(None);
+    let reading = next.map(|conds| {
+        let sql = read_sql(ctx, plan, conds, order);
+        let source = Arc::clone(&ctx.source);
+        let cols = plan.read_cols.clone();
+        let max_bytes = plan.batch_bytes;
+        let task = tokio::spawn(async move { source.fetch(&sql, &cols, max_bytes).await });
+        // Stop the read if the delivery fails; its rows would not be used.
+        let guard = AbortOnDrop(task.abort_handle());
+        (task, guard)
+    });
+    let prepared = batch::prepare(ctx, plan, b, report).await?;
+    settle(ctx, plan, inflight, report).await?;
+    let writing = batch::launch(ctx, plan, prepared);
+    let Some((task, guard)) = reading else {
+        return batch::finish(ctx, plan, writing, report)
+            .await
+            .map(|()| None);
     };
-    let sql = read_sql(ctx, plan, conds, order);
-    let source = Arc::clone(&ctx.source);
-    let cols = plan.read_cols.clone();
-    let max_bytes = plan.batch_bytes;
-    let reading = tokio::spawn(async move { source.fetch(&sql, &cols, max_bytes).await });
-    // Stop the read if the delivery fails; its rows would not be used.
-    let guard = AbortOnDrop(reading.abort_handle());
-    batch::deliver(ctx, plan, b, report).await?;
-    let rows = reading
+    *inflight = Some(writing);
+    let rows = task
         .await
-        .map_err(|e| JobError::new(&plan.name, "reading the source", e.to_string()))?
-        .map_err(|e| JobError::db(&plan.name, "reading the source", e))?;
+        .map_err(|e| JobError::new(&plan.name, "reading the source", e.to_string()))
+        .and_then(|r| r.map_err(|e| JobError::db(&plan.name, "reading the source", e)));
     drop(guard);
-    Ok(Some(rows))
+    match rows {
+        Ok(rows) => Ok(Some(rows)),
+        Err(e) => {
+            // What was read before is still delivered.
+            settle(ctx, plan, inflight, report).await?;
+            Err(e)
+        }
+    }
 }
 
-struct AbortOnDrop(tokio::task::AbortHandle);
+/// Finish the batch still being written, if there is one.
+pub(super) async fn settle(
+    ctx: &Ctx,
+    plan: &Plan,
+    inflight: &mut Option<batch::InFlight>,
+    report: &mut CycleReport,
+) -> Result<(), JobError> {
+    match inflight.take() {
+        Some(f) => batch::finish(ctx, plan, f, report).await,
+        None => Ok(()),
+    }
+}
+
+pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -391,6 +423,7 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
     let none = Seen::new();
     let pending = [Cond::Equals(&flag.col, &flag.pending)];
     let mut next = Some(read(ctx, plan, pending.to_vec(), &key_cols).await?);
+    let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
@@ -411,9 +444,9 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
                 Cond::After(&key_cols, &last.key),
             ]
         });
-        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
-    Ok(())
+    settle(ctx, plan, &mut inflight, report).await
 }
 
 async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(), JobError> {
@@ -425,10 +458,10 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
         .map_err(|e| JobError::state(&plan.name, e))?;
     let mut present: HashSet<String> = HashSet::with_capacity(stored.len());
     let mut next = Some(read(ctx, plan, vec![], &key_cols).await?);
+    let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
-            report.stopped = true;
-            return Ok(());
+            break;
         }
         if rows.is_empty() {
             break;
@@ -445,8 +478,9 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             ..Batch::of(rows, &stored)
         };
         let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
-        next = deliver_reading(ctx, plan, b, report, after, &key_cols).await?;
+        next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
+    settle(ctx, plan, &mut inflight, report).await?;
     if ctx.cancel.is_cancelled() {
         report.stopped = true;
         return Ok(());

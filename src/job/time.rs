@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::batch::{self, Batch, Remember, Seen};
-use super::{Ctx, CycleReport, JobError, Plan, deliver_reading, read, span_of, tuple};
+use super::{Ctx, CycleReport, JobError, Plan, deliver_reading, read, settle, span_of, tuple};
 use crate::db::dialect::{Col, Cond, Select};
 use crate::value::{Value, key_text};
 use crate::watermark::{Watermark, time_value};
@@ -118,10 +118,11 @@ pub(super) async fn cycle(
         (None, None) => {}
     }
     let mut next = Some(read(ctx, plan, conds, &order).await?);
+    let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
-            return Ok(());
+            return settle(ctx, plan, &mut inflight, report).await;
         }
         if rows.is_empty() {
             break;
@@ -144,9 +145,10 @@ pub(super) async fn cycle(
                 Cond::After(&order, &after_last),
             ]
         });
-        next = deliver_reading(ctx, plan, b, report, after, &order).await?;
+        next = deliver_reading(ctx, plan, b, report, after, &order, &mut inflight).await?;
         wm = new_wm;
     }
+    settle(ctx, plan, &mut inflight, report).await?;
     if sweep {
         let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
         s.at = Some(std::time::Instant::now());

@@ -194,22 +194,33 @@ impl State {
             .execute(&pool)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let present = |table: &'static str, column: &'static str| {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?")
+                .bind(table)
+                .bind(column)
+                .fetch_one(&pool)
+        };
         for (table, column, decl) in ADDED_COLUMNS {
-            let present: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pragma_table_info(?) WHERE name = ?")
-                    .bind(table)
-                    .bind(column)
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-            if present == 0 {
+            if present(table, column)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                == 0
+            {
                 // Fixed identifiers from the list above, never from input.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                let added = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "ALTER TABLE {table} ADD COLUMN {column} {decl}"
                 )))
                 .execute(&pool)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+                .await;
+                // Another process (`status` beside a starting daemon) may have added it first.
+                if let Err(e) = added
+                    && present(table, column)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                        == 0
+                {
+                    return Err(fail(e.to_string()));
+                }
             }
         }
         Ok(State { pool, path })
