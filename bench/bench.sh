@@ -89,9 +89,27 @@ if wants incr; then
         | psql -X -q '$PGURL/fdb_bench_limit' -c '\\copy supervision FROM STDIN (FORMAT binary)'"
     LIMIT_S=$SECS LIMIT_MB=$RSS_MB
     psql -X -q "$PGURL/postgres" -c "DROP DATABASE fdb_bench_limit"
+    # The same rows upserted by PostgreSQL alone (newer wins), into a copy of the exchange table
+    # as the agent will find it: the limit for changing rows in place rather than appending.
+    psql -X -q "$PGURL/postgres" -c "CREATE DATABASE fdb_bench_limit TEMPLATE fdb_bench_tgt"
+    sets=$(echo "$COLS" | tr -d ' \n' | tr ',' '\n' | grep -v '^id$' | sed 's/.*/& = excluded.&/' | paste -sd,)
+    cat >"$WORK/upsert.sql" <<SQL
+BEGIN;
+CREATE TEMP TABLE s (LIKE supervision) ON COMMIT DROP;
+\\copy s FROM pstdin (FORMAT binary)
+INSERT INTO supervision SELECT * FROM s ON CONFLICT (id) DO UPDATE SET $sets
+    WHERE supervision.updated_at <= excluded.updated_at;
+COMMIT;
+SQL
+    measure copy_upsert bash -c "psql -X -q '$PGURL/fdb_bench_src' -c \"\\copy (SELECT * FROM supervision WHERE updated_at >= '$since') TO STDOUT (FORMAT binary)\" \
+        | psql -X -q -v ON_ERROR_STOP=1 '$PGURL/fdb_bench_limit' -f '$WORK/upsert.sql'"
+    UPSERT_S=$SECS UPSERT_MB=$RSS_MB
+    same "upsert" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_limit supervision)"
+    psql -X -q "$PGURL/postgres" -c "DROP DATABASE fdb_bench_limit"
     measure agent_incr "$AGENT" --config "$WORK/pg.toml" once
     same "agent" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_tgt supervision)"
     record "incremental ${CHANGED} of ${ROWS}" "$LIMIT_S" "$SECS" "$LIMIT_MB" "$RSS_MB"
+    record "incremental ${CHANGED} of ${ROWS}, against PostgreSQL's own upsert of them" "$UPSERT_S" "$SECS" "$UPSERT_MB" "$RSS_MB"
 fi
 psql -X -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS fdb_bench_tgt"
 

@@ -428,12 +428,16 @@ pub async fn prepare(
                 .batch_started(&entry, Utc::now())
                 .await
                 .map_err(st)?;
-            // The source values stay with each row; the exchange values go to the write.
+            // The source values stay with each row; the exchange values go to the write (and
+            // come back with its outcome).
             let rows: Vec<Vec<Value>> = ups
                 .iter_mut()
                 .map(|o| std::mem::take(&mut o.values))
                 .collect();
-            let del_rows: Vec<Vec<Value>> = dels.iter().map(|o| o.values.clone()).collect();
+            let del_rows: Vec<Vec<Value>> = dels
+                .iter_mut()
+                .map(|o| std::mem::take(&mut o.values))
+                .collect();
             send = Some(Send {
                 id,
                 ups,
