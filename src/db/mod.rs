@@ -342,10 +342,26 @@ impl Db {
     /// Write a batch (upserts, then deletes) in one transaction. Rows the database refuses as
     /// data are isolated and returned; everything else is committed.
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
+        self.write_when(w, std::future::ready(())).await
+    }
+
+    /// [`Db::write`] once `ready` resolves; what can be prepared without the database (the
+    /// `COPY` encoding on PostgreSQL) is done meanwhile.
+    pub async fn write_when(
+        &self,
+        w: &WriteBatch<'_>,
+        ready: impl Future<Output = ()>,
+    ) -> Result<Vec<Refused>, DbError> {
         match self {
-            Db::Postgres(d) => d.write(w).await,
-            Db::MySql(d) => d.write(w).await,
-            Db::Sqlite(d) => d.write(w).await,
+            Db::Postgres(d) => d.write_when(w, ready).await,
+            Db::MySql(d) => {
+                ready.await;
+                d.write(w).await
+            }
+            Db::Sqlite(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 

@@ -221,7 +221,17 @@ impl Pg {
         Ok((rows, false))
     }
 
-    pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
+    /// Write a batch once `ready` resolves; the batch is encoded for `COPY` meanwhile.
+    pub async fn write_when(
+        &self,
+        w: &WriteBatch<'_>,
+        ready: impl Future<Output = ()>,
+    ) -> Result<Vec<Refused>, DbError> {
+        let binary = pgbinary::kinds(w.upsert.columns);
+        let encoded = binary
+            .as_ref()
+            .and_then(|kinds| encode_binary(kinds, w.rows));
+        ready.await;
         let table = w.upsert.table;
         let err = |doing: &str| {
             let doing = format!("{doing} {table}");
@@ -242,7 +252,8 @@ impl Pg {
         }
         let mut part = PgPart {
             copy: d.pg_copy(&stage, w.upsert.columns),
-            binary: pgbinary::kinds(w.upsert.columns),
+            binary,
+            encoded,
             direct: match w.upsert.key {
                 [k] => Some((
                     d.pg_any_key(table, &w.upsert.columns[*k]),
@@ -302,6 +313,8 @@ struct PgPart<'a, 'c> {
     copy: String,
     /// The columns' binary kinds, when every column has one.
     binary: Option<Vec<pgbinary::Kind>>,
+    /// The whole batch in binary `COPY` format, encoded before the transaction began.
+    encoded: Option<Vec<u8>>,
     /// With a one-column key: the question whether the target has any of a part's keys, and
     /// the `COPY` straight into the target used when it has none.
     direct: Option<(String, String)>,
@@ -326,15 +339,18 @@ impl PartWriter for PgPart<'_, '_> {
             move |e| DbError::query(E, doing, e)
         };
         if !r.is_empty() {
+            let whole = r.len() == self.w.rows.len();
             let rows = &self.w.rows[r];
             // Binary when every value fits its column's kind; text otherwise.
-            let mut buf = Vec::with_capacity(1 << 20);
-            let binary = self.binary.as_ref().is_some_and(|kinds| {
-                buf.extend_from_slice(pgbinary::HEADER);
-                let all = rows.iter().all(|row| pgbinary::row(&mut buf, kinds, row));
-                buf.extend_from_slice(pgbinary::TRAILER);
-                all
-            });
+            let encoded = match self.encoded.take() {
+                Some(e) if whole => Some(e),
+                _ => self
+                    .binary
+                    .as_ref()
+                    .and_then(|kinds| encode_binary(kinds, rows)),
+            };
+            let binary = encoded.is_some();
+            let mut buf = encoded.unwrap_or_default();
             let statement = if binary {
                 format!("{} (FORMAT binary)", self.copy)
             } else {
@@ -441,6 +457,17 @@ impl PgPart<'_, '_> {
         })?;
         Ok(!any)
     }
+}
+
+/// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
+fn encode_binary(kinds: &[pgbinary::Kind], rows: &[Vec<Value>]) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(1 << 20);
+    buf.extend_from_slice(pgbinary::HEADER);
+    if !rows.iter().all(|row| pgbinary::row(&mut buf, kinds, row)) {
+        return None;
+    }
+    buf.extend_from_slice(pgbinary::TRAILER);
+    Some(buf)
 }
 
 /// Send a whole `COPY ... FROM STDIN` of `buf`.

@@ -313,6 +313,7 @@ pub struct InFlight {
     p: Prepared,
     write: Option<(tokio::task::JoinHandle<Written>, super::AbortOnDrop)>,
     writing: std::time::Instant,
+    go: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Classify and map the rows read, and record the batch as being sent.
@@ -462,9 +463,12 @@ pub async fn prepare(
     })
 }
 
-/// Start writing a prepared batch in a task of its own.
+/// Start a prepared batch's write in a task of its own: it encodes the rows at once, and
+/// begins its transaction at the exchange when [`InFlight::release`] is called (after the
+/// batch before it committed).
 pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
     let writing = std::time::Instant::now();
+    let (go, ready) = tokio::sync::oneshot::channel::<()>();
     let write = p.send.as_mut().map(|s| {
         let w = OwnedWrite::new(ctx, plan, p.unconditional);
         let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
@@ -476,7 +480,10 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
         );
         let task = tokio::spawn(
             async move {
-                let r = w.write(&rows, &dels).await;
+                let ready = async move {
+                    let _ = ready.await;
+                };
+                let r = w.write(&rows, &dels, ready).await;
                 (r, rows, dels)
             }
             .instrument(span),
@@ -484,7 +491,21 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
         let guard = super::AbortOnDrop(task.abort_handle());
         (task, guard)
     });
-    InFlight { p, write, writing }
+    InFlight {
+        p,
+        write,
+        writing,
+        go: Some(go),
+    }
+}
+
+impl InFlight {
+    /// Let the write begin at the exchange.
+    pub fn release(&mut self) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+    }
 }
 
 /// Wait for the write, quarantine what the exchange refused, and commit the batch with its
@@ -495,7 +516,11 @@ pub async fn finish(
     f: InFlight,
     report: &mut CycleReport,
 ) -> Result<(), JobError> {
-    let InFlight { p, write, writing } = f;
+    let mut f = f;
+    f.release();
+    let InFlight {
+        p, write, writing, ..
+    } = f;
     let Prepared {
         mut rejects,
         digests,
@@ -692,10 +717,12 @@ impl OwnedWrite {
     /// Write one batch; the exchange isolates and returns the rows it refuses. A lock
     /// conflict (deadlock, serialization failure) rolls the batch back and it is tried again
     /// at once, up to five times.
+    /// The first attempt waits for `ready` (the batch before it committed) after encoding.
     async fn write(
         &self,
         rows: &[Vec<Value>],
         dels: &[Vec<Value>],
+        ready: impl Future<Output = ()>,
     ) -> Result<Vec<Refused>, DbError> {
         let write = WriteBatch {
             upsert: Upsert {
@@ -723,14 +750,35 @@ impl OwnedWrite {
             code: None,
             class: ErrorClass::Unavailable,
         };
+        let mut ready = Some(ready);
         let mut attempt = 0;
         loop {
-            let written = if limit.is_zero() {
-                self.target.write(&write).await
-            } else {
-                tokio::time::timeout(limit + STATEMENT_GRACE, self.target.write(&write))
-                    .await
-                    .unwrap_or_else(|_| Err(silent()))
+            // The guard's clock starts when the write may begin.
+            let (began, begun) = tokio::sync::oneshot::channel::<()>();
+            let written = async {
+                match ready.take() {
+                    Some(r) => {
+                        let r = async move {
+                            r.await;
+                            let _ = began.send(());
+                        };
+                        self.target.write_when(&write, r).await
+                    }
+                    None => {
+                        let _ = began.send(());
+                        self.target.write(&write).await
+                    }
+                }
+            };
+            let silence = async {
+                if begun.await.is_err() || limit.is_zero() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(limit + STATEMENT_GRACE).await;
+            };
+            let written = tokio::select! {
+                w = written => w,
+                () = silence => Err(silent()),
             };
             match written {
                 Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {

@@ -371,8 +371,10 @@ pub(super) async fn deliver_reading(
         (task, guard)
     });
     let prepared = batch::prepare(ctx, plan, b, report).await?;
+    // Encoded while the batch before it is still being written; begun once that committed.
+    let mut writing = batch::launch(ctx, plan, prepared);
     settle(ctx, plan, inflight, report).await?;
-    let writing = batch::launch(ctx, plan, prepared);
+    writing.release();
     let Some((task, guard)) = reading else {
         return batch::finish(ctx, plan, writing, report)
             .await
