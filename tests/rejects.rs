@@ -6,17 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Agent, MyDb, PgDb, header};
-
-fn rejects(agent: &Agent, args: &[&str]) -> Vec<serde_json::Value> {
-    let mut a = vec!["rejects", "list", "--json"];
-    a.extend_from_slice(args);
-    serde_json::from_str::<serde_json::Value>(&agent.ok(&a))
-        .expect("json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use common::{Agent, MyDb, PgDb, header, rejects};
 
 fn by_key<'a>(list: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
     list.iter()

@@ -370,7 +370,14 @@ pub(super) async fn deliver_reading(
         let guard = AbortOnDrop(task.abort_handle());
         (task, guard)
     });
-    let prepared = batch::prepare(ctx, plan, b, report).await?;
+    let prepared = match batch::prepare(ctx, plan, b, report).await {
+        Ok(p) => p,
+        Err(e) => {
+            // The batch before it is still delivered and committed.
+            settle(ctx, plan, inflight, report).await?;
+            return Err(e);
+        }
+    };
     // Encoded while the batch before it is still being written; begun once that committed.
     let mut writing = batch::launch(ctx, plan, prepared);
     settle(ctx, plan, inflight, report).await?;

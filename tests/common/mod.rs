@@ -411,3 +411,14 @@ pub async fn refuse_connections(db: &str, refuse: bool) {
         .await;
     }
 }
+
+/// `rejects list --json` with more arguments, as a list.
+pub fn rejects(agent: &Agent, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = vec!["rejects", "list", "--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str::<serde_json::Value>(&agent.ok(&a))
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
