@@ -20,7 +20,6 @@ use crate::value::{Value, key_text};
 /// Rows of feedback read per query.
 const PAGE: usize = 1000;
 
-/// A rejection found: the source key values, the reasons, the batch it named.
 /// A rejection read back: source key, reasons, batch id and, where the province gives it,
 /// when it rejected the row.
 type Found = (Vec<Value>, Vec<String>, Option<String>, Option<String>);
