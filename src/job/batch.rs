@@ -299,12 +299,9 @@ struct Send {
     del_rows: Vec<Vec<Value>>,
 }
 
-/// What a write task gives back: the outcome and the rows it wrote.
-type Written = (
-    Result<Vec<Refused>, DbError>,
-    Vec<Vec<Value>>,
-    Vec<Vec<Value>>,
-);
+/// What a write task gives back: the outcome, and the deletes (a refused one is quarantined
+/// with its key values).
+type Written = (Result<Vec<Refused>, DbError>, Vec<Vec<Value>>);
 
 /// A batch whose write runs in a task of its own, so that the next batch can be checked
 /// and mapped meanwhile. Dropped before [`finish`], the write is stopped (its transaction
@@ -484,7 +481,7 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
                     let _ = ready.await;
                 };
                 let r = w.write(&rows, &dels, ready).await;
-                (r, rows, dels)
+                (r, dels)
             }
             .instrument(span),
         );
@@ -543,7 +540,7 @@ pub async fn finish(
         let joined = task.await;
         drop(guard);
         let written = match joined {
-            Ok((r, rows, dels)) => r.map(|refused| (refused, rows, dels)),
+            Ok((r, dels)) => r.map(|refused| (refused, dels)),
             Err(e) => {
                 return Err(JobError::new(
                     &plan.name,
@@ -554,7 +551,7 @@ pub async fn finish(
         };
         metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
             .record(writing.elapsed().as_secs_f64());
-        let (refused, _rows, del_rows) = match written {
+        let (refused, del_rows) = match written {
             Ok(w) => w,
             Err(e) => {
                 let _ = ctx.state.batch_failed(&s.id, &e.to_string()).await;
