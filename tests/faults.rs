@@ -353,6 +353,18 @@ async fn the_daemon_rides_out_an_exchange_outage_and_catches_up() {
     tgt.drop().await;
 }
 
+/// Another session with a transaction left open after `sql`.
+async fn open_transaction(url: &str, sql: &str) -> sqlx::PgConnection {
+    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+    for q in ["BEGIN", sql] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(q.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    c
+}
+
 #[tokio::test]
 async fn a_write_blocked_at_the_exchange_times_out_and_is_retried() {
     let src = PgDb::new("stmt").await;
@@ -374,17 +386,7 @@ async fn a_write_blocked_at_the_exchange_times_out_and_is_retried() {
             .replace("[exchange]", "[exchange]\nstatement_timeout = \"1s\"")
     ));
     // Someone holds a lock on the exchange table, as a long maintenance job would.
-    let mut blocker = sqlx::PgConnection::connect(&tgt.url)
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .expect("begin");
-    sqlx::query("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .expect("lock");
+    let mut blocker = open_transaction(&tgt.url, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE").await;
     let child = spawn_run(&agent);
     wait_for(
         "a write cancelled by the statement timeout",
@@ -450,17 +452,7 @@ async fn a_serialization_failure_at_the_exchange_is_retried_at_once() {
          watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
         header(&src.url, &tgt.url)
     ));
-    let mut other = sqlx::PgConnection::connect(&tgt.url)
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN")
-        .execute(&mut other)
-        .await
-        .expect("begin");
-    sqlx::query("UPDATE t SET n = n + 1 WHERE id = 1")
-        .execute(&mut other)
-        .await
-        .expect("update");
+    let mut other = open_transaction(&tgt.url, "UPDATE t SET n = n + 1 WHERE id = 1").await;
     let child = spawn_run(&agent);
     wait_for(
         "the batch waiting for the other session's row",
