@@ -69,6 +69,9 @@ pub struct Mapping {
     pub version: Option<usize>,
     /// Most characters each exchange column holds, where its type says.
     max_chars: Vec<Option<usize>>,
+    /// Per exchange column: it is the only one fed by its source column, so a value that
+    /// needs no conversion is moved into the exchange row rather than copied.
+    sole: Vec<bool>,
     target: Dialect,
 }
 
@@ -90,12 +93,26 @@ impl Mapping {
         target: Dialect,
     ) -> Self {
         let max_chars = columns.iter().map(|c| char_limit(&c.native)).collect();
+        let sole = sources
+            .iter()
+            .map(|s| match s {
+                Source::Column(j) => {
+                    sources
+                        .iter()
+                        .filter(|t| matches!(t, Source::Column(k) if k == j))
+                        .count()
+                        == 1
+                }
+                _ => false,
+            })
+            .collect();
         Mapping {
             columns,
             sources,
             key,
             version,
             max_chars,
+            sole,
             target,
         }
     }
@@ -110,23 +127,58 @@ impl Mapping {
     }
 
     /// The exchange row for a source row; the error names the column and the cause.
-    pub fn row(&self, src: &[Value], op: Op, ctx: &RowCtx<'_>) -> Result<Vec<Value>, String> {
-        self.columns
-            .iter()
-            .zip(&self.sources)
-            .enumerate()
-            .map(|(i, (col, source))| {
-                let v = match source {
-                    Source::Column(j) => src.get(*j).cloned().unwrap_or(Value::Null),
-                    Source::Constant(v) => v.clone(),
-                    Source::Operation => Value::Text(op.letter(ctx.lower_ops).into()),
-                    Source::ExchangeTime => Value::TimestampTz(ctx.exchange_time),
-                    Source::Batch => Value::Text(ctx.cd_batch.into()),
-                    Source::Origin => ctx.origin.map_or(Value::Null, |o| Value::Text(o.into())),
-                };
-                self.convert(i, col, v, ctx.tz)
-            })
-            .collect()
+    ///
+    /// Values that go over unconverted are moved out of `src` (leaving NULL there) rather
+    /// than copied; [`Mapping::restore`] puts them back. On an error `src` is untouched.
+    pub fn row(&self, src: &mut [Value], op: Op, ctx: &RowCtx<'_>) -> Result<Vec<Value>, String> {
+        let mut out = Vec::with_capacity(self.columns.len());
+        let mut moved = false;
+        for (i, (col, source)) in self.columns.iter().zip(&self.sources).enumerate() {
+            let v = match source {
+                Source::Column(j) => match src.get(*j) {
+                    Some(v) if self.sole[i] && v.passes_as(col.ty) => {
+                        self.check(i, col, v)?;
+                        moved = true;
+                        out.push(Value::Null);
+                        continue;
+                    }
+                    Some(v) => v.clone(),
+                    None => Value::Null,
+                },
+                Source::Constant(v) => v.clone(),
+                Source::Operation => Value::Text(op.letter(ctx.lower_ops).into()),
+                Source::ExchangeTime => Value::TimestampTz(ctx.exchange_time),
+                Source::Batch => Value::Text(ctx.cd_batch.into()),
+                Source::Origin => ctx.origin.map_or(Value::Null, |o| Value::Text(o.into())),
+            };
+            out.push(self.convert(i, col, v, ctx.tz)?);
+        }
+        if moved {
+            for ((i, source), slot) in self.sources.iter().enumerate().zip(&mut out) {
+                if let Source::Column(j) = source
+                    && self.sole[i]
+                    && let Some(v) = src.get_mut(*j)
+                    && v.passes_as(self.columns[i].ty)
+                {
+                    *slot = std::mem::replace(v, Value::Null);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Put back into a source row what [`Mapping::row`] moved out of it into `row`.
+    pub fn restore(&self, src: &mut [Value], row: &[Value]) {
+        for ((i, source), v) in self.sources.iter().enumerate().zip(row) {
+            if let Source::Column(j) = source
+                && self.sole[i]
+                && let Some(s) = src.get_mut(*j)
+                && s.is_null()
+            {
+                // Moved, or NULL in the first place (which maps to NULL).
+                *s = v.clone();
+            }
+        }
     }
 
     /// Parameters of a delete: the exchange key values, then the version when there is one.
@@ -177,7 +229,13 @@ impl Mapping {
         let out = v
             .coerce(col.ty, tz)
             .map_err(|e| format!("exchange column {}: {e}", col.name))?;
-        if let (Value::Text(s), Some(max)) = (&out, self.max_chars[i])
+        self.check(i, col, &out)?;
+        Ok(out)
+    }
+
+    /// Whether exchange column `i` can hold a value of its own kind.
+    fn check(&self, i: usize, col: &Col, out: &Value) -> Result<(), String> {
+        if let (Value::Text(s), Some(max)) = (out, self.max_chars[i])
             && s.len() > max
         {
             let n = s.chars().count();
@@ -194,7 +252,7 @@ impl Mapping {
             }
         }
         if self.target == Dialect::Postgres
-            && let Value::Text(s) = &out
+            && let Value::Text(s) = out
             && s.contains('\0')
         {
             return Err(format!(
@@ -202,7 +260,7 @@ impl Mapping {
                 col.name
             ));
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -285,7 +343,7 @@ mod tests {
         );
         let row = m
             .row(
-                &[Value::Text("7".into()), Value::Text("监管行为".into())],
+                &mut [Value::Text("7".into()), Value::Text("监管行为".into())],
                 Op::Update,
                 &ctx(&tz),
             )
@@ -296,7 +354,7 @@ mod tests {
         assert_eq!(row[5], Value::Text("2026112300001".into()));
         let err = m
             .row(
-                &[Value::Int(8), Value::Text("五个汉字啊".into())],
+                &mut [Value::Int(8), Value::Text("五个汉字啊".into())],
                 Op::Insert,
                 &ctx(&tz),
             )
@@ -307,12 +365,74 @@ mod tests {
         );
         let err = m
             .row(
-                &[Value::Text("x".into()), Value::Null],
+                &mut [Value::Text("x".into()), Value::Null],
                 Op::Insert,
                 &ctx(&tz),
             )
             .expect_err("not an int");
         assert!(err.contains("exchange column id"), "{err}");
+    }
+
+    #[test]
+    fn unconverted_values_are_moved_and_restored() {
+        let tz: Tz = "Asia/Shanghai".parse().expect("tz");
+        let m = Mapping::new(
+            vec![
+                col("id", ColType::Int, "bigint"),
+                col("name", ColType::Text, "character varying(8)"),
+                col("name_again", ColType::Text, "text"),
+                col("amount", ColType::Decimal, "numeric(10,2)"),
+                col("note", ColType::Text, "character varying(4)"),
+            ],
+            vec![
+                Source::Column(0),
+                Source::Column(1),
+                Source::Column(1),
+                Source::Column(2),
+                Source::Column(3),
+            ],
+            vec![0],
+            None,
+            Dialect::Postgres,
+        );
+        let original = vec![
+            Value::Int(7),
+            Value::Text("监管".into()),
+            Value::Text("12.50".into()),
+            Value::Null,
+        ];
+        let mut src = original.clone();
+        let row = m.row(&mut src, Op::Update, &ctx(&tz)).expect("row");
+        assert_eq!(
+            row,
+            vec![
+                Value::Int(7),
+                Value::Text("监管".into()),
+                Value::Text("监管".into()),
+                Value::Decimal("12.50".into()),
+                Value::Null,
+            ]
+        );
+        // The key moved; the name feeds two columns and the amount is converted: copied.
+        assert_eq!(src[0], Value::Null);
+        assert_eq!(src[1], original[1]);
+        assert_eq!(src[2], original[2]);
+        m.restore(&mut src, &row);
+        assert_eq!(src, original);
+
+        // A value that does not fit leaves the source row as it was.
+        let mut src = vec![
+            Value::Int(8),
+            Value::Text("x".into()),
+            Value::Null,
+            Value::Text("五个汉字啊".into()),
+        ];
+        let before = src.clone();
+        let err = m
+            .row(&mut src, Op::Update, &ctx(&tz))
+            .expect_err("too long");
+        assert!(err.contains("exchange column note"), "{err}");
+        assert_eq!(src, before);
     }
 
     #[test]

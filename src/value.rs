@@ -219,6 +219,25 @@ impl Value {
         Ok(v)
     }
 
+    /// Whether [`Value::coerce`] to `to` gives the value back unchanged (so it can be moved
+    /// rather than converted).
+    pub fn passes_as(&self, to: ColType) -> bool {
+        matches!(
+            (to, self),
+            (_, Value::Null)
+                | (ColType::Text | ColType::Other, Value::Text(_))
+                | (ColType::Bool, Value::Bool(_))
+                | (ColType::Int, Value::Int(_))
+                | (ColType::Float, Value::Float(_))
+                | (ColType::Decimal, Value::Decimal(_))
+                | (ColType::Bytes, Value::Bytes(_))
+                | (ColType::Date, Value::Date(_))
+                | (ColType::Time, Value::Time(_))
+                | (ColType::Timestamp, Value::Timestamp(_))
+                | (ColType::TimestampTz, Value::TimestampTz(_))
+        )
+    }
+
     /// Short name of the value's kind, for messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -372,6 +391,12 @@ pub fn row_digest(values: &[Value]) -> [u8; 16] {
 /// The text of a record key: key values in key order joined by `|` (a `|` or `\` inside a
 /// value is escaped with `\`). This is the `record_key` the province's feedback uses.
 pub fn key_text(values: &[&Value]) -> String {
+    if let [v] = values {
+        let t = v.to_text();
+        if !t.contains(['|', '\\']) {
+            return t;
+        }
+    }
     let mut out = String::new();
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
@@ -479,6 +504,53 @@ mod fast {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn values_that_pass_unconverted_are_what_coerce_gives_back() {
+        use super::{ColType, Value};
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().expect("tz");
+        let ts = NaiveDate::from_ymd_opt(2026, 11, 23)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("ts");
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(1),
+            Value::Float(1.0),
+            Value::Decimal("1".into()),
+            Value::Text("1".into()),
+            Value::Bytes(b"1".to_vec()),
+            Value::Date(ts.date()),
+            Value::Time(ts.time()),
+            Value::Timestamp(ts),
+            Value::TimestampTz(Utc.from_utc_datetime(&ts)),
+        ];
+        let types = [
+            ColType::Bool,
+            ColType::Int,
+            ColType::Float,
+            ColType::Decimal,
+            ColType::Text,
+            ColType::Bytes,
+            ColType::Date,
+            ColType::Time,
+            ColType::Timestamp,
+            ColType::TimestampTz,
+            ColType::Other,
+        ];
+        let mut passing = 0;
+        for v in &values {
+            for &t in &types {
+                if v.passes_as(t) {
+                    passing += 1;
+                    assert_eq!(v.clone().coerce(t, &tz).as_ref(), Ok(v), "{v:?} as {t:?}");
+                }
+            }
+        }
+        // NULL as every type, each other value as its own type (and text as `Other`).
+        assert_eq!(passing, types.len() + values.len());
+    }
 
     #[test]
     fn fast_time_texts_equal_chronos() {
@@ -604,6 +676,9 @@ mod tests {
         let a = Value::Text("a|b".into());
         let b = Value::Int(7);
         assert_eq!(key_text(&[&a, &b]), "a\\|b|7");
+        assert_eq!(key_text(&[&a]), "a\\|b");
+        assert_eq!(key_text(&[&Value::Text("a\\b".into())]), "a\\\\b");
+        assert_eq!(key_text(&[&b]), "7");
         assert_ne!(
             key_text(&[&Value::Text("a|b".into())]),
             key_text(&[&Value::Text("a".into()), &Value::Text("b".into())])

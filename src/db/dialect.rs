@@ -428,6 +428,16 @@ impl Dialect {
         )
     }
 
+    /// PostgreSQL: whether the target has any key from `$1` to `$2` (one range of its key's
+    /// index, where [`Dialect::pg_any_key`] looks up every key).
+    pub fn pg_key_range(self, table: &TableName, key: &Col) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} BETWEEN $1 AND $2)",
+            self.table(table),
+            self.quote(&key.name)
+        )
+    }
+
     /// PostgreSQL: move the staged rows into the target; newer rows win.
     pub fn pg_merge(self, u: &Upsert<'_>, stage: &Ident) -> String {
         let names: Vec<String> = u.columns.iter().map(|c| self.quote(&c.name)).collect();

@@ -91,6 +91,23 @@ pub(super) fn row(buf: &mut Vec<u8>, kinds: &[Kind], values: &[Value]) -> bool {
     true
 }
 
+/// The bytes `rows` take in binary `COPY` format, header and trailer included: at least as
+/// many for every value but a numeric written from an integer of more than 8 digits.
+pub(super) fn size_hint(rows: &[Vec<Value>]) -> usize {
+    let values: usize = rows
+        .iter()
+        .flatten()
+        .map(|v| match v {
+            Value::Null => 4,
+            // A numeric takes 8 bytes of header and 2 for every 4 digits.
+            Value::Text(s) | Value::Decimal(s) => 12 + s.len(),
+            Value::Bytes(b) => 4 + b.len(),
+            _ => 12,
+        })
+        .sum();
+    HEADER.len() + TRAILER.len() + 2 * rows.len() + values
+}
+
 fn sized(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
     buf.extend_from_slice(bytes);
@@ -113,13 +130,8 @@ fn field(buf: &mut Vec<u8>, k: Kind, v: &Value) -> bool {
         (Kind::F8, Value::Float(f)) => sized(buf, &f.to_be_bytes()),
         (Kind::Numeric, Value::Decimal(s)) => return numeric(buf, s),
         (Kind::Numeric, Value::Int(i)) => return numeric(buf, &i.to_string()),
-        (Kind::Text, Value::Text(s)) => {
-            // The server refuses NUL in text in either format; let text COPY say so.
-            if s.as_bytes().contains(&0) {
-                return false;
-            }
-            sized(buf, s.as_bytes())
-        }
+        // A NUL in text was refused when the row was mapped (the server refuses it too).
+        (Kind::Text, Value::Text(s)) => sized(buf, s.as_bytes()),
         (Kind::Bytes, Value::Bytes(b)) => sized(buf, b),
         (Kind::Date, Value::Date(d)) => {
             let days = d.signed_duration_since(epoch().date()).num_days();
@@ -148,6 +160,65 @@ fn field(buf: &mut Vec<u8>, k: Kind, v: &Value) -> bool {
 
 /// Microseconds since 2000-01-01 00:00:00 (PostgreSQL's timestamp epoch), rounded to the
 /// microsecond like the text input.
+/// A value read in binary format, by the exchange kind of its column; `None` when the bytes
+/// are not what that kind's base types send (the caller then lets sqlx decode them, and say
+/// why they cannot be read). NUMERIC and types without a kind here are read as text.
+pub(super) fn read(ty: ColType, b: &[u8]) -> Option<Value> {
+    let be8 = |b: &[u8]| <[u8; 8]>::try_from(b).ok();
+    Some(match ty {
+        ColType::Bool => match b {
+            [v] => Value::Bool(*v != 0),
+            _ => return None,
+        },
+        ColType::Int => Value::Int(match b.len() {
+            2 => i64::from(i16::from_be_bytes([b[0], b[1]])),
+            4 => i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            _ => i64::from_be_bytes(be8(b)?),
+        }),
+        ColType::Float => Value::Float(match b.len() {
+            4 => f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            _ => f64::from_be_bytes(be8(b)?),
+        }),
+        ColType::Decimal => Value::Decimal(std::str::from_utf8(b).ok()?.to_owned()),
+        ColType::Text | ColType::Other => Value::Text(std::str::from_utf8(b).ok()?.to_owned()),
+        ColType::Bytes => Value::Bytes(b.to_vec()),
+        ColType::Date => {
+            let days = i32::from_be_bytes(<[u8; 4]>::try_from(b).ok()?);
+            Value::Date(
+                epoch()
+                    .date()
+                    .checked_add_signed(chrono::Duration::days(days.into()))?,
+            )
+        }
+        ColType::Time => {
+            let us = i64::from_be_bytes(be8(b)?);
+            let secs = u32::try_from(us.div_euclid(1_000_000)).ok()?;
+            let nanos = u32::try_from(us.rem_euclid(1_000_000) * 1_000).ok()?;
+            Value::Time(NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)?)
+        }
+        ColType::Timestamp => Value::Timestamp(from_micros(i64::from_be_bytes(be8(b)?))?),
+        ColType::TimestampTz => {
+            Value::TimestampTz(from_micros(i64::from_be_bytes(be8(b)?))?.and_utc())
+        }
+    })
+}
+
+/// A time `us` microseconds after 2000-01-01 00:00 (`None` for ±infinity and beyond chrono).
+fn from_micros(us: i64) -> Option<NaiveDateTime> {
+    const DAY: i64 = 86_400_000_000;
+    if us == i64::MAX || us == i64::MIN {
+        return None;
+    }
+    let days = us.div_euclid(DAY);
+    let rest = us.rem_euclid(DAY);
+    let date = epoch()
+        .date()
+        .checked_add_signed(chrono::Duration::days(days))?;
+    let secs = u32::try_from(rest / 1_000_000).ok()?;
+    let nanos = u32::try_from(rest % 1_000_000 * 1_000).ok()?;
+    Some(date.and_time(NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)?))
+}
+
 fn micros(t: NaiveDateTime) -> Option<i64> {
     let d = t.signed_duration_since(epoch());
     let us = d.num_microseconds()?;
@@ -277,6 +348,113 @@ mod tests {
             buf,
             vec![7, 0, 2, 0, 0, 0, 4, 0, 0, 0, 1, 255, 255, 255, 255]
         );
+    }
+
+    #[test]
+    fn values_read_back_as_they_were_written() {
+        let t = |y, mo, d, h, mi, s, us| {
+            NaiveDate::from_ymd_opt(y, mo, d)
+                .and_then(|d| d.and_hms_micro_opt(h, mi, s, us))
+                .expect("t")
+        };
+        let cases = [
+            (Kind::Bool, ColType::Bool, Value::Bool(true)),
+            (Kind::I2, ColType::Int, Value::Int(-32768)),
+            (Kind::I4, ColType::Int, Value::Int(2_000_000_000)),
+            (Kind::I8, ColType::Int, Value::Int(i64::MIN + 1)),
+            (Kind::F4, ColType::Float, Value::Float(1.5)),
+            (Kind::F8, ColType::Float, Value::Float(-0.1)),
+            (Kind::Text, ColType::Text, Value::Text("哈尔滨 | 7".into())),
+            (Kind::Bytes, ColType::Bytes, Value::Bytes(vec![0, 255, 7])),
+            (
+                Kind::Date,
+                ColType::Date,
+                Value::Date(t(1999, 12, 31, 0, 0, 0, 0).date()),
+            ),
+            (
+                Kind::Date,
+                ColType::Date,
+                Value::Date(t(2026, 11, 23, 0, 0, 0, 0).date()),
+            ),
+            (
+                Kind::Time,
+                ColType::Time,
+                Value::Time(t(2000, 1, 1, 23, 59, 59, 999_999).time()),
+            ),
+            (
+                Kind::Timestamp,
+                ColType::Timestamp,
+                Value::Timestamp(t(1969, 7, 20, 20, 17, 40, 1)),
+            ),
+            (
+                Kind::Timestamp,
+                ColType::Timestamp,
+                Value::Timestamp(t(2026, 11, 23, 8, 30, 0, 123_456)),
+            ),
+            (
+                Kind::TimestampTz,
+                ColType::TimestampTz,
+                Value::TimestampTz(t(1900, 2, 28, 23, 0, 0, 999_999).and_utc()),
+            ),
+        ];
+        for (kind, ty, v) in cases {
+            let mut buf = Vec::new();
+            assert!(field(&mut buf, kind, &v), "{v:?}");
+            assert_eq!(read(ty, &buf[4..]).as_ref(), Some(&v), "{kind:?}");
+        }
+        // NUMERIC is selected as text.
+        assert_eq!(
+            read(ColType::Decimal, b"-12.50"),
+            Some(Value::Decimal("-12.50".into()))
+        );
+        // What the kind's types never send is left to sqlx (which says why it cannot be read).
+        assert_eq!(read(ColType::Int, &[0; 3]), None);
+        assert_eq!(read(ColType::Text, &[0xff]), None);
+        assert_eq!(read(ColType::Timestamp, &i64::MAX.to_be_bytes()), None);
+    }
+
+    #[test]
+    fn the_size_hint_covers_the_encoded_rows() {
+        let t = NaiveDate::from_ymd_opt(2026, 11, 23)
+            .and_then(|d| d.and_hms_micro_opt(8, 30, 0, 1))
+            .expect("t");
+        let kinds = [
+            Kind::I8,
+            Kind::Text,
+            Kind::Numeric,
+            Kind::Numeric,
+            Kind::Timestamp,
+            Kind::Bool,
+            Kind::Date,
+            Kind::F4,
+            Kind::Bytes,
+        ];
+        let rows = vec![
+            vec![
+                Value::Int(i64::MAX),
+                Value::Text("黑龙江省哈尔滨市".into()),
+                Value::Decimal("-12345678901234.5678".into()),
+                Value::Decimal("0.0001".into()),
+                Value::Timestamp(t),
+                Value::Bool(true),
+                Value::Date(t.date()),
+                Value::Float(1.5),
+                Value::Bytes(vec![0; 3]),
+            ],
+            vec![Value::Null; 9],
+        ];
+        let mut buf = HEADER.to_vec();
+        for r in &rows {
+            assert!(row(&mut buf, &kinds, r));
+        }
+        buf.extend_from_slice(TRAILER);
+        assert!(
+            size_hint(&rows) >= buf.len(),
+            "{} < {}",
+            size_hint(&rows),
+            buf.len()
+        );
+        assert!(size_hint(&rows) < buf.len() * 2);
     }
 
     #[test]

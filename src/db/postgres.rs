@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
@@ -244,21 +244,18 @@ impl Pg {
             .begin()
             .await
             .map_err(err("starting a transaction on"))?;
-        if !w.rows.is_empty() {
-            sqlx::query(dynamic(&d.pg_stage(&stage, table, w.upsert.columns)))
-                .execute(&mut *tx)
-                .await
-                .map_err(err("creating the staging table for"))?;
-        }
         let mut part = PgPart {
+            stage: d.pg_stage(&stage, table, w.upsert.columns),
+            staged: false,
             copy: d.pg_copy(&stage, w.upsert.columns),
             binary,
             encoded,
             direct: match w.upsert.key {
-                [k] => Some((
-                    d.pg_any_key(table, &w.upsert.columns[*k]),
-                    d.pg_copy_into(table, w.upsert.columns),
-                )),
+                [k] => Some(Direct {
+                    any: d.pg_any_key(table, &w.upsert.columns[*k]),
+                    range: d.pg_key_range(table, &w.upsert.columns[*k]),
+                    copy: d.pg_copy_into(table, w.upsert.columns),
+                }),
                 _ => None,
             },
             merge: d.pg_merge(&w.upsert, &stage),
@@ -306,6 +303,16 @@ fn stage_name(w: &WriteBatch<'_>) -> Ident {
         .unwrap_or_else(|_| Ident::fixed("frontdb_stage"))
 }
 
+/// The statements of a part whose keys the target does not have yet.
+struct Direct {
+    /// Whether the target has any of the keys bound as one array.
+    any: String,
+    /// Whether it has any key between the two bound (integer keys).
+    range: String,
+    /// `COPY` into the target itself.
+    copy: String,
+}
+
 /// One part of a batch inside the batch's transaction.
 struct PgPart<'a, 'c> {
     tx: &'a mut sqlx::Transaction<'c, Postgres>,
@@ -315,9 +322,13 @@ struct PgPart<'a, 'c> {
     binary: Option<Vec<pgbinary::Kind>>,
     /// The whole batch in binary `COPY` format, encoded before the transaction began.
     encoded: Option<Vec<u8>>,
-    /// With a one-column key: the question whether the target has any of a part's keys, and
+    /// The statement creating the staging table (if it does not exist), and whether it ran
+    /// in this transaction and was not rolled back since: only parts merged need the table.
+    stage: String,
+    staged: bool,
+    /// With a one-column key: how to ask whether the target has any of a part's keys, and
     /// the `COPY` straight into the target used when it has none.
-    direct: Option<(String, String)>,
+    direct: Option<Direct>,
     merge: String,
     clear: String,
     delete: String,
@@ -325,6 +336,10 @@ struct PgPart<'a, 'c> {
 
 impl PartWriter for PgPart<'_, '_> {
     async fn exec(&mut self, sql: &'static str) -> Result<(), DbError> {
+        // A rollback may undo the staging table's creation: it is created again if needed.
+        if sql.starts_with("ROLLBACK") {
+            self.staged = false;
+        }
         sqlx::query(sql)
             .execute(&mut **self.tx)
             .await
@@ -370,7 +385,10 @@ impl PartWriter for PgPart<'_, '_> {
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
             if self.new_keys(rows).await? {
-                let into = self.direct.as_ref().map_or(String::new(), |d| d.1.clone());
+                let into = self
+                    .direct
+                    .as_ref()
+                    .map_or(String::new(), |d| d.copy.clone());
                 self.exec("SAVEPOINT frontdb_direct").await?;
                 match copy_in(self.tx, &format!("{into}{format}"), &buf).await {
                     Ok(()) => {
@@ -379,6 +397,13 @@ impl PartWriter for PgPart<'_, '_> {
                     }
                     Err(_) => self.exec("ROLLBACK TO SAVEPOINT frontdb_direct").await?,
                 }
+            }
+            if !self.staged {
+                sqlx::query(dynamic(&self.stage))
+                    .execute(&mut **self.tx)
+                    .await
+                    .map_err(err("creating the staging table for"))?;
+                self.staged = true;
             }
             copy_in(self.tx, &statement, &buf)
                 .await
@@ -411,25 +436,28 @@ impl PgPart<'_, '_> {
     }
 
     /// Whether the target has none of these rows' keys (a one-column integer or text key);
-    /// false when that cannot be asked in one statement.
+    /// false when that cannot be asked in one statement. Integer keys are asked as one range
+    /// (from the least to the greatest): a first exchange, and rows appended since the last,
+    /// find it empty.
     async fn new_keys(&mut self, rows: &[Vec<Value>]) -> Result<bool, DbError> {
-        let (Some((ask, _)), [k]) = (&self.direct, self.w.upsert.key) else {
+        let (Some(direct), [k]) = (&self.direct, self.w.upsert.key) else {
             return Ok(false);
         };
-        let q = sqlx::query_scalar::<_, bool>(dynamic(ask));
         let q = match rows.first().and_then(|r| r.get(*k)) {
             Some(Value::Int(_)) => {
-                let keys: Option<Vec<i64>> = rows
-                    .iter()
-                    .map(|r| match r.get(*k) {
-                        Some(Value::Int(i)) => Some(*i),
-                        _ => None,
-                    })
-                    .collect();
-                match keys {
-                    Some(keys) => q.bind(keys),
-                    None => return Ok(false),
+                let mut range: Option<(i64, i64)> = None;
+                for r in rows {
+                    let Some(Value::Int(i)) = r.get(*k) else {
+                        return Ok(false);
+                    };
+                    range = Some(range.map_or((*i, *i), |(lo, hi)| (lo.min(*i), hi.max(*i))));
                 }
+                let Some((lo, hi)) = range else {
+                    return Ok(false);
+                };
+                sqlx::query_scalar::<_, bool>(dynamic(&direct.range))
+                    .bind(lo)
+                    .bind(hi)
             }
             // `character(n)` compares as text only after a cast, which its index cannot serve.
             Some(Value::Text(_))
@@ -446,7 +474,7 @@ impl PgPart<'_, '_> {
                     })
                     .collect();
                 match keys {
-                    Some(keys) => q.bind(keys),
+                    Some(keys) => sqlx::query_scalar::<_, bool>(dynamic(&direct.any)).bind(keys),
                     None => return Ok(false),
                 }
             }
@@ -461,7 +489,8 @@ impl PgPart<'_, '_> {
 
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
 fn encode_binary(kinds: &[pgbinary::Kind], rows: &[Vec<Value>]) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(1 << 20);
+    // Sized once up front: growing a buffer of megabytes copies it over and over.
+    let mut buf = Vec::with_capacity(pgbinary::size_hint(rows));
     buf.extend_from_slice(pgbinary::HEADER);
     if !rows.iter().all(|row| pgbinary::row(&mut buf, kinds, row)) {
         return None;
@@ -566,6 +595,11 @@ fn decode(row: &PgRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxD
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
         return Ok(Value::Null);
+    }
+    if raw.format() == PgValueFormat::Binary
+        && let Some(v) = raw.as_bytes().ok().and_then(|b| pgbinary::read(ty, b))
+    {
+        return Ok(v);
     }
     Ok(match ty {
         ColType::Bool => Value::Bool(<bool as Decode<Postgres>>::decode(raw)?),

@@ -88,7 +88,9 @@ enum Pending {
 }
 
 /// A row on its way out: the exchange values, its record key, and its source values
-/// (none for a key gone from a digest table).
+/// (none for a key gone from a digest table). The values an upserted row's exchange values
+/// took over unconverted are moved out of `src` (which is left empty when that was all of
+/// them); `Mapping::restore` puts them back.
 struct Out {
     values: Vec<Value>,
     rkey: String,
@@ -155,15 +157,9 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     let tz = &ctx.cfg.agent.tz;
     let fmt = plan.window.as_ref().map_or("", |w| w.format.as_str());
     let mut out = Sorted::default();
-    let mut order: HashMap<String, usize> = HashMap::new();
-    let mut keep =
-        |rkey: String, p: Pending, pending: &mut Vec<(String, Pending)>| match order.get(&rkey) {
-            Some(&i) => pending[i].1 = p,
-            None => {
-                order.insert(rkey.clone(), pending.len());
-                pending.push((rkey, p));
-            }
-        };
+    let keep = |rkey: String, p: Pending, pending: &mut Vec<(String, Pending)>| {
+        pending.push((rkey, p));
+    };
     metrics::counter!(crate::metrics::ROWS_READ, "table" => plan.name.clone())
         .increment(b.rows.len() as u64);
     for row in std::mem::take(&mut b.rows) {
@@ -261,7 +257,27 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     for (rkey, key) in std::mem::take(&mut b.gone_target) {
         keep(rkey, Pending::GoneTarget(key), &mut out.pending);
     }
+    last_of_each_key(&mut out.pending);
     out
+}
+
+/// Keep only the last of the entries that share a record key (a key read twice keeps its
+/// last version).
+fn last_of_each_key(pending: &mut Vec<(String, Pending)>) {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(pending.len());
+    for (i, (rkey, _)) in pending.iter().enumerate() {
+        last.insert(rkey.as_str(), i);
+    }
+    if last.len() == pending.len() {
+        return;
+    }
+    let keep: Vec<bool> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, (rkey, _))| last.get(rkey.as_str()) == Some(&i))
+        .collect();
+    let mut flags = keep.into_iter();
+    pending.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// Deliver one batch: check and map it, write it, and commit after the acknowledgement.
@@ -299,9 +315,14 @@ struct Send {
     del_rows: Vec<Vec<Value>>,
 }
 
-/// What a write task gives back: the outcome, and the deletes (a refused one is quarantined
-/// with its key values).
-type Written = (Result<Vec<Refused>, DbError>, Vec<Vec<Value>>);
+/// What a write task gives back: the outcome, the upserted rows (whose values complete their
+/// source rows again where needed) and the deletes (a refused one is quarantined with its
+/// key values).
+type Written = (
+    Result<Vec<Refused>, DbError>,
+    Vec<Vec<Value>>,
+    Vec<Vec<Value>>,
+);
 
 /// A batch whose write runs in a task of its own, so that the next batch can be checked
 /// and mapped meanwhile. Dropped before [`finish`], the write is stopped (its transaction
@@ -374,7 +395,14 @@ pub async fn prepare(
         let (mut ups, mut dels) = (Vec::new(), Vec::new());
         for (rkey, p) in pending {
             let (mapped, src, is_delete) = match p {
-                Pending::Upsert(v, op) => (plan.mapping.row(&v, op, &rc), Some(v), false),
+                Pending::Upsert(mut v, op) => {
+                    let mapped = plan.mapping.row(&mut v, op, &rc);
+                    // Everything moved over: the row is held once, not twice.
+                    if mapped.is_ok() && v.iter().all(Value::is_null) {
+                        v = Vec::new();
+                    }
+                    (mapped, Some(v), false)
+                }
                 Pending::Delete(v) => (plan.mapping.delete_params(&v, tz), Some(v), true),
                 Pending::Gone(k) => match plan.mapping.delete_params_from_key(&k, tz) {
                     Ok(d) => (Ok(d), None, true),
@@ -481,7 +509,7 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
                     let _ = ready.await;
                 };
                 let r = w.write(&rows, &dels, ready).await;
-                (r, dels)
+                (r, rows, dels)
             }
             .instrument(span),
         );
@@ -540,7 +568,7 @@ pub async fn finish(
         let joined = task.await;
         drop(guard);
         let written = match joined {
-            Ok((r, dels)) => r.map(|refused| (refused, dels)),
+            Ok((r, rows, dels)) => r.map(|refused| (refused, rows, dels)),
             Err(e) => {
                 return Err(JobError::new(
                     &plan.name,
@@ -551,7 +579,7 @@ pub async fn finish(
         };
         metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
             .record(writing.elapsed().as_secs_f64());
-        let (refused, del_rows) = match written {
+        let (refused, up_rows, del_rows) = match written {
             Ok(w) => w,
             Err(e) => {
                 let _ = ctx.state.batch_failed(&s.id, &e.to_string()).await;
@@ -571,8 +599,17 @@ pub async fn finish(
         for (o, v) in dels.iter_mut().zip(del_rows) {
             o.values = v;
         }
-        for (is_delete, list, refused) in
-            [(false, s.ups, &refused_ups), (true, dels, &refused_dels)]
+        // The source rows are needed whole only for a refusal, or to flag them.
+        let mut ups = s.ups;
+        for (i, (o, v)) in ups.iter_mut().zip(up_rows).enumerate() {
+            if (plan.flag.is_some() || refused_ups.contains_key(&i))
+                && let Some(src) = &mut o.src
+            {
+                src.resize(plan.read_cols.len(), Value::Null);
+                plan.mapping.restore(src, &v);
+            }
+        }
+        for (is_delete, list, refused) in [(false, ups, &refused_ups), (true, dels, &refused_dels)]
         {
             for (i, o) in list.into_iter().enumerate() {
                 match (refused.get(&i), o.src) {
@@ -853,6 +890,26 @@ async fn mark_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_read_twice_keeps_its_last_version() {
+        let up = |k: &str, v: i64| {
+            (
+                k.to_string(),
+                Pending::Upsert(vec![Value::Int(v)], Op::Update),
+            )
+        };
+        let mut pending = vec![up("1", 1), up("2", 2), up("1", 3), up("3", 4), up("2", 5)];
+        last_of_each_key(&mut pending);
+        let got: Vec<(String, i64)> = pending
+            .iter()
+            .map(|(k, p)| match p {
+                Pending::Upsert(v, _) if let Some(Value::Int(i)) = v.first() => (k.clone(), *i),
+                _ => (k.clone(), -1),
+            })
+            .collect();
+        assert_eq!(got, vec![("1".into(), 3), ("3".into(), 4), ("2".into(), 5)]);
+    }
 
     #[test]
     fn batch_ids_are_deterministic() {
