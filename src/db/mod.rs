@@ -481,6 +481,28 @@ fn dynamic(text: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text.to_owned())
 }
 
+/// A pooled connection idle at least this long is checked (a ping) before it is used again.
+const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Pool settings shared by every engine: a connection taken from the pool is checked only
+/// when it sat idle a while (a broken one is then replaced). sqlx checks every one by
+/// default, a round trip before every statement of a busy exchange.
+pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &DbConfig) -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection as _;
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(cfg.connect_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

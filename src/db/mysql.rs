@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
-use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, MySql, Row, ValueRef};
 
@@ -59,24 +59,21 @@ impl My {
             opts = opts.password(p.expose());
         }
         let timeout = cfg.statement_timeout.as_secs();
-        let pool = MySqlPoolOptions::new()
-            .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.connect_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    sqlx::query(SESSION).execute(&mut *conn).await?;
-                    if timeout > 0 {
-                        let lock = format!("SET SESSION innodb_lock_wait_timeout = {timeout}");
-                        sqlx::query(super::dynamic(&lock))
-                            .execute(&mut *conn)
-                            .await?;
-                        // MariaDB only; MySQL has no such variable and keeps its own limits.
-                        let max = format!("SET SESSION max_statement_time = {timeout}");
-                        let _ = sqlx::query(super::dynamic(&max)).execute(&mut *conn).await;
-                    }
-                    Ok(())
-                })
-            });
+        let pool = super::pool_options(cfg).after_connect(move |conn, _| {
+            Box::pin(async move {
+                sqlx::query(SESSION).execute(&mut *conn).await?;
+                if timeout > 0 {
+                    let lock = format!("SET SESSION innodb_lock_wait_timeout = {timeout}");
+                    sqlx::query(super::dynamic(&lock))
+                        .execute(&mut *conn)
+                        .await?;
+                    // MariaDB only; MySQL has no such variable and keeps its own limits.
+                    let max = format!("SET SESSION max_statement_time = {timeout}");
+                    let _ = sqlx::query(super::dynamic(&max)).execute(&mut *conn).await;
+                }
+                Ok(())
+            })
+        });
         let pool = if lazy {
             pool.connect_lazy_with(opts)
         } else {

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgValueFormat};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
@@ -80,9 +80,7 @@ impl Pg {
         if let Some(p) = &cfg.password {
             opts = opts.password(p.expose());
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.connect_timeout);
+        let pool = super::pool_options(cfg);
         let pool = if lazy {
             pool.connect_lazy_with(opts)
         } else {

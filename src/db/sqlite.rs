@@ -14,9 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::query::Query;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePool, SqliteRow};
 use sqlx::{ConnectOptions, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
@@ -65,9 +63,7 @@ impl Lite {
             std::fs::create_dir_all(dir)
                 .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.connect_timeout)
+        let pool = super::pool_options(cfg)
             .connect_with(opts)
             .await
             .map_err(|e| fail(super::describe(&e)))?;

@@ -332,6 +332,9 @@ pub struct InFlight {
     write: Option<(tokio::task::JoinHandle<Written>, super::AbortOnDrop)>,
     writing: std::time::Instant,
     go: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Told whether the write committed at the exchange, as soon as it did (before the
+    /// batch is committed in the state store).
+    written: Option<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 /// Classify and map the rows read, and record the batch as being sent.
@@ -494,6 +497,7 @@ pub async fn prepare(
 pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
     let writing = std::time::Instant::now();
     let (go, ready) = tokio::sync::oneshot::channel::<()>();
+    let (done, written) = tokio::sync::oneshot::channel::<bool>();
     let write = p.send.as_mut().map(|s| {
         let w = OwnedWrite::new(ctx, plan, p.unconditional);
         let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
@@ -509,6 +513,7 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
                     let _ = ready.await;
                 };
                 let r = w.write(&rows, &dels, ready).await;
+                let _ = done.send(r.is_ok());
                 (r, rows, dels)
             }
             .instrument(span),
@@ -521,6 +526,7 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
         write,
         writing,
         go: Some(go),
+        written: Some(written),
     }
 }
 
@@ -529,6 +535,16 @@ impl InFlight {
     pub fn release(&mut self) {
         if let Some(go) = self.go.take() {
             let _ = go.send(());
+        }
+    }
+
+    /// Wait until the write committed at the exchange (true; also when there was nothing to
+    /// write) or failed (false). The batch is not committed in the state store yet.
+    pub async fn written(&mut self) -> bool {
+        self.release();
+        match self.written.take() {
+            Some(w) if self.write.is_some() => w.await.unwrap_or(false),
+            _ => true,
         }
     }
 }

@@ -347,9 +347,11 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
 /// Deliver a batch while the next one is read from the source (when `next` gives its
 /// conditions), and while the batch before it is still being written: the read and the
 /// write each run as a task of their own, so reading and decoding the next batch, checking
-/// and mapping this one, and writing the one before use the cores side by side. A batch is
-/// written only once the one before it was acknowledged and committed, so batches commit in
-/// order; at most three are held. The last batch is finished here; one left in `inflight`
+/// and mapping this one, and writing the one before use the cores side by side. A batch's
+/// transaction at the exchange begins only once the one before it committed there, so
+/// batches commit in order at the exchange, and in the state store (the watermark) each after
+/// its own and after the one before; at most three are held. A crash between the two commits
+/// sends the rows again, which the newer-wins upsert takes as they are. The last batch is finished here; one left in `inflight`
 /// (when the next read finds nothing, or the cycle stops early) is finished by [`settle`].
 pub(super) async fn deliver_reading(
     ctx: &Ctx,
@@ -378,8 +380,16 @@ pub(super) async fn deliver_reading(
             return Err(e);
         }
     };
-    // Encoded while the batch before it is still being written; begun once that committed.
+    // Encoded while the batch before it is still being written; begun at the exchange once
+    // that one committed there, while the state store records it.
     let mut writing = batch::launch(ctx, plan, prepared);
+    let before = match inflight.as_mut() {
+        Some(f) => f.written().await,
+        None => true,
+    };
+    if before {
+        writing.release();
+    }
     settle(ctx, plan, inflight, report).await?;
     writing.release();
     let Some((task, guard)) = reading else {
