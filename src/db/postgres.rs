@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgRow, PgValueFormat};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
@@ -237,6 +237,41 @@ impl Pg {
         };
         let d = Dialect::Postgres;
         let stage = stage_name(w);
+        let mut direct = match w.upsert.key {
+            [k] => Some(Direct {
+                any: d.pg_any_key(table, &w.upsert.columns[*k]),
+                range: d.pg_key_range(table, &w.upsert.columns[*k]),
+                copy: format!(
+                    "{} (FORMAT binary)",
+                    d.pg_copy_into(table, w.upsert.columns)
+                ),
+            }),
+            _ => None,
+        };
+        // Only new keys and nothing to delete (a first exchange, rows appended since the last):
+        // one binary COPY straight into the target, a transaction of its own. Should the
+        // target refuse it (a key that arrived meanwhile, a row it does not take), the batch
+        // takes the transaction below.
+        if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(err("connecting to the exchange for"))?;
+            if new_keys(&mut conn, dr, w, w.rows).await? {
+                match copy_in(&mut conn, &dr.copy, buf).await {
+                    Ok(()) => return Ok(Vec::new()),
+                    Err(e) => {
+                        let e = err("copying rows into")(e);
+                        if e.class() != ErrorClass::Data {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            // Asked already: the transaction merges every part.
+            direct = None;
+        }
         let mut tx = self
             .pool
             .begin()
@@ -248,14 +283,7 @@ impl Pg {
             copy: d.pg_copy(&stage, w.upsert.columns),
             binary,
             encoded,
-            direct: match w.upsert.key {
-                [k] => Some(Direct {
-                    any: d.pg_any_key(table, &w.upsert.columns[*k]),
-                    range: d.pg_key_range(table, &w.upsert.columns[*k]),
-                    copy: d.pg_copy_into(table, w.upsert.columns),
-                }),
-                _ => None,
-            },
+            direct,
             merge: d.pg_merge(&w.upsert, &stage),
             clear: d.pg_clear(&stage),
             delete: w.delete_sql(d),
@@ -379,16 +407,16 @@ impl PartWriter for PgPart<'_, '_> {
                 }
                 self.copy.clone()
             };
-            let format = if binary { " (FORMAT binary)" } else { "" };
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
-            if self.new_keys(rows).await? {
-                let into = self
-                    .direct
-                    .as_ref()
-                    .map_or(String::new(), |d| d.copy.clone());
+            let new = match &self.direct {
+                Some(direct) if binary => new_keys(self.tx, direct, self.w, rows).await?,
+                _ => false,
+            };
+            if let (true, Some(direct)) = (new, &self.direct) {
+                let into = direct.copy.clone();
                 self.exec("SAVEPOINT frontdb_direct").await?;
-                match copy_in(self.tx, &format!("{into}{format}"), &buf).await {
+                match copy_in(self.tx, &into, &buf).await {
                     Ok(()) => {
                         self.exec("RELEASE SAVEPOINT frontdb_direct").await?;
                         return self.deletes(d).await;
@@ -410,10 +438,13 @@ impl PartWriter for PgPart<'_, '_> {
                 .execute(&mut **self.tx)
                 .await
                 .map_err(err("upserting into"))?;
-            sqlx::query(dynamic(&self.clear))
-                .execute(&mut **self.tx)
-                .await
-                .map_err(err("clearing the staging table of"))?;
+            // The commit empties it (`ON COMMIT DELETE ROWS`); a part of a split batch does.
+            if !whole {
+                sqlx::query(dynamic(&self.clear))
+                    .execute(&mut **self.tx)
+                    .await
+                    .map_err(err("clearing the staging table of"))?;
+            }
         }
         self.deletes(d).await
     }
@@ -432,57 +463,61 @@ impl PgPart<'_, '_> {
         }
         Ok(())
     }
+}
 
-    /// Whether the target has none of these rows' keys (a one-column integer or text key);
-    /// false when that cannot be asked in one statement. Integer keys are asked as one range
-    /// (from the least to the greatest): a first exchange, and rows appended since the last,
-    /// find it empty.
-    async fn new_keys(&mut self, rows: &[Vec<Value>]) -> Result<bool, DbError> {
-        let (Some(direct), [k]) = (&self.direct, self.w.upsert.key) else {
-            return Ok(false);
-        };
-        let q = match rows.first().and_then(|r| r.get(*k)) {
-            Some(Value::Int(_)) => {
-                let mut range: Option<(i64, i64)> = None;
-                for r in rows {
-                    let Some(Value::Int(i)) = r.get(*k) else {
-                        return Ok(false);
-                    };
-                    range = Some(range.map_or((*i, *i), |(lo, hi)| (lo.min(*i), hi.max(*i))));
-                }
-                let Some((lo, hi)) = range else {
+/// Whether the target has none of these rows' keys (a one-column integer or text key);
+/// false when that cannot be asked in one statement. Integer keys are asked as one range
+/// (from the least to the greatest): a first exchange, and rows appended since the last,
+/// find it empty.
+async fn new_keys(
+    conn: &mut PgConnection,
+    direct: &Direct,
+    w: &WriteBatch<'_>,
+    rows: &[Vec<Value>],
+) -> Result<bool, DbError> {
+    let [k] = w.upsert.key else {
+        return Ok(false);
+    };
+    let q = match rows.first().and_then(|r| r.get(*k)) {
+        Some(Value::Int(_)) => {
+            let mut range: Option<(i64, i64)> = None;
+            for r in rows {
+                let Some(Value::Int(i)) = r.get(*k) else {
                     return Ok(false);
                 };
-                sqlx::query_scalar::<_, bool>(dynamic(&direct.range))
-                    .bind(lo)
-                    .bind(hi)
+                range = Some(range.map_or((*i, *i), |(lo, hi)| (lo.min(*i), hi.max(*i))));
             }
-            // `character(n)` compares as text only after a cast, which its index cannot serve.
-            Some(Value::Text(_))
-                if matches!(self.w.upsert.columns[*k].native.as_str(), "text")
-                    || self.w.upsert.columns[*k]
-                        .native
-                        .starts_with("character varying") =>
-            {
-                let keys: Option<Vec<&str>> = rows
-                    .iter()
-                    .map(|r| match r.get(*k) {
-                        Some(Value::Text(s)) => Some(s.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                match keys {
-                    Some(keys) => sqlx::query_scalar::<_, bool>(dynamic(&direct.any)).bind(keys),
-                    None => return Ok(false),
-                }
+            let Some((lo, hi)) = range else {
+                return Ok(false);
+            };
+            sqlx::query_scalar::<_, bool>(dynamic(&direct.range))
+                .bind(lo)
+                .bind(hi)
+        }
+        // `character(n)` compares as text only after a cast, which its index cannot serve.
+        Some(Value::Text(_))
+            if matches!(w.upsert.columns[*k].native.as_str(), "text")
+                || w.upsert.columns[*k].native.starts_with("character varying") =>
+        {
+            let keys: Option<Vec<&str>> = rows
+                .iter()
+                .map(|r| match r.get(*k) {
+                    Some(Value::Text(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            match keys {
+                Some(keys) => sqlx::query_scalar::<_, bool>(dynamic(&direct.any)).bind(keys),
+                None => return Ok(false),
             }
-            _ => return Ok(false),
-        };
-        let any = q.fetch_one(&mut **self.tx).await.map_err(|e| {
-            DbError::query(E, format!("looking up keys in {}", self.w.upsert.table), e)
-        })?;
-        Ok(!any)
-    }
+        }
+        _ => return Ok(false),
+    };
+    let any = q
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::query(E, format!("looking up keys in {}", w.upsert.table), e))?;
+    Ok(!any)
 }
 
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
@@ -498,12 +533,8 @@ fn encode_binary(kinds: &[pgbinary::Kind], rows: &[Vec<Value>]) -> Option<Vec<u8
 }
 
 /// Send a whole `COPY ... FROM STDIN` of `buf`.
-async fn copy_in(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    statement: &str,
-    buf: &[u8],
-) -> Result<(), sqlx::Error> {
-    let mut copy = tx.copy_in_raw(statement).await?;
+async fn copy_in(conn: &mut PgConnection, statement: &str, buf: &[u8]) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
     copy.send(buf).await?;
     copy.finish().await?;
     Ok(())
