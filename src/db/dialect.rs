@@ -128,13 +128,25 @@ impl Dialect {
         }
     }
 
+    /// The expression a `SELECT` reads a column with. PostgreSQL's integers, floats and
+    /// numerics are decoded from their binary forms as they are: a select list of plain
+    /// columns lets the server send its rows without computing a projection.
+    fn read_expr(self, col: &Col) -> String {
+        match (self, col.ty) {
+            (Dialect::Postgres, ColType::Int | ColType::Float | ColType::Decimal) => {
+                self.quote(&col.name)
+            }
+            _ => self.select_expr(col),
+        }
+    }
+
     pub fn select(self, s: &Select<'_>) -> Sql {
         let mut params = Vec::new();
         let mut text = String::from("SELECT ");
         if let (Dialect::MsSql, Some(n)) = (self, s.limit) {
             let _ = write!(text, "TOP ({n}) ");
         }
-        let cols: Vec<String> = s.columns.iter().map(|c| self.select_expr(c)).collect();
+        let cols: Vec<String> = s.columns.iter().map(|c| self.read_expr(c)).collect();
         text.push_str(&cols.join(", "));
         let _ = write!(text, " FROM {}", self.table(s.table));
         if !s.conds.is_empty() {

@@ -50,7 +50,7 @@ fn keyset_select_postgres_uses_row_values_and_casts() {
     });
     assert_eq!(
         sql.text,
-        "SELECT \"id\"::text, \"updated_at\", \"v\"::int8 FROM \"public\".\"up_action\" \
+        "SELECT \"id\", \"updated_at\", \"v\" FROM \"public\".\"up_action\" \
          WHERE (\"updated_at\", \"id\") > ($1::timestamp without time zone, $2::numeric(20,0)) \
          AND \"updated_at\" <= $3::timestamp without time zone \
          ORDER BY \"updated_at\", \"id\" LIMIT 500"

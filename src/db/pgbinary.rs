@@ -179,7 +179,7 @@ pub(super) fn read(ty: ColType, b: &[u8]) -> Option<Value> {
             4 => f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]])),
             _ => f64::from_be_bytes(be8(b)?),
         }),
-        ColType::Decimal => Value::Decimal(std::str::from_utf8(b).ok()?.to_owned()),
+        ColType::Decimal => Value::Decimal(numeric_text(b)?),
         ColType::Text | ColType::Other => Value::Text(std::str::from_utf8(b).ok()?.to_owned()),
         ColType::Bytes => Value::Bytes(b.to_vec()),
         ColType::Date => {
@@ -201,6 +201,62 @@ pub(super) fn read(ty: ColType, b: &[u8]) -> Option<Value> {
             Value::TimestampTz(from_micros(i64::from_be_bytes(be8(b)?))?.and_utc())
         }
     })
+}
+
+/// A binary NUMERIC as the text PostgreSQL writes for it (`-12.50`, `0.0012`, `NaN`).
+fn numeric_text(b: &[u8]) -> Option<String> {
+    use std::fmt::Write as _;
+    let word = |i: usize| Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+    let ndigits = usize::from(word(0)?);
+    let weight = i64::from(word(2)? as i16);
+    let sign = word(4)?;
+    let dscale = usize::from(word(6)?);
+    if b.len() != 8 + 2 * ndigits || dscale > 0x3fff {
+        return None;
+    }
+    match sign {
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        0 | 0x4000 => {}
+        _ => return None,
+    }
+    // Base-10000 digit `k` (0 = most significant) has weight `weight - k`.
+    let mut digits = Vec::with_capacity(ndigits);
+    for k in 0..ndigits {
+        let d = word(8 + 2 * k)?;
+        if d > 9999 {
+            return None;
+        }
+        digits.push(d);
+    }
+    let digit = |k: i64| usize::try_from(k).ok().and_then(|k| digits.get(k)).copied();
+    let mut out = String::with_capacity(8 + 4 * ndigits + dscale);
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    }
+    for k in 0..=weight {
+        let d = digit(k).unwrap_or(0);
+        let _ = if k == 0 {
+            write!(out, "{d}")
+        } else {
+            write!(out, "{d:04}")
+        };
+    }
+    if dscale > 0 {
+        out.push('.');
+        let start = out.len();
+        let mut k = weight + 1;
+        while out.len() - start < dscale {
+            let _ = write!(out, "{:04}", digit(k).unwrap_or(0));
+            k += 1;
+        }
+        out.truncate(start + dscale);
+    }
+    Some(out)
 }
 
 /// A time `us` microseconds after 2000-01-01 00:00 (`None` for ±infinity and beyond chrono).
@@ -402,11 +458,32 @@ mod tests {
             assert!(field(&mut buf, kind, &v), "{v:?}");
             assert_eq!(read(ty, &buf[4..]).as_ref(), Some(&v), "{kind:?}");
         }
-        // NUMERIC is selected as text.
+        // NUMERIC, as PostgreSQL writes it in text.
+        for text in [
+            "-12.50",
+            "0.0012",
+            "0.00",
+            "10000",
+            "99999999.99",
+            "0.5000",
+            "123456789012345678.123456789",
+            "-0.000000001",
+            "7",
+        ] {
+            let mut buf = Vec::new();
+            assert!(numeric(&mut buf, text), "{text}");
+            assert_eq!(
+                read(ColType::Decimal, &buf[4..]),
+                Some(Value::Decimal(text.into())),
+                "{text}"
+            );
+        }
+        // NaN in binary: no digits, weight 0, sign 0xC000, scale 0.
         assert_eq!(
-            read(ColType::Decimal, b"-12.50"),
-            Some(Value::Decimal("-12.50".into()))
+            read(ColType::Decimal, &[0, 0, 0, 0, 0xC0, 0, 0, 0]),
+            Some(Value::Decimal("NaN".into()))
         );
+        assert_eq!(read(ColType::Decimal, &[0, 1, 0, 0, 0, 0, 0, 0]), None);
         // What the kind's types never send is left to sqlx (which says why it cannot be read).
         assert_eq!(read(ColType::Int, &[0; 3]), None);
         assert_eq!(read(ColType::Text, &[0xff]), None);

@@ -39,6 +39,36 @@ const OLDEST_TRANSACTION: &str = "SELECT min(xact_start), \
 
 pub struct Pg {
     pub pool: PgPool,
+    /// `COPY` buffers of batches written, kept for the next ones: a fresh buffer of
+    /// megabytes costs a page fault for every 4 KiB of it.
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+/// At most this many spare `COPY` buffers are kept, each of at most this many bytes.
+const SPARE_BUFFERS: usize = 2;
+const SPARE_BYTES: usize = 16 << 20;
+
+impl Pg {
+    /// An empty buffer of at least `n` bytes, a spare one when there is one.
+    fn buffer(&self, n: usize) -> Vec<u8> {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let mut buf = spare.unwrap_or_default();
+        buf.reserve(n);
+        buf
+    }
+
+    /// Keep a buffer for a later batch.
+    fn give_back(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > SPARE_BYTES {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut s) = self.spare.lock()
+            && s.len() < SPARE_BUFFERS
+        {
+            s.push(buf);
+        }
+    }
 }
 
 const FIND_TABLE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text \
@@ -88,7 +118,10 @@ impl Pg {
                 .await
                 .map_err(|e| DbError::connect(cfg, role, &e))?
         };
-        Ok(Pg { pool })
+        Ok(Pg {
+            pool,
+            spare: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// A connection listening on these NOTIFY channels.
@@ -228,7 +261,7 @@ impl Pg {
         let binary = pgbinary::kinds(w.upsert.columns);
         let encoded = binary
             .as_ref()
-            .and_then(|kinds| encode_binary(kinds, w.rows));
+            .and_then(|kinds| encode_binary(self.buffer(0), kinds, w.rows));
         ready.await;
         let table = w.upsert.table;
         let err = |doing: &str| {
@@ -258,16 +291,25 @@ impl Pg {
                 .acquire()
                 .await
                 .map_err(err("connecting to the exchange for"))?;
-            if new_keys(&mut conn, dr, w, w.rows).await? {
+            let copied = if new_keys(&mut conn, dr, w, w.rows).await? {
                 match copy_in(&mut conn, &dr.copy, buf).await {
-                    Ok(()) => return Ok(Vec::new()),
+                    Ok(()) => true,
                     Err(e) => {
                         let e = err("copying rows into")(e);
                         if e.class() != ErrorClass::Data {
                             return Err(e);
                         }
+                        false
                     }
                 }
+            } else {
+                false
+            };
+            if copied {
+                if let Some(buf) = encoded {
+                    self.give_back(buf);
+                }
+                return Ok(Vec::new());
             }
             // Asked already: the transaction merges every part.
             direct = None;
@@ -289,6 +331,7 @@ impl Pg {
             delete: w.delete_sql(d),
             tx: &mut tx,
             w,
+            owner: self,
         };
         let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
         tx.commit()
@@ -358,6 +401,8 @@ struct PgPart<'a, 'c> {
     merge: String,
     clear: String,
     delete: String,
+    /// Takes back the `COPY` buffers.
+    owner: &'a Pg,
 }
 
 impl PartWriter for PgPart<'_, '_> {
@@ -388,7 +433,7 @@ impl PartWriter for PgPart<'_, '_> {
                 _ => self
                     .binary
                     .as_ref()
-                    .and_then(|kinds| encode_binary(kinds, rows)),
+                    .and_then(|kinds| encode_binary(Vec::new(), kinds, rows)),
             };
             let binary = encoded.is_some();
             let mut buf = encoded.unwrap_or_default();
@@ -418,6 +463,7 @@ impl PartWriter for PgPart<'_, '_> {
                 self.exec("SAVEPOINT frontdb_direct").await?;
                 match copy_in(self.tx, &into, &buf).await {
                     Ok(()) => {
+                        self.owner.give_back(buf);
                         self.exec("RELEASE SAVEPOINT frontdb_direct").await?;
                         return self.deletes(d).await;
                     }
@@ -438,6 +484,7 @@ impl PartWriter for PgPart<'_, '_> {
                 .execute(&mut **self.tx)
                 .await
                 .map_err(err("upserting into"))?;
+            self.owner.give_back(buf);
             // The commit empties it (`ON COMMIT DELETE ROWS`); a part of a split batch does.
             if !whole {
                 sqlx::query(dynamic(&self.clear))
@@ -521,9 +568,14 @@ async fn new_keys(
 }
 
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
-fn encode_binary(kinds: &[pgbinary::Kind], rows: &[Vec<Value>]) -> Option<Vec<u8>> {
+fn encode_binary(
+    mut buf: Vec<u8>,
+    kinds: &[pgbinary::Kind],
+    rows: &[Vec<Value>],
+) -> Option<Vec<u8>> {
     // Sized once up front: growing a buffer of megabytes copies it over and over.
-    let mut buf = Vec::with_capacity(pgbinary::size_hint(rows));
+    buf.clear();
+    buf.reserve(pgbinary::size_hint(rows));
     buf.extend_from_slice(pgbinary::HEADER);
     if !rows.iter().all(|row| pgbinary::row(&mut buf, kinds, row)) {
         return None;
@@ -625,10 +677,16 @@ fn decode(row: &PgRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxD
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    if raw.format() == PgValueFormat::Binary
-        && let Some(v) = raw.as_bytes().ok().and_then(|b| pgbinary::read(ty, b))
-    {
-        return Ok(v);
+    if raw.format() == PgValueFormat::Binary {
+        if let Some(v) = raw.as_bytes().ok().and_then(|b| pgbinary::read(ty, b)) {
+            return Ok(v);
+        }
+        // Numerics are read in binary (they are selected as they are); sqlx would take
+        // their bytes for text.
+        if ty == ColType::Decimal {
+            let ty = sqlx::TypeInfo::name(raw.type_info().as_ref()).to_owned();
+            return Err(format!("not a NUMERIC value of type {ty}").into());
+        }
     }
     Ok(match ty {
         ColType::Bool => Value::Bool(<bool as Decode<Postgres>>::decode(raw)?),
