@@ -72,6 +72,9 @@ pub struct Mapping {
     /// Per exchange column: it is the only one fed by its source column, so a value that
     /// needs no conversion is moved into the exchange row rather than copied.
     sole: Vec<bool>,
+    /// Every exchange column is the source column of the same place: a source row whose
+    /// values all pass unconverted becomes the exchange row as it is.
+    identity: bool,
     target: Dialect,
 }
 
@@ -106,6 +109,10 @@ impl Mapping {
                 _ => false,
             })
             .collect();
+        let identity = sources
+            .iter()
+            .enumerate()
+            .all(|(i, s)| *s == Source::Column(i));
         Mapping {
             columns,
             sources,
@@ -113,6 +120,7 @@ impl Mapping {
             version,
             max_chars,
             sole,
+            identity,
             target,
         }
     }
@@ -128,9 +136,27 @@ impl Mapping {
 
     /// The exchange row for a source row; the error names the column and the cause.
     ///
-    /// Values that go over unconverted are moved out of `src` (leaving NULL there) rather
-    /// than copied; [`Mapping::restore`] puts them back. On an error `src` is untouched.
-    pub fn row(&self, src: &mut [Value], op: Op, ctx: &RowCtx<'_>) -> Result<Vec<Value>, String> {
+    /// Values that go over unconverted are moved out of `src` (leaving NULL there, or
+    /// nothing when the whole row went over as it is) rather than copied;
+    /// [`Mapping::restore`] puts them back. On an error `src` is untouched.
+    pub fn row(
+        &self,
+        src: &mut Vec<Value>,
+        op: Op,
+        ctx: &RowCtx<'_>,
+    ) -> Result<Vec<Value>, String> {
+        if self.identity
+            && src.len() == self.columns.len()
+            && src
+                .iter()
+                .zip(&self.columns)
+                .all(|(v, c)| v.passes_as(c.ty))
+        {
+            for (i, (v, col)) in src.iter().zip(&self.columns).enumerate() {
+                self.check(i, col, v)?;
+            }
+            return Ok(std::mem::take(src));
+        }
         let mut out = Vec::with_capacity(self.columns.len());
         let mut moved = false;
         for (i, (col, source)) in self.columns.iter().zip(&self.sources).enumerate() {
@@ -167,8 +193,10 @@ impl Mapping {
         Ok(out)
     }
 
-    /// Put back into a source row what [`Mapping::row`] moved out of it into `row`.
-    pub fn restore(&self, src: &mut [Value], row: &[Value]) {
+    /// Put back into a source row of `width` columns what [`Mapping::row`] moved out of it
+    /// into `row`.
+    pub fn restore(&self, src: &mut Vec<Value>, width: usize, row: &[Value]) {
+        src.resize(width, Value::Null);
         for ((i, source), v) in self.sources.iter().enumerate().zip(row) {
             if let Source::Column(j) = source
                 && self.sole[i]
@@ -343,7 +371,7 @@ mod tests {
         );
         let row = m
             .row(
-                &mut [Value::Text("7".into()), Value::Text("监管行为".into())],
+                &mut vec![Value::Text("7".into()), Value::Text("监管行为".into())],
                 Op::Update,
                 &ctx(&tz),
             )
@@ -354,7 +382,7 @@ mod tests {
         assert_eq!(row[5], Value::Text("2026112300001".into()));
         let err = m
             .row(
-                &mut [Value::Int(8), Value::Text("五个汉字啊".into())],
+                &mut vec![Value::Int(8), Value::Text("五个汉字啊".into())],
                 Op::Insert,
                 &ctx(&tz),
             )
@@ -365,7 +393,7 @@ mod tests {
         );
         let err = m
             .row(
-                &mut [Value::Text("x".into()), Value::Null],
+                &mut vec![Value::Text("x".into()), Value::Null],
                 Op::Insert,
                 &ctx(&tz),
             )
@@ -417,7 +445,7 @@ mod tests {
         assert_eq!(src[0], Value::Null);
         assert_eq!(src[1], original[1]);
         assert_eq!(src[2], original[2]);
-        m.restore(&mut src, &row);
+        m.restore(&mut src, 4, &row);
         assert_eq!(src, original);
 
         // A value that does not fit leaves the source row as it was.
@@ -433,6 +461,38 @@ mod tests {
             .expect_err("too long");
         assert!(err.contains("exchange column note"), "{err}");
         assert_eq!(src, before);
+    }
+
+    #[test]
+    fn a_row_mapped_as_it_is_is_taken_whole_and_restored() {
+        let tz: Tz = "Asia/Shanghai".parse().expect("tz");
+        let m = Mapping::new(
+            vec![
+                col("id", ColType::Int, "bigint"),
+                col("name", ColType::Text, "character varying(4)"),
+            ],
+            vec![Source::Column(0), Source::Column(1)],
+            vec![0],
+            None,
+            Dialect::Postgres,
+        );
+        let original = vec![Value::Int(7), Value::Text("监管".into())];
+        let mut src = original.clone();
+        let row = m.row(&mut src, Op::Update, &ctx(&tz)).expect("row");
+        assert_eq!(row, original);
+        assert!(src.is_empty());
+        m.restore(&mut src, 2, &row);
+        assert_eq!(src, original);
+        // Too long for its column: an error, the row untouched.
+        let mut src = vec![Value::Int(8), Value::Text("五个汉字啊".into())];
+        let before = src.clone();
+        assert!(m.row(&mut src, Op::Update, &ctx(&tz)).is_err());
+        assert_eq!(src, before);
+        // A value to convert takes the general way.
+        let mut src = vec![Value::Text("9".into()), Value::Null];
+        let row = m.row(&mut src, Op::Update, &ctx(&tz)).expect("row");
+        assert_eq!(row, vec![Value::Int(9), Value::Null]);
+        assert_eq!(src, vec![Value::Text("9".into()), Value::Null]);
     }
 
     #[test]

@@ -621,8 +621,7 @@ pub async fn finish(
             if (plan.flag.is_some() || refused_ups.contains_key(&i))
                 && let Some(src) = &mut o.src
             {
-                src.resize(plan.read_cols.len(), Value::Null);
-                plan.mapping.restore(src, &v);
+                plan.mapping.restore(src, plan.read_cols.len(), &v);
             }
         }
         for (is_delete, list, refused) in [(false, ups, &refused_ups), (true, dels, &refused_dels)]
