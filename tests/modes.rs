@@ -563,3 +563,64 @@ async fn bad_rows_are_quarantined_and_the_rest_of_the_batch_goes_through() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// A first batch of new keys goes straight into the target; the batch right after it holds
+/// keys the target already has: copied straight in as well (no question asked, the batch
+/// before went in that way), the target refuses it, and the batch is merged instead.
+#[tokio::test]
+async fn a_batch_of_known_keys_after_a_batch_of_new_ones_is_merged() {
+    let src = PgDb::new("append_then_update").await;
+    let tgt = PgDb::new("append_then_update").await;
+    let ddl = "CREATE TABLE au (id bigint PRIMARY KEY, v text NOT NULL, \
+               updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(
+        "INSERT INTO au SELECT g, 'first ' || g, '2026-01-01 00:00:00' FROM generate_series(1, 100) g",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"au\"\nbatch_size = 100\n\
+             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
+        )
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("au: 100 row(s) sent"), "{out}");
+    // The refused COPY is a transaction rolled back at the target.
+    let rollbacks = format!(
+        "SELECT xact_rollback FROM pg_stat_database WHERE datname = '{}'",
+        tgt.name
+    );
+    let before = tgt.scalar_i64(&rollbacks).await;
+
+    // New keys first (the earlier change time), then every key the target has, changed.
+    src.exec(
+        "INSERT INTO au SELECT g, 'new ' || g, '2026-01-02 00:00:00' FROM generate_series(1001, 1100) g",
+    )
+    .await;
+    src.exec(
+        "UPDATE au SET v = 'changed ' || id, updated_at = '2026-01-03 00:00:00' WHERE id <= 100",
+    )
+    .await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("au: 200 row(s) sent"), "{out}");
+    assert!(out.contains("0 quarantined"), "{out}");
+    let all = "SELECT id::text, v, updated_at::text FROM au ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    assert_eq!(
+        tgt.rows("SELECT v FROM au WHERE id = 7").await,
+        vec![vec![Some("changed 7".to_string())]]
+    );
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM au").await, 200);
+    common::wait_for(
+        "the refused COPY in the target's statistics",
+        std::time::Duration::from_secs(10),
+        async || tgt.scalar_i64(&rollbacks).await > before,
+    )
+    .await;
+    src.drop().await;
+    tgt.drop().await;
+}

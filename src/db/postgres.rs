@@ -42,6 +42,10 @@ pub struct Pg {
     /// `COPY` buffers of batches written, kept for the next ones: a fresh buffer of
     /// megabytes costs a page fault for every 4 KiB of it.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Exchange tables whose last batch went straight in, and when: a batch that follows at
+    /// once (the next of a first exchange) is copied straight in without asking first, and
+    /// merged should that fail.
+    appending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// At most this many spare `COPY` buffers are kept, each of at most this many bytes.
@@ -49,12 +53,26 @@ const SPARE_BUFFERS: usize = 2;
 const SPARE_BYTES: usize = 16 << 20;
 
 impl Pg {
-    /// An empty buffer of at least `n` bytes, a spare one when there is one.
-    fn buffer(&self, n: usize) -> Vec<u8> {
+    /// A spare buffer when there is one (`encode_binary` sizes it).
+    fn buffer(&self) -> Vec<u8> {
         let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
-        let mut buf = spare.unwrap_or_default();
-        buf.reserve(n);
-        buf
+        spare.unwrap_or_default()
+    }
+
+    /// Whether the batch before this one went straight into `table` moments ago; `now`
+    /// records whether this one did.
+    fn appending(&self, table: &str, now: Option<bool>) -> bool {
+        const MOMENTS: std::time::Duration = std::time::Duration::from_millis(250);
+        let Ok(mut last) = self.appending.lock() else {
+            return false;
+        };
+        match now {
+            None => last.get(table).is_some_and(|t| t.elapsed() < MOMENTS),
+            Some(true) => last
+                .insert(table.to_owned(), std::time::Instant::now())
+                .is_some(),
+            Some(false) => last.remove(table).is_some(),
+        }
     }
 
     /// Keep a buffer for a later batch.
@@ -121,6 +139,7 @@ impl Pg {
         Ok(Pg {
             pool,
             spare: std::sync::Mutex::new(Vec::new()),
+            appending: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -261,7 +280,7 @@ impl Pg {
         let binary = pgbinary::kinds(w.upsert.columns);
         let encoded = binary
             .as_ref()
-            .and_then(|kinds| encode_binary(self.buffer(0), kinds, w.rows));
+            .and_then(|kinds| encode_binary(self.buffer(), kinds, w.rows));
         ready.await;
         let table = w.upsert.table;
         let err = |doing: &str| {
@@ -282,16 +301,19 @@ impl Pg {
             _ => None,
         };
         // Only new keys and nothing to delete (a first exchange, rows appended since the last):
-        // one binary COPY straight into the target, a transaction of its own. Should the
-        // target refuse it (a key that arrived meanwhile, a row it does not take), the batch
-        // takes the transaction below.
+        // one binary COPY straight into the target, a transaction of its own. Whether the
+        // target has none of the keys is asked first, unless the batch before went straight
+        // in moments ago (the batches of a first exchange). Should the target refuse the COPY
+        // (a key it has, a row it does not take), the batch takes the transaction below.
         if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
+            let name = table.to_string();
             let mut conn = self
                 .pool
                 .acquire()
                 .await
                 .map_err(err("connecting to the exchange for"))?;
-            let copied = if new_keys(&mut conn, dr, w, w.rows).await? {
+            let new = self.appending(&name, None) || new_keys(&mut conn, dr, w, w.rows).await?;
+            let copied = if new {
                 match copy_in(&mut conn, &dr.copy, buf).await {
                     Ok(()) => true,
                     Err(e) => {
@@ -305,6 +327,7 @@ impl Pg {
             } else {
                 false
             };
+            self.appending(&name, Some(copied));
             if copied {
                 if let Some(buf) = encoded {
                     self.give_back(buf);
