@@ -1,8 +1,9 @@
 //! PostgreSQL (and its protocol family: KingbaseES, openGauss, HighGo) through sqlx.
 //!
-//! Writes go through `COPY` into a temporary staging table and one
-//! `INSERT ... ON CONFLICT DO UPDATE ... WHERE` per batch, so a newer stored row is never
-//! replaced by an older one.
+//! Reads select columns as they are and decode them from their binary forms. Writes go in
+//! by `COPY`: a batch of only new keys straight into the target, any other into a temporary
+//! staging table and from there with one `INSERT ... ON CONFLICT DO UPDATE ... WHERE`, so a
+//! newer stored row is never replaced by an older one.
 
 use std::ops::Range;
 use std::str::FromStr;

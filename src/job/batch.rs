@@ -29,8 +29,8 @@ pub type Seen = HashMap<String, ([u8; 16], String)>;
 pub enum Remember {
     Nothing,
     All,
-    /// Rows whose change time sorts at or after this.
-    Since(String),
+    /// Rows whose change time is this one or later.
+    Since(Value),
 }
 
 /// The rows of one read, on their way to the exchange.
@@ -157,28 +157,32 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     let tz = &ctx.cfg.agent.tz;
     let fmt = plan.window.as_ref().map_or("", |w| w.format.as_str());
     let mut out = Sorted::default();
-    let keep = |rkey: String, p: Pending, pending: &mut Vec<(String, Pending)>| {
-        pending.push((rkey, p));
-    };
     metrics::counter!(crate::metrics::ROWS_READ, "table" => plan.name.clone())
         .increment(b.rows.len() as u64);
     for row in std::mem::take(&mut b.rows) {
         report.read += 1;
         let values = row.values;
-        let key: Vec<&Value> = plan.key.iter().map(|&i| &values[i]).collect();
+        // A one-column key (the usual) without a vector of its own for every row.
+        let (one, many): ([&Value; 1], Vec<&Value>) = match plan.key.as_slice() {
+            [k] => ([&values[*k]], Vec::new()),
+            keys => ([&Value::Null], keys.iter().map(|&i| &values[i]).collect()),
+        };
+        let key: &[&Value] = if plan.key.len() == 1 { &one } else { &many };
         let key_null = key.iter().any(|v| v.is_null());
         let ts_value = plan.ts.map(|i| &values[i]);
-        let ts_text = ts_value.map(Value::sort_text);
         let remember = match &b.remember {
             Remember::Nothing => false,
             Remember::All => true,
-            Remember::Since(s) => ts_text.as_deref().is_some_and(|t| t >= s.as_str()),
+            Remember::Since(since) => {
+                ts_value.is_some_and(|t| crate::watermark::cmp_values(t, since).is_ge())
+            }
         };
+        let ts_text = ts_value.filter(|_| remember).map(Value::sort_text);
         // The digest only where it is used: a NULL key, a row remembered or seen before.
         let mut digest = (key_null || remember).then(|| row_digest(&values));
         let rkey = match &digest {
             Some(d) if key_null => format!("NULL:{}", hex::encode(&d[..8])),
-            _ => key_text(&key),
+            _ => key_text(key),
         };
         if let Some((d, _)) = b.seen.get(&rkey)
             && *d == *digest.get_or_insert_with(|| row_digest(&values))
@@ -249,13 +253,13 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
         } else {
             Pending::Upsert(values, op)
         };
-        keep(rkey, p, &mut out.pending);
+        out.pending.push((rkey, p));
     }
     for (rkey, key) in std::mem::take(&mut b.gone) {
-        keep(rkey, Pending::Gone(key), &mut out.pending);
+        out.pending.push((rkey, Pending::Gone(key)));
     }
     for (rkey, key) in std::mem::take(&mut b.gone_target) {
-        keep(rkey, Pending::GoneTarget(key), &mut out.pending);
+        out.pending.push((rkey, Pending::GoneTarget(key)));
     }
     last_of_each_key(&mut out.pending);
     out

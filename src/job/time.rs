@@ -104,12 +104,15 @@ pub(super) async fn cycle(
     // by an open transaction has no key and is read again from its time on.
     let cursor: Option<Vec<Value>> =
         (!sweep && wm.ts.is_some() && !wm.key.is_empty()).then(|| tuple(&wm));
-    let prune_for = |w: &Watermark| -> Option<String> {
+    // Where the remembered digests begin: the value, and its text for the state store.
+    let prune_for = |w: &Watermark| -> Option<(Value, String)> {
         let t = back(w.ts.as_ref()?);
-        Some(match &keep_from {
-            Some(k) if crate::watermark::cmp_values(k, &t).is_lt() => k.sort_text(),
-            _ => t.sort_text(),
-        })
+        let from = match &keep_from {
+            Some(k) if crate::watermark::cmp_values(k, &t).is_lt() => k.clone(),
+            _ => t,
+        };
+        let text = from.sort_text();
+        Some((from, text))
     };
     let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
     match (&cursor, &lower) {
@@ -134,8 +137,10 @@ pub(super) async fn cycle(
             from: Some(first),
             to: Some(last.clone()),
             new_wm: (new_wm != wm).then(|| new_wm.clone()),
-            remember: prune.clone().map_or(Remember::All, Remember::Since),
-            prune_before: prune,
+            remember: prune
+                .as_ref()
+                .map_or(Remember::All, |(v, _)| Remember::Since(v.clone())),
+            prune_before: prune.map(|(_, text)| text),
             ..Batch::of(rows, &seen)
         };
         let after_last = tuple(&last);
