@@ -624,3 +624,63 @@ async fn a_batch_of_known_keys_after_a_batch_of_new_ones_is_merged() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// An exchange table under row-level security refuses `COPY FROM`: the batches of a first
+/// exchange are merged instead, and every row arrives.
+#[tokio::test]
+async fn an_exchange_table_that_refuses_copy_gets_its_rows_merged() {
+    let src = PgDb::new("rls").await;
+    let tgt = PgDb::new("rls").await;
+    let ddl = "CREATE TABLE guarded (id bigint PRIMARY KEY, v text NOT NULL, \
+               updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(
+        "INSERT INTO guarded SELECT g, 'row ' || g, '2026-01-01 00:00:00'::timestamp + g * interval '1 second' \
+         FROM generate_series(1, 250) g",
+    )
+    .await;
+    // A role of its own, subject to the table's policy (the superuser would bypass it).
+    let role = format!("{}_writer", tgt.name);
+    common::pg_admin(&format!("CREATE ROLE \"{role}\" LOGIN")).await;
+    tgt.exec("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")
+        .await;
+    tgt.exec("CREATE POLICY everything ON guarded USING (true) WITH CHECK (true)")
+        .await;
+    tgt.exec(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON guarded TO \"{role}\""
+    ))
+    .await;
+    assert!(tgt.url.contains("://postgres@"), "{}", tgt.url);
+    let tgt_url = tgt.url.replacen("://postgres@", &format!("://{role}@"), 1);
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt_url),
+        table(
+            "source = \"guarded\"\nbatch_size = 100\nwatermark = { kind = \"timestamp\", column = \"updated_at\" }"
+        )
+    ));
+    let run = agent
+        .command()
+        .env("FRONTDB_LOG", "info")
+        .arg("once")
+        .output()
+        .expect("run frontdb-agent");
+    let (out, log) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{out}\n{log}");
+    assert!(out.contains("guarded: 250 row(s) sent"), "{out}");
+    assert!(out.contains("0 quarantined"), "{out}");
+    assert_eq!(
+        log.matches("its batches are merged from now on").count(),
+        1,
+        "{log}"
+    );
+    let all = "SELECT id::text, v, updated_at::text FROM guarded ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+    common::pg_admin(&format!("DROP ROLE \"{role}\"")).await;
+}

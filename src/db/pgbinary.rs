@@ -99,8 +99,9 @@ pub(super) fn size_hint(rows: &[Vec<Value>]) -> usize {
         .flatten()
         .map(|v| match v {
             Value::Null => 4,
-            // A numeric takes 8 bytes of header and 2 for every 4 digits.
-            Value::Text(s) | Value::Decimal(s) => 12 + s.len(),
+            Value::Text(s) => 4 + s.len(),
+            // 8 bytes of header, 2 for every group of up to 4 digits on either side of the point.
+            Value::Decimal(s) => 16 + s.len(),
             Value::Bytes(b) => 4 + b.len(),
             _ => 12,
         })
@@ -500,6 +501,7 @@ mod tests {
             Kind::Text,
             Kind::Numeric,
             Kind::Numeric,
+            Kind::Numeric,
             Kind::Timestamp,
             Kind::Bool,
             Kind::Date,
@@ -512,13 +514,14 @@ mod tests {
                 Value::Text("黑龙江省哈尔滨市".into()),
                 Value::Decimal("-12345678901234.5678".into()),
                 Value::Decimal("0.0001".into()),
+                Value::Decimal("7".into()),
                 Value::Timestamp(t),
                 Value::Bool(true),
                 Value::Date(t.date()),
                 Value::Float(1.5),
                 Value::Bytes(vec![0; 3]),
             ],
-            vec![Value::Null; 9],
+            vec![Value::Null; 10],
         ];
         let mut buf = HEADER.to_vec();
         for r in &rows {

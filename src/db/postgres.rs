@@ -47,6 +47,9 @@ pub struct Pg {
     /// once (the next of a first exchange) is copied straight in without asking first, and
     /// merged should that fail.
     appending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Exchange tables that refuse a `COPY` straight in (a view, row-level security): their
+    /// batches are always merged.
+    merge_only: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// At most this many spare `COPY` buffers are kept, each of at most this many bytes.
@@ -141,6 +144,7 @@ impl Pg {
             pool,
             spare: std::sync::Mutex::new(Vec::new()),
             appending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            merge_only: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -306,8 +310,11 @@ impl Pg {
         // target has none of the keys is asked first, unless the batch before went straight
         // in moments ago (the batches of a first exchange). Should the target refuse the COPY
         // (a key it has, a row it does not take), the batch takes the transaction below.
-        if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
-            let name = table.to_string();
+        let name = table.to_string();
+        let merge_only = self.merge_only.lock().is_ok_and(|m| m.contains(&name));
+        if let (Some(dr), Some(buf), true, false) =
+            (&direct, &encoded, w.deletes.is_empty(), merge_only)
+        {
             let mut conn = self
                 .pool
                 .acquire()
@@ -319,8 +326,23 @@ impl Pg {
                     Ok(()) => true,
                     Err(e) => {
                         let e = err("copying rows into")(e);
-                        if e.class() != ErrorClass::Data {
-                            return Err(e);
+                        match e.class() {
+                            ErrorClass::Unavailable | ErrorClass::Transient => {
+                                self.appending(&name, Some(false));
+                                return Err(e);
+                            }
+                            ErrorClass::Data => {}
+                            // The merge may well work where COPY cannot.
+                            ErrorClass::Fatal => {
+                                tracing::info!(
+                                    table = %table,
+                                    "the exchange refuses COPY straight into {table} ({}): its batches are merged from now on",
+                                    e.cause()
+                                );
+                                if let Ok(mut m) = self.merge_only.lock() {
+                                    m.insert(name.clone());
+                                }
+                            }
                         }
                         false
                     }
