@@ -351,8 +351,9 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
 /// transaction at the exchange begins only once the one before it committed there, so
 /// batches commit in order at the exchange, and in the state store (the watermark) each after
 /// its own and after the one before; at most three are held. A crash between the two commits
-/// sends the rows again, which the newer-wins upsert takes as they are. The last batch is finished here; one left in `inflight`
-/// (when the next read finds nothing, or the cycle stops early) is finished by [`settle`].
+/// sends the rows again, which the newer-wins upsert takes as they are. The last batch is
+/// finished here; one left in `inflight` (when the next read finds nothing, or the cycle
+/// stops early) is finished by [`settle`].
 pub(super) async fn deliver_reading(
     ctx: &Ctx,
     plan: &Plan,
