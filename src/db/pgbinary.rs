@@ -163,7 +163,7 @@ fn field(buf: &mut Vec<u8>, k: Kind, v: &Value) -> bool {
 /// microsecond like the text input.
 /// A value read in binary format, by the exchange kind of its column; `None` when the bytes
 /// are not what that kind's base types send (the caller then lets sqlx decode them, and say
-/// why they cannot be read). NUMERIC and types without a kind here are read as text.
+/// why they cannot be read). Types of no kind here (`ColType::Other`) are selected as text.
 pub(super) fn read(ty: ColType, b: &[u8]) -> Option<Value> {
     let be8 = |b: &[u8]| <[u8; 8]>::try_from(b).ok();
     Some(match ty {
