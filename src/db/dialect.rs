@@ -441,12 +441,13 @@ impl Dialect {
     }
 
     /// PostgreSQL: whether the target has any key from `$1` to `$2` (one range of its key's
-    /// index, where [`Dialect::pg_any_key`] looks up every key).
+    /// index, where [`Dialect::pg_any_key`] looks up every key), and its greatest key.
     pub fn pg_key_range(self, table: &TableName, key: &Col) -> String {
         format!(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} BETWEEN $1 AND $2)",
-            self.table(table),
-            self.quote(&key.name)
+            "SELECT EXISTS (SELECT 1 FROM {t} WHERE {k} BETWEEN $1 AND $2), \
+             (SELECT max({k}) FROM {t})::int8",
+            t = self.table(table),
+            k = self.quote(&key.name)
         )
     }
 

@@ -43,10 +43,12 @@ pub struct Pg {
     /// `COPY` buffers of batches written, kept for the next ones: a fresh buffer of
     /// megabytes costs a page fault for every 4 KiB of it.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
-    /// Exchange tables whose last batch went straight in, and when: a batch that follows at
-    /// once (the next of a first exchange) is copied straight in without asking first, and
-    /// merged should that fail.
-    appending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Per exchange table with a one-column integer key: the greatest key it is known to
+    /// hold (asked along with the first batch's keys, raised by every batch copied straight
+    /// in). A batch whose keys all lie above it is copied straight in without asking (the
+    /// batches of a first exchange, appended rows); should another writer have put one of
+    /// them there meanwhile, the target refuses the `COPY` and the batch is merged.
+    known_max: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Exchange tables that refuse a `COPY` straight in (a view, row-level security): their
     /// batches are always merged.
     merge_only: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -63,19 +65,23 @@ impl Pg {
         spare.unwrap_or_default()
     }
 
-    /// Whether the batch before this one went straight into `table` moments ago; `now`
-    /// records whether this one did.
-    fn appending(&self, table: &str, now: Option<bool>) -> bool {
-        const MOMENTS: std::time::Duration = std::time::Duration::from_millis(250);
-        let Ok(mut last) = self.appending.lock() else {
-            return false;
-        };
-        match now {
-            None => last.get(table).is_some_and(|t| t.elapsed() < MOMENTS),
-            Some(true) => last
-                .insert(table.to_owned(), std::time::Instant::now())
-                .is_some(),
-            Some(false) => last.remove(table).is_some(),
+    /// The greatest key `table` is known to hold.
+    fn known_max(&self, table: &str) -> Option<i64> {
+        self.known_max.lock().ok()?.get(table).copied()
+    }
+
+    /// Record that `table` holds keys up to `max` (at least), or forget what it holds.
+    fn hold(&self, table: &str, max: Option<i64>) {
+        if let Ok(mut known) = self.known_max.lock() {
+            match max {
+                Some(m) => {
+                    let k = known.entry(table.to_owned()).or_insert(m);
+                    *k = (*k).max(m);
+                }
+                None => {
+                    known.remove(table);
+                }
+            }
         }
     }
 
@@ -143,7 +149,7 @@ impl Pg {
         Ok(Pg {
             pool,
             spare: std::sync::Mutex::new(Vec::new()),
-            appending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            known_max: std::sync::Mutex::new(std::collections::HashMap::new()),
             merge_only: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
@@ -307,9 +313,9 @@ impl Pg {
         };
         // Only new keys and nothing to delete (a first exchange, rows appended since the last):
         // one binary COPY straight into the target, a transaction of its own. Whether the
-        // target has none of the keys is asked first, unless the batch before went straight
-        // in moments ago (the batches of a first exchange). Should the target refuse the COPY
-        // (a key it has, a row it does not take), the batch takes the transaction below.
+        // target has none of the keys is asked first, unless they all lie above the greatest
+        // key it is known to hold. Should the target refuse the COPY (a key it has, a row it
+        // does not take), the batch takes the transaction below.
         let name = table.to_string();
         let merge_only = self.merge_only.lock().is_ok_and(|m| m.contains(&name));
         if let (Some(dr), Some(buf), true, false) =
@@ -320,7 +326,15 @@ impl Pg {
                 .acquire()
                 .await
                 .map_err(err("connecting to the exchange for"))?;
-            let new = self.appending(&name, None) || new_keys(&mut conn, dr, w, w.rows).await?;
+            let range = int_key_range(w, w.rows);
+            let new = match (range, self.known_max(&name)) {
+                (Some((lo, _)), Some(max)) if lo > max => true,
+                _ => {
+                    let (new, max) = new_keys(&mut conn, dr, w, w.rows).await?;
+                    self.hold(&name, max);
+                    new
+                }
+            };
             let copied = if new {
                 match copy_in(&mut conn, &dr.copy, buf).await {
                     Ok(()) => true,
@@ -328,7 +342,7 @@ impl Pg {
                         let e = err("copying rows into")(e);
                         match e.class() {
                             ErrorClass::Unavailable | ErrorClass::Transient => {
-                                self.appending(&name, Some(false));
+                                self.hold(&name, None);
                                 return Err(e);
                             }
                             ErrorClass::Data => {}
@@ -350,7 +364,11 @@ impl Pg {
             } else {
                 false
             };
-            self.appending(&name, Some(copied));
+            match (copied, range) {
+                (true, Some((_, hi))) => self.hold(&name, Some(hi)),
+                (true, None) => {}
+                (false, _) => self.hold(&name, None),
+            }
             if copied {
                 if let Some(buf) = encoded {
                     self.give_back(buf);
@@ -501,7 +519,7 @@ impl PartWriter for PgPart<'_, '_> {
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
             let new = match &self.direct {
-                Some(direct) if binary => new_keys(self.tx, direct, self.w, rows).await?,
+                Some(direct) if binary => new_keys(self.tx, direct, self.w, rows).await?.0,
                 _ => false,
             };
             if let (true, Some(direct)) = (new, &self.direct) {
@@ -558,34 +576,47 @@ impl PgPart<'_, '_> {
     }
 }
 
+/// The least and greatest of these rows' keys, for a one-column integer key.
+fn int_key_range(w: &WriteBatch<'_>, rows: &[Vec<Value>]) -> Option<(i64, i64)> {
+    let [k] = w.upsert.key else {
+        return None;
+    };
+    let mut range: Option<(i64, i64)> = None;
+    for r in rows {
+        let Some(Value::Int(i)) = r.get(*k) else {
+            return None;
+        };
+        range = Some(range.map_or((*i, *i), |(lo, hi)| (lo.min(*i), hi.max(*i))));
+    }
+    range
+}
+
 /// Whether the target has none of these rows' keys (a one-column integer or text key);
 /// false when that cannot be asked in one statement. Integer keys are asked as one range
-/// (from the least to the greatest): a first exchange, and rows appended since the last,
-/// find it empty.
+/// (from the least to the greatest: a first exchange, and rows appended since the last,
+/// find it empty), along with the greatest key the target holds.
 async fn new_keys(
     conn: &mut PgConnection,
     direct: &Direct,
     w: &WriteBatch<'_>,
     rows: &[Vec<Value>],
-) -> Result<bool, DbError> {
+) -> Result<(bool, Option<i64>), DbError> {
     let [k] = w.upsert.key else {
-        return Ok(false);
+        return Ok((false, None));
     };
+    let asking = |e| DbError::query(E, format!("looking up keys in {}", w.upsert.table), e);
     let q = match rows.first().and_then(|r| r.get(*k)) {
         Some(Value::Int(_)) => {
-            let mut range: Option<(i64, i64)> = None;
-            for r in rows {
-                let Some(Value::Int(i)) = r.get(*k) else {
-                    return Ok(false);
-                };
-                range = Some(range.map_or((*i, *i), |(lo, hi)| (lo.min(*i), hi.max(*i))));
-            }
-            let Some((lo, hi)) = range else {
-                return Ok(false);
+            let Some((lo, hi)) = int_key_range(w, rows) else {
+                return Ok((false, None));
             };
-            sqlx::query_scalar::<_, bool>(dynamic(&direct.range))
+            let (any, max) = sqlx::query_as::<_, (bool, Option<i64>)>(dynamic(&direct.range))
                 .bind(lo)
                 .bind(hi)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(asking)?;
+            return Ok((!any, max));
         }
         // `character(n)` compares as text only after a cast, which its index cannot serve.
         Some(Value::Text(_))
@@ -601,16 +632,13 @@ async fn new_keys(
                 .collect();
             match keys {
                 Some(keys) => sqlx::query_scalar::<_, bool>(dynamic(&direct.any)).bind(keys),
-                None => return Ok(false),
+                None => return Ok((false, None)),
             }
         }
-        _ => return Ok(false),
+        _ => return Ok((false, None)),
     };
-    let any = q
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| DbError::query(E, format!("looking up keys in {}", w.upsert.table), e))?;
-    Ok(!any)
+    let any = q.fetch_one(&mut *conn).await.map_err(asking)?;
+    Ok((!any, None))
 }
 
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
