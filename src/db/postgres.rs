@@ -317,10 +317,10 @@ impl Pg {
         // key it is known to hold. Should the target refuse the COPY (a key it has, a row it
         // does not take), the batch takes the transaction below.
         let name = table.to_string();
-        let merge_only = self.merge_only.lock().is_ok_and(|m| m.contains(&name));
-        if let (Some(dr), Some(buf), true, false) =
-            (&direct, &encoded, w.deletes.is_empty(), merge_only)
-        {
+        if self.merge_only.lock().is_ok_and(|m| m.contains(&name)) {
+            direct = None;
+        }
+        if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
             let mut conn = self
                 .pool
                 .acquire()
@@ -330,7 +330,7 @@ impl Pg {
             let new = match (range, self.known_max(&name)) {
                 (Some((lo, _)), Some(max)) if lo > max => true,
                 _ => {
-                    let (new, max) = new_keys(&mut conn, dr, w, w.rows).await?;
+                    let (new, max) = new_keys(&mut conn, dr, w, w.rows, range).await?;
                     self.hold(&name, max);
                     new
                 }
@@ -519,7 +519,10 @@ impl PartWriter for PgPart<'_, '_> {
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
             let new = match &self.direct {
-                Some(direct) if binary => new_keys(self.tx, direct, self.w, rows).await?.0,
+                Some(direct) if binary => {
+                    let range = int_key_range(self.w, rows);
+                    new_keys(self.tx, direct, self.w, rows, range).await?.0
+                }
                 _ => false,
             };
             if let (true, Some(direct)) = (new, &self.direct) {
@@ -593,13 +596,14 @@ fn int_key_range(w: &WriteBatch<'_>, rows: &[Vec<Value>]) -> Option<(i64, i64)> 
 
 /// Whether the target has none of these rows' keys (a one-column integer or text key);
 /// false when that cannot be asked in one statement. Integer keys are asked as one range
-/// (from the least to the greatest: a first exchange, and rows appended since the last,
+/// (`range`, their [`int_key_range`]: a first exchange, and rows appended since the last,
 /// find it empty), along with the greatest key the target holds.
 async fn new_keys(
     conn: &mut PgConnection,
     direct: &Direct,
     w: &WriteBatch<'_>,
     rows: &[Vec<Value>],
+    range: Option<(i64, i64)>,
 ) -> Result<(bool, Option<i64>), DbError> {
     let [k] = w.upsert.key else {
         return Ok((false, None));
@@ -607,7 +611,7 @@ async fn new_keys(
     let asking = |e| DbError::query(E, format!("looking up keys in {}", w.upsert.table), e);
     let q = match rows.first().and_then(|r| r.get(*k)) {
         Some(Value::Int(_)) => {
-            let Some((lo, hi)) = int_key_range(w, rows) else {
+            let Some((lo, hi)) = range else {
                 return Ok((false, None));
             };
             let (any, max) = sqlx::query_as::<_, (bool, Option<i64>)>(dynamic(&direct.range))
