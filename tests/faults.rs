@@ -266,24 +266,13 @@ async fn a_long_transaction_on_mariadb_holds_the_watermark_too() {
 
 #[tokio::test]
 async fn the_daemon_rides_out_an_exchange_outage_and_catches_up() {
-    let src = PgDb::new("outage").await;
-    let tgt = PgDb::new("outage").await;
-    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0, \
-               updated_at timestamp(6) NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC'))";
-    src.exec(ddl).await;
-    tgt.exec(ddl).await;
-    src.exec("INSERT INTO t (id, v) SELECT g, 'before ' || g FROM generate_series(1, 100) g")
-        .await;
-    let agent = Agent::new(&format!(
-        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
-         watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"30s\" }}\n",
-        header(&src.url, &tgt.url)
-            .replace("Asia/Shanghai", "UTC")
-            .replace(
-                "department_code = \"SCJGJ\"",
-                "department_code = \"SCJGJ\"\nretry_max = \"2s\""
-            )
-    ));
+    let (src, tgt, agent) = polled_t("outage", 100, "before", ", lookback = \"30s\"", |h| {
+        h.replace("Asia/Shanghai", "UTC").replace(
+            "department_code = \"SCJGJ\"",
+            "department_code = \"SCJGJ\"\nretry_max = \"2s\"",
+        )
+    })
+    .await;
     let child = spawn_run(&agent);
     wait_for(
         "the first rows at the exchange",
@@ -353,6 +342,35 @@ async fn the_daemon_rides_out_an_exchange_outage_and_catches_up() {
     tgt.drop().await;
 }
 
+/// A source and an exchange database, each with table `t` (its change time stamped by the
+/// server), `rows` rows at the source (`v` = `label` and the id), and an agent polling `t`
+/// every second by that change time (`watermark` adds to its watermark table); `edit` changes
+/// the config's header.
+async fn polled_t(
+    tag: &str,
+    rows: i32,
+    label: &str,
+    watermark: &str,
+    edit: impl Fn(String) -> String,
+) -> (PgDb, PgDb, Agent) {
+    let src = PgDb::new(tag).await;
+    let tgt = PgDb::new(tag).await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0, \
+               updated_at timestamp(6) NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC'))";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(&format!(
+        "INSERT INTO t (id, v) SELECT g, '{label} ' || g FROM generate_series(1, {rows}) g"
+    ))
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\"{watermark} }}\n",
+        edit(header(&src.url, &tgt.url))
+    ));
+    (src, tgt, agent)
+}
+
 /// Another session with a transaction left open after `sql`.
 async fn open_transaction(url: &str, sql: &str) -> sqlx::PgConnection {
     let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
@@ -367,24 +385,14 @@ async fn open_transaction(url: &str, sql: &str) -> sqlx::PgConnection {
 
 #[tokio::test]
 async fn a_write_blocked_at_the_exchange_times_out_and_is_retried() {
-    let src = PgDb::new("stmt").await;
-    let tgt = PgDb::new("stmt").await;
-    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0, \
-               updated_at timestamp(6) NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC'))";
-    src.exec(ddl).await;
-    tgt.exec(ddl).await;
-    src.exec("INSERT INTO t (id, v) SELECT g, 'row ' || g FROM generate_series(1, 50) g")
-        .await;
-    let agent = Agent::new(&format!(
-        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
-         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
-        header(&src.url, &tgt.url)
-            .replace(
-                "department_code = \"SCJGJ\"",
-                "department_code = \"SCJGJ\"\nretry_max = \"1s\""
-            )
-            .replace("[exchange]", "[exchange]\nstatement_timeout = \"1s\"")
-    ));
+    let (src, tgt, agent) = polled_t("stmt", 50, "row", "", |h| {
+        h.replace(
+            "department_code = \"SCJGJ\"",
+            "department_code = \"SCJGJ\"\nretry_max = \"1s\"",
+        )
+        .replace("[exchange]", "[exchange]\nstatement_timeout = \"1s\"")
+    })
+    .await;
     // Someone holds a lock on the exchange table, as a long maintenance job would.
     let mut blocker = open_transaction(&tgt.url, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE").await;
     let child = spawn_run(&agent);

@@ -672,17 +672,7 @@ async fn an_exchange_table_that_refuses_copy_gets_its_rows_merged() {
             "source = \"guarded\"\nbatch_size = 100\nwatermark = { kind = \"timestamp\", column = \"updated_at\" }"
         )
     ));
-    let run = agent
-        .command()
-        .env("FRONTDB_LOG", "info")
-        .arg("once")
-        .output()
-        .expect("run frontdb-agent");
-    let (out, log) = (
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-    );
-    assert!(run.status.success(), "{out}\n{log}");
+    let (out, log) = agent.ok_logged(&["once"], "info");
     assert!(out.contains("guarded: 250 row(s) sent"), "{out}");
     assert!(out.contains("0 quarantined"), "{out}");
     assert_eq!(

@@ -367,12 +367,7 @@ async fn postgres_reject_share_alert_in_the_log_and_in_status() {
             .map(str::to_owned)
             .collect()
     };
-    let run = agent.run(&["once"]);
-    let (out, log) = (
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-    );
-    assert!(run.status.success(), "{out}\n{log}");
+    let (out, log) = agent.ok_logged(&["once"], "warn");
     assert!(
         out.contains("up_q: 7 row(s) sent, 0 deleted, 3 quarantined"),
         "{out}"
@@ -391,12 +386,7 @@ async fn postgres_reject_share_alert_in_the_log_and_in_status() {
     .await;
     let expected = "2 of 3 rows (67%) were rejected in this cycle, more than reject_alert (30%); \
                     see `frontdb-agent rejects list --table up_q`";
-    let run = agent.run(&["once"]);
-    let (out, log) = (
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-    );
-    assert!(run.status.success(), "{out}\n{log}");
+    let (out, log) = agent.ok_logged(&["once"], "warn");
     assert!(
         out.contains("up_q: 1 row(s) sent, 0 deleted, 2 quarantined"),
         "{out}"
@@ -417,12 +407,7 @@ async fn postgres_reject_share_alert_in_the_log_and_in_status() {
     // again) ends the alert.
     src.exec("INSERT INTO up_q VALUES (14, '91350100M000100Y43', '2026-11-05 00:00:04')")
         .await;
-    let run = agent.run(&["once"]);
-    let (out, log) = (
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr),
-    );
-    assert!(run.status.success(), "{out}\n{log}");
+    let (out, log) = agent.ok_logged(&["once"], "warn");
     assert!(
         out.contains("up_q: 1 row(s) sent, 0 deleted, 0 quarantined"),
         "{out}"

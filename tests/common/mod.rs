@@ -237,7 +237,17 @@ impl Agent {
 
     /// Run and insist on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.ok_logged(args, "warn").0
+    }
+
+    /// Run with the log at `level` and insist on success; returns stdout and the log.
+    pub fn ok_logged(&self, args: &[&str], level: &str) -> (String, String) {
+        let out = self
+            .command()
+            .env("FRONTDB_LOG", level)
+            .args(args)
+            .output()
+            .expect("run frontdb-agent");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
@@ -245,7 +255,7 @@ impl Agent {
             "frontdb-agent {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
             out.status.code()
         );
-        stdout
+        (stdout, stderr)
     }
 
     pub fn status_json(&self) -> serde_json::Value {
