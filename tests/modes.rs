@@ -686,3 +686,82 @@ async fn an_exchange_table_that_refuses_copy_gets_its_rows_merged() {
     tgt.drop().await;
     common::pg_admin(&format!("DROP ROLE \"{role}\"")).await;
 }
+
+/// PostgreSQL sources are read by `COPY ... TO STDOUT`, whose parameters travel as session
+/// settings in text: a key of every kind pages through exactly (no row skipped, none sent
+/// twice), a column whose name holds `$1` is not taken for a placeholder, and a read cut by
+/// `batch_bytes` half way through its `COPY` leaves nothing behind.
+#[tokio::test]
+async fn keys_of_every_kind_page_through_a_postgres_source_exactly() {
+    let src = PgDb::new("copy_keys").await;
+    let tgt = PgDb::new("copy_keys").await;
+    let ddl = "CREATE TABLE ck (\"k$1\" text, k_date date, k_ts timestamptz, k_tsn timestamp(6), \
+               k_time time(6), k_num numeric(20,6), k_float float8, k_int int8, k_bool bool, \
+               k_bytes bytea, v text, \
+               PRIMARY KEY (\"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, k_int, k_bool, k_bytes))";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    // Rows that differ only in the last key columns, so every parameter decides some page.
+    let rows = |from: i32, to: i32| {
+        format!(
+            "INSERT INTO ck SELECT \
+               CASE WHEN g % 3 = 0 THEN '监管''$1' ELSE 'a' || (g / 7) END, \
+               date '1999-12-31' + (g / 5), \
+               timestamptz '2026-03-01 08:00:00.000001+08' + (g / 4) * interval '1.000001 second', \
+               timestamp '1970-01-01 00:00:00.5' + (g / 3) * interval '0.000001 second', \
+               time '23:59:59.999999' - (g / 2) * interval '1 microsecond', \
+               -123456.000001 + (g / 2) * 0.000001, \
+               0.1 * (g % 2) + 1e-300, \
+               (g % 2) * 9007199254740993, \
+               g % 2 = 0, \
+               decode(lpad(to_hex(g % 2), 2, '0'), 'hex'), \
+               'row ' || g \
+             FROM generate_series({from}, {to}) g"
+        )
+    };
+    src.exec(&rows(1, 60)).await;
+    let all = "SELECT \"k$1\", k_date::text, k_ts::text, k_tsn::text, k_time::text, \
+               k_num::text, k_float::text, k_int::text, k_bool::text, k_bytes::text, v \
+               FROM ck ORDER BY \"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, k_int, \
+               k_bool, k_bytes";
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table("source = \"ck\"\nbatch_size = 7\nwatermark = { kind = \"key\" }")
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("ck: 60 row(s) sent"), "{out}");
+    assert!(out.contains("9 batch(es)"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+
+    // Keys above the watermark arrive; nothing already sent is read again.
+    src.exec(&rows(61, 80)).await;
+    let out = agent.ok(&["once"]);
+    let above = src
+        .scalar_i64(
+            "SELECT count(*) FROM ck WHERE (\"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, \
+             k_int, k_bool, k_bytes) > ALL (SELECT \"k$1\", k_date, k_ts, k_tsn, k_time, k_num, \
+             k_float, k_int, k_bool, k_bytes FROM ck WHERE substr(v, 5)::int <= 60)",
+        )
+        .await;
+    assert!(above > 0, "the test needs keys above the watermark");
+    assert!(out.contains(&format!("ck: {above} row(s) sent")), "{out}");
+
+    // Rows of 24 KB under the smallest byte cap (64 KiB): every read stops after three rows,
+    // half way through its COPY, and its connection is closed rather than handed on.
+    let capped = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"ck\"\nbatch_size = 7\nbatch_bytes = 65536\nwatermark = { kind = \"key\" }"
+        )
+    ));
+    src.exec("UPDATE ck SET v = v || repeat('长', 8000)").await;
+    tgt.exec("TRUNCATE ck").await;
+    let out = capped.ok(&["once"]);
+    assert!(out.contains("ck: 80 row(s) sent"), "{out}");
+    assert!(out.contains("27 batch(es)"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+}

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use chrono::Datelike as _;
+
 use super::ident::{Ident, TableName};
 use crate::value::{ColType, Value};
 
@@ -32,7 +34,32 @@ pub struct Col {
 pub struct Sql {
     pub text: String,
     pub params: Vec<Value>,
+    /// PostgreSQL selects: the same select as `COPY (...) TO STDOUT (FORMAT binary)`.
+    pub copy: Option<PgCopy>,
 }
+
+/// A PostgreSQL select as `COPY (...) TO STDOUT (FORMAT binary)`, which streams its rows
+/// without the per-row framing of query results. `COPY` takes no parameters: each one is
+/// set for the transaction first ([`Dialect::pg_set_params`], bound as text) and read back
+/// once per statement by `(SELECT current_setting(...)::type)`, so values still never enter
+/// the SQL text.
+#[derive(Debug, PartialEq)]
+pub struct PgCopy {
+    pub text: String,
+    /// The parameters' text, in order.
+    pub settings: Vec<String>,
+}
+
+/// The parameters of a select being assembled: their values and the native types of the
+/// columns they meet. Their places are marked in the text by [`MARK`], the number, [`MARK`].
+#[derive(Default)]
+struct Binds {
+    values: Vec<Value>,
+    types: Vec<Option<String>>,
+}
+
+/// NUL cannot occur in a validated identifier or a native type name.
+const MARK: char = '\u{0}';
 
 /// One condition of a `WHERE` clause.
 #[derive(Clone, Debug)]
@@ -101,8 +128,13 @@ impl Dialect {
 
     /// The placeholder for the `n`th (1-based) parameter, compared with or stored into `col`.
     fn param(self, n: usize, col: Option<&Col>) -> String {
+        self.placeholder(n, col.and_then(|c| safe_type(&c.native)))
+    }
+
+    /// The placeholder for the `n`th parameter, cast to `ty` where the engine needs it.
+    fn placeholder(self, n: usize, ty: Option<&str>) -> String {
         match self {
-            Dialect::Postgres => match col.and_then(|c| safe_type(&c.native)) {
+            Dialect::Postgres => match ty {
                 Some(t) => format!("${n}::{t}"),
                 None => format!("${n}"),
             },
@@ -141,7 +173,7 @@ impl Dialect {
     }
 
     pub fn select(self, s: &Select<'_>) -> Sql {
-        let mut params = Vec::new();
+        let mut params = Binds::default();
         let mut text = String::from("SELECT ");
         if let (Dialect::MsSql, Some(n)) = (self, s.limit) {
             let _ = write!(text, "TOP ({n}) ");
@@ -166,15 +198,47 @@ impl Dialect {
                 let _ = write!(text, " LIMIT {n}");
             }
         }
-        Sql { text, params }
+        let types = &params.types;
+        let copy = (self == Dialect::Postgres)
+            .then(|| {
+                let exprs = params
+                    .values
+                    .iter()
+                    .zip(types)
+                    .enumerate()
+                    .map(|(i, (v, t))| pg_setting_expr(i + 1, v, t.as_deref()))
+                    .collect::<Vec<_>>();
+                let settings = params
+                    .values
+                    .iter()
+                    .map(pg_setting_text)
+                    .collect::<Option<Vec<_>>>()?;
+                let body = fill(&text, |n| {
+                    exprs.get(n.wrapping_sub(1)).cloned().unwrap_or_default()
+                });
+                Some(PgCopy {
+                    text: format!("COPY ({body}) TO STDOUT (FORMAT binary)"),
+                    settings,
+                })
+            })
+            .flatten();
+        let text = fill(&text, |n| {
+            self.placeholder(n, types.get(n.wrapping_sub(1)).and_then(|t| t.as_deref()))
+        });
+        Sql {
+            text,
+            params: params.values,
+            copy,
+        }
     }
 
-    fn bind(self, params: &mut Vec<Value>, v: &Value, col: &Col) -> String {
-        params.push(v.clone());
-        self.param(params.len(), Some(col))
+    fn bind(self, params: &mut Binds, v: &Value, col: &Col) -> String {
+        params.values.push(v.clone());
+        params.types.push(safe_type(&col.native).map(str::to_owned));
+        format!("{MARK}{}{MARK}", params.values.len())
     }
 
-    fn cond(self, c: &Cond<'_>, params: &mut Vec<Value>) -> String {
+    fn cond(self, c: &Cond<'_>, params: &mut Binds) -> String {
         match c {
             Cond::After(cols, vals) => self.after(cols, vals, params),
             Cond::AtLeast(col, v) => {
@@ -196,7 +260,7 @@ impl Dialect {
         }
     }
 
-    fn any_of(self, cols: &[Col], tuples: &[Vec<Value>], params: &mut Vec<Value>) -> String {
+    fn any_of(self, cols: &[Col], tuples: &[Vec<Value>], params: &mut Binds) -> String {
         if tuples.is_empty() {
             return "1 = 0".into();
         }
@@ -264,7 +328,7 @@ impl Dialect {
 
     /// Keyset condition. PostgreSQL and SQLite compare row values (index friendly); the
     /// others get the expanded form with a leading range on the first column.
-    fn after(self, cols: &[Col], vals: &[Value], params: &mut Vec<Value>) -> String {
+    fn after(self, cols: &[Col], vals: &[Value], params: &mut Binds) -> String {
         debug_assert_eq!(cols.len(), vals.len());
         if cols.len() == 1 {
             return format!(
@@ -431,6 +495,15 @@ impl Dialect {
         )
     }
 
+    /// PostgreSQL: set the `n` parameters of a [`Sql::copy`] statement, bound as `$1`..`$n`,
+    /// until the end of the transaction.
+    pub fn pg_set_params(self, n: usize) -> String {
+        let sets: Vec<String> = (1..=n)
+            .map(|i| format!("set_config('{PG_PARAM_PREFIX}{i}', ${i}, true)"))
+            .collect();
+        format!("SELECT {}", sets.join(", "))
+    }
+
     /// PostgreSQL: whether the target has any of the keys bound as one array (`$1`).
     pub fn pg_any_key(self, table: &TableName, key: &Col) -> String {
         format!(
@@ -579,6 +652,74 @@ impl Dialect {
 }
 
 /// A native type name that may follow `::` in a PostgreSQL cast.
+/// Prefix of the session settings that carry a `COPY`'s parameters (`frontdb.p1`, ...).
+const PG_PARAM_PREFIX: &str = "frontdb.p";
+
+/// `text` with every parameter mark replaced by `place(n)`.
+fn fill(text: &str, mut place: impl FnMut(usize) -> String) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, part) in text.split(MARK).enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str(&place(part.parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// The `n`th parameter of a [`PgCopy`]: its session setting read once per statement, as its
+/// value's type, then as its column's.
+fn pg_setting_expr(n: usize, v: &Value, ty: Option<&str>) -> String {
+    let get = format!("current_setting('{PG_PARAM_PREFIX}{n}')");
+    let typed = match v {
+        Value::Null => "NULL".to_owned(),
+        Value::Bool(_) => format!("{get}::bool"),
+        Value::Int(_) => format!("{get}::int8"),
+        Value::Float(_) => format!("{get}::float8"),
+        Value::Decimal(_) => format!("{get}::numeric"),
+        Value::Text(_) => get,
+        Value::Bytes(_) => format!("decode({get}, 'hex')"),
+        Value::Date(_) => format!("{get}::date"),
+        Value::Time(_) => format!("{get}::time"),
+        Value::Timestamp(_) => format!("{get}::timestamp"),
+        Value::TimestampTz(_) => format!("{get}::timestamptz"),
+    };
+    match (v, ty) {
+        (Value::Null, None) => typed,
+        (_, Some(t)) => format!("(SELECT {typed}::{t})"),
+        (_, None) => format!("(SELECT {typed})"),
+    }
+}
+
+/// A parameter's text for its session setting, as PostgreSQL's input functions read it back
+/// exactly; `None` for a year they would not read as written.
+fn pg_setting_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        // The shortest text that reads back as the same float; `inf`, `-inf`, `NaN`.
+        Value::Float(f) => format!("{f:?}"),
+        Value::Decimal(d) => d.clone(),
+        Value::Text(t) => t.clone(),
+        Value::Bytes(b) => hex::encode(b),
+        Value::Date(d) => pg_year(d.year()).then(|| d.format("%Y-%m-%d").to_string())?,
+        Value::Time(t) => t.format("%H:%M:%S%.6f").to_string(),
+        Value::Timestamp(t) => {
+            pg_year(t.year()).then(|| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())?
+        }
+        Value::TimestampTz(t) => {
+            pg_year(t.year()).then(|| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())?
+        }
+    })
+}
+
+/// Whether PostgreSQL reads a year written with four digits as it is (no BC, no 10000).
+fn pg_year(y: i32) -> bool {
+    (1..=9999).contains(&y)
+}
+
 fn safe_type(native: &str) -> Option<&str> {
     let ok = !native.is_empty()
         && native.len() <= 100

@@ -254,3 +254,102 @@ fn unsafe_native_types_are_not_pasted() {
     assert_eq!(safe_type("int4; drop"), None);
     assert_eq!(safe_type("\"MyEnum\""), None);
 }
+
+#[test]
+fn postgres_selects_come_with_their_copy_out_form() {
+    let k = col("k$1", ColType::Text, "text");
+    let at = col("at", ColType::TimestampTz, "timestamp with time zone");
+    let t = TableName::parse("监管.t$2").expect("table");
+    let cols = [k.clone(), at.clone()];
+    let key = [k.clone()];
+    let ts = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:00:00.000001+08:00")
+        .expect("ts")
+        .with_timezone(&chrono::Utc);
+    let after = [Value::Text("'$1".into())];
+    let at_most = Value::TimestampTz(ts);
+    fn sel<'a>(t: &'a TableName, cols: &'a [Col], conds: Vec<Cond<'a>>) -> Select<'a> {
+        Select {
+            table: t,
+            columns: cols,
+            conds,
+            order: &cols[..1],
+            limit: Some(5000),
+        }
+    }
+    let sql = Dialect::Postgres.select(&sel(
+        &t,
+        &cols,
+        vec![Cond::After(&key, &after), Cond::AtMost(&at, &at_most)],
+    ));
+    assert_eq!(
+        sql.text,
+        "SELECT \"k$1\", \"at\" FROM \"监管\".\"t$2\" WHERE \"k$1\" > $1::text AND \
+         \"at\" <= $2::timestamp with time zone ORDER BY \"k$1\" LIMIT 5000"
+    );
+    let copy = sql.copy.expect("copy");
+    assert_eq!(
+        copy.text,
+        "COPY (SELECT \"k$1\", \"at\" FROM \"监管\".\"t$2\" WHERE \"k$1\" > \
+         (SELECT current_setting('frontdb.p1')::text) AND \"at\" <= \
+         (SELECT current_setting('frontdb.p2')::timestamptz::timestamp with time zone) \
+         ORDER BY \"k$1\" LIMIT 5000) TO STDOUT (FORMAT binary)"
+    );
+    assert_eq!(copy.settings, ["'$1", "2026-11-23 00:00:00.000001+00"]);
+    assert_eq!(
+        Dialect::Postgres.pg_set_params(2),
+        "SELECT set_config('frontdb.p1', $1, true), set_config('frontdb.p2', $2, true)"
+    );
+    // Other engines bind as they always do.
+    let my = Dialect::MySql.select(&sel(&t, &cols, vec![Cond::After(&key, &after)]));
+    assert_eq!(my.copy, None);
+    assert!(my.text.contains("`k$1` > ?"), "{}", my.text);
+
+    // Every kind's text, as PostgreSQL's input functions read it back.
+    let date = chrono::NaiveDate::from_ymd_opt(1999, 12, 31).expect("date");
+    let time = chrono::NaiveTime::from_hms_micro_opt(23, 59, 59, 5).expect("time");
+    let untyped = col("x", ColType::Other, "");
+    let cases = [
+        (
+            Value::Bool(false),
+            "false",
+            "(SELECT current_setting('frontdb.p1')::bool)",
+        ),
+        (
+            Value::Int(-9_007_199_254_740_993),
+            "-9007199254740993",
+            "::int8)",
+        ),
+        (Value::Float(0.1), "0.1", "::float8)"),
+        (Value::Float(1e-300), "1e-300", "::float8)"),
+        (Value::Float(f64::NEG_INFINITY), "-inf", "::float8)"),
+        (
+            Value::Decimal("-0.000100".into()),
+            "-0.000100",
+            "::numeric)",
+        ),
+        (
+            Value::Bytes(vec![0, 0xff]),
+            "00ff",
+            "(SELECT decode(current_setting('frontdb.p1'), 'hex'))",
+        ),
+        (Value::Date(date), "1999-12-31", "::date)"),
+        (Value::Time(time), "23:59:59.000005", "::time)"),
+        (
+            Value::Timestamp(date.and_time(time)),
+            "1999-12-31 23:59:59.000005",
+            "::timestamp)",
+        ),
+        (Value::Null, "", "\"x\" = NULL"),
+    ];
+    for (v, text, expr) in cases {
+        let sql = Dialect::Postgres.select(&sel(&t, &cols, vec![Cond::Equals(&untyped, &v)]));
+        let copy = sql.copy.expect("copy");
+        assert_eq!(copy.settings, [text], "{v:?}");
+        assert!(copy.text.contains(expr), "{v:?}: {}", copy.text);
+    }
+    // A year PostgreSQL would not read back as written: the select runs as a query.
+    let bc = Value::Date(chrono::NaiveDate::from_ymd_opt(-44, 3, 15).expect("bc"));
+    let sql = Dialect::Postgres.select(&sel(&t, &cols, vec![Cond::Equals(&untyped, &bc)]));
+    assert_eq!(sql.copy, None);
+    assert!(sql.text.contains("\"x\" = $1"), "{}", sql.text);
+}

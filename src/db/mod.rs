@@ -302,6 +302,7 @@ impl Db {
         let sql = Sql {
             text: self.dialect().count(t),
             params: Vec::new(),
+            copy: None,
         };
         let col = [dialect::Col {
             name: Ident::fixed("count"),

@@ -1,10 +1,12 @@
-//! PostgreSQL's binary `COPY` format, used to fill the staging table: no text to format on
-//! our side, none to parse on the server's. Only columns of well-known base types are
-//! written this way; a table with any other column (a domain, an enum, json, arrays...), or a
-//! part with a value of another kind than its column's, is copied in text format instead.
+//! PostgreSQL's binary `COPY` format, used to write batches into the exchange and to read
+//! rows from a source: no text to format or parse on either side. Only columns of well-known
+//! base types are written this way; a table with any other column (a domain, an enum, json,
+//! arrays...), or a part with a value of another kind than its column's, is copied in text
+//! format instead. Reads select such columns as text (see `Dialect::select_expr`).
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
+use super::ReadRow;
 use super::dialect::Col;
 use crate::value::{ColType, Value};
 
@@ -344,6 +346,124 @@ fn numeric(buf: &mut Vec<u8>, s: &str) -> bool {
     true
 }
 
+/// The rows of a `COPY ... TO STDOUT (FORMAT binary)`, taken from its data as it arrives.
+/// PostgreSQL sends a row per message, but the protocol does not promise that: a row split
+/// across messages is held until it is whole.
+#[derive(Default)]
+pub(super) struct CopyOut {
+    /// The start of a row (or of the header) whose rest has not arrived yet.
+    pending: Vec<u8>,
+    header: bool,
+    /// The trailer was read: nothing more belongs to the result.
+    pub ended: bool,
+}
+
+/// The file signature of binary `COPY` data.
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyOut {
+    /// Take the rows that `data` completes, decoded by the kinds of `cols`, into `out`.
+    /// A value that cannot be read leaves the row's cell NULL and says why in `bad`.
+    pub(super) fn feed(
+        &mut self,
+        data: &[u8],
+        cols: &[Col],
+        out: &mut Vec<ReadRow>,
+    ) -> Result<(), String> {
+        if self.pending.is_empty() {
+            let used = self.rows(data, cols, out)?;
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            let mut held = std::mem::take(&mut self.pending);
+            held.extend_from_slice(data);
+            let used = self.rows(&held, cols, out)?;
+            held.drain(..used);
+            self.pending = held;
+        }
+        Ok(())
+    }
+
+    /// Whether data of an unfinished row is still held.
+    pub(super) fn partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Read the whole rows at the start of `data`; returns the bytes they took.
+    fn rows(&mut self, data: &[u8], cols: &[Col], out: &mut Vec<ReadRow>) -> Result<usize, String> {
+        let be4 = |b: &[u8], at: usize| {
+            b.get(at..at + 4)
+                .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        };
+        let mut pos = 0;
+        if !self.header {
+            // Signature, flags, header extension length, header extension.
+            let Some(ext) = be4(data, 15) else {
+                return Ok(0);
+            };
+            if !data.starts_with(SIGNATURE) {
+                return Err("the COPY data does not start with the binary signature".into());
+            }
+            let ext = usize::try_from(ext).map_err(|_| "bad COPY header".to_owned())?;
+            if data.len() < 19 + ext {
+                return Ok(0);
+            }
+            pos = 19 + ext;
+            self.header = true;
+        }
+        while !self.ended {
+            let row = &data[pos..];
+            let Some(n) = row.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+                break;
+            };
+            if n == -1 {
+                self.ended = true;
+                pos += 2;
+                break;
+            }
+            if usize::try_from(n).ok() != Some(cols.len()) {
+                return Err(format!(
+                    "a row of {n} fields arrived where {} columns were selected",
+                    cols.len()
+                ));
+            }
+            // Whole yet?
+            let mut end = 2;
+            for _ in 0..cols.len() {
+                let Some(len) = be4(row, end) else {
+                    return Ok(pos);
+                };
+                end += 4 + usize::try_from(len).unwrap_or(0);
+            }
+            if row.len() < end {
+                return Ok(pos);
+            }
+            let mut bad = None;
+            let mut at = 2;
+            let values = cols
+                .iter()
+                .map(|c| {
+                    let len = be4(row, at).unwrap_or(-1);
+                    at += 4;
+                    let Ok(len) = usize::try_from(len) else {
+                        return Value::Null;
+                    };
+                    let b = &row[at..at + len];
+                    at += len;
+                    read(c.ty, b).unwrap_or_else(|| {
+                        bad.get_or_insert_with(|| {
+                            format!("column {}: cannot read the value", c.name)
+                        });
+                        Value::Null
+                    })
+                })
+                .collect();
+            out.push(ReadRow { values, bad });
+            pos += end;
+        }
+        Ok(pos)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,5 +683,104 @@ mod tests {
         );
         assert_eq!(kinds(&[col(ColType::Text, "citext")]), None);
         assert_eq!(kinds(&[col(ColType::Other, "jsonb")]), None);
+    }
+
+    fn copy_col(name: &str, ty: ColType) -> Col {
+        Col {
+            name: crate::db::ident::Ident::new(name).expect("ident"),
+            ty,
+            native: String::new(),
+        }
+    }
+
+    /// Binary COPY data of `rows` as PostgreSQL sends it: header, rows, trailer.
+    fn copy_data(kinds: &[Kind], rows: &[Vec<Value>]) -> Vec<u8> {
+        let mut buf = HEADER.to_vec();
+        for r in rows {
+            assert!(row(&mut buf, kinds, r));
+        }
+        buf.extend_from_slice(TRAILER);
+        buf
+    }
+
+    #[test]
+    fn copy_out_rows_are_read_however_the_data_is_split() {
+        let cols = [
+            copy_col("id", ColType::Int),
+            copy_col("名称", ColType::Text),
+            copy_col("amount", ColType::Decimal),
+            copy_col("at", ColType::Timestamp),
+        ];
+        let kinds = [Kind::I8, Kind::Text, Kind::Numeric, Kind::Timestamp];
+        let at = NaiveDate::from_ymd_opt(1998, 7, 1)
+            .and_then(|d| d.and_hms_micro_opt(8, 0, 0, 1))
+            .expect("at");
+        let rows: Vec<Vec<Value>> = (0..5)
+            .map(|i| {
+                vec![
+                    Value::Int(i),
+                    if i == 2 {
+                        Value::Null
+                    } else {
+                        Value::Text(format!("哈尔滨 {i}"))
+                    },
+                    Value::Decimal(format!("-{i}.05")),
+                    Value::Timestamp(at),
+                ]
+            })
+            .collect();
+        let data = copy_data(&kinds, &rows);
+        for size in [data.len(), 1, 2, 3, 7, 19, 20, 64] {
+            let mut reader = CopyOut::default();
+            let mut out = Vec::new();
+            for chunk in data.chunks(size) {
+                reader.feed(chunk, &cols, &mut out).expect("feed");
+            }
+            assert!(reader.ended && !reader.partial(), "chunks of {size}");
+            let values: Vec<Vec<Value>> = out.iter().map(|r| r.values.clone()).collect();
+            assert_eq!(values, rows, "chunks of {size}");
+            assert!(out.iter().all(|r| r.bad.is_none()));
+        }
+        // Cut short: not ended, and the half row is held.
+        let mut reader = CopyOut::default();
+        let mut out = Vec::new();
+        reader
+            .feed(&data[..data.len() - 10], &cols, &mut out)
+            .expect("feed");
+        assert!(!reader.ended && reader.partial());
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn copy_out_names_the_column_it_cannot_read_and_refuses_a_wrong_shape() {
+        let cols = [copy_col("id", ColType::Int), copy_col("v", ColType::Text)];
+        // A text column whose bytes are not UTF-8: the row comes with its reason.
+        let mut data = HEADER.to_vec();
+        data.extend_from_slice(&2i16.to_be_bytes());
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(&7i64.to_be_bytes());
+        data.extend_from_slice(&2i32.to_be_bytes());
+        data.extend_from_slice(&[0xff, 0xfe]);
+        data.extend_from_slice(TRAILER);
+        let mut out = Vec::new();
+        CopyOut::default()
+            .feed(&data, &cols, &mut out)
+            .expect("feed");
+        assert_eq!(out[0].values, vec![Value::Int(7), Value::Null]);
+        assert_eq!(
+            out[0].bad.as_deref(),
+            Some("column v: cannot read the value")
+        );
+        // Three fields where two columns were selected.
+        let mut data = HEADER.to_vec();
+        data.extend_from_slice(&3i16.to_be_bytes());
+        let e = CopyOut::default()
+            .feed(&data, &cols, &mut Vec::new())
+            .expect_err("shape");
+        assert!(e.contains("3 fields") && e.contains("2 columns"), "{e}");
+        let e = CopyOut::default()
+            .feed(b"id,v\n1,2\n3,4\n5,6\n7,8\n", &cols, &mut Vec::new())
+            .expect_err("text");
+        assert!(e.contains("signature"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL (and its protocol family: KingbaseES, openGauss, HighGo) through sqlx.
 //!
-//! Reads select columns as they are and decode them from their binary forms. Writes go in
+//! Reads stream a select's rows by `COPY (SELECT ...) TO STDOUT (FORMAT binary)` and decode
+//! them from their binary forms. Writes go in
 //! by `COPY`: a batch of only new keys straight into the target, any other into a temporary
 //! staging table and from there with one `INSERT ... ON CONFLICT DO UPDATE ... WHERE`, so a
 //! newer stored row is never replaced by an older one.
@@ -254,7 +255,91 @@ impl Pg {
             .map_err(|e| DbError::query(E, "reading the database time", e))
     }
 
+    /// Run a select; its rows are streamed by `COPY ... TO STDOUT (FORMAT binary)` (see
+    /// [`super::dialect::PgCopy`]), or as query results when a parameter has no exact text.
     pub async fn fetch(
+        &self,
+        sql: &Sql,
+        cols: &[Col],
+        max_bytes: usize,
+    ) -> Result<(Vec<ReadRow>, bool), DbError> {
+        match &sql.copy {
+            Some(c) => self.fetch_copy(&c.text, &c.settings, cols, max_bytes).await,
+            None => self.fetch_query(sql, cols, max_bytes).await,
+        }
+    }
+
+    async fn fetch_copy(
+        &self,
+        copy: &str,
+        settings: &[String],
+        cols: &[Col],
+        max_bytes: usize,
+    ) -> Result<(Vec<ReadRow>, bool), DbError> {
+        let err = |e| DbError::query(E, "reading rows", e);
+        let mut conn = Closing {
+            conn: self.pool.acquire().await.map_err(err)?,
+            clean: false,
+        };
+        // The settings and the COPY share a transaction: the settings end with it, and a
+        // pooler in transaction mode (PgBouncer) cannot send the two to different sessions.
+        sqlx::query("BEGIN")
+            .execute(&mut *conn.conn)
+            .await
+            .map_err(err)?;
+        if !settings.is_empty() {
+            let set = Dialect::Postgres.pg_set_params(settings.len());
+            let mut q = sqlx::query(dynamic(&set));
+            for v in settings {
+                q = q.bind(v.as_str());
+            }
+            q.execute(&mut *conn.conn).await.map_err(err)?;
+        }
+        let mut stream = conn.conn.copy_out_raw(copy).await.map_err(err)?;
+        let mut reader = pgbinary::CopyOut::default();
+        let mut rows = Vec::new();
+        let mut bytes = 0;
+        while let Some(data) = stream.try_next().await.map_err(err)? {
+            let before = rows.len();
+            reader
+                .feed(&data, cols, &mut rows)
+                .map_err(|cause| DbError::Query {
+                    engine: E,
+                    doing: "reading rows".into(),
+                    cause,
+                    code: None,
+                    class: ErrorClass::Fatal,
+                })?;
+            bytes += rows[before..]
+                .iter()
+                .flat_map(|r| &r.values)
+                .map(value_size)
+                .sum::<usize>();
+            if bytes >= max_bytes {
+                // The rest of the result is not wanted: the connection is closed rather
+                // than drained.
+                return Ok((rows, true));
+            }
+        }
+        drop(stream);
+        if !reader.ended || reader.partial() {
+            return Err(DbError::Query {
+                engine: E,
+                doing: "reading rows".into(),
+                cause: "the COPY data ended in the middle of a row".into(),
+                code: None,
+                class: ErrorClass::Unavailable,
+            });
+        }
+        sqlx::query("COMMIT")
+            .execute(&mut *conn.conn)
+            .await
+            .map_err(err)?;
+        conn.clean = true;
+        Ok((rows, false))
+    }
+
+    async fn fetch_query(
         &self,
         sql: &Sql,
         cols: &[Col],
@@ -660,6 +745,22 @@ fn encode_binary(
     }
     buf.extend_from_slice(pgbinary::TRAILER);
     Some(buf)
+}
+
+/// A pooled connection that is closed, not given back, unless the `COPY` it runs was read
+/// to its end and its transaction committed: one given up half way (a byte cap, an error,
+/// the task stopped) would still have rows on their way, or a transaction open.
+struct Closing {
+    conn: sqlx::pool::PoolConnection<Postgres>,
+    clean: bool,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Send a whole `COPY ... FROM STDIN` of `buf`.
