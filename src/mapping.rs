@@ -76,6 +76,9 @@ pub struct Mapping {
     /// values all pass unconverted becomes the exchange row as it is.
     identity: bool,
     target: Dialect,
+    /// The source's text cannot hold NUL (PostgreSQL's cannot): values taken over from its
+    /// columns need not be searched for one.
+    nul_free_source: bool,
 }
 
 /// Per-batch values of the generated columns.
@@ -122,7 +125,13 @@ impl Mapping {
             sole,
             identity,
             target,
+            nul_free_source: false,
         }
+    }
+
+    /// Say that the source's text cannot hold NUL (a PostgreSQL source).
+    pub fn nul_free_source(&mut self, yes: bool) {
+        self.nul_free_source = yes;
     }
 
     /// The key columns of the exchange table.
@@ -153,7 +162,7 @@ impl Mapping {
                 .all(|(v, c)| v.passes_as(c.ty))
         {
             for (i, (v, col)) in src.iter().zip(&self.columns).enumerate() {
-                self.check(i, col, v)?;
+                self.check_source(i, col, v)?;
             }
             return Ok(std::mem::take(src));
         }
@@ -163,7 +172,7 @@ impl Mapping {
             let v = match source {
                 Source::Column(j) => match src.get(*j) {
                     Some(v) if self.sole[i] && v.passes_as(col.ty) => {
-                        self.check(i, col, v)?;
+                        self.check_source(i, col, v)?;
                         moved = true;
                         out.push(Value::Null);
                         continue;
@@ -261,8 +270,32 @@ impl Mapping {
         Ok(out)
     }
 
+    /// [`Mapping::check`] of a value taken over from a source column as it is.
+    fn check_source(&self, i: usize, col: &Col, v: &Value) -> Result<(), String> {
+        if self.nul_free_source {
+            self.check_length(i, col, v)
+        } else {
+            self.check(i, col, v)
+        }
+    }
+
     /// Whether exchange column `i` can hold a value of its own kind.
     fn check(&self, i: usize, col: &Col, out: &Value) -> Result<(), String> {
+        self.check_length(i, col, out)?;
+        if self.target == Dialect::Postgres
+            && let Value::Text(s) = out
+            && s.contains('\0')
+        {
+            return Err(format!(
+                "exchange column {}: PostgreSQL text cannot hold a NUL character",
+                col.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the value fits the character limit of exchange column `i`.
+    fn check_length(&self, i: usize, col: &Col, out: &Value) -> Result<(), String> {
         if let (Value::Text(s), Some(max)) = (out, self.max_chars[i])
             && s.len() > max
         {
@@ -278,15 +311,6 @@ impl Mapping {
                     col.name, col.native
                 ));
             }
-        }
-        if self.target == Dialect::Postgres
-            && let Value::Text(s) = out
-            && s.contains('\0')
-        {
-            return Err(format!(
-                "exchange column {}: PostgreSQL text cannot hold a NUL character",
-                col.name
-            ));
         }
         Ok(())
     }
@@ -399,6 +423,40 @@ mod tests {
             )
             .expect_err("not an int");
         assert!(err.contains("exchange column id"), "{err}");
+    }
+
+    #[test]
+    fn nul_is_refused_for_postgresql_unless_the_source_cannot_hold_it() {
+        let tz: Tz = "Asia/Shanghai".parse().expect("tz");
+        let mut m = Mapping::new(
+            vec![
+                col("id", ColType::Int, "bigint"),
+                col("v", ColType::Text, "text"),
+            ],
+            vec![Source::Column(0), Source::Column(1)],
+            vec![0],
+            None,
+            Dialect::Postgres,
+        );
+        let nul = || vec![Value::Int(1), Value::Text("a\0b".into())];
+        let err = m.row(&mut nul(), Op::Insert, &ctx(&tz)).expect_err("nul");
+        assert!(
+            err.contains("exchange column v: PostgreSQL text cannot hold a NUL"),
+            "{err}"
+        );
+        // Read from PostgreSQL, text has no NUL to look for: the search is skipped.
+        m.nul_free_source(true);
+        assert!(m.row(&mut nul(), Op::Insert, &ctx(&tz)).is_ok());
+        // A value converted on the way is still searched.
+        let mut c = Mapping::new(
+            vec![col("v", ColType::Text, "text")],
+            vec![Source::Constant(Value::Text("c\0".into()))],
+            vec![0],
+            None,
+            Dialect::Postgres,
+        );
+        c.nul_free_source(true);
+        assert!(c.row(&mut Vec::new(), Op::Insert, &ctx(&tz)).is_err());
     }
 
     #[test]

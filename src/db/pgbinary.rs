@@ -183,7 +183,9 @@ pub(super) fn read(ty: ColType, b: &[u8]) -> Option<Value> {
             _ => f64::from_be_bytes(be8(b)?),
         }),
         ColType::Decimal => Value::Decimal(numeric_text(b)?),
-        ColType::Text | ColType::Other => Value::Text(std::str::from_utf8(b).ok()?.to_owned()),
+        ColType::Text | ColType::Other => {
+            Value::Text(simdutf8::basic::from_utf8(b).ok()?.to_owned())
+        }
         ColType::Bytes => Value::Bytes(b.to_vec()),
         ColType::Date => {
             let days = i32::from_be_bytes(<[u8; 4]>::try_from(b).ok()?);

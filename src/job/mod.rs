@@ -130,6 +130,8 @@ pub async fn prepare(
             p.join("; "),
         )
     })?;
+    plan.mapping
+        .nul_free_source(source.dialect() == crate::db::dialect::Dialect::Postgres);
     load_code_sets(source, &mut plan).await?;
     Ok(plan)
 }
