@@ -75,6 +75,11 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
                 if !plan.rules.is_empty() {
                     println!("  {} quality rule(s)", plan.rules.len());
                 }
+                if plan.tuples.is_some() {
+                    println!(
+                        "  rows are copied as they are: both tables have the same columns of the same types"
+                    );
+                }
                 plans.insert(plan.name.clone(), plan);
             }
             Err(e) => {

@@ -11,15 +11,16 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() {
-    // Memory is committed as it is used, and pages left free are given back after 10 ms
+    // Memory is committed as it is used, and pages left free are given back after 100 ms
     // (mimalloc waits a second by default; `MIMALLOC_PURGE_DELAY` in the environment still
     // decides). Giving them back at once costs a page fault for nearly every page a batch uses
-    // again, a fifth of the agent's time in a full exchange; waiting 10 ms keeps its
-    // footprint about 50 MB at 5,000 rows a batch, a second about 80 MB.
+    // again; after 10 ms a third of the agent's system time still went to page faults in a
+    // full exchange. Waiting 100 ms keeps its footprint about 50 MB at 5,000 rows a batch, a
+    // second about 75 MB.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: a plain option setter of the allocator, called before any thread starts.
         unsafe {
-            libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, 10);
+            libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, 100);
         }
     }
     let cli = Cli::parse();

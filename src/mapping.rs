@@ -91,6 +91,12 @@ pub struct RowCtx<'a> {
 }
 
 impl Mapping {
+    /// Every exchange column is the source column of the same place, and nothing else is
+    /// written.
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
     pub fn new(
         columns: Vec<Col>,
         sources: Vec<Source>,

@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod ident;
 mod mysql;
 mod pgbinary;
+mod pgstream;
 mod postgres;
 mod sqlite;
 
@@ -55,6 +56,29 @@ pub struct ReadRow {
     pub values: Vec<Value>,
     /// Set when a cell could not be decoded (the cell is then NULL): names column and cause.
     pub bad: Option<String>,
+    /// Read by [`Db::fetch_tuples`]: the row as the source sent it, one tuple of PostgreSQL's
+    /// binary `COPY` data, which an exchange table of the very same columns takes as it is.
+    /// `values` then holds only the columns asked for; the others are NULL until
+    /// [`complete`] reads them from the tuple.
+    pub tuple: Option<Vec<u8>>,
+}
+
+/// Whether PostgreSQL rows of columns `from`, read by [`Db::fetch_tuples`], can be written
+/// as they are into columns `to`: the same number of columns, each of the very same type,
+/// every type one whose binary form the agent knows (no domains, enums, arrays, json).
+pub fn same_binary_form(from: &[Col], to: &[Col]) -> bool {
+    from.len() == to.len()
+        && from
+            .iter()
+            .zip(to)
+            .all(|(a, b)| a.ty == b.ty && a.native == b.native)
+        && pgbinary::kinds(from).is_some()
+}
+
+/// Fill in the values of a row read by [`Db::fetch_tuples`] that were left NULL, from its
+/// tuple (`cols` are the columns it was read with).
+pub fn complete(values: &mut [Value], tuple: &[u8], cols: &[Col]) {
+    pgbinary::complete(values, tuple, cols);
 }
 
 /// A batch for the exchange, written in one transaction.
@@ -62,6 +86,10 @@ pub struct ReadRow {
 pub struct WriteBatch<'a> {
     pub upsert: Upsert<'a>,
     pub rows: &'a [Vec<Value>],
+    /// Empty, or the rows as binary `COPY` tuples (see [`ReadRow::tuple`]), one per row:
+    /// written as they are instead of encoding `rows` (which then hold only the key and
+    /// whatever else the agent looked at).
+    pub tuples: &'a [Vec<u8>],
     /// Key columns of the target, for deletes.
     pub key_cols: &'a [Col],
     /// The version column for deletes (a stored row that is newer survives).
@@ -340,21 +368,58 @@ impl Db {
         }
     }
 
+    /// [`Db::fetch`], keeping every row's own tuple (a PostgreSQL select read by `COPY`) and
+    /// decoding only the columns marked in `decode`: the rows of a table whose exchange table
+    /// has the very same columns go there as they came (see [`ReadRow::tuple`]). Other
+    /// selects and engines are read whole. `expect` is how many rows the select may return.
+    pub async fn fetch_tuples(
+        &self,
+        sql: &Sql,
+        cols: &[Col],
+        max_bytes: usize,
+        decode: &[bool],
+        expect: usize,
+    ) -> Result<(Vec<ReadRow>, bool), DbError> {
+        match (self, &sql.copy) {
+            (Db::Postgres(d), Some(c)) => {
+                let tuples = Some((decode, expect));
+                d.fetch_copy(&c.text, &c.settings, cols, max_bytes, tuples)
+                    .await
+            }
+            _ => self.fetch(sql, cols, max_bytes).await,
+        }
+    }
+
+    /// A select's rows as one stream taken a batch at a time ([`RowStream::next`]), where
+    /// the engine streams one select across batches (PostgreSQL, a select read by `COPY`);
+    /// `None` elsewhere, where every batch is a select of its own. With `tuples`, rows are
+    /// read as by [`Db::fetch_tuples`].
+    pub fn stream(&self, sql: &Sql, cols: &[Col], tuples: Option<&[bool]>) -> Option<RowStream> {
+        match (self, &sql.copy) {
+            (Db::Postgres(d), Some(c)) => Some(RowStream(d.stream(c, cols, tuples))),
+            _ => None,
+        }
+    }
+
     /// Write a batch (upserts, then deletes) in one transaction. Rows the database refuses as
     /// data are isolated and returned; everything else is committed.
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
-        self.write_when(w, std::future::ready(())).await
+        self.write_when(w, std::future::ready(()), &Turn::alone())
+            .await
     }
 
-    /// [`Db::write`] once `ready` resolves; what can be prepared without the database (the
-    /// `COPY` encoding on PostgreSQL) is done meanwhile.
+    /// [`Db::write`] once `ready` resolves, in its `turn`; what can be prepared without the
+    /// database (the `COPY` encoding on PostgreSQL) is done meanwhile. On PostgreSQL a batch
+    /// may begin while the batch before it commits ([`Db::overlaps`]): its transaction commits
+    /// only after that one did. Elsewhere it begins once the batch before it committed.
     pub async fn write_when(
         &self,
         w: &WriteBatch<'_>,
         ready: impl Future<Output = ()>,
+        turn: &Turn,
     ) -> Result<Vec<Refused>, DbError> {
         match self {
-            Db::Postgres(d) => d.write_when(w, ready).await,
+            Db::Postgres(d) => d.write_when(w, ready, turn).await,
             Db::MySql(d) => {
                 ready.await;
                 d.write(w).await
@@ -381,6 +446,104 @@ impl Db {
             Db::MySql(d) => d.pool.close().await,
             Db::Sqlite(d) => d.pool.close().await,
         }
+    }
+}
+
+/// Whether a batch's write may begin before the batch before it committed (see [`Turn`]).
+impl Db {
+    pub fn overlaps(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+}
+
+/// Where a batch's write stands, as the batch after it sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Writing,
+    /// Every statement ran; only the commit is left.
+    Staged,
+    Committed,
+    Failed,
+}
+
+/// A batch's turn among the batches of its table at the exchange. Batches commit in order,
+/// so that the exchange shows them in the order they were read. On PostgreSQL the next batch
+/// may begin once this one is [`Stage::Staged`]: this one then needs no more locks, so the
+/// next one can wait for this one's rows where they meet, and never the other way round
+/// (no deadlock); the server is never idle while a batch commits.
+pub struct Turn {
+    /// The stage of the batch before this one (none: nothing to wait for).
+    pub before: Option<tokio::sync::watch::Receiver<Stage>>,
+    /// This batch's stage, for the batch after it.
+    pub stage: tokio::sync::watch::Sender<Stage>,
+}
+
+impl Turn {
+    /// A write with no batch before or after it.
+    pub fn alone() -> Turn {
+        Turn {
+            before: None,
+            stage: tokio::sync::watch::channel(Stage::Writing).0,
+        }
+    }
+
+    /// Wait until the batch before committed; false when it failed (this one must not
+    /// commit then).
+    pub async fn before_committed(&self) -> bool {
+        let Some(before) = &self.before else {
+            return true;
+        };
+        let mut before = before.clone();
+        match before
+            .wait_for(|s| matches!(s, Stage::Committed | Stage::Failed))
+            .await
+        {
+            Ok(s) => *s == Stage::Committed,
+            Err(_) => false,
+        }
+    }
+
+    /// Every statement of this batch ran: the next batch may begin.
+    pub fn staged(&self) {
+        self.stage.send_if_modified(|s| {
+            let now = *s == Stage::Writing;
+            if now {
+                *s = Stage::Staged;
+            }
+            now
+        });
+    }
+
+    /// Whether the next batch may have begun already.
+    pub fn is_staged(&self) -> bool {
+        *self.stage.borrow() != Stage::Writing
+    }
+
+    /// The error of a batch whose predecessor was not committed.
+    fn not_after(engine: EngineKind) -> DbError {
+        DbError::Query {
+            engine,
+            doing: "committing a batch".into(),
+            cause: "the batch before it was not committed; both are sent again".into(),
+            code: None,
+            class: ErrorClass::Unavailable,
+        }
+    }
+}
+
+/// The rows of one select, taken a batch at a time (see [`Db::stream`]). Dropping it stops
+/// the select.
+pub struct RowStream(pgstream::CopyStream);
+
+impl RowStream {
+    /// The next batch of at most `rows` rows and about `bytes` bytes of values, and whether
+    /// more may follow.
+    pub fn next(
+        &self,
+        rows: usize,
+        bytes: usize,
+    ) -> impl Future<Output = Result<(Vec<ReadRow>, bool), DbError>> + Send + 'static {
+        self.0.next(rows, bytes)
     }
 }
 
@@ -507,6 +670,31 @@ pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &DbConfig) -> sqlx::pool::Po
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::ColType;
+
+    #[test]
+    fn only_the_very_same_known_types_pass_as_they_are() {
+        let col = |name: &str, ty, native: &str| Col {
+            name: Ident::new(name).expect("ident"),
+            ty,
+            native: native.into(),
+        };
+        let a = [
+            col("id", ColType::Int, "bigint"),
+            col("v", ColType::Text, "character varying(20)"),
+        ];
+        assert!(same_binary_form(&a, &a.clone()));
+        // Another length, another integer width, another column count, an unknown type.
+        let mut b = a.clone();
+        b[1].native = "character varying(30)".into();
+        assert!(!same_binary_form(&a, &b));
+        let mut b = a.clone();
+        b[0].native = "integer".into();
+        assert!(!same_binary_form(&a, &b));
+        assert!(!same_binary_form(&a, &a[..1]));
+        let j = [col("doc", ColType::Other, "jsonb")];
+        assert!(!same_binary_form(&j, &j.clone()));
+    }
 
     #[test]
     fn chunks_respect_parameter_limits() {

@@ -399,7 +399,11 @@ fn decode_row(row: &MySqlRow, cols: &[Col]) -> ReadRow {
             })
         })
         .collect();
-    ReadRow { values, bad }
+    ReadRow {
+        values,
+        bad,
+        tuple: None,
+    }
 }
 
 fn decode(row: &MySqlRow, i: usize, c: &Col) -> Result<Value, sqlx::error::BoxDynError> {

@@ -351,6 +351,9 @@ fn numeric(buf: &mut Vec<u8>, s: &str) -> bool {
 /// The rows of a `COPY ... TO STDOUT (FORMAT binary)`, taken from its data as it arrives.
 /// PostgreSQL sends a row per message, but the protocol does not promise that: a row split
 /// across messages is held until it is whole.
+///
+/// Read for a pass-through (see [`super::Db::fetch_tuples`]), every row also keeps its tuple
+/// as it arrived, and only the columns marked in `decode` are decoded.
 #[derive(Default)]
 pub(super) struct CopyOut {
     /// The start of a row (or of the header) whose rest has not arrived yet.
@@ -358,12 +361,23 @@ pub(super) struct CopyOut {
     header: bool,
     /// The trailer was read: nothing more belongs to the result.
     pub ended: bool,
+    /// Keep each row's tuple, and decode only the columns marked here.
+    decode: Option<Vec<bool>>,
 }
 
 /// The file signature of binary `COPY` data.
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl CopyOut {
+    /// A reader that keeps every row's tuple and decodes only the columns marked in `decode`
+    /// (the other values are NULL until [`complete`]).
+    pub(super) fn keeping(decode: &[bool]) -> Self {
+        CopyOut {
+            decode: Some(decode.to_vec()),
+            ..CopyOut::default()
+        }
+    }
+
     /// Take the rows that `data` completes, decoded by the kinds of `cols`, into `out`.
     /// A value that cannot be read leaves the row's cell NULL and says why in `bad`.
     pub(super) fn feed(
@@ -440,29 +454,61 @@ impl CopyOut {
                 return Ok(pos);
             }
             let mut bad = None;
-            let mut at = 2;
-            let values = cols
-                .iter()
-                .map(|c| {
-                    let len = be4(row, at).unwrap_or(-1);
-                    at += 4;
-                    let Ok(len) = usize::try_from(len) else {
-                        return Value::Null;
-                    };
-                    let b = &row[at..at + len];
-                    at += len;
-                    read(c.ty, b).unwrap_or_else(|| {
-                        bad.get_or_insert_with(|| {
-                            format!("column {}: cannot read the value", c.name)
-                        });
-                        Value::Null
-                    })
-                })
-                .collect();
-            out.push(ReadRow { values, bad });
+            let values = decoded(&row[..end], cols, self.decode.as_deref(), &mut bad);
+            let tuple = self.decode.is_some().then(|| row[..end].to_vec());
+            out.push(ReadRow { values, bad, tuple });
             pos += end;
         }
         Ok(pos)
+    }
+}
+
+/// The values of one whole tuple (its field count first), of the columns marked in `only`
+/// (every column without it; the others are NULL). A value that cannot be read is NULL, and
+/// the first such column is named in `bad`.
+fn decoded(
+    tuple: &[u8],
+    cols: &[Col],
+    only: Option<&[bool]>,
+    bad: &mut Option<String>,
+) -> Vec<Value> {
+    let mut at = 2;
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let len = tuple
+                .get(at..at + 4)
+                .map_or(-1, |s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+            at += 4;
+            let Ok(len) = usize::try_from(len) else {
+                return Value::Null;
+            };
+            let b = tuple.get(at..at + len).unwrap_or_default();
+            at += len;
+            if only.is_some_and(|o| !o.get(i).copied().unwrap_or(false)) {
+                return Value::Null;
+            }
+            read(c.ty, b).unwrap_or_else(|| {
+                bad.get_or_insert_with(|| format!("column {}: cannot read the value", c.name));
+                Value::Null
+            })
+        })
+        .collect()
+}
+
+/// Decode the values a pass-through read left NULL from the row's tuple. A value that cannot
+/// be read stays NULL: the row goes to the exchange as its tuple, whatever the agent can
+/// read of it.
+pub(super) fn complete(values: &mut [Value], tuple: &[u8], cols: &[Col]) {
+    let todo: Vec<bool> = values.iter().map(Value::is_null).collect();
+    if !todo.contains(&true) {
+        return;
+    }
+    let all = decoded(tuple, cols, Some(&todo), &mut None);
+    for ((v, new), redo) in values.iter_mut().zip(all).zip(todo) {
+        if redo {
+            *v = new;
+        }
     }
 }
 
@@ -751,6 +797,57 @@ mod tests {
             .expect("feed");
         assert!(!reader.ended && reader.partial());
         assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn rows_kept_as_tuples_decode_only_what_is_asked_and_complete_to_the_whole_row() {
+        let cols = [
+            copy_col("id", ColType::Int),
+            copy_col("名称", ColType::Text),
+            copy_col("amount", ColType::Decimal),
+            copy_col("at", ColType::Timestamp),
+        ];
+        let kinds = [Kind::I8, Kind::Text, Kind::Numeric, Kind::Timestamp];
+        let at = NaiveDate::from_ymd_opt(2026, 11, 2)
+            .and_then(|d| d.and_hms_micro_opt(8, 0, 0, 7))
+            .expect("at");
+        let rows: Vec<Vec<Value>> = (0..4)
+            .map(|i| {
+                vec![
+                    Value::Int(i),
+                    Value::Text(format!("哈尔滨 {i}")),
+                    if i == 1 {
+                        Value::Null
+                    } else {
+                        Value::Decimal(format!("{i}.50"))
+                    },
+                    Value::Timestamp(at),
+                ]
+            })
+            .collect();
+        let data = copy_data(&kinds, &rows);
+        for size in [data.len(), 1, 5, 33] {
+            let mut reader = CopyOut::keeping(&[true, false, false, true]);
+            let mut out = Vec::new();
+            for chunk in data.chunks(size) {
+                reader.feed(chunk, &cols, &mut out).expect("feed");
+            }
+            assert_eq!(out.len(), 4);
+            for (r, want) in out.iter_mut().zip(&rows) {
+                // Key and time decoded; the others NULL until completed from the tuple.
+                assert_eq!(
+                    r.values,
+                    vec![want[0].clone(), Value::Null, Value::Null, want[3].clone()]
+                );
+                let tuple = r.tuple.clone().expect("tuple");
+                // The tuple is the row as it was sent: written again, it is the same data.
+                let mut again = Vec::new();
+                assert!(row(&mut again, &kinds, want));
+                assert_eq!(tuple, again);
+                complete(&mut r.values, &tuple, &cols);
+                assert_eq!(&r.values, want);
+            }
+        }
     }
 
     #[test]

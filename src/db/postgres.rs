@@ -264,17 +264,24 @@ impl Pg {
         max_bytes: usize,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
         match &sql.copy {
-            Some(c) => self.fetch_copy(&c.text, &c.settings, cols, max_bytes).await,
+            Some(c) => {
+                self.fetch_copy(&c.text, &c.settings, cols, max_bytes, None)
+                    .await
+            }
             None => self.fetch_query(sql, cols, max_bytes).await,
         }
     }
 
-    async fn fetch_copy(
+    /// Read a `COPY ... TO STDOUT (FORMAT binary)`; with `tuples`, every row keeps its tuple
+    /// and only the columns marked are decoded ([`super::Db::fetch_tuples`]), of a result
+    /// expected to have at most so many rows.
+    pub(super) async fn fetch_copy(
         &self,
         copy: &str,
         settings: &[String],
         cols: &[Col],
         max_bytes: usize,
+        tuples: Option<(&[bool], usize)>,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
         let err = |e| DbError::query(E, "reading rows", e);
         let mut conn = Closing {
@@ -296,8 +303,13 @@ impl Pg {
             q.execute(&mut *conn.conn).await.map_err(err)?;
         }
         let mut stream = conn.conn.copy_out_raw(copy).await.map_err(err)?;
-        let mut reader = pgbinary::CopyOut::default();
-        let mut rows = Vec::new();
+        let (mut reader, mut rows) = match tuples {
+            Some((decode, expect)) => (
+                pgbinary::CopyOut::keeping(decode),
+                Vec::with_capacity(expect.min(1 << 16)),
+            ),
+            None => (pgbinary::CopyOut::default(), Vec::new()),
+        };
         let mut bytes = 0;
         while let Some(data) = stream.try_next().await.map_err(err)? {
             let before = rows.len();
@@ -312,8 +324,10 @@ impl Pg {
                 })?;
             bytes += rows[before..]
                 .iter()
-                .flat_map(|r| &r.values)
-                .map(value_size)
+                .map(|r| {
+                    r.tuple.as_ref().map_or(0, Vec::len)
+                        + r.values.iter().map(value_size).sum::<usize>()
+                })
                 .sum::<usize>();
             if bytes >= max_bytes {
                 // The rest of the result is not wanted: the connection is closed rather
@@ -337,6 +351,26 @@ impl Pg {
             .map_err(err)?;
         conn.clean = true;
         Ok((rows, false))
+    }
+
+    /// Stream a select's rows by one `COPY (SELECT ...) TO STDOUT (FORMAT binary)` from which
+    /// batch after batch is taken (see [`CopyStream`]).
+    pub(super) fn stream(
+        &self,
+        copy: &super::dialect::PgCopy,
+        cols: &[Col],
+        tuples: Option<&[bool]>,
+    ) -> super::pgstream::CopyStream {
+        let (ask, asks) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(super::pgstream::serve(
+            self.pool.clone(),
+            copy.text.clone(),
+            copy.settings.clone(),
+            cols.to_vec(),
+            tuples.map(<[bool]>::to_vec),
+            asks,
+        ));
+        super::pgstream::CopyStream::new(ask, task.abort_handle())
     }
 
     async fn fetch_query(
@@ -372,11 +406,12 @@ impl Pg {
         &self,
         w: &WriteBatch<'_>,
         ready: impl Future<Output = ()>,
+        turn: &super::Turn,
     ) -> Result<Vec<Refused>, DbError> {
         let binary = pgbinary::kinds(w.upsert.columns);
         let encoded = binary
             .as_ref()
-            .and_then(|kinds| encode_binary(self.buffer(), kinds, w.rows));
+            .and_then(|kinds| encode(self.buffer(), kinds, w, 0..w.rows.len()));
         ready.await;
         let table = w.upsert.table;
         let err = |doing: &str| {
@@ -421,9 +456,23 @@ impl Pg {
                 }
             };
             let copied = if new {
-                match copy_in(&mut conn, &dr.copy, buf).await {
+                match copy_direct(&mut conn, &dr.copy, buf, turn, || {
+                    if let Some((_, hi)) = range {
+                        self.hold(&name, Some(hi));
+                    }
+                })
+                .await
+                {
                     Ok(()) => true,
-                    Err(e) => {
+                    Err(Unsent::After) => {
+                        self.hold(&name, None);
+                        return Err(super::Turn::not_after(E));
+                    }
+                    Err(Unsent::Commit(e)) => {
+                        self.hold(&name, None);
+                        return Err(err("committing the batch into")(e));
+                    }
+                    Err(Unsent::Copy(e)) => {
                         let e = err("copying rows into")(e);
                         match e.class() {
                             ErrorClass::Unavailable | ErrorClass::Transient => {
@@ -449,10 +498,8 @@ impl Pg {
             } else {
                 false
             };
-            match (copied, range) {
-                (true, Some((_, hi))) => self.hold(&name, Some(hi)),
-                (true, None) => {}
-                (false, _) => self.hold(&name, None),
+            if !copied {
+                self.hold(&name, None);
             }
             if copied {
                 if let Some(buf) = encoded {
@@ -483,6 +530,10 @@ impl Pg {
             owner: self,
         };
         let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
+        turn.staged();
+        if !turn.before_committed().await {
+            return Err(super::Turn::not_after(E));
+        }
         tx.commit()
             .await
             .map_err(err("committing the batch into"))?;
@@ -575,14 +626,14 @@ impl PartWriter for PgPart<'_, '_> {
         };
         if !r.is_empty() {
             let whole = r.len() == self.w.rows.len();
-            let rows = &self.w.rows[r];
+            let rows = &self.w.rows[r.clone()];
             // Binary when every value fits its column's kind; text otherwise.
             let encoded = match self.encoded.take() {
                 Some(e) if whole => Some(e),
                 _ => self
                     .binary
                     .as_ref()
-                    .and_then(|kinds| encode_binary(Vec::new(), kinds, rows)),
+                    .and_then(|kinds| encode(Vec::new(), kinds, self.w, r)),
             };
             let binary = encoded.is_some();
             let mut buf = encoded.unwrap_or_default();
@@ -730,6 +781,32 @@ async fn new_keys(
     Ok((!any, None))
 }
 
+/// Rows `r` of a batch in binary `COPY` format: their tuples as they were read when the
+/// batch has them, else encoded from their values; `None` when a value does not fit its
+/// column's kind.
+fn encode(
+    buf: Vec<u8>,
+    kinds: &[pgbinary::Kind],
+    w: &WriteBatch<'_>,
+    r: Range<usize>,
+) -> Option<Vec<u8>> {
+    match w.tuples.get(r.clone()) {
+        Some(tuples) if w.tuples.len() == w.rows.len() => {
+            let mut buf = buf;
+            buf.clear();
+            let size: usize = tuples.iter().map(Vec::len).sum();
+            buf.reserve(pgbinary::HEADER.len() + size + pgbinary::TRAILER.len());
+            buf.extend_from_slice(pgbinary::HEADER);
+            for t in tuples {
+                buf.extend_from_slice(t);
+            }
+            buf.extend_from_slice(pgbinary::TRAILER);
+            Some(buf)
+        }
+        _ => encode_binary(buf, kinds, w.rows.get(r)?),
+    }
+}
+
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
 fn encode_binary(
     mut buf: Vec<u8>,
@@ -750,9 +827,9 @@ fn encode_binary(
 /// A pooled connection that is closed, not given back, unless the `COPY` it runs was read
 /// to its end and its transaction committed: one given up half way (a byte cap, an error,
 /// the task stopped) would still have rows on their way, or a transaction open.
-struct Closing {
-    conn: sqlx::pool::PoolConnection<Postgres>,
-    clean: bool,
+pub(super) struct Closing {
+    pub(super) conn: sqlx::pool::PoolConnection<Postgres>,
+    pub(super) clean: bool,
 }
 
 impl Drop for Closing {
@@ -761,6 +838,39 @@ impl Drop for Closing {
             self.conn.close_on_drop();
         }
     }
+}
+
+/// How a `COPY` straight into the target failed.
+enum Unsent {
+    /// The `COPY` was refused (and rolled back).
+    Copy(sqlx::Error),
+    /// The batch before this one was not committed: this one was rolled back.
+    After,
+    /// The commit failed.
+    Commit(sqlx::Error),
+}
+
+/// A batch copied straight into the target, in a transaction of its own that commits after
+/// the batch before it committed (its [`super::Turn`]); `copied` is told once the rows are
+/// in, before the commit.
+async fn copy_direct(
+    conn: &mut PgConnection,
+    statement: &str,
+    buf: &[u8],
+    turn: &super::Turn,
+    copied: impl FnOnce(),
+) -> Result<(), Unsent> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await.map_err(Unsent::Copy)?;
+    copy_in(&mut tx, statement, buf)
+        .await
+        .map_err(Unsent::Copy)?;
+    copied();
+    turn.staged();
+    if !turn.before_committed().await {
+        return Err(Unsent::After);
+    }
+    tx.commit().await.map_err(Unsent::Commit)
 }
 
 /// Send a whole `COPY ... FROM STDIN` of `buf`.
@@ -848,7 +958,11 @@ fn decode_row(row: &PgRow, cols: &[Col]) -> ReadRow {
             })
         })
         .collect();
-    ReadRow { values, bad }
+    ReadRow {
+        values,
+        bad,
+        tuple: None,
+    }
 }
 
 fn decode(row: &PgRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxDynError> {

@@ -368,7 +368,11 @@ fn decode_row(row: &SqliteRow, cols: &[Col]) -> ReadRow {
             })
         })
         .collect();
-    ReadRow { values, bad }
+    ReadRow {
+        values,
+        bad,
+        tuple: None,
+    }
 }
 
 fn decode(row: &SqliteRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxDynError> {

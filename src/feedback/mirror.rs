@@ -95,6 +95,7 @@ pub async fn sync(ctx: &Ctx) -> Result<u64, JobError> {
                 version: None,
             },
             rows: &rows,
+            tuples: &[],
             key_cols: &key_cols,
             version_col: None,
             deletes: &[],

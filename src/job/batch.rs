@@ -16,7 +16,7 @@ use super::plan::{FlagPlan, Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::config::DeleteMode;
 use crate::db::dialect::{Col, Upsert};
-use crate::db::{DbError, ErrorClass, ReadRow, Refused, WriteBatch};
+use crate::db::{DbError, ErrorClass, ReadRow, Refused, Stage, Turn, WriteBatch};
 use crate::mapping::{Op, RowCtx};
 use crate::state::{Commit, DigestEntry, LedgerEntry, Reject};
 use crate::value::{Value, key_text, row_digest};
@@ -81,7 +81,8 @@ impl<'a> Batch<'a> {
 }
 
 enum Pending {
-    Upsert(Vec<Value>, Op),
+    /// The values, the operation, and the row's tuple when it was read as one.
+    Upsert(Vec<Value>, Op, Option<Vec<u8>>),
     Delete(Vec<Value>),
     Gone(Vec<Value>),
     GoneTarget(Vec<Value>),
@@ -95,6 +96,18 @@ struct Out {
     values: Vec<Value>,
     rkey: String,
     src: Option<Vec<Value>>,
+    /// The row as its binary `COPY` tuple, when it was read as one ([`ReadRow::tuple`]).
+    tuple: Option<Vec<u8>>,
+}
+
+/// Decode the values of a row read as a tuple that were left NULL (once).
+fn fill(values: &mut [Value], tuple: Option<&Vec<u8>>, whole: &mut bool, plan: &Plan) {
+    if !*whole {
+        if let Some(t) = tuple {
+            crate::db::complete(values, t, &plan.read_cols);
+        }
+        *whole = true;
+    }
 }
 
 /// What the rows of a read turned into before anything is written.
@@ -156,49 +169,76 @@ fn batch_id(agent: &str, table: &str, from: &str, to: &str, n: usize) -> String 
 fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> Sorted {
     let tz = &ctx.cfg.agent.tz;
     let fmt = plan.window.as_ref().map_or("", |w| w.format.as_str());
-    let mut out = Sorted::default();
+    let mut out = Sorted {
+        pending: Vec::with_capacity(b.rows.len()),
+        ..Sorted::default()
+    };
+    // The newest change time: compared as values, made an instant once (text times, whose
+    // order need not be their text's, each).
+    let mut newest_value: Option<Value> = None;
     metrics::counter!(crate::metrics::ROWS_READ, "table" => plan.name.clone())
         .increment(b.rows.len() as u64);
     for row in std::mem::take(&mut b.rows) {
         report.read += 1;
-        let values = row.values;
-        // A one-column key (the usual) without a vector of its own for every row.
-        let (one, many): ([&Value; 1], Vec<&Value>) = match plan.key.as_slice() {
-            [k] => ([&values[*k]], Vec::new()),
-            keys => ([&Value::Null], keys.iter().map(|&i| &values[i]).collect()),
-        };
-        let key: &[&Value] = if plan.key.len() == 1 { &one } else { &many };
-        let key_null = key.iter().any(|v| v.is_null());
-        let ts_value = plan.ts.map(|i| &values[i]);
+        let ReadRow {
+            mut values,
+            bad,
+            tuple,
+        } = row;
+        // A row read as its tuple holds only the values the agent looks at; the others are
+        // decoded where the whole row is needed (its digest, a reject).
+        let mut whole = tuple.is_none();
+        let key_null = plan.key.iter().any(|&i| values[i].is_null());
         let remember = match &b.remember {
             Remember::Nothing => false,
             Remember::All => true,
-            Remember::Since(since) => {
-                ts_value.is_some_and(|t| crate::watermark::cmp_values(t, since).is_ge())
-            }
+            Remember::Since(since) => plan
+                .ts
+                .is_some_and(|i| crate::watermark::cmp_values(&values[i], since).is_ge()),
         };
-        let ts_text = ts_value.filter(|_| remember).map(Value::sort_text);
-        // The digest only where it is used: a NULL key, a row remembered or seen before.
-        let mut digest = (key_null || remember).then(|| row_digest(&values));
-        let rkey = match &digest {
-            Some(d) if key_null => format!("NULL:{}", hex::encode(&d[..8])),
-            _ => key_text(key),
-        };
-        if let Some((d, _)) = b.seen.get(&rkey)
-            && *d == *digest.get_or_insert_with(|| row_digest(&values))
-        {
-            report.skipped += 1;
-            continue;
+        if key_null || remember {
+            fill(&mut values, tuple.as_ref(), &mut whole, plan);
         }
-        if remember {
+        let (rkey, mut digest, entry) = {
+            // A one-column key (the usual) without a vector of its own for every row.
+            let (one, many): ([&Value; 1], Vec<&Value>) = match plan.key.as_slice() {
+                [k] => ([&values[*k]], Vec::new()),
+                keys => ([&Value::Null], keys.iter().map(|&i| &values[i]).collect()),
+            };
+            let key: &[&Value] = if plan.key.len() == 1 { &one } else { &many };
+            // The digest only where it is used: a NULL key, a row remembered or seen before.
+            let digest = (key_null || remember).then(|| row_digest(&values));
+            let rkey = match &digest {
+                Some(d) if key_null => format!("NULL:{}", hex::encode(&d[..8])),
+                _ => key_text(key),
+            };
+            let entry = remember.then(|| {
+                (
+                    plan.ts.map(|i| values[i].sort_text()),
+                    serde_json::to_string(&key).unwrap_or_default(),
+                )
+            });
+            (rkey, digest, entry)
+        };
+        if let Some((d, _)) = b.seen.get(&rkey) {
+            if digest.is_none() {
+                fill(&mut values, tuple.as_ref(), &mut whole, plan);
+                digest = Some(row_digest(&values));
+            }
+            if digest.as_ref() == Some(d) {
+                report.skipped += 1;
+                continue;
+            }
+        }
+        if let Some((ts, kvals)) = entry {
             out.digests.push(DigestEntry {
                 rkey: rkey.clone(),
                 digest: digest.unwrap_or_else(|| row_digest(&values)),
-                ts: ts_text.clone(),
-                kvals: serde_json::to_string(&key).unwrap_or_default(),
+                ts,
+                kvals,
             });
         }
-        let mut problem = match (&row.bad, key_null) {
+        let mut problem = match (&bad, key_null) {
             (Some(bad), _) => Some(("read", bad.clone())),
             (None, true) => {
                 let names: Vec<String> =
@@ -238,6 +278,7 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
             None => ("rule", crate::validate::failures(&plan.rules, &values, tz)),
         };
         if !reasons.is_empty() {
+            fill(&mut values, tuple.as_ref(), &mut whole, plan);
             if plan.flag.is_some() && !key_null {
                 out.flag_failed.push((values.clone(), reasons.join("; ")));
             }
@@ -245,15 +286,31 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
                 .push(reject(plan, &rkey, &values, origin, reasons));
             continue;
         }
-        if let Some(t) = ts_value.and_then(|v| v.instant(tz, fmt)) {
-            out.newest = Some(out.newest.map_or(t, |n| n.max(t)));
+        match plan.ts.map(|i| &values[i]) {
+            Some(Value::Text(_)) | None => {
+                if let Some(t) = plan.ts.and_then(|i| values[i].instant(tz, fmt)) {
+                    out.newest = Some(out.newest.map_or(t, |n| n.max(t)));
+                }
+            }
+            Some(v) => {
+                if newest_value
+                    .as_ref()
+                    .is_none_or(|n| crate::watermark::cmp_values(v, n).is_gt())
+                    && !v.is_null()
+                {
+                    newest_value = Some(v.clone());
+                }
+            }
         }
         let p = if op == Op::Delete && plan.deletes == DeleteMode::Delete {
             Pending::Delete(values)
         } else {
-            Pending::Upsert(values, op)
+            Pending::Upsert(values, op, tuple)
         };
         out.pending.push((rkey, p));
+    }
+    if let Some(t) = newest_value.and_then(|v| v.instant(tz, fmt)) {
+        out.newest = Some(out.newest.map_or(t, |n| n.max(t)));
     }
     for (rkey, key) in std::mem::take(&mut b.gone) {
         out.pending.push((rkey, Pending::Gone(key)));
@@ -261,7 +318,10 @@ fn sort(ctx: &Ctx, plan: &Plan, b: &mut Batch<'_>, report: &mut CycleReport) -> 
     for (rkey, key) in std::mem::take(&mut b.gone_target) {
         out.pending.push((rkey, Pending::GoneTarget(key)));
     }
-    last_of_each_key(&mut out.pending);
+    // One read returns a key the source holds unique at most once.
+    if !plan.unique_key || !b.gone.is_empty() || !b.gone_target.is_empty() {
+        last_of_each_key(&mut out.pending);
+    }
     out
 }
 
@@ -292,7 +352,7 @@ pub async fn deliver(
     report: &mut CycleReport,
 ) -> Result<(), JobError> {
     let p = prepare(ctx, plan, b, report).await?;
-    finish(ctx, plan, launch(ctx, plan, p), report).await
+    finish(ctx, plan, launch(ctx, plan, p, None), report).await
 }
 
 /// A batch checked and mapped, not yet written.
@@ -317,15 +377,18 @@ struct Send {
     dels: Vec<Out>,
     rows: Vec<Vec<Value>>,
     del_rows: Vec<Vec<Value>>,
+    /// Empty, or the tuple of every row of `rows`, written instead of its values.
+    tuples: Vec<Vec<u8>>,
 }
 
 /// What a write task gives back: the outcome, the upserted rows (whose values complete their
-/// source rows again where needed) and the deletes (a refused one is quarantined with its
-/// key values).
+/// source rows again where needed), the deletes (a refused one is quarantined with its
+/// key values), and the upserted rows' tuples (a refused row's values are read from its own).
 type Written = (
     Result<Vec<Refused>, DbError>,
     Vec<Vec<Value>>,
     Vec<Vec<Value>>,
+    Vec<Vec<u8>>,
 );
 
 /// A batch whose write runs in a task of its own, so that the next batch can be checked
@@ -336,9 +399,10 @@ pub struct InFlight {
     write: Option<(tokio::task::JoinHandle<Written>, super::AbortOnDrop)>,
     writing: std::time::Instant,
     go: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Told whether the write committed at the exchange, as soon as it did (before the
-    /// batch is committed in the state store).
-    written: Option<tokio::sync::oneshot::Receiver<bool>>,
+    /// Where the write stands at the exchange: told as soon as it committed (before the
+    /// batch is committed in the state store) or failed, and to the batch after it when all
+    /// that is left is the commit.
+    written: tokio::sync::watch::Receiver<Stage>,
 }
 
 /// Classify and map the rows read, and record the batch as being sent.
@@ -401,18 +465,20 @@ pub async fn prepare(
         };
         let (mut ups, mut dels) = (Vec::new(), Vec::new());
         for (rkey, p) in pending {
-            let (mapped, src, is_delete) = match p {
-                Pending::Upsert(mut v, op) => {
+            let (mapped, src, is_delete, tuple) = match p {
+                // A row read as its tuple goes as it came: nothing to map.
+                Pending::Upsert(v, _, tuple @ Some(_)) => (Ok(v), Some(Vec::new()), false, tuple),
+                Pending::Upsert(mut v, op, tuple) => {
                     let mapped = plan.mapping.row(&mut v, op, &rc);
                     // Everything moved over: the row is held once, not twice.
                     if mapped.is_ok() && v.iter().all(Value::is_null) {
                         v = Vec::new();
                     }
-                    (mapped, Some(v), false)
+                    (mapped, Some(v), false, tuple)
                 }
-                Pending::Delete(v) => (plan.mapping.delete_params(&v, tz), Some(v), true),
+                Pending::Delete(v) => (plan.mapping.delete_params(&v, tz), Some(v), true, None),
                 Pending::Gone(k) => match plan.mapping.delete_params_from_key(&k, tz) {
-                    Ok(d) => (Ok(d), None, true),
+                    Ok(d) => (Ok(d), None, true, None),
                     Err(reason) => {
                         return Err(JobError::new(
                             &plan.name,
@@ -425,19 +491,28 @@ pub async fn prepare(
                     plan.mapping.tombstone_params(&plan.tombstone, &k, &rc),
                     None,
                     true,
+                    None,
                 ),
-                Pending::GoneTarget(k) => (Ok(k), None, true),
+                Pending::GoneTarget(k) => (Ok(k), None, true, None),
             };
             match (mapped, src) {
                 (Ok(values), src) => {
-                    let out = Out { values, rkey, src };
+                    let out = Out {
+                        values,
+                        rkey,
+                        src,
+                        tuple,
+                    };
                     if is_delete {
                         dels.push(out)
                     } else {
                         ups.push(out)
                     }
                 }
-                (Err(reason), Some(v)) => {
+                (Err(reason), Some(mut v)) => {
+                    if let Some(t) = &tuple {
+                        crate::db::complete(&mut v, t, &plan.read_cols);
+                    }
                     if plan.flag.is_some() {
                         flag_failed.push((v.clone(), reason.clone()));
                     }
@@ -463,6 +538,18 @@ pub async fn prepare(
                 .map_err(st)?;
             // The source values stay with each row; the exchange values go to the write (and
             // come back with its outcome).
+            // Rows read as tuples go as they came, when every row was (always, for a table
+            // read that way); otherwise every row is encoded from its values, made whole.
+            let tuples: Vec<Vec<u8>> = if ups.iter().all(|o| o.tuple.is_some()) {
+                ups.iter_mut().filter_map(|o| o.tuple.take()).collect()
+            } else {
+                for o in &mut ups {
+                    if let Some(t) = o.tuple.take() {
+                        crate::db::complete(&mut o.values, &t, &plan.read_cols);
+                    }
+                }
+                Vec::new()
+            };
             let rows: Vec<Vec<Value>> = ups
                 .iter_mut()
                 .map(|o| std::mem::take(&mut o.values))
@@ -477,6 +564,7 @@ pub async fn prepare(
                 dels,
                 rows,
                 del_rows,
+                tuples,
             });
         }
     }
@@ -496,15 +584,24 @@ pub async fn prepare(
 }
 
 /// Start a prepared batch's write in a task of its own: it encodes the rows at once, and
-/// begins its transaction at the exchange when [`InFlight::release`] is called (after the
-/// batch before it committed).
-pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
+/// begins its transaction at the exchange when [`InFlight::release`] is called, or as soon
+/// as the batch `after` it committed there, or (where the exchange allows, see [`Turn`])
+/// has only its commit left: the write task of that batch wakes it directly, so the
+/// exchange waits for no other task between two batches. It commits after that batch.
+pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared, after: Option<&InFlight>) -> InFlight {
     let writing = std::time::Instant::now();
     let (go, ready) = tokio::sync::oneshot::channel::<()>();
-    let (done, written) = tokio::sync::oneshot::channel::<bool>();
+    let (done, written) = tokio::sync::watch::channel(Stage::Writing);
+    let before = after.map(|f| f.written.clone());
+    let overlaps = ctx.target.overlaps();
+    if p.send.is_none() {
+        // Nothing to write: the batch after it need not wait for this one.
+        done.send_replace(Stage::Committed);
+    }
     let write = p.send.as_mut().map(|s| {
         let w = OwnedWrite::new(ctx, plan, p.unconditional);
         let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
+        let tuples = std::mem::take(&mut s.tuples);
         let span = tracing::info_span!(
             "batch",
             id = %s.id,
@@ -513,12 +610,41 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
         );
         let task = tokio::spawn(
             async move {
-                let ready = async move {
-                    let _ = ready.await;
+                let turn = Turn {
+                    before,
+                    stage: done,
                 };
-                let r = w.write(&rows, &dels, ready).await;
-                let _ = done.send(r.is_ok());
-                (r, rows, dels)
+                let mut waiting = turn.before.clone();
+                // A delete does not wait for a row the batch before is inserting (it cannot
+                // see it yet): a batch with deletes begins once that one committed.
+                let overlaps = overlaps && dels.is_empty();
+                let ready = async move {
+                    let begun = async {
+                        let may = |s: &Stage| match s {
+                            Stage::Committed => true,
+                            Stage::Staged => overlaps,
+                            Stage::Writing | Stage::Failed => false,
+                        };
+                        let begun = match &mut waiting {
+                            Some(b) => b.wait_for(may).await.is_ok(),
+                            None => false,
+                        };
+                        if !begun {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = ready => {}
+                        () = begun => {}
+                    }
+                };
+                let r = w.write(&rows, &tuples, &dels, ready, &turn).await;
+                turn.stage.send_replace(if r.is_ok() {
+                    Stage::Committed
+                } else {
+                    Stage::Failed
+                });
+                (r, rows, dels, tuples)
             }
             .instrument(span),
         );
@@ -530,7 +656,7 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared) -> InFlight {
         write,
         writing,
         go: Some(go),
-        written: Some(written),
+        written,
     }
 }
 
@@ -546,9 +672,16 @@ impl InFlight {
     /// write) or failed (false). The batch is not committed in the state store yet.
     pub async fn written(&mut self) -> bool {
         self.release();
-        match self.written.take() {
-            Some(w) if self.write.is_some() => w.await.unwrap_or(false),
-            _ => true,
+        if self.write.is_none() {
+            return true;
+        }
+        match self
+            .written
+            .wait_for(|s| matches!(s, Stage::Committed | Stage::Failed))
+            .await
+        {
+            Ok(s) => *s == Stage::Committed,
+            Err(_) => false,
         }
     }
 }
@@ -588,7 +721,7 @@ pub async fn finish(
         let joined = task.await;
         drop(guard);
         let written = match joined {
-            Ok((r, rows, dels)) => r.map(|refused| (refused, rows, dels)),
+            Ok((r, rows, dels, tuples)) => r.map(|refused| (refused, rows, dels, tuples)),
             Err(e) => {
                 return Err(JobError::new(
                     &plan.name,
@@ -599,7 +732,7 @@ pub async fn finish(
         };
         metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
             .record(writing.elapsed().as_secs_f64());
-        let (refused, up_rows, del_rows) = match written {
+        let (refused, up_rows, del_rows, tuples) = match written {
             Ok(w) => w,
             Err(e) => {
                 let _ = ctx.state.batch_failed(&s.id, &e.to_string()).await;
@@ -626,6 +759,9 @@ pub async fn finish(
                 && let Some(src) = &mut o.src
             {
                 plan.mapping.restore(src, plan.read_cols.len(), &v);
+                if let Some(t) = tuples.get(i) {
+                    crate::db::complete(src, t, &plan.read_cols);
+                }
             }
         }
         for (is_delete, list, refused) in [(false, ups, &refused_ups), (true, dels, &refused_dels)]
@@ -774,8 +910,10 @@ impl OwnedWrite {
     async fn write(
         &self,
         rows: &[Vec<Value>],
+        tuples: &[Vec<u8>],
         dels: &[Vec<Value>],
         ready: impl Future<Output = ()>,
+        turn: &Turn,
     ) -> Result<Vec<Refused>, DbError> {
         let write = WriteBatch {
             upsert: Upsert {
@@ -785,6 +923,7 @@ impl OwnedWrite {
                 version: self.version,
             },
             rows,
+            tuples,
             key_cols: &self.key_cols,
             version_col: self.version_col.as_ref(),
             deletes: dels,
@@ -815,11 +954,13 @@ impl OwnedWrite {
                             r.await;
                             let _ = began.send(());
                         };
-                        self.target.write_when(&write, r).await
+                        self.target.write_when(&write, r, turn).await
                     }
                     None => {
                         let _ = began.send(());
-                        self.target.write(&write).await
+                        self.target
+                            .write_when(&write, std::future::ready(()), turn)
+                            .await
                     }
                 }
             };
@@ -834,7 +975,11 @@ impl OwnedWrite {
                 () = silence => Err(silent()),
             };
             match written {
-                Err(e) if e.class() == ErrorClass::Transient && attempt < 5 => {
+                // Tried again only while the batch after it has not begun: that one may
+                // hold rows this one would wait for.
+                Err(e)
+                    if e.class() == ErrorClass::Transient && attempt < 5 && !turn.is_staged() =>
+                {
                     attempt += 1;
                     metrics::counter!(crate::metrics::RETRIES, "table" => self.name.clone())
                         .increment(1);
@@ -915,7 +1060,7 @@ mod tests {
         let up = |k: &str, v: i64| {
             (
                 k.to_string(),
-                Pending::Upsert(vec![Value::Int(v)], Op::Update),
+                Pending::Upsert(vec![Value::Int(v)], Op::Update, None),
             )
         };
         let mut pending = vec![up("1", 1), up("2", 2), up("1", 3), up("3", 4), up("2", 5)];
@@ -923,7 +1068,7 @@ mod tests {
         let got: Vec<(String, i64)> = pending
             .iter()
             .map(|(k, p)| match p {
-                Pending::Upsert(v, _) if let Some(Value::Int(i)) = v.first() => (k.clone(), *i),
+                Pending::Upsert(v, _, _) if let Some(Value::Int(i)) = v.first() => (k.clone(), *i),
                 _ => (k.clone(), -1),
             })
             .collect();

@@ -132,6 +132,7 @@ pub async fn prepare(
     })?;
     plan.mapping
         .nul_free_source(source.dialect() == crate::db::dialect::Dialect::Postgres);
+    plan.pass_through(source.dialect(), target.dialect());
     load_code_sets(source, &mut plan).await?;
     Ok(plan)
 }
@@ -231,10 +232,26 @@ pub(super) async fn read(
     order: &[Col],
 ) -> Result<(Vec<ReadRow>, bool), JobError> {
     let sql = read_sql(ctx, plan, conds, order);
-    ctx.source
-        .fetch(&sql, &plan.read_cols, plan.batch_bytes)
+    let tuples = plan.tuples.as_deref().map(|d| (d, plan.batch_size));
+    fetch(&ctx.source, &sql, &plan.read_cols, plan.batch_bytes, tuples)
         .await
         .map_err(|e| JobError::db(&plan.name, "reading the source", e))
+}
+
+/// Read a batch of a table's rows (`cols`, at most `max_bytes`): as tuples decoding the
+/// columns marked in `tuples` (with the batch size), when the table passes its rows on as
+/// they are.
+pub(super) async fn fetch(
+    source: &Db,
+    sql: &crate::db::dialect::Sql,
+    cols: &[Col],
+    max_bytes: usize,
+    tuples: Option<(&[bool], usize)>,
+) -> Result<(Vec<ReadRow>, bool), DbError> {
+    match tuples {
+        Some((decode, n)) => source.fetch_tuples(sql, cols, max_bytes, decode, n).await,
+        None => source.fetch(sql, cols, max_bytes).await,
+    }
 }
 
 fn read_sql(
@@ -250,6 +267,65 @@ fn read_sql(
         order,
         limit: Some(plan.batch_size),
     })
+}
+
+/// The rows of one select as a stream that the cycle takes batch after batch, where the
+/// source streams a select across batches (PostgreSQL): one select for the whole cycle, not
+/// one per batch. `None` where every batch is a select of its own.
+pub(super) fn open(
+    ctx: &Ctx,
+    plan: &Plan,
+    conds: &[Cond<'_>],
+    order: &[Col],
+) -> Option<crate::db::RowStream> {
+    let sql = ctx.source.dialect().select(&Select {
+        table: &plan.source,
+        columns: &plan.read_cols,
+        conds: conds.to_vec(),
+        order,
+        limit: None,
+    });
+    ctx.source
+        .stream(&sql, &plan.read_cols, plan.tuples.as_deref())
+}
+
+/// The first batch of a cycle's rows: from its stream when it has one, else by a select of
+/// its own.
+pub(super) async fn first(
+    ctx: &Ctx,
+    plan: &Plan,
+    stream: Option<&crate::db::RowStream>,
+    conds: Vec<Cond<'_>>,
+    order: &[Col],
+) -> Result<(Vec<ReadRow>, bool), JobError> {
+    match stream {
+        Some(s) => s
+            .next(plan.batch_size, plan.batch_bytes)
+            .await
+            .map_err(|e| JobError::db(&plan.name, "reading the source", e)),
+        None => read(ctx, plan, conds, order).await,
+    }
+}
+
+/// Where the batch after the one being delivered comes from.
+pub(super) enum Next<'a> {
+    /// A select of its own, with these conditions (after the last row read).
+    Query(Vec<Cond<'a>>),
+    /// The cycle's stream.
+    Stream(&'a crate::db::RowStream),
+}
+
+impl<'a> Next<'a> {
+    /// The stream when there is one, else a select with the conditions `conds` gives.
+    pub(super) fn of(
+        stream: Option<&'a crate::db::RowStream>,
+        conds: impl FnOnce() -> Vec<Cond<'a>>,
+    ) -> Self {
+        match stream {
+            Some(s) => Next::Stream(s),
+            None => Next::Query(conds()),
+        }
+    }
 }
 
 /// The current source rows of these keys (source key values), read in chunks; keys the
@@ -323,7 +399,8 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         Some(w) => vec![Cond::After(&key_cols, &w.key)],
         None => vec![],
     };
-    let mut next = Some(read(ctx, plan, conds, &key_cols).await?);
+    let stream = open(ctx, plan, &conds, &key_cols);
+    let mut next = Some(first(ctx, plan, stream.as_ref(), conds, &key_cols).await?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
@@ -340,7 +417,8 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             new_wm: Some(last.clone()),
             ..Batch::of(rows, &none)
         };
-        let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
+        let after =
+            more.then(|| Next::of(stream.as_ref(), || vec![Cond::After(&key_cols, &last.key)]));
         next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
     settle(ctx, plan, &mut inflight, report).await
@@ -361,19 +439,37 @@ pub(super) async fn deliver_reading(
     plan: &Plan,
     b: Batch<'_>,
     report: &mut CycleReport,
-    next: Option<Vec<Cond<'_>>>,
+    next: Option<Next<'_>>,
     order: &[Col],
     inflight: &mut Option<batch::InFlight>,
 ) -> Result<Option<(Vec<ReadRow>, bool)>, JobError> {
-    let reading = next.map(|conds| {
-        let sql = read_sql(ctx, plan, conds, order);
-        let source = Arc::clone(&ctx.source);
-        let cols = plan.read_cols.clone();
-        let max_bytes = plan.batch_bytes;
-        let task = tokio::spawn(async move { source.fetch(&sql, &cols, max_bytes).await });
-        // Stop the read if the delivery fails; its rows would not be used.
-        let guard = AbortOnDrop(task.abort_handle());
-        (task, guard)
+    type Reading = std::pin::Pin<
+        Box<dyn Future<Output = Result<Result<(Vec<ReadRow>, bool), DbError>, String>> + Send>,
+    >;
+    let reading = next.map(|next| -> (Reading, Option<AbortOnDrop>) {
+        match next {
+            Next::Query(conds) => {
+                let sql = read_sql(ctx, plan, conds, order);
+                let source = Arc::clone(&ctx.source);
+                let cols = plan.read_cols.clone();
+                let max_bytes = plan.batch_bytes;
+                let tuples = plan.tuples.clone();
+                let n = plan.batch_size;
+                let task = tokio::spawn(async move {
+                    let tuples = tuples.as_deref().map(|d| (d, n));
+                    fetch(&source, &sql, &cols, max_bytes, tuples).await
+                });
+                // Stop the read if the delivery fails; its rows would not be used.
+                let guard = AbortOnDrop(task.abort_handle());
+                let rows = async move { task.await.map_err(|e| e.to_string()) };
+                (Box::pin(rows), Some(guard))
+            }
+            // The stream's own task reads meanwhile.
+            Next::Stream(s) => {
+                let rows = s.next(plan.batch_size, plan.batch_bytes);
+                (Box::pin(async move { Ok(rows.await) }), None)
+            }
+        }
     });
     let prepared = match batch::prepare(ctx, plan, b, report).await {
         Ok(p) => p,
@@ -385,7 +481,7 @@ pub(super) async fn deliver_reading(
     };
     // Encoded while the batch before it is still being written; begun at the exchange once
     // that one committed there, while the state store records it.
-    let mut writing = batch::launch(ctx, plan, prepared);
+    let mut writing = batch::launch(ctx, plan, prepared, inflight.as_ref());
     let before = match inflight.as_mut() {
         Some(f) => f.written().await,
         None => true,
@@ -403,7 +499,7 @@ pub(super) async fn deliver_reading(
     *inflight = Some(writing);
     let rows = task
         .await
-        .map_err(|e| JobError::new(&plan.name, "reading the source", e.to_string()))
+        .map_err(|e| JobError::new(&plan.name, "reading the source", e))
         .and_then(|r| r.map_err(|e| JobError::db(&plan.name, "reading the source", e)));
     drop(guard);
     match rows {
@@ -461,10 +557,10 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
             ..Batch::of(rows, &none)
         };
         let after = more.then(|| {
-            vec![
+            Next::Query(vec![
                 Cond::Equals(&flag.col, &flag.pending),
                 Cond::After(&key_cols, &last.key),
-            ]
+            ])
         });
         next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
@@ -499,7 +595,7 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             remember: Remember::All,
             ..Batch::of(rows, &stored)
         };
-        let after = more.then(|| vec![Cond::After(&key_cols, &last.key)]);
+        let after = more.then(|| Next::Query(vec![Cond::After(&key_cols, &last.key)]));
         next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
     settle(ctx, plan, &mut inflight, report).await?;

@@ -54,6 +54,13 @@ pub struct Plan {
     pub rules: Vec<crate::validate::Rule>,
     /// Timestamp-like tables: the last full re-read of the lookback window.
     pub sweep: std::sync::Arc<std::sync::Mutex<Sweep>>,
+    /// PostgreSQL to PostgreSQL, column for column, with the very same types: rows are read
+    /// as binary `COPY` tuples and written to the exchange as they came, decoding only the
+    /// columns marked here (key, change time, operation, version, rules). See
+    /// [`Plan::pass_through`].
+    pub tuples: Option<Vec<bool>>,
+    /// The source holds the key unique: one read returns each key at most once.
+    pub unique_key: bool,
 }
 
 /// When a timestamp-like table last re-read its whole lookback window, and the watermark's
@@ -70,6 +77,43 @@ impl Plan {
             .iter()
             .map(|&i| self.read_cols[i].clone())
             .collect()
+    }
+
+    /// Read rows as tuples and pass them on as they are ([`Plan::tuples`]) when nothing
+    /// happens to a row on its way but being looked at: both databases are PostgreSQL, every
+    /// exchange column is the source column of the same place and of the very same type, no
+    /// constant or control column is added, and the mode needs no whole row per row (flag
+    /// tables set their flags by every value read; digest tables digest every row).
+    pub fn pass_through(&mut self, source: Dialect, target: Dialect) {
+        let whole_rows = matches!(self.mode, Mode::Flag | Mode::Digest);
+        if source != Dialect::Postgres
+            || target != Dialect::Postgres
+            || whole_rows
+            || !self.mapping.is_identity()
+            || !crate::db::same_binary_form(&self.read_cols, &self.mapping.columns)
+        {
+            self.tuples = None;
+            return;
+        }
+        let mut decode = vec![false; self.read_cols.len()];
+        let looked_at = self
+            .key
+            .iter()
+            .chain(&self.ts)
+            .chain(&self.op)
+            .chain(&self.mapping.version)
+            .copied()
+            .chain(
+                self.rules
+                    .iter()
+                    .flat_map(|r| std::iter::once(r.index).chain(r.other.as_ref().map(|o| o.0))),
+            );
+        for i in looked_at {
+            if let Some(d) = decode.get_mut(i) {
+                *d = true;
+            }
+        }
+        self.tuples = Some(decode);
     }
 
     /// Build the plan, or say everything that does not fit.
@@ -399,6 +443,8 @@ impl Plan {
             unexchanged,
             rules,
             sweep: Default::default(),
+            tuples: None,
+            unique_key: src.has_unique(&key_names),
         })
     }
 }

@@ -88,11 +88,15 @@ pub async fn resync(
             order: &key_cols,
             limit: Some(plan.batch_size),
         });
-        let (rows, capped) = ctx
-            .source
-            .fetch(&sql, &plan.read_cols, plan.batch_bytes)
-            .await
-            .map_err(|e| JobError::db(n, "reading the source", e))?;
+        let (rows, capped) = super::fetch(
+            &ctx.source,
+            &sql,
+            &plan.read_cols,
+            plan.batch_bytes,
+            plan.tuples.as_deref().map(|d| (d, plan.batch_size)),
+        )
+        .await
+        .map_err(|e| JobError::db(n, "reading the source", e))?;
         let Some(last) = rows.last() else { break };
         let more = capped || rows.len() >= plan.batch_size;
         let last_key: Vec<Value> = plan.key.iter().map(|&i| last.values[i].clone()).collect();

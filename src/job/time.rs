@@ -120,7 +120,8 @@ pub(super) async fn cycle(
         (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
         (None, None) => {}
     }
-    let mut next = Some(read(ctx, plan, conds, &order).await?);
+    let stream = super::open(ctx, plan, &conds, &order);
+    let mut next = Some(super::first(ctx, plan, stream.as_ref(), conds, &order).await?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
@@ -145,10 +146,12 @@ pub(super) async fn cycle(
         };
         let after_last = tuple(&last);
         let after = more.then(|| {
-            vec![
-                Cond::AtMost(&ts_col, &upper),
-                Cond::After(&order, &after_last),
-            ]
+            super::Next::of(stream.as_ref(), || {
+                vec![
+                    Cond::AtMost(&ts_col, &upper),
+                    Cond::After(&order, &after_last),
+                ]
+            })
         });
         next = deliver_reading(ctx, plan, b, report, after, &order, &mut inflight).await?;
         wm = new_wm;
