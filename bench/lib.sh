@@ -25,16 +25,16 @@ command -v mariadb >/dev/null || die "mariadb client not found"
 [ -x /usr/bin/time ] || die "/usr/bin/time not found (Debian package: time)"
 
 # --- timing -------------------------------------------------------------------------------
-# measure NAME CMD...: run CMD under /usr/bin/time; sets SECS and RSS_MB.
+# measure NAME CMD...: run CMD under /usr/bin/time; sets SECS, RSS_MB and the CPU seconds USR, SYS.
 measure() {
     local name=$1; shift
     # Start every measurement from a clean buffer state: no checkpoint half way through.
     psql -X -q "$PGURL/postgres" -c CHECKPOINT
-    /usr/bin/time -f '%e %M' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || {
+    /usr/bin/time -f '%e %M %U %S' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || {
         cat "$WORK/$name.err" >&2
         die "$name failed (output in $WORK/$name.err)"
     }
-    read -r SECS KB <"$WORK/$name.time"
+    read -r SECS KB USR SYS <"$WORK/$name.time"
     RSS_MB=$(( (KB + 1023) / 1024 ))
 }
 

@@ -59,8 +59,59 @@ pub struct ReadRow {
     /// Read by [`Db::fetch_tuples`]: the row as the source sent it, one tuple of PostgreSQL's
     /// binary `COPY` data, which an exchange table of the very same columns takes as it is.
     /// `values` then holds only the columns asked for; the others are NULL until
-    /// [`complete`] reads them from the tuple.
-    pub tuple: Option<Vec<u8>>,
+    /// [`complete`] reads them from the tuple. The bytes are those the connection received
+    /// (shared, not copied).
+    pub tuple: Option<bytes::Bytes>,
+}
+
+/// Rows as binary `COPY` tuples (see [`ReadRow::tuple`]), one after another in one buffer:
+/// a batch's rows are sent from it as they are, without a buffer per row.
+#[derive(Debug, Default)]
+pub struct Tuples {
+    data: Vec<u8>,
+    /// Where each tuple ends in `data`.
+    ends: Vec<usize>,
+}
+
+impl Tuples {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        Tuples {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, tuple: &[u8]) {
+        self.data.extend_from_slice(tuple);
+        self.ends.push(self.data.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    /// The tuple of row `i`.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        self.data.get(self.start(i)..end)
+    }
+
+    /// The tuples of rows `r`, one after another; `None` when `r` is out of range.
+    pub fn span(&self, r: Range<usize>) -> Option<&[u8]> {
+        if r.is_empty() {
+            return Some(&[]);
+        }
+        let end = *self.ends.get(r.end - 1)?;
+        self.data.get(self.start(r.start)..end)
+    }
 }
 
 /// Whether PostgreSQL rows of columns `from`, read by [`Db::fetch_tuples`], can be written
@@ -89,7 +140,7 @@ pub struct WriteBatch<'a> {
     /// Empty, or the rows as binary `COPY` tuples (see [`ReadRow::tuple`]), one per row:
     /// written as they are instead of encoding `rows` (which then hold only the key and
     /// whatever else the agent looked at).
-    pub tuples: &'a [Vec<u8>],
+    pub tuples: &'a Tuples,
     /// Key columns of the target, for deletes.
     pub key_cols: &'a [Col],
     /// The version column for deletes (a stored row that is newer survives).
@@ -671,6 +722,24 @@ pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &DbConfig) -> sqlx::pool::Po
 mod tests {
     use super::*;
     use crate::value::ColType;
+
+    #[test]
+    fn tuples_are_kept_one_after_another_and_taken_by_row() {
+        let mut t = Tuples::with_capacity(3, 16);
+        assert!(t.is_empty());
+        for b in [&b"ab"[..], b"", b"cde"] {
+            t.push(b);
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get(0), Some(&b"ab"[..]));
+        assert_eq!(t.get(1), Some(&b""[..]));
+        assert_eq!(t.get(2), Some(&b"cde"[..]));
+        assert_eq!(t.get(3), None);
+        assert_eq!(t.span(0..3), Some(&b"abcde"[..]));
+        assert_eq!(t.span(1..3), Some(&b"cde"[..]));
+        assert_eq!(t.span(2..2), Some(&b""[..]));
+        assert_eq!(t.span(2..4), None);
+    }
 
     #[test]
     fn only_the_very_same_known_types_pass_as_they_are() {

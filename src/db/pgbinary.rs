@@ -4,6 +4,7 @@
 //! arrays...), or a part with a value of another kind than its column's, is copied in text
 //! format instead. Reads select such columns as text (see `Dialect::select_expr`).
 
+use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::ReadRow;
@@ -380,19 +381,20 @@ impl CopyOut {
 
     /// Take the rows that `data` completes, decoded by the kinds of `cols`, into `out`.
     /// A value that cannot be read leaves the row's cell NULL and says why in `bad`.
+    /// A kept tuple shares `data` (no copy), unless it began in an earlier message.
     pub(super) fn feed(
         &mut self,
-        data: &[u8],
+        data: &Bytes,
         cols: &[Col],
         out: &mut Vec<ReadRow>,
     ) -> Result<(), String> {
         if self.pending.is_empty() {
-            let used = self.rows(data, cols, out)?;
+            let used = self.rows(data, Some(data), cols, out)?;
             self.pending.extend_from_slice(&data[used..]);
         } else {
             let mut held = std::mem::take(&mut self.pending);
             held.extend_from_slice(data);
-            let used = self.rows(&held, cols, out)?;
+            let used = self.rows(&held, None, cols, out)?;
             held.drain(..used);
             self.pending = held;
         }
@@ -404,8 +406,15 @@ impl CopyOut {
         !self.pending.is_empty()
     }
 
-    /// Read the whole rows at the start of `data`; returns the bytes they took.
-    fn rows(&mut self, data: &[u8], cols: &[Col], out: &mut Vec<ReadRow>) -> Result<usize, String> {
+    /// Read the whole rows at the start of `data`; returns the bytes they took. Kept tuples
+    /// are slices of `shared` when given (it is `data`), copies otherwise.
+    fn rows(
+        &mut self,
+        data: &[u8],
+        shared: Option<&Bytes>,
+        cols: &[Col],
+        out: &mut Vec<ReadRow>,
+    ) -> Result<usize, String> {
         let be4 = |b: &[u8], at: usize| {
             b.get(at..at + 4)
                 .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
@@ -455,7 +464,10 @@ impl CopyOut {
             }
             let mut bad = None;
             let values = decoded(&row[..end], cols, self.decode.as_deref(), &mut bad);
-            let tuple = self.decode.is_some().then(|| row[..end].to_vec());
+            let tuple = self.decode.is_some().then(|| match shared {
+                Some(b) => b.slice(pos..pos + end),
+                None => Bytes::copy_from_slice(&row[..end]),
+            });
             out.push(ReadRow { values, bad, tuple });
             pos += end;
         }
@@ -782,7 +794,9 @@ mod tests {
             let mut reader = CopyOut::default();
             let mut out = Vec::new();
             for chunk in data.chunks(size) {
-                reader.feed(chunk, &cols, &mut out).expect("feed");
+                reader
+                    .feed(&Bytes::copy_from_slice(chunk), &cols, &mut out)
+                    .expect("feed");
             }
             assert!(reader.ended && !reader.partial(), "chunks of {size}");
             let values: Vec<Vec<Value>> = out.iter().map(|r| r.values.clone()).collect();
@@ -793,7 +807,11 @@ mod tests {
         let mut reader = CopyOut::default();
         let mut out = Vec::new();
         reader
-            .feed(&data[..data.len() - 10], &cols, &mut out)
+            .feed(
+                &Bytes::copy_from_slice(&data[..data.len() - 10]),
+                &cols,
+                &mut out,
+            )
             .expect("feed");
         assert!(!reader.ended && reader.partial());
         assert_eq!(out.len(), 4);
@@ -829,10 +847,22 @@ mod tests {
         for size in [data.len(), 1, 5, 33] {
             let mut reader = CopyOut::keeping(&[true, false, false, true]);
             let mut out = Vec::new();
+            let mut fed = Vec::new();
             for chunk in data.chunks(size) {
-                reader.feed(chunk, &cols, &mut out).expect("feed");
+                let chunk = Bytes::copy_from_slice(chunk);
+                reader.feed(&chunk, &cols, &mut out).expect("feed");
+                fed.push(chunk);
             }
             assert_eq!(out.len(), 4);
+            if size == data.len() {
+                // Tuples of one message share its bytes.
+                let within = fed[0].as_ptr_range();
+                assert!(out.iter().all(|r| {
+                    r.tuple
+                        .as_ref()
+                        .is_some_and(|t| within.contains(&t.as_ptr()))
+                }));
+            }
             for (r, want) in out.iter_mut().zip(&rows) {
                 // Key and time decoded; the others NULL until completed from the tuple.
                 assert_eq!(
@@ -863,7 +893,7 @@ mod tests {
         data.extend_from_slice(TRAILER);
         let mut out = Vec::new();
         CopyOut::default()
-            .feed(&data, &cols, &mut out)
+            .feed(&Bytes::copy_from_slice(&data), &cols, &mut out)
             .expect("feed");
         assert_eq!(out[0].values, vec![Value::Int(7), Value::Null]);
         assert_eq!(
@@ -874,11 +904,15 @@ mod tests {
         let mut data = HEADER.to_vec();
         data.extend_from_slice(&3i16.to_be_bytes());
         let e = CopyOut::default()
-            .feed(&data, &cols, &mut Vec::new())
+            .feed(&Bytes::copy_from_slice(&data), &cols, &mut Vec::new())
             .expect_err("shape");
         assert!(e.contains("3 fields") && e.contains("2 columns"), "{e}");
         let e = CopyOut::default()
-            .feed(b"id,v\n1,2\n3,4\n5,6\n7,8\n", &cols, &mut Vec::new())
+            .feed(
+                &Bytes::from_static(b"id,v\n1,2\n3,4\n5,6\n7,8\n"),
+                &cols,
+                &mut Vec::new(),
+            )
             .expect_err("text");
         assert!(e.contains("signature"), "{e}");
     }

@@ -109,40 +109,29 @@ pub(super) async fn serve(
             Some(decode) => pgbinary::CopyOut::keeping(decode),
             None => pgbinary::CopyOut::default(),
         };
-        // Rows decoded beyond the batch asked for: read ahead while nobody asks, up to the
-        // size of the batch asked for last, and kept for the next.
+        // Rows decoded beyond the batch asked for, kept for the next. Nothing is read while
+        // nobody asks: the rows wait in the connection, not in memory, while the batch
+        // taken last is checked and written.
         let mut held = Held::default();
-        let mut ahead = (0, 0);
         let mut failed: Option<DbError> = None;
         let mut ask = Some(first);
         loop {
             let next = match ask.take() {
                 Some(a) => Some(a),
-                None => loop {
-                    let room = held.rows.len() < ahead.0 && held.bytes < ahead.1;
-                    if failed.is_some() || reader.ended || !room {
-                        break asks.recv().await;
-                    }
-                    tokio::select! {
-                        biased;
-                        a = asks.recv() => break a,
-                        r = pull(&mut stream, &mut reader, &cols, &mut held) => {
-                            failed = r.err();
-                        }
-                    }
-                },
+                None => asks.recv().await,
             };
             // Nobody asks any more: the connection is closed with the rest unread.
             let Some((n, max_bytes, reply)) = next else {
                 return;
             };
-            ahead = (n, max_bytes);
             let mut rows = Vec::with_capacity(n.min(1 << 16));
             let mut bytes = 0;
             loop {
                 while rows.len() < n && bytes < max_bytes {
-                    let Some(r) = held.pop() else { break };
-                    bytes += Held::size(&r);
+                    let Some((r, size)) = held.rows.pop_front() else {
+                        break;
+                    };
+                    bytes += size;
                     rows.push(r);
                 }
                 if failed.is_some() || rows.len() >= n || bytes >= max_bytes || reader.ended {
@@ -183,30 +172,22 @@ pub(super) async fn serve(
     }
 }
 
-/// Rows of a [`CopyStream`] decoded and not taken yet, and their size.
+/// Rows of a [`CopyStream`] decoded and not taken yet, each with its size.
 #[derive(Default)]
 struct Held {
-    rows: std::collections::VecDeque<ReadRow>,
-    bytes: usize,
+    rows: std::collections::VecDeque<(ReadRow, usize)>,
     got: Vec<ReadRow>,
 }
 
-impl Held {
-    fn size(r: &ReadRow) -> usize {
-        r.tuple.as_ref().map_or(0, Vec::len) + r.values.iter().map(value_size).sum::<usize>()
-    }
-
-    fn pop(&mut self) -> Option<ReadRow> {
-        let r = self.rows.pop_front()?;
-        self.bytes = self.bytes.saturating_sub(Held::size(&r));
-        Some(r)
-    }
+/// What a row read counts for against a batch's bytes.
+pub(super) fn row_size(r: &ReadRow) -> usize {
+    r.tuple.as_ref().map_or(0, bytes::Bytes::len) + r.values.iter().map(value_size).sum::<usize>()
 }
 
 /// Read the next message of a `COPY`'s data into `held`; an error when the data is not
 /// what was selected or ends in the middle of a row.
-async fn pull<B: std::ops::Deref<Target = [u8]>>(
-    stream: &mut (impl futures::Stream<Item = sqlx::Result<B>> + Unpin),
+async fn pull(
+    stream: &mut (impl futures::Stream<Item = sqlx::Result<bytes::Bytes>> + Unpin),
     reader: &mut pgbinary::CopyOut,
     cols: &[Col],
     held: &mut Held,
@@ -223,8 +204,8 @@ async fn pull<B: std::ops::Deref<Target = [u8]>>(
                     class: ErrorClass::Fatal,
                 })?;
             for r in held.got.drain(..) {
-                held.bytes += Held::size(&r);
-                held.rows.push_back(r);
+                let size = row_size(&r);
+                held.rows.push_back((r, size));
             }
             Ok(())
         }

@@ -87,6 +87,13 @@ impl Pg {
     }
 
     /// Keep a buffer for a later batch.
+    /// [`Pg::give_back`] a payload's buffer, if it has one.
+    fn give_back_payload(&self, p: Payload<'_>) {
+        if let Payload::Buf(b) = p {
+            self.give_back(b);
+        }
+    }
+
     fn give_back(&self, mut buf: Vec<u8>) {
         if buf.capacity() > SPARE_BYTES {
             return;
@@ -324,10 +331,7 @@ impl Pg {
                 })?;
             bytes += rows[before..]
                 .iter()
-                .map(|r| {
-                    r.tuple.as_ref().map_or(0, Vec::len)
-                        + r.values.iter().map(value_size).sum::<usize>()
-                })
+                .map(super::pgstream::row_size)
                 .sum::<usize>();
             if bytes >= max_bytes {
                 // The rest of the result is not wanted: the connection is closed rather
@@ -411,7 +415,7 @@ impl Pg {
         let binary = pgbinary::kinds(w.upsert.columns);
         let encoded = binary
             .as_ref()
-            .and_then(|kinds| encode(self.buffer(), kinds, w, 0..w.rows.len()));
+            .and_then(|kinds| encode(|| self.buffer(), kinds, w, 0..w.rows.len()));
         ready.await;
         let table = w.upsert.table;
         let err = |doing: &str| {
@@ -502,7 +506,7 @@ impl Pg {
                 self.hold(&name, None);
             }
             if copied {
-                if let Some(buf) = encoded {
+                if let Some(Payload::Buf(buf)) = encoded {
                     self.give_back(buf);
                 }
                 return Ok(Vec::new());
@@ -590,7 +594,7 @@ struct PgPart<'a, 'c> {
     /// The columns' binary kinds, when every column has one.
     binary: Option<Vec<pgbinary::Kind>>,
     /// The whole batch in binary `COPY` format, encoded before the transaction began.
-    encoded: Option<Vec<u8>>,
+    encoded: Option<Payload<'a>>,
     /// The statement creating the staging table (if it does not exist), and whether it ran
     /// in this transaction and was not rolled back since: only parts merged need the table.
     stage: String,
@@ -633,24 +637,17 @@ impl PartWriter for PgPart<'_, '_> {
                 _ => self
                     .binary
                     .as_ref()
-                    .and_then(|kinds| encode(Vec::new(), kinds, self.w, r)),
+                    .and_then(|kinds| encode(Vec::new, kinds, self.w, r)),
             };
             let binary = encoded.is_some();
-            let mut buf = encoded.unwrap_or_default();
             let statement = if binary {
                 format!("{} (FORMAT binary)", self.copy)
             } else {
-                buf.clear();
-                for row in rows {
-                    for (i, v) in row.iter().enumerate() {
-                        if i > 0 {
-                            buf.push(b'\t');
-                        }
-                        copy_text(&mut buf, v);
-                    }
-                    buf.push(b'\n');
-                }
                 self.copy.clone()
+            };
+            let buf = match encoded {
+                Some(p) => p,
+                None => Payload::Buf(copy_text_rows(rows)),
             };
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
@@ -666,7 +663,7 @@ impl PartWriter for PgPart<'_, '_> {
                 self.exec("SAVEPOINT frontdb_direct").await?;
                 match copy_in(self.tx, &into, &buf).await {
                     Ok(()) => {
-                        self.owner.give_back(buf);
+                        self.owner.give_back_payload(buf);
                         self.exec("RELEASE SAVEPOINT frontdb_direct").await?;
                         return self.deletes(d).await;
                     }
@@ -687,7 +684,7 @@ impl PartWriter for PgPart<'_, '_> {
                 .execute(&mut **self.tx)
                 .await
                 .map_err(err("upserting into"))?;
-            self.owner.give_back(buf);
+            self.owner.give_back_payload(buf);
             // The commit empties it (`ON COMMIT DELETE ROWS`); a part of a split batch does.
             if !whole {
                 sqlx::query(dynamic(&self.clear))
@@ -781,30 +778,55 @@ async fn new_keys(
     Ok((!any, None))
 }
 
-/// Rows `r` of a batch in binary `COPY` format: their tuples as they were read when the
-/// batch has them, else encoded from their values; `None` when a value does not fit its
-/// column's kind.
-fn encode(
-    buf: Vec<u8>,
-    kinds: &[pgbinary::Kind],
-    w: &WriteBatch<'_>,
-    r: Range<usize>,
-) -> Option<Vec<u8>> {
-    match w.tuples.get(r.clone()) {
-        Some(tuples) if w.tuples.len() == w.rows.len() => {
-            let mut buf = buf;
-            buf.clear();
-            let size: usize = tuples.iter().map(Vec::len).sum();
-            buf.reserve(pgbinary::HEADER.len() + size + pgbinary::TRAILER.len());
-            buf.extend_from_slice(pgbinary::HEADER);
-            for t in tuples {
-                buf.extend_from_slice(t);
-            }
-            buf.extend_from_slice(pgbinary::TRAILER);
-            Some(buf)
+/// A batch's rows as binary `COPY` data: encoded from their values into a buffer, or their
+/// tuples as they were read, sent from where they are.
+enum Payload<'w> {
+    Buf(Vec<u8>),
+    Tuples(&'w [u8]),
+}
+
+/// `COPY` data is sent in messages of at most this size: a connection keeps a buffer the
+/// size of the largest message it sent.
+const COPY_CHUNK: usize = 256 * 1024;
+
+impl Payload<'_> {
+    /// The data's parts, in order.
+    fn parts(&self) -> [&[u8]; 3] {
+        match self {
+            Payload::Buf(b) => [b, &[], &[]],
+            Payload::Tuples(t) => [pgbinary::HEADER, t, pgbinary::TRAILER],
         }
-        _ => encode_binary(buf, kinds, w.rows.get(r)?),
     }
+}
+
+/// Rows `r` of a batch in binary `COPY` format: their tuples as they were read when the
+/// batch has them, else encoded from their values into `buf`; `None` when a value does not
+/// fit its column's kind.
+fn encode<'w>(
+    buf: impl FnOnce() -> Vec<u8>,
+    kinds: &[pgbinary::Kind],
+    w: &WriteBatch<'w>,
+    r: Range<usize>,
+) -> Option<Payload<'w>> {
+    if !w.tuples.is_empty() && w.tuples.len() == w.rows.len() {
+        return w.tuples.span(r).map(Payload::Tuples);
+    }
+    encode_binary(buf(), kinds, w.rows.get(r)?).map(Payload::Buf)
+}
+
+/// Rows in text `COPY` format.
+fn copy_text_rows(rows: &[Vec<Value>]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for row in rows {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            copy_text(&mut buf, v);
+        }
+        buf.push(b'\n');
+    }
+    buf
 }
 
 /// Rows in binary `COPY` format; `None` when a value does not fit its column's kind.
@@ -856,7 +878,7 @@ enum Unsent {
 async fn copy_direct(
     conn: &mut PgConnection,
     statement: &str,
-    buf: &[u8],
+    buf: &Payload<'_>,
     turn: &super::Turn,
     copied: impl FnOnce(),
 ) -> Result<(), Unsent> {
@@ -873,12 +895,23 @@ async fn copy_direct(
     tx.commit().await.map_err(Unsent::Commit)
 }
 
-/// Send a whole `COPY ... FROM STDIN` of `buf`.
-async fn copy_in(conn: &mut PgConnection, statement: &str, buf: &[u8]) -> Result<(), sqlx::Error> {
+/// Send a whole `COPY ... FROM STDIN` of `data`, in messages of at most [`COPY_CHUNK`].
+async fn copy_in(
+    conn: &mut PgConnection,
+    statement: &str,
+    data: &Payload<'_>,
+) -> Result<(), sqlx::Error> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(buf).await?;
+    for message in messages(&data.parts()) {
+        copy.send(message).await?;
+    }
     copy.finish().await?;
     Ok(())
+}
+
+/// The `CopyData` messages that send `parts`: each part in pieces of at most [`COPY_CHUNK`].
+fn messages<'a>(parts: &[&'a [u8]]) -> impl Iterator<Item = &'a [u8]> {
+    parts.iter().flat_map(|p| p.chunks(COPY_CHUNK))
 }
 
 /// Classify a PostgreSQL error by its SQLSTATE.
@@ -1040,6 +1073,29 @@ fn copy_text(buf: &mut Vec<u8>, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuples_are_sent_as_they_are_between_header_and_trailer_in_bounded_messages() {
+        let mut tuples = super::super::Tuples::default();
+        let big = vec![7u8; COPY_CHUNK + 10];
+        for t in [&b"one"[..], &big, b"three"] {
+            tuples.push(t);
+        }
+        let data = tuples.span(0..3).expect("span");
+        let payload = Payload::Tuples(data);
+        let sent: Vec<&[u8]> = messages(&payload.parts()).collect();
+        assert!(sent.iter().all(|m| !m.is_empty() && m.len() <= COPY_CHUNK));
+        let mut want = pgbinary::HEADER.to_vec();
+        want.extend_from_slice(b"one");
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"three");
+        want.extend_from_slice(pgbinary::TRAILER);
+        assert_eq!(sent.concat(), want);
+        // A buffer is sent as it is.
+        let payload = Payload::Buf(b"x".to_vec());
+        let sent: Vec<&[u8]> = messages(&payload.parts()).collect();
+        assert_eq!(sent, [b"x"]);
+    }
 
     #[test]
     fn copy_text_escapes_and_formats() {

@@ -95,7 +95,7 @@ pub async fn sync(ctx: &Ctx) -> Result<u64, JobError> {
                 version: None,
             },
             rows: &rows,
-            tuples: &[],
+            tuples: &crate::db::Tuples::default(),
             key_cols: &key_cols,
             version_col: None,
             deletes: &[],

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -16,7 +17,7 @@ use super::plan::{FlagPlan, Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::config::DeleteMode;
 use crate::db::dialect::{Col, Upsert};
-use crate::db::{DbError, ErrorClass, ReadRow, Refused, Stage, Turn, WriteBatch};
+use crate::db::{DbError, ErrorClass, ReadRow, Refused, Stage, Tuples, Turn, WriteBatch};
 use crate::mapping::{Op, RowCtx};
 use crate::state::{Commit, DigestEntry, LedgerEntry, Reject};
 use crate::value::{Value, key_text, row_digest};
@@ -82,7 +83,7 @@ impl<'a> Batch<'a> {
 
 enum Pending {
     /// The values, the operation, and the row's tuple when it was read as one.
-    Upsert(Vec<Value>, Op, Option<Vec<u8>>),
+    Upsert(Vec<Value>, Op, Option<Bytes>),
     Delete(Vec<Value>),
     Gone(Vec<Value>),
     GoneTarget(Vec<Value>),
@@ -97,11 +98,11 @@ struct Out {
     rkey: String,
     src: Option<Vec<Value>>,
     /// The row as its binary `COPY` tuple, when it was read as one ([`ReadRow::tuple`]).
-    tuple: Option<Vec<u8>>,
+    tuple: Option<Bytes>,
 }
 
 /// Decode the values of a row read as a tuple that were left NULL (once).
-fn fill(values: &mut [Value], tuple: Option<&Vec<u8>>, whole: &mut bool, plan: &Plan) {
+fn fill(values: &mut [Value], tuple: Option<&Bytes>, whole: &mut bool, plan: &Plan) {
     if !*whole {
         if let Some(t) = tuple {
             crate::db::complete(values, t, &plan.read_cols);
@@ -378,7 +379,7 @@ struct Send {
     rows: Vec<Vec<Value>>,
     del_rows: Vec<Vec<Value>>,
     /// Empty, or the tuple of every row of `rows`, written instead of its values.
-    tuples: Vec<Vec<u8>>,
+    tuples: Tuples,
 }
 
 /// What a write task gives back: the outcome, the upserted rows (whose values complete their
@@ -388,7 +389,7 @@ type Written = (
     Result<Vec<Refused>, DbError>,
     Vec<Vec<Value>>,
     Vec<Vec<Value>>,
-    Vec<Vec<u8>>,
+    Tuples,
 );
 
 /// A batch whose write runs in a task of its own, so that the next batch can be checked
@@ -540,15 +541,24 @@ pub async fn prepare(
             // come back with its outcome).
             // Rows read as tuples go as they came, when every row was (always, for a table
             // read that way); otherwise every row is encoded from its values, made whole.
-            let tuples: Vec<Vec<u8>> = if ups.iter().all(|o| o.tuple.is_some()) {
-                ups.iter_mut().filter_map(|o| o.tuple.take()).collect()
+            // They are put one after another in one buffer, and the bytes each was read into
+            // are let go.
+            let tuples = if ups.iter().all(|o| o.tuple.is_some()) {
+                let size = ups.iter().filter_map(|o| o.tuple.as_ref()).map(Bytes::len);
+                let mut t = Tuples::with_capacity(ups.len(), size.sum());
+                for o in &mut ups {
+                    if let Some(b) = o.tuple.take() {
+                        t.push(&b);
+                    }
+                }
+                t
             } else {
                 for o in &mut ups {
                     if let Some(t) = o.tuple.take() {
                         crate::db::complete(&mut o.values, &t, &plan.read_cols);
                     }
                 }
-                Vec::new()
+                Tuples::default()
             };
             let rows: Vec<Vec<Value>> = ups
                 .iter_mut()
@@ -910,7 +920,7 @@ impl OwnedWrite {
     async fn write(
         &self,
         rows: &[Vec<Value>],
-        tuples: &[Vec<u8>],
+        tuples: &Tuples,
         dels: &[Vec<Value>],
         ready: impl Future<Output = ()>,
         turn: &Turn,
