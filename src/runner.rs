@@ -17,23 +17,35 @@ use crate::schedule::{Timer, sleep_until};
 use crate::state::{CycleEnd, State, parse_ts};
 
 /// Open the state store and connect to both databases (`lazy`: on first use, so that the
-/// daemon starts and waits while a database is down).
+/// daemon starts and waits while a database is down), all three at once.
 pub async fn connect(
     cfg: Arc<Config>,
     cancel: CancellationToken,
     lazy: bool,
 ) -> Result<Ctx, AppError> {
-    let state = State::open(&cfg.agent.state_dir)
-        .await
-        .map_err(AppError::runtime)?;
-    let source = Db::connect(&cfg.source, "source", lazy)
-        .await
-        .map_err(AppError::runtime)?;
-    let target = match Db::connect(&cfg.exchange.db, "exchange", lazy).await {
-        Ok(t) => t,
-        Err(e) => {
-            source.close().await;
-            return Err(AppError::runtime(e));
+    let (state, source, target) = tokio::join!(
+        State::open(&cfg.agent.state_dir),
+        Db::connect(&cfg.source, "source", lazy),
+        Db::connect(&cfg.exchange.db, "exchange", lazy),
+    );
+    // The first failure, in that order, is the one reported; whatever did open is closed.
+    let (state, source, target) = match (state, source, target) {
+        (Ok(st), Ok(s), Ok(t)) => (st, s, t),
+        (state, source, target) => {
+            let mut first = None;
+            match state {
+                Ok(st) => st.close().await,
+                Err(e) => first = Some(AppError::runtime(e)),
+            }
+            for db in [source, target] {
+                match db {
+                    Ok(d) => d.close().await,
+                    Err(e) => {
+                        first.get_or_insert(AppError::runtime(e));
+                    }
+                }
+            }
+            return Err(first.unwrap_or_else(|| AppError::runtime("cannot connect")));
         }
     };
     Ok(Ctx {
