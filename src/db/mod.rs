@@ -6,6 +6,7 @@
 
 pub mod dialect;
 pub mod ident;
+mod mssql;
 mod mysql;
 mod pgbinary;
 mod pgstream;
@@ -242,6 +243,7 @@ pub enum Db {
     Postgres(postgres::Pg),
     MySql(mysql::My),
     Sqlite(sqlite::Lite),
+    MsSql(mssql::Ms),
 }
 
 impl Db {
@@ -254,7 +256,8 @@ impl Db {
                 .map(Db::Postgres),
             EngineKind::MySql => mysql::My::connect(cfg, role, lazy).await.map(Db::MySql),
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
-            engine @ (EngineKind::MsSql | EngineKind::Oracle) => Err(DbError::Connect {
+            EngineKind::MsSql => mssql::Ms::connect(cfg, role, lazy).await.map(Db::MsSql),
+            engine @ EngineKind::Oracle => Err(DbError::Connect {
                 role,
                 engine,
                 url: cfg.redacted.clone(),
@@ -269,6 +272,7 @@ impl Db {
             Db::Postgres(_) => EngineKind::Postgres,
             Db::MySql(_) => EngineKind::MySql,
             Db::Sqlite(_) => EngineKind::Sqlite,
+            Db::MsSql(_) => EngineKind::MsSql,
         }
     }
 
@@ -277,6 +281,7 @@ impl Db {
             Db::Postgres(_) => Dialect::Postgres,
             Db::MySql(_) => Dialect::MySql,
             Db::Sqlite(_) => Dialect::Sqlite,
+            Db::MsSql(_) => Dialect::MsSql,
         }
     }
 
@@ -286,11 +291,12 @@ impl Db {
             Db::Postgres(d) => d.introspect(t).await,
             Db::MySql(d) => d.introspect(t).await,
             Db::Sqlite(d) => d.introspect(t).await,
+            Db::MsSql(d) => d.introspect(t).await,
         }
     }
 
     /// When the oldest transaction still open on the database began, where the engine tells
-    /// (PostgreSQL, MySQL/MariaDB), and a note when the agent cannot see every session.
+    /// (PostgreSQL, MySQL/MariaDB, SQL Server), and a note when the agent cannot see every session.
     pub async fn oldest_transaction(
         &self,
     ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
@@ -306,6 +312,7 @@ impl Db {
                 Ok((t, note))
             }
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
+            Db::MsSql(d) => d.oldest_transaction().await,
             Db::Sqlite(_) => Ok((None, None)),
         }
     }
@@ -350,6 +357,7 @@ impl Db {
             Db::Postgres(d) => d.now().await,
             Db::MySql(d) => d.now().await,
             Db::Sqlite(d) => d.now().await,
+            Db::MsSql(d) => d.now().await,
         }
     }
 
@@ -365,6 +373,7 @@ impl Db {
             Db::Postgres(d) => d.fetch(sql, cols, max_bytes).await,
             Db::MySql(d) => d.fetch(sql, cols, max_bytes).await,
             Db::Sqlite(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::MsSql(d) => d.fetch(sql, cols, max_bytes).await,
         }
     }
 
@@ -428,6 +437,10 @@ impl Db {
                 ready.await;
                 d.write(w).await
             }
+            Db::MsSql(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 
@@ -437,6 +450,7 @@ impl Db {
             Db::Postgres(d) => d.exec_many(text, rows).await,
             Db::MySql(d) => d.exec_many(text, rows).await,
             Db::Sqlite(d) => d.exec_many(text, rows).await,
+            Db::MsSql(d) => d.exec_many(text, rows).await,
         }
     }
 
@@ -445,6 +459,7 @@ impl Db {
             Db::Postgres(d) => d.pool.close().await,
             Db::MySql(d) => d.pool.close().await,
             Db::Sqlite(d) => d.pool.close().await,
+            Db::MsSql(d) => d.close().await,
         }
     }
 }
