@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod ident;
 mod mssql;
 mod mysql;
+mod oracle;
 mod pgbinary;
 mod pgstream;
 mod postgres;
@@ -244,6 +245,7 @@ pub enum Db {
     MySql(mysql::My),
     Sqlite(sqlite::Lite),
     MsSql(mssql::Ms),
+    Oracle(oracle::Ora),
 }
 
 impl Db {
@@ -257,13 +259,7 @@ impl Db {
             EngineKind::MySql => mysql::My::connect(cfg, role, lazy).await.map(Db::MySql),
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
             EngineKind::MsSql => mssql::Ms::connect(cfg, role, lazy).await.map(Db::MsSql),
-            engine @ EngineKind::Oracle => Err(DbError::Connect {
-                role,
-                engine,
-                url: cfg.redacted.clone(),
-                cause: format!("{engine} is not supported by this build"),
-                class: ErrorClass::Fatal,
-            }),
+            EngineKind::Oracle => oracle::Ora::connect(cfg, role, lazy).await.map(Db::Oracle),
         }
     }
 
@@ -273,6 +269,7 @@ impl Db {
             Db::MySql(_) => EngineKind::MySql,
             Db::Sqlite(_) => EngineKind::Sqlite,
             Db::MsSql(_) => EngineKind::MsSql,
+            Db::Oracle(_) => EngineKind::Oracle,
         }
     }
 
@@ -282,6 +279,7 @@ impl Db {
             Db::MySql(_) => Dialect::MySql,
             Db::Sqlite(_) => Dialect::Sqlite,
             Db::MsSql(_) => Dialect::MsSql,
+            Db::Oracle(_) => Dialect::Oracle,
         }
     }
 
@@ -292,11 +290,12 @@ impl Db {
             Db::MySql(d) => d.introspect(t).await,
             Db::Sqlite(d) => d.introspect(t).await,
             Db::MsSql(d) => d.introspect(t).await,
+            Db::Oracle(d) => d.introspect(t).await,
         }
     }
 
     /// When the oldest transaction still open on the database began, where the engine tells
-    /// (PostgreSQL, MySQL/MariaDB, SQL Server), and a note when the agent cannot see every session.
+    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle), and a note when the agent cannot see every session.
     pub async fn oldest_transaction(
         &self,
     ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
@@ -313,6 +312,7 @@ impl Db {
             }
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
             Db::MsSql(d) => d.oldest_transaction().await,
+            Db::Oracle(d) => d.oldest_transaction().await,
             Db::Sqlite(_) => Ok((None, None)),
         }
     }
@@ -358,6 +358,7 @@ impl Db {
             Db::MySql(d) => d.now().await,
             Db::Sqlite(d) => d.now().await,
             Db::MsSql(d) => d.now().await,
+            Db::Oracle(d) => d.now().await,
         }
     }
 
@@ -374,6 +375,7 @@ impl Db {
             Db::MySql(d) => d.fetch(sql, cols, max_bytes).await,
             Db::Sqlite(d) => d.fetch(sql, cols, max_bytes).await,
             Db::MsSql(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::Oracle(d) => d.fetch(sql, cols, max_bytes).await,
         }
     }
 
@@ -441,6 +443,10 @@ impl Db {
                 ready.await;
                 d.write(w).await
             }
+            Db::Oracle(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 
@@ -451,6 +457,7 @@ impl Db {
             Db::MySql(d) => d.exec_many(text, rows).await,
             Db::Sqlite(d) => d.exec_many(text, rows).await,
             Db::MsSql(d) => d.exec_many(text, rows).await,
+            Db::Oracle(d) => d.exec_many(text, rows).await,
         }
     }
 
@@ -460,6 +467,7 @@ impl Db {
             Db::MySql(d) => d.pool.close().await,
             Db::Sqlite(d) => d.pool.close().await,
             Db::MsSql(d) => d.close().await,
+            Db::Oracle(d) => d.close().await,
         }
     }
 }
