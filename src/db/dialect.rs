@@ -156,6 +156,10 @@ impl Dialect {
             (Dialect::Postgres, ColType::Int) => format!("{q}::int8"),
             (Dialect::Postgres, ColType::Float) => format!("{q}::float8"),
             (Dialect::Postgres, ColType::Decimal | ColType::Other) => format!("{q}::text"),
+            // Style 2: money keeps its four decimal places (the default style rounds to two).
+            (Dialect::MsSql, ColType::Decimal) if col.native.ends_with("money") => {
+                format!("CONVERT(varchar(100), {q}, 2)")
+            }
             (Dialect::MsSql, ColType::Decimal) => format!("CONVERT(varchar(100), {q})"),
             (Dialect::MsSql, ColType::Other) => format!("CONVERT(nvarchar(max), {q})"),
             (Dialect::Oracle, ColType::Decimal) => {

@@ -231,3 +231,22 @@ fn savepoints_per_engine() {
         Some("RELEASE SAVEPOINT frontdb_part")
     );
 }
+
+#[test]
+fn mssql_reads_decimals_and_money_as_exact_text() {
+    let dec = col("amount", ColType::Decimal, "decimal(12,2)");
+    let money = col("fee", ColType::Decimal, "smallmoney");
+    assert_eq!(
+        Dialect::MsSql.select_expr(&dec),
+        "CONVERT(varchar(100), [amount])"
+    );
+    assert_eq!(
+        Dialect::MsSql.select_expr(&money),
+        "CONVERT(varchar(100), [fee], 2)"
+    );
+    let other = col("g", ColType::Other, "uniqueidentifier");
+    assert_eq!(
+        Dialect::MsSql.select_expr(&other),
+        "CONVERT(nvarchar(max), [g])"
+    );
+}

@@ -174,7 +174,7 @@ pub fn col_type(data_type: &str) -> ColType {
         "decimal" | "numeric" | "money" | "smallmoney" => ColType::Decimal,
         "float" | "real" => ColType::Float,
         "char" | "varchar" | "nchar" | "nvarchar" | "text" | "ntext" | "sysname" => ColType::Text,
-        "binary" | "varbinary" | "image" => ColType::Bytes,
+        "binary" | "varbinary" | "image" | "timestamp" | "rowversion" => ColType::Bytes,
         "date" => ColType::Date,
         "time" => ColType::Time,
         "datetime" | "datetime2" | "smalldatetime" => ColType::Timestamp,
@@ -295,6 +295,11 @@ mod tests {
         assert_eq!(col_type("datetime2"), ColType::Timestamp);
         assert_eq!(col_type("datetimeoffset"), ColType::TimestampTz);
         assert_eq!(col_type("uniqueidentifier"), ColType::Other);
+        assert_eq!(
+            col_type("timestamp"),
+            ColType::Bytes,
+            "rowversion, not a time"
+        );
         assert_eq!(
             native("nvarchar", Some(-1), None, None, None),
             "nvarchar(max)"
