@@ -2,7 +2,8 @@
 //! `FRONTDB_TEST_MSSQL_URL` (e.g. `mssql://sa:Secret_1@127.0.0.1:1433/master?trust_server_certificate=true`)
 //! or `FRONTDB_TEST_ORACLE_URL` (e.g. `oracle://system:secret@127.0.0.1:1521/FREEPDB1`).
 //! Without them each live test says `skipped: ... not set` and passes; the tests that need
-//! no server (refused connections, redaction) always run.
+//! no such server (refused connections, redaction, SQL Server's MERGE translated to
+//! PostgreSQL's) always run.
 //!
 //! A live test creates uniquely named tables, runs the agent binary between the engine and
 //! PostgreSQL both ways, compares source and target row by row, and drops its tables.
@@ -439,4 +440,104 @@ async fn an_unreachable_oracle_server_fails_with_its_password_hidden() {
     if !msg.contains("DPI-1047") {
         assert_eq!(e.class(), ErrorClass::Unavailable, "{msg}");
     }
+}
+
+/// The `MERGE` SQL Server runs, translated mechanically to PostgreSQL 15's `MERGE` (no
+/// `WITH (HOLDLOCK)`, `"` for `[]`, `$n` for `@Pn`, unqualified `SET` targets), run on the
+/// real PostgreSQL server: a stored row is replaced only when its version is NULL or not
+/// newer, new keys are inserted, and every value lands in its own column. This checks the
+/// statement's logic on a real MERGE engine where no SQL Server is at hand; it does not
+/// check SQL Server's own parsing.
+#[tokio::test]
+async fn the_sql_server_merge_lets_only_newer_rows_win_on_a_real_merge_engine() {
+    use frontdb_agent::db::dialect::{Col, Upsert};
+    use frontdb_agent::value::ColType;
+    let pg = PgDb::new("merge").await;
+    let cfg = config(&pg.url, &pg.url);
+    let db = Db::connect(&cfg.source, "source", false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    exec(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, name varchar(50), amount decimal(12,2), ver int)",
+        &[],
+    )
+    .await;
+    exec(
+        &db,
+        "INSERT INTO t VALUES (1, 'stored newer', 1.00, 10), (2, 'stored older', 2.00, 1), \
+         (3, 'stored without version', 3.00, NULL)",
+        &[],
+    )
+    .await;
+    let col = |n: &str, ty, native: &str| Col {
+        name: frontdb_agent::db::ident::Ident::new(n).expect("ident"),
+        ty,
+        native: native.into(),
+    };
+    let cols = [
+        col("id", ColType::Int, "int"),
+        col("name", ColType::Text, "varchar(50)"),
+        col("amount", ColType::Decimal, "decimal(12,2)"),
+        col("ver", ColType::Int, "int"),
+    ];
+    let t = TableName::parse("t").expect("t");
+    let u = Upsert {
+        table: &t,
+        columns: &cols,
+        key: &[0],
+        version: Some(3),
+    };
+    let rows = [
+        (1, "incoming older", "9.10", Value::Int(5)),
+        (2, "incoming newer", "9.20", Value::Int(5)),
+        (3, "incoming versioned", "9.30", Value::Int(5)),
+        (4, "incoming new", "9.40", Value::Null),
+    ];
+    let params: Vec<Value> = rows
+        .iter()
+        .flat_map(|(id, name, amount, ver)| {
+            [
+                Value::Int(*id),
+                Value::Text((*name).into()),
+                Value::Decimal((*amount).into()),
+                ver.clone(),
+            ]
+        })
+        .collect();
+    let text = Dialect::MsSql.merge(&u, rows.len());
+    assert!(text.contains(" WITH (HOLDLOCK) "), "{text}");
+    let text = text
+        .replace(" WITH (HOLDLOCK)", "")
+        .replace(['[', ']'], "\"");
+    let text = regex::Regex::new(r"@P(\d+)")
+        .expect("regex")
+        .replace_all(&text, "$$$1")
+        .into_owned();
+    let text = regex::Regex::new(r#"(SET |, )tgt\.("[a-z]+") = src"#)
+        .expect("regex")
+        .replace_all(&text, "$1$2 = src")
+        .into_owned();
+    exec(&db, &text, &[params]).await;
+    let got = all_rows(&db, "t").await;
+    let row = |id: i64, name: &str, amount: &str, ver: Value| {
+        vec![
+            Value::Int(id),
+            Value::Text(name.into()),
+            Value::Decimal(amount.into()),
+            ver,
+        ]
+    };
+    assert_eq!(
+        got,
+        vec![
+            row(1, "stored newer", "1.00", Value::Int(10)),
+            row(2, "incoming newer", "9.20", Value::Int(5)),
+            row(3, "incoming versioned", "9.30", Value::Int(5)),
+            row(4, "incoming new", "9.40", Value::Null),
+        ],
+        "{text}"
+    );
+    db.close().await;
+    pg.drop().await;
 }

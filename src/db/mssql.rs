@@ -319,6 +319,7 @@ impl Ms {
             client,
             w,
             delete: w.delete_sql(D),
+            refusal: None,
         };
         // On an error the connection is dropped, which rolls the transaction back.
         let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
@@ -361,6 +362,8 @@ struct MsPart<'a> {
     client: &'a mut Client_,
     w: &'a WriteBatch<'a>,
     delete: String,
+    /// The server's words for the last part it refused.
+    refusal: Option<String>,
 }
 
 impl PartWriter for MsPart<'_> {
@@ -380,12 +383,14 @@ impl PartWriter for MsPart<'_> {
                     .next()
                     .and_then(|r| r.cells().next().and_then(|(_, cd)| convert::int(cd)));
                 if state != Some(1) {
+                    let why = self.refusal.take().unwrap_or_default();
                     return Err(DbError::Query {
                         engine: E,
                         doing: doing.into(),
-                        cause: "SQL Server ended the transaction when it refused a row, so \
-                                the rows it refuses cannot be told from the others"
-                            .into(),
+                        cause: format!(
+                            "SQL Server ended the transaction when it refused a row ({why}), \
+                             so the rows it refuses cannot be told from the others"
+                        ),
                         code: None,
                         class: ErrorClass::Fatal,
                     });
@@ -398,6 +403,16 @@ impl PartWriter for MsPart<'_> {
     }
 
     async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
+        let result = self.write_part(r, d).await;
+        if let Err(e) = &result {
+            self.refusal = Some(e.cause().to_owned());
+        }
+        result
+    }
+}
+
+impl MsPart<'_> {
+    async fn write_part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
         let table = self.w.upsert.table;
         let rows = &self.w.rows[r];
         let width = self.w.upsert.columns.len();
