@@ -6,6 +6,7 @@ mod load;
 mod rules;
 pub mod schema;
 pub mod secret;
+pub mod urls;
 mod validate;
 
 use std::collections::BTreeMap;

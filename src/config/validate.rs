@@ -266,6 +266,15 @@ impl V<'_> {
         );
         let engine = engine?;
         let mut url = url?;
+        let pw = password.as_ref().map(|p| p.expose());
+        let checked = match engine {
+            EngineKind::MsSql => super::urls::mssql(&url, pw).map(drop),
+            EngineKind::Oracle => super::urls::oracle(&url, pw).map(drop),
+            _ => Ok(()),
+        };
+        if let Err(e) = checked {
+            self.err(format!("{section}.url"), e);
+        }
         if engine == EngineKind::Sqlite {
             url = sqlite_url_relative_to(&url, self.base);
         }

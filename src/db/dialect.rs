@@ -140,7 +140,12 @@ impl Dialect {
             },
             Dialect::MySql | Dialect::Sqlite => "?".into(),
             Dialect::MsSql => format!("@P{n}"),
-            Dialect::Oracle => format!(":{n}"),
+            // A CHAR column is blank-padded: compared with a VARCHAR2 bind ('ab' with 'ab  ')
+            // it would not match, compared with a CHAR bind it does.
+            Dialect::Oracle => match ty.filter(|t| oracle_char(t)) {
+                Some(t) => format!("CAST(:{n} AS {t})"),
+                None => format!(":{n}"),
+            },
         }
     }
 
@@ -151,6 +156,10 @@ impl Dialect {
             (Dialect::Postgres, ColType::Int) => format!("{q}::int8"),
             (Dialect::Postgres, ColType::Float) => format!("{q}::float8"),
             (Dialect::Postgres, ColType::Decimal | ColType::Other) => format!("{q}::text"),
+            // Style 2: money keeps its four decimal places (the default style rounds to two).
+            (Dialect::MsSql, ColType::Decimal) if col.native.ends_with("money") => {
+                format!("CONVERT(varchar(100), {q}, 2)")
+            }
             (Dialect::MsSql, ColType::Decimal) => format!("CONVERT(varchar(100), {q})"),
             (Dialect::MsSql, ColType::Other) => format!("CONVERT(nvarchar(max), {q})"),
             (Dialect::Oracle, ColType::Decimal) => {
@@ -646,7 +655,7 @@ impl Dialect {
             Dialect::MySql => format!("{q} <=> ?"),
             Dialect::Sqlite => format!("{q} IS ?"),
             Dialect::MsSql => format!("({q} = @P{n} OR ({q} IS NULL AND @P{n} IS NULL))"),
-            Dialect::Oracle => format!("DECODE({q}, :{n}, 1, 0) = 1"),
+            Dialect::Oracle => format!("DECODE({q}, {}, 1, 0) = 1", self.param(n, Some(c))),
         }
     }
 }
@@ -729,6 +738,19 @@ fn safe_type(native: &str) -> Option<&str> {
     ok.then_some(native)
 }
 
+/// An Oracle `CHAR`/`NCHAR` type name (blank-padded).
+fn oracle_char(native: &str) -> bool {
+    let n = native.to_ascii_lowercase();
+    n.starts_with("char(") || n.starts_with("nchar(") || n == "char" || n == "nchar"
+}
+
+#[path = "dialect_merge.rs"]
+mod merge;
+
 #[cfg(test)]
 #[path = "dialect_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "dialect_merge_tests.rs"]
+mod merge_tests;

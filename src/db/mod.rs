@@ -6,7 +6,9 @@
 
 pub mod dialect;
 pub mod ident;
+mod mssql;
 mod mysql;
+mod oracle;
 mod pgbinary;
 mod pgstream;
 mod postgres;
@@ -293,6 +295,8 @@ pub enum Db {
     Postgres(postgres::Pg),
     MySql(mysql::My),
     Sqlite(sqlite::Lite),
+    MsSql(mssql::Ms),
+    Oracle(oracle::Ora),
 }
 
 impl Db {
@@ -305,13 +309,8 @@ impl Db {
                 .map(Db::Postgres),
             EngineKind::MySql => mysql::My::connect(cfg, role, lazy).await.map(Db::MySql),
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
-            engine @ (EngineKind::MsSql | EngineKind::Oracle) => Err(DbError::Connect {
-                role,
-                engine,
-                url: cfg.redacted.clone(),
-                cause: format!("{engine} is not supported by this build"),
-                class: ErrorClass::Fatal,
-            }),
+            EngineKind::MsSql => mssql::Ms::connect(cfg, role, lazy).await.map(Db::MsSql),
+            EngineKind::Oracle => oracle::Ora::connect(cfg, role, lazy).await.map(Db::Oracle),
         }
     }
 
@@ -320,6 +319,8 @@ impl Db {
             Db::Postgres(_) => EngineKind::Postgres,
             Db::MySql(_) => EngineKind::MySql,
             Db::Sqlite(_) => EngineKind::Sqlite,
+            Db::MsSql(_) => EngineKind::MsSql,
+            Db::Oracle(_) => EngineKind::Oracle,
         }
     }
 
@@ -328,6 +329,8 @@ impl Db {
             Db::Postgres(_) => Dialect::Postgres,
             Db::MySql(_) => Dialect::MySql,
             Db::Sqlite(_) => Dialect::Sqlite,
+            Db::MsSql(_) => Dialect::MsSql,
+            Db::Oracle(_) => Dialect::Oracle,
         }
     }
 
@@ -337,11 +340,13 @@ impl Db {
             Db::Postgres(d) => d.introspect(t).await,
             Db::MySql(d) => d.introspect(t).await,
             Db::Sqlite(d) => d.introspect(t).await,
+            Db::MsSql(d) => d.introspect(t).await,
+            Db::Oracle(d) => d.introspect(t).await,
         }
     }
 
     /// When the oldest transaction still open on the database began, where the engine tells
-    /// (PostgreSQL, MySQL/MariaDB), and a note when the agent cannot see every session.
+    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle), and a note when the agent cannot see every session.
     pub async fn oldest_transaction(
         &self,
     ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
@@ -357,6 +362,8 @@ impl Db {
                 Ok((t, note))
             }
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
+            Db::MsSql(d) => d.oldest_transaction().await,
+            Db::Oracle(d) => d.oldest_transaction().await,
             Db::Sqlite(_) => Ok((None, None)),
         }
     }
@@ -401,6 +408,8 @@ impl Db {
             Db::Postgres(d) => d.now().await,
             Db::MySql(d) => d.now().await,
             Db::Sqlite(d) => d.now().await,
+            Db::MsSql(d) => d.now().await,
+            Db::Oracle(d) => d.now().await,
         }
     }
 
@@ -416,6 +425,8 @@ impl Db {
             Db::Postgres(d) => d.fetch(sql, cols, max_bytes).await,
             Db::MySql(d) => d.fetch(sql, cols, max_bytes).await,
             Db::Sqlite(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::MsSql(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::Oracle(d) => d.fetch(sql, cols, max_bytes).await,
         }
     }
 
@@ -479,6 +490,14 @@ impl Db {
                 ready.await;
                 d.write(w).await
             }
+            Db::MsSql(d) => {
+                ready.await;
+                d.write(w).await
+            }
+            Db::Oracle(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 
@@ -488,6 +507,8 @@ impl Db {
             Db::Postgres(d) => d.exec_many(text, rows).await,
             Db::MySql(d) => d.exec_many(text, rows).await,
             Db::Sqlite(d) => d.exec_many(text, rows).await,
+            Db::MsSql(d) => d.exec_many(text, rows).await,
+            Db::Oracle(d) => d.exec_many(text, rows).await,
         }
     }
 
@@ -496,6 +517,8 @@ impl Db {
             Db::Postgres(d) => d.pool.close().await,
             Db::MySql(d) => d.pool.close().await,
             Db::Sqlite(d) => d.pool.close().await,
+            Db::MsSql(d) => d.close().await,
+            Db::Oracle(d) => d.close().await,
         }
     }
 }

@@ -337,7 +337,8 @@ pub async fn rows_by_key(
 ) -> Result<Vec<ReadRow>, JobError> {
     let key_cols = plan.key_cols();
     let mut out = Vec::new();
-    for chunk in keys.chunks(500) {
+    let per_select = ctx.source.dialect().keys_per_select(key_cols.len(), 500);
+    for chunk in keys.chunks(per_select) {
         let sql = ctx.source.dialect().select(&Select {
             table: &plan.source,
             columns: &plan.read_cols,

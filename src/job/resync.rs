@@ -270,7 +270,11 @@ async fn gone_page(
     // keys differently): ask it before anything is deleted.
     let src_key = plan.key_cols();
     let mut gone = Vec::new();
-    for chunk in candidates.chunks(VERIFY_CHUNK) {
+    let per_select = ctx
+        .source
+        .dialect()
+        .keys_per_select(src_key.len(), VERIFY_CHUNK);
+    for chunk in candidates.chunks(per_select) {
         let tuples: Vec<Vec<Value>> = chunk
             .iter()
             .filter_map(|(_, t)| {
