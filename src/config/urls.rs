@@ -94,9 +94,16 @@ fn credentials(u: &Url, password: Option<&str>) -> Result<(String, String), Stri
     if user.is_empty() {
         return Err("the URL names no user (write USER:PASSWORD@HOST)".into());
     }
-    let password = match password {
-        Some(p) => p.to_owned(),
-        None => decode(u.password().unwrap_or(""), "password")?,
+    // The section's own password, else the URL's (`user:password@`, else `?password=`).
+    let query = || {
+        u.query_pairs()
+            .find(|(k, _)| k.eq_ignore_ascii_case("password"))
+            .map(|(_, v)| v.into_owned())
+    };
+    let password = match (password, u.password()) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(p)) => decode(p, "password")?,
+        (None, None) => query().unwrap_or_default(),
     };
     Ok((user, password))
 }
@@ -214,6 +221,11 @@ mod tests {
         assert!(!u.trust_server_certificate);
         let u = mssql("mssql://sa:x@db", None).expect("url");
         assert_eq!((u.port, u.database), (Some(1433), None));
+        // A password given as an option is used, as the other engines use it.
+        let u = mssql("mssql://sa@db/x?password=q%26r", None).expect("url");
+        assert_eq!(u.password, "q&r");
+        let u = oracle("oracle://sync@db:1521/ORCL?password=pw", None).expect("url");
+        assert_eq!(u.password, "pw");
     }
 
     #[test]

@@ -139,12 +139,20 @@ impl Dialect {
                 None => format!("${n}"),
             },
             Dialect::MySql | Dialect::Sqlite => "?".into(),
-            Dialect::MsSql => format!("@P{n}"),
+            // Times are bound as datetime2. From compatibility level 130 on, SQL Server
+            // compares a datetime column with a datetime2 exactly (.007 is .00666...), so a
+            // datetime never equals its own value read back: the parameter is cast first.
+            Dialect::MsSql => match ty {
+                Some(t @ ("datetime" | "smalldatetime")) => format!("CAST(@P{n} AS {t})"),
+                _ => format!("@P{n}"),
+            },
             // A CHAR column is blank-padded: compared with a VARCHAR2 bind ('ab' with 'ab  ')
-            // it would not match, compared with a CHAR bind it does.
-            Dialect::Oracle => match ty.filter(|t| oracle_char(t)) {
-                Some(t) => format!("CAST(:{n} AS {t})"),
-                None => format!(":{n}"),
+            // it would not match, compared with a CHAR bind it does. A DATE column compared
+            // with a TIMESTAMP bind is converted row by row, past its index.
+            Dialect::Oracle => match ty {
+                Some(t) if oracle_char(t) => format!("CAST(:{n} AS {t})"),
+                Some("date") => format!("CAST(:{n} AS DATE)"),
+                _ => format!(":{n}"),
             },
         }
     }
@@ -312,9 +320,14 @@ impl Dialect {
         }
     }
 
-    /// `SELECT count(*)` of a table.
+    /// `SELECT count(*)` of a table (SQL Server's `count` is an `int`, which a table past
+    /// 2^31 rows overflows).
     pub fn count(self, table: &TableName) -> String {
-        format!("SELECT count(*) FROM {}", self.table(table))
+        let count = match self {
+            Dialect::MsSql => "COUNT_BIG(*)",
+            _ => "count(*)",
+        };
+        format!("SELECT {count} FROM {}", self.table(table))
     }
 
     /// Mark one row deleted in place (a tombstone): set `sets`, where the key matches.
@@ -654,7 +667,10 @@ impl Dialect {
             }
             Dialect::MySql => format!("{q} <=> ?"),
             Dialect::Sqlite => format!("{q} IS ?"),
-            Dialect::MsSql => format!("({q} = @P{n} OR ({q} IS NULL AND @P{n} IS NULL))"),
+            Dialect::MsSql => {
+                let p = self.param(n, Some(c));
+                format!("({q} = {p} OR ({q} IS NULL AND {p} IS NULL))")
+            }
             Dialect::Oracle => format!("DECODE({q}, {}, 1, 0) = 1", self.param(n, Some(c))),
         }
     }

@@ -353,3 +353,31 @@ fn postgres_selects_come_with_their_copy_out_form() {
     assert_eq!(sql.copy, None);
     assert!(sql.text.contains("\"x\" = $1"), "{}", sql.text);
 }
+
+#[test]
+fn sql_server_datetime_and_oracle_date_parameters_are_cast_to_the_column_type() {
+    let t = table();
+    let key = [col("id", ColType::Int, "int")];
+    let at = col("changed", ColType::Timestamp, "datetime");
+    assert_eq!(
+        Dialect::MsSql.delete_row(&t, &key, Some(&at)),
+        "DELETE FROM [public].[up_action] WHERE [id] = @P1 \
+         AND ([changed] IS NULL OR [changed] <= CAST(@P2 AS datetime))"
+    );
+    let at2 = col("changed", ColType::Timestamp, "datetime2(7)");
+    assert!(
+        Dialect::MsSql
+            .delete_row(&t, &key, Some(&at2))
+            .ends_with("[changed] <= @P2)")
+    );
+    let day = col("changed", ColType::Timestamp, "date");
+    assert!(
+        Dialect::Oracle
+            .delete_row(&t, &key, Some(&day))
+            .ends_with("\"changed\" <= CAST(:2 AS DATE))")
+    );
+    assert_eq!(
+        Dialect::MsSql.count(&t),
+        "SELECT COUNT_BIG(*) FROM [public].[up_action]"
+    );
+}

@@ -640,7 +640,14 @@ async fn isolate(
     rows: usize,
     dels: usize,
 ) -> Result<Vec<Refused>, DbError> {
-    let mut todo = vec![(0..rows, 0..dels)];
+    isolate_parts(w, vec![(0..rows, 0..dels)]).await
+}
+
+/// [`isolate`], beginning with these parts (written from the last to the first).
+async fn isolate_parts(
+    w: &mut impl PartWriter,
+    mut todo: Vec<(Range<usize>, Range<usize>)>,
+) -> Result<Vec<Refused>, DbError> {
     let mut refused = Vec::new();
     while let Some((r, d)) = todo.pop() {
         if r.is_empty() && d.is_empty() {
@@ -679,6 +686,91 @@ async fn isolate(
     }
     refused.sort_by_key(|(del, i, _)| (*del, *i));
     Ok(refused)
+}
+
+/// How one attempt at writing a batch failed, where a refusal may end the whole transaction
+/// (SQL Server, see [`write_ending`]).
+pub(super) enum Failed {
+    /// The database ended the transaction when it refused a part: the single row (delete or
+    /// not, its index, the database's words) when the part was one.
+    Ended(Option<Refused>),
+    Db(DbError),
+}
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Self {
+        Failed::Db(e)
+    }
+}
+
+/// Write a batch by `attempt`s, one transaction each, where a refusal may end the whole
+/// transaction instead of the one statement (most conversion errors on SQL Server), so that
+/// the refused row cannot be told apart there. `attempt(None)` writes the batch as
+/// [`isolate`] does; when that ends, `attempt(Some(left_out))` writes each row and each
+/// delete alone (see [`singles`]) and is begun again without every row that ends it, that
+/// row refused. Every other row is still committed, in one transaction.
+pub(super) async fn write_ending<F, Fut>(
+    rows: usize,
+    dels: usize,
+    mut attempt: F,
+) -> Result<Vec<Refused>, DbError>
+where
+    F: FnMut(Option<Vec<Refused>>) -> Fut,
+    Fut: Future<Output = Result<Vec<Refused>, Failed>>,
+{
+    let ended = |why: Option<String>| DbError::Query {
+        engine: EngineKind::MsSql,
+        doing: "writing a batch".into(),
+        cause: format!(
+            "the database ended the transaction when it refused a row{}, and the row could \
+             not be told apart",
+            why.map(|w| format!(" ({w})")).unwrap_or_default()
+        ),
+        code: None,
+        class: ErrorClass::Fatal,
+    };
+    match attempt(None).await {
+        Err(Failed::Ended(_)) => {}
+        Err(Failed::Db(e)) => return Err(e),
+        Ok(refused) => return Ok(refused),
+    }
+    let mut left_out: Vec<Refused> = Vec::new();
+    loop {
+        match attempt(Some(left_out.clone())).await {
+            Ok(mut refused) => {
+                refused.append(&mut left_out);
+                refused.sort_by_key(|(del, i, _)| (*del, *i));
+                return Ok(refused);
+            }
+            Err(Failed::Ended(Some(r)))
+                if left_out.len() < rows + dels
+                    && !left_out.iter().any(|(d, i, _)| (*d, *i) == (r.0, r.1)) =>
+            {
+                left_out.push(r);
+            }
+            Err(Failed::Ended(r)) => return Err(ended(r.map(|(_, _, w)| w))),
+            Err(Failed::Db(e)) => return Err(e),
+        }
+    }
+}
+
+/// Each row, then each delete, of a batch as a part of its own, but those `left_out`; in the
+/// order [`isolate_parts`] takes them (the first last).
+pub(super) fn singles(
+    rows: usize,
+    dels: usize,
+    left_out: &[Refused],
+) -> Vec<(Range<usize>, Range<usize>)> {
+    let out = |del: bool, i: usize| left_out.iter().any(|(d, j, _)| *d == del && *j == i);
+    let rows = (0..rows)
+        .filter(|&i| !out(false, i))
+        .map(|i| (i..i + 1, 0..0));
+    let dels = (0..dels)
+        .filter(|&i| !out(true, i))
+        .map(|i| (0..0, i..i + 1));
+    let mut parts: Vec<_> = rows.chain(dels).collect();
+    parts.reverse();
+    parts
 }
 
 /// Approximate size of a value in memory, for the per-batch byte cap.
@@ -745,6 +837,71 @@ pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &DbConfig) -> sqlx::pool::Po
 mod tests {
     use super::*;
     use crate::value::ColType;
+
+    #[tokio::test]
+    async fn rows_that_end_the_transaction_are_left_out_and_the_rest_is_written() {
+        // Rows 3 and 7 and delete 1 end any transaction they are written in.
+        let ends = |del: bool, i: usize| matches!((del, i), (false, 3) | (false, 7) | (true, 1));
+        let mut attempts = 0;
+        let refused = write_ending(10, 2, |alone| {
+            attempts += 1;
+            async move {
+                let Some(out) = alone else {
+                    return Err(Failed::Ended(None));
+                };
+                let parts = singles(10, 2, &out);
+                assert_eq!(parts.len(), 12 - out.len());
+                // Written first to last, as isolate_parts pops them.
+                for (r, d) in parts.into_iter().rev() {
+                    let (del, i) = if r.is_empty() {
+                        (true, d.start)
+                    } else {
+                        (false, r.start)
+                    };
+                    if ends(del, i) {
+                        return Err(Failed::Ended(Some((del, i, format!("bad {i}")))));
+                    }
+                }
+                // A row refused the ordinary way comes back from the attempt itself.
+                Ok(vec![(false, 5, "too long".into())])
+            }
+        })
+        .await
+        .expect("written");
+        assert_eq!(attempts, 5);
+        assert_eq!(
+            refused,
+            vec![
+                (false, 3, "bad 3".to_owned()),
+                (false, 5, "too long".to_owned()),
+                (false, 7, "bad 7".to_owned()),
+                (true, 1, "bad 1".to_owned()),
+            ]
+        );
+        // A batch that goes through is written once; another error is given as it is.
+        let once = write_ending(3, 0, |_| async { Ok(Vec::new()) }).await;
+        assert!(once.is_ok_and(|r| r.is_empty()));
+        let e = write_ending(3, 0, |alone| async move {
+            match alone {
+                None => Err(Failed::Ended(None)),
+                Some(_) => Err(Failed::Db(DbError::Bootstrap {
+                    path: "p".into(),
+                    cause: "down".into(),
+                })),
+            }
+        })
+        .await;
+        assert!(e.is_err_and(|e| e.cause() == "down"));
+        // A row said to end the transaction again is not left out twice.
+        let e = write_ending(3, 0, |alone| async move {
+            match alone {
+                None => Err(Failed::Ended(None)),
+                Some(_) => Err(Failed::Ended(Some((false, 0, "again".into())))),
+            }
+        })
+        .await;
+        assert!(e.is_err_and(|e| e.cause().contains("(again)")));
+    }
 
     #[test]
     fn tuples_are_kept_one_after_another_and_taken_by_row() {

@@ -18,8 +18,8 @@ use tiberius::{FromSql as _, Query, Row};
 use super::dialect::{Col, Dialect, Sql};
 use super::ident::{Ident, TableName};
 use super::{
-    DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks, isolate,
-    value_size,
+    DbError, ErrorClass, Failed, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks,
+    isolate, isolate_parts, singles, value_size, write_ending,
 };
 use crate::config::{DbConfig, EngineKind};
 use crate::value::Value;
@@ -308,6 +308,19 @@ impl Ms {
     }
 
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
+        write_ending(w.rows.len(), w.deletes.len(), |alone| async move {
+            self.write_once(w, alone.as_deref()).await
+        })
+        .await
+    }
+
+    /// One transaction over the whole batch, or (`alone`) over each row and delete on its
+    /// own, leaving out those in `alone`.
+    async fn write_once(
+        &self,
+        w: &WriteBatch<'_>,
+        alone: Option<&[Refused]>,
+    ) -> Result<Vec<Refused>, Failed> {
         let table = w.upsert.table;
         let doing = format!("starting a transaction on {table}");
         let mut c = self.pool.get().await.map_err(|e| get_err(&doing, e))?;
@@ -320,9 +333,38 @@ impl Ms {
             w,
             delete: w.delete_sql(D),
             refusal: None,
+            last: None,
+            ended: false,
         };
         // On an error the connection is dropped, which rolls the transaction back.
-        let refused = isolate(&mut part, w.rows.len(), w.deletes.len()).await?;
+        let written = match alone {
+            None => isolate(&mut part, w.rows.len(), w.deletes.len()).await,
+            Some(out) => {
+                let parts = singles(w.rows.len(), w.deletes.len(), out);
+                isolate_parts(&mut part, parts).await
+            }
+        };
+        let refused = match written {
+            Ok(r) => r,
+            Err(e) if part.ended => {
+                // The part that ended the transaction, when it was a single row.
+                let which = part
+                    .last
+                    .clone()
+                    .and_then(|(r, d)| match (r.len(), d.len()) {
+                        (1, 0) => Some((false, r.start)),
+                        (0, 1) => Some((true, d.start)),
+                        _ => None,
+                    });
+                let why = part.refusal.take().unwrap_or_else(|| e.cause().to_owned());
+                return Err(match (which, alone) {
+                    (Some((del, i)), Some(_)) => Failed::Ended(Some((del, i, why))),
+                    (_, Some(_)) => Failed::Db(e),
+                    (_, None) => Failed::Ended(None),
+                });
+            }
+            Err(e) => return Err(Failed::Db(e)),
+        };
         simple(part.client, "COMMIT TRANSACTION")
             .await
             .map_err(err(format!("committing the batch into {table}")))?;
@@ -364,6 +406,9 @@ struct MsPart<'a> {
     delete: String,
     /// The server's words for the last part it refused.
     refusal: Option<String>,
+    /// The last part written, and whether the server ended the transaction over it.
+    last: Option<(Range<usize>, Range<usize>)>,
+    ended: bool,
 }
 
 impl PartWriter for MsPart<'_> {
@@ -383,7 +428,8 @@ impl PartWriter for MsPart<'_> {
                     .next()
                     .and_then(|r| r.cells().next().and_then(|(_, cd)| convert::int(cd)));
                 if state != Some(1) {
-                    let why = self.refusal.take().unwrap_or_default();
+                    self.ended = true;
+                    let why = self.refusal.clone().unwrap_or_default();
                     return Err(DbError::Query {
                         engine: E,
                         doing: doing.into(),
@@ -403,6 +449,7 @@ impl PartWriter for MsPart<'_> {
     }
 
     async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
+        self.last = Some((r.clone(), d.clone()));
         let result = self.write_part(r, d).await;
         if let Err(e) = &result {
             self.refusal = Some(e.cause().to_owned());

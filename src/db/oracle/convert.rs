@@ -16,10 +16,12 @@ pub fn class_of(number: i32) -> ErrorClass {
         60 | 8177 | 54 | 30006 | 4021 => ErrorClass::Transient,
         // end-of-file on the channel, not connected, connection lost or refused, listener
         // knows no such service or has no handler, initialising or shutting down, not
-        // available, the call was cancelled (the agent's call timeout)
+        // available, the call was cancelled (the agent's call timeout);
         3113 | 3114 | 3135 | 3136 | 1012 | 1013 | 1033 | 1034 | 1089 | 1090 | 1092 | 12170
         | 12514 | 12516 | 12518 | 12519 | 12520 | 12521 | 12528 | 12537 | 12541 | 12543 | 12545
-        | 12547 | 12571 | 25408 | 28547 => ErrorClass::Unavailable,
+        | 12547 | 12571 | 25408 | 28547
+        // the session pool has no free session in time, is full, or is closing
+        | 24457 | 24418 | 24496 => ErrorClass::Unavailable,
         // unique constraint, NULL into NOT NULL, check, foreign keys, value too large, number
         // too precise, invalid number, bad dates, divide by zero, numeric or value error,
         // data value out of range, numeric overflow, MERGE touching a row twice, a string
