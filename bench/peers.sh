@@ -224,7 +224,7 @@ tool_cmd() {
 run_tool() {
     ERR=""
     if ( measure "$1" "${CMD[@]}" ) 2>"$WORK/$1.measure"; then
-        read -r SECS KB <"$WORK/$1.time"
+        read -r SECS KB _ <"$WORK/$1.time"
         RSS_MB=$(( (KB + 1023) / 1024 ))
         printf '   %s: %ss, %s MB\n' "$1" "$SECS" "$RSS_MB" >&2
         return 0
