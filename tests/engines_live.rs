@@ -442,6 +442,26 @@ async fn an_unreachable_oracle_server_fails_with_its_password_hidden() {
     }
 }
 
+/// A closed Oracle database is not opened again by a late call: it says it was closed
+/// (rather than building a pool nobody closes).
+#[tokio::test]
+async fn a_closed_oracle_database_is_not_opened_again() {
+    let cfg = config(
+        "oracle://sync:s3cret_pw@127.0.0.1:9/XE",
+        "postgres://x@127.0.0.1:5432/x",
+    );
+    let db = Db::connect(&cfg.source, "source", true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.close().await;
+    let msg = match db.now().await {
+        Ok(_) => panic!("a closed database answered"),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("the connection pool was closed"), "{msg}");
+    assert!(!msg.contains("s3cret_pw"), "{msg}");
+}
+
 /// The `MERGE` SQL Server runs, translated mechanically to PostgreSQL 15's `MERGE` (no
 /// `WITH (HOLDLOCK)`, `"` for `[]`, `$n` for `@Pn`, unqualified `SET` targets), run on the
 /// real PostgreSQL server: a stored row is replaced only when its version is NULL or not

@@ -81,6 +81,8 @@ struct Inner {
     call_timeout: Option<Duration>,
     /// Made on first use: building it loads the client library and connects.
     pool: Mutex<Option<Pool>>,
+    /// Closed: no pool is made again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 pub struct Ora {
@@ -109,6 +111,12 @@ impl Inner {
             .map_err(|_| ::oracle::Error::new(::oracle::ErrorKind::InternalError, "pool lock"))?;
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
+        }
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(::oracle::Error::new(
+                ::oracle::ErrorKind::InternalError,
+                "the connection pool was closed",
+            ));
         }
         let pool = PoolBuilder::new(&self.url.user, &self.url.password, &self.url.connect)
             .min_connections(0)
@@ -205,6 +213,7 @@ impl Ora {
                 connect_timeout: cfg.connect_timeout,
                 call_timeout: (!cfg.statement_timeout.is_zero()).then_some(cfg.statement_timeout),
                 pool: Mutex::new(None),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if !lazy {
@@ -509,7 +518,12 @@ impl Ora {
     }
 
     pub async fn close(&self) {
-        let pool = self.inner.pool.lock().ok().and_then(|mut p| p.take());
+        let pool = self.inner.pool.lock().ok().and_then(|mut p| {
+            self.inner
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            p.take()
+        });
         if let Some(p) = pool {
             let _ = tokio::task::spawn_blocking(move || p.close(&::oracle::pool::CloseMode::Force))
                 .await;

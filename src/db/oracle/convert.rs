@@ -135,6 +135,14 @@ fn get<T: oracle::sql_type::FromSql>(v: &SqlValue) -> Result<T, String> {
     v.get::<T>().map_err(|e| e.to_string())
 }
 
+/// A single-precision float as the double of its shortest decimal text (0.1, not
+/// 0.10000000149011612).
+fn shortest(f: f32) -> Result<f64, String> {
+    f.to_string()
+        .parse::<f64>()
+        .map_err(|e| format!("binary_float {f}: {e}"))
+}
+
 /// Decode one cell as its column's kind.
 pub fn decode(v: &SqlValue, c: &Col) -> Result<Value, String> {
     if v.is_null().map_err(|e| e.to_string())? {
@@ -142,6 +150,10 @@ pub fn decode(v: &SqlValue, c: &Col) -> Result<Value, String> {
     }
     Ok(match c.ty {
         ColType::Bool | ColType::Int => Value::Int(get::<i64>(v)?),
+        // A BINARY_FLOAT is exactly its shortest decimal text, not the double nearest to it.
+        ColType::Float if c.native.starts_with("binary_float") => {
+            Value::Float(shortest(get::<f32>(v)?)?)
+        }
         ColType::Float => Value::Float(get::<f64>(v)?),
         ColType::Decimal => Value::Decimal(decimal(&get::<String>(v)?)?),
         ColType::Text | ColType::Other => Value::Text(get::<String>(v)?),
@@ -217,6 +229,13 @@ pub fn native(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_floats_read_as_their_shortest_text() {
+        assert_eq!(shortest(0.1), Ok(0.1));
+        assert_eq!(shortest(-3.25e-7), Ok(-3.25e-7));
+        assert_ne!(f64::from(0.1f32), 0.1, "widening alone is not enough");
+    }
 
     #[test]
     fn errors_are_classified_by_number() {
