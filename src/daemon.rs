@@ -56,6 +56,9 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
             .filter(|t| t.enabled)
             .map(|t| (t.name.clone(), Arc::new(Wake::default())))
             .collect();
+        if cfg.agent.metrics.is_some() {
+            crate::metrics::install();
+        }
         let tracker = TaskTracker::new();
         for (i, spec) in cfg.tables.iter().enumerate() {
             if let Some(w) = wakes.get(&spec.name) {

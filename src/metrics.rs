@@ -80,6 +80,14 @@ pub async fn reach(state: &State, name: &str) -> Option<Reach> {
         .and_then(|s| serde_json::from_str(&s).ok())
 }
 
+/// Install the recorder before anything records: a value recorded before it is lost (the
+/// patrol's first reachability, say, would be missing until the next patrol).
+pub fn install() {
+    if let Err(e) = handle() {
+        tracing::error!("cannot start the metrics recorder: {e}");
+    }
+}
+
 /// Serve `/metrics` and `/healthz` until the generation stops.
 pub async fn serve(ctx: Arc<Ctx>) {
     let Some(addr) = ctx.cfg.agent.metrics else {
