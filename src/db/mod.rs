@@ -49,6 +49,45 @@ impl TableSchema {
         })
     }
 
+    /// A table as its catalog describes it: the schema and name as stored, the columns, and
+    /// the columns of its unique indexes and constraints, index after index and each in key
+    /// order, as (index, column, whether that index is the primary key). `None` when the
+    /// schema or the name is not a valid identifier.
+    fn from_catalog<K: PartialEq>(
+        schema: &str,
+        name: &str,
+        columns: Vec<Col>,
+        keys: impl IntoIterator<Item = (K, Ident, bool)>,
+    ) -> Option<TableSchema> {
+        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
+        let mut primary_key = Vec::new();
+        let mut last: Option<K> = None;
+        for (index, col, primary) in keys {
+            if last.as_ref() != Some(&index) {
+                unique_keys.push(Vec::new());
+                last = Some(index);
+            }
+            if primary {
+                primary_key.push(col.clone());
+            }
+            if let Some(u) = unique_keys.last_mut() {
+                u.push(col);
+            }
+        }
+        let (Ok(schema), Ok(name)) = (Ident::new(schema), Ident::new(name)) else {
+            return None;
+        };
+        Some(TableSchema {
+            name: TableName {
+                schema: Some(schema),
+                name,
+            },
+            columns,
+            primary_key,
+            unique_keys,
+        })
+    }
+
     /// Whether some unique constraint covers exactly these columns (in any order).
     pub fn has_unique(&self, cols: &[Ident]) -> bool {
         self.unique_keys
@@ -118,6 +157,30 @@ impl Tuples {
         }
         let end = *self.ends.get(r.end - 1)?;
         self.data.get(self.start(r.start)..end)
+    }
+}
+
+/// A row read cell by cell, `decode(i, col)` for each column in order: a cell that cannot be
+/// decoded is NULL, and the first such is named, with its cause, in `bad`.
+fn read_row<E: std::fmt::Display>(
+    cols: &[Col],
+    mut decode: impl FnMut(usize, &Col) -> Result<Value, E>,
+) -> ReadRow {
+    let mut bad = None;
+    let values = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            decode(i, c).unwrap_or_else(|e| {
+                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
+                Value::Null
+            })
+        })
+        .collect();
+    ReadRow {
+        values,
+        bad,
+        tuple: None,
     }
 }
 
@@ -583,6 +646,63 @@ pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &DbConfig) -> sqlx::pool::Po
 mod tests {
     use super::*;
     use crate::value::ColType;
+
+    #[test]
+    fn catalog_rows_group_into_the_primary_key_and_unique_keys() {
+        let id = |s: &str| Ident::new(s).expect("ident");
+        let keys = [
+            ("pk", id("a"), true),
+            ("pk", id("b"), true),
+            ("uq", id("c"), false),
+            ("uq2", id("a"), false),
+        ];
+        let t = TableSchema::from_catalog("public", "t", Vec::new(), keys).expect("table");
+        assert_eq!(t.name.to_string(), "public.t");
+        assert_eq!(t.primary_key, [id("a"), id("b")]);
+        assert_eq!(
+            t.unique_keys,
+            [vec![id("a"), id("b")], vec![id("c")], vec![id("a")]]
+        );
+        let none: [(&str, Ident, bool); 0] = [];
+        assert!(TableSchema::from_catalog("bad\0schema", "t", Vec::new(), none).is_none());
+    }
+
+    #[test]
+    fn a_cell_that_cannot_be_read_is_null_and_the_first_is_named() {
+        let cols = [
+            Col {
+                name: id_of("a"),
+                ty: ColType::Int,
+                native: "int".into(),
+            },
+            Col {
+                name: id_of("b"),
+                ty: ColType::Int,
+                native: "int".into(),
+            },
+            Col {
+                name: id_of("c"),
+                ty: ColType::Int,
+                native: "int".into(),
+            },
+        ];
+        let r = read_row(&cols, |i, _| {
+            if i == 0 {
+                Ok(Value::Int(1))
+            } else {
+                Err(format!("bad {i}"))
+            }
+        });
+        assert_eq!(r.values, [Value::Int(1), Value::Null, Value::Null]);
+        assert_eq!(
+            r.bad.as_deref(),
+            Some("column b: cannot read the value: bad 1")
+        );
+    }
+
+    fn id_of(s: &str) -> Ident {
+        Ident::new(s).expect("ident")
+    }
 
     #[test]
     fn tuples_are_kept_one_after_another_and_taken_by_row() {

@@ -202,37 +202,15 @@ impl Ms {
                 native,
             });
         }
-        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
-        let mut primary_key = Vec::new();
-        let mut last: Option<String> = None;
+        let mut keys = Vec::new();
         for r in self.rows(&doing, UNIQUE_KEYS, &names).await? {
             let (Some(index), Some(col)) = (text(&r, 0), text(&r, 1)) else {
                 continue;
             };
             let Ok(col) = Ident::new(&col) else { continue };
-            if last.as_deref() != Some(index.as_str()) {
-                unique_keys.push(Vec::new());
-                last = Some(index);
-            }
-            if int(&r, 2) == Some(1) {
-                primary_key.push(col.clone());
-            }
-            if let Some(u) = unique_keys.last_mut() {
-                u.push(col);
-            }
+            keys.push((index, col, int(&r, 2) == Some(1)));
         }
-        let (Ok(schema), Ok(name)) = (Ident::new(&schema), Ident::new(&name)) else {
-            return Ok(None);
-        };
-        Ok(Some(TableSchema {
-            name: TableName {
-                schema: Some(schema),
-                name,
-            },
-            columns,
-            primary_key,
-            unique_keys,
-        }))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
     }
 
     /// When the oldest user transaction of another session began, and a note when the
@@ -308,7 +286,7 @@ impl Ms {
     }
 
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
-        write_ending(w.rows.len(), w.deletes.len(), |alone| async move {
+        write_ending(E, w.rows.len(), w.deletes.len(), |alone| async move {
             self.write_once(w, alone.as_deref()).await
         })
         .await
@@ -482,26 +460,11 @@ impl MsPart<'_> {
 }
 
 fn decode_row(row: Row, cols: &[Col]) -> ReadRow {
-    let mut bad = None;
     let mut cells = row.into_iter();
-    let values = cols
-        .iter()
-        .map(|c| {
-            let decoded = match cells.next() {
-                Some(cd) => convert::decode(&cd, c),
-                None => Err("the row has fewer columns than the select".into()),
-            };
-            decoded.unwrap_or_else(|e| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
-                Value::Null
-            })
-        })
-        .collect();
-    ReadRow {
-        values,
-        bad,
-        tuple: None,
-    }
+    super::read_row(cols, |_, c| match cells.next() {
+        Some(cd) => convert::decode(&cd, c),
+        None => Err("the row has fewer columns than the select".into()),
+    })
 }
 
 #[cfg(test)]

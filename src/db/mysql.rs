@@ -132,37 +132,16 @@ impl My {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
-        let mut primary_key = Vec::new();
-        let mut last: Option<String> = None;
+        let mut keys = Vec::new();
         for r in rows {
             let index = text(&r, 0).map_err(err)?;
             let Ok(col) = Ident::new(&text(&r, 1).map_err(err)?) else {
                 continue;
             };
-            if last.as_deref() != Some(index.as_str()) {
-                unique_keys.push(Vec::new());
-                last = Some(index.clone());
-            }
-            if index == "PRIMARY" {
-                primary_key.push(col.clone());
-            }
-            if let Some(u) = unique_keys.last_mut() {
-                u.push(col);
-            }
+            let primary = index == "PRIMARY";
+            keys.push((index, col, primary));
         }
-        let (Ok(schema), Ok(name)) = (Ident::new(&schema), Ident::new(&name)) else {
-            return Ok(None);
-        };
-        Ok(Some(TableSchema {
-            name: TableName {
-                schema: Some(schema),
-                name,
-            },
-            columns,
-            primary_key,
-            unique_keys,
-        }))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
     }
 
     pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {
@@ -388,22 +367,7 @@ fn bind<'q>(q: MyQuery<'q>, v: &Value) -> MyQuery<'q> {
 }
 
 fn decode_row(row: &MySqlRow, cols: &[Col]) -> ReadRow {
-    let mut bad = None;
-    let values = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            decode(row, i, c).unwrap_or_else(|e| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
-                Value::Null
-            })
-        })
-        .collect();
-    ReadRow {
-        values,
-        bad,
-        tuple: None,
-    }
+    super::read_row(cols, |i, c| decode(row, i, c))
 }
 
 fn decode(row: &MySqlRow, i: usize, c: &Col) -> Result<Value, sqlx::error::BoxDynError> {

@@ -89,6 +89,17 @@ pub struct Ora {
     inner: Arc<Inner>,
 }
 
+/// The error of a blocking Oracle call whose task failed (it panicked or was cancelled).
+fn joined(doing: String) -> impl FnOnce(tokio::task::JoinError) -> DbError {
+    move |e| DbError::Query {
+        engine: E,
+        doing,
+        cause: format!("the Oracle call failed: {e}"),
+        code: None,
+        class: ErrorClass::Fatal,
+    }
+}
+
 fn err(doing: impl Into<String>) -> impl FnOnce(::oracle::Error) -> DbError {
     let doing = doing.into();
     move |e| {
@@ -249,13 +260,7 @@ impl Ora {
         let d = doing.clone();
         tokio::task::spawn_blocking(move || inner.with(&d, f))
             .await
-            .map_err(|e| DbError::Query {
-                engine: E,
-                doing,
-                cause: format!("the Oracle call failed: {e}"),
-                code: None,
-                class: ErrorClass::Fatal,
-            })?
+            .map_err(joined(doing))?
     }
 
     pub async fn introspect(&self, t: &TableName) -> Result<Option<TableSchema>, DbError> {
@@ -332,41 +337,19 @@ impl Ora {
                 ),
             });
         }
-        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
-        let mut primary_key = Vec::new();
-        let mut last: Option<String> = None;
+        let mut keys = Vec::new();
         for r in &unique_rows {
             let v = &r.values;
             let (Some(index), Some(col)) = (text(v.first()), text(v.get(1))) else {
                 continue;
             };
             let Ok(col) = Ident::new(&col) else { continue };
-            if last.as_deref() != Some(index.as_str()) {
-                unique_keys.push(Vec::new());
-                last = Some(index);
-            }
-            if int(v.get(2)) == Some(1) {
-                primary_key.push(col.clone());
-            }
-            if let Some(u) = unique_keys.last_mut() {
-                u.push(col);
-            }
+            keys.push((index, col, int(v.get(2)) == Some(1)));
         }
         let (Some(schema), Some(name)) = (text(names.first()), text(names.get(1))) else {
             return Ok(None);
         };
-        let (Ok(schema), Ok(name)) = (Ident::new(&schema), Ident::new(&name)) else {
-            return Ok(None);
-        };
-        Ok(Some(TableSchema {
-            name: TableName {
-                schema: Some(schema),
-                name,
-            },
-            columns,
-            primary_key,
-            unique_keys,
-        }))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
     }
 
     /// When the oldest transaction of another session began; `None` and a note when the
@@ -465,13 +448,7 @@ impl Ora {
         let d = doing.clone();
         let conn = tokio::task::spawn_blocking(move || inner.conn().map_err(err(d)))
             .await
-            .map_err(|e| DbError::Query {
-                engine: E,
-                doing,
-                cause: format!("the Oracle call failed: {e}"),
-                code: None,
-                class: ErrorClass::Fatal,
-            })??;
+            .map_err(joined(doing))??;
         let mut part = part::OraPart {
             conn: Some(Arc::new(conn)),
             w,
@@ -532,26 +509,10 @@ impl Ora {
 }
 
 fn decode_row(values: &[::oracle::SqlValue], cols: &[Col]) -> ReadRow {
-    let mut bad = None;
-    let values = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let decoded = match values.get(i) {
-                Some(v) => convert::decode(v, c),
-                None => Err("the row has fewer columns than the select".into()),
-            };
-            decoded.unwrap_or_else(|e| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
-                Value::Null
-            })
-        })
-        .collect();
-    ReadRow {
-        values,
-        bad,
-        tuple: None,
-    }
+    super::read_row(cols, |i, c| match values.get(i) {
+        Some(v) => convert::decode(v, c),
+        None => Err("the row has fewer columns than the select".into()),
+    })
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ impl From<DbError> for Failed {
 /// delete alone (see [`singles`]) and is begun again without every row that ends it, that
 /// row refused. Every other row is still committed, in one transaction.
 pub(super) async fn write_ending<F, Fut>(
+    engine: EngineKind,
     rows: usize,
     dels: usize,
     mut attempt: F,
@@ -106,7 +107,7 @@ where
     Fut: Future<Output = Result<Vec<Refused>, Failed>>,
 {
     let ended = |why: Option<String>| DbError::Query {
-        engine: EngineKind::MsSql,
+        engine,
         doing: "writing a batch".into(),
         cause: format!(
             "the database ended the transaction when it refused a row{}, and the row could \
@@ -201,7 +202,7 @@ mod tests {
         // Rows 3 and 7 and delete 1 end any transaction they are written in.
         let ends = |del: bool, i: usize| matches!((del, i), (false, 3) | (false, 7) | (true, 1));
         let mut attempts = 0;
-        let refused = write_ending(10, 2, |alone| {
+        let refused = write_ending(EngineKind::MsSql, 10, 2, |alone| {
             attempts += 1;
             async move {
                 let Some(out) = alone else {
@@ -237,9 +238,9 @@ mod tests {
             ]
         );
         // A batch that goes through is written once; another error is given as it is.
-        let once = write_ending(3, 0, |_| async { Ok(Vec::new()) }).await;
+        let once = write_ending(EngineKind::MsSql, 3, 0, |_| async { Ok(Vec::new()) }).await;
         assert!(once.is_ok_and(|r| r.is_empty()));
-        let e = write_ending(3, 0, |alone| async move {
+        let e = write_ending(EngineKind::MsSql, 3, 0, |alone| async move {
             match alone {
                 None => Err(Failed::Ended(None)),
                 Some(_) => Err(Failed::Db(DbError::Bootstrap {
@@ -251,7 +252,7 @@ mod tests {
         .await;
         assert!(e.is_err_and(|e| e.cause() == "down"));
         // A row said to end the transaction again is not left out twice.
-        let e = write_ending(3, 0, |alone| async move {
+        let e = write_ending(EngineKind::MsSql, 3, 0, |alone| async move {
             match alone {
                 None => Err(Failed::Ended(None)),
                 Some(_) => Err(Failed::Ended(Some((false, 0, "again".into())))),

@@ -196,13 +196,7 @@ async fn pull(
         Ok(Some(data)) => {
             reader
                 .feed(&data, cols, &mut held.got)
-                .map_err(|cause| DbError::Query {
-                    engine: E,
-                    doing: "reading rows".into(),
-                    cause,
-                    code: None,
-                    class: ErrorClass::Fatal,
-                })?;
+                .map_err(unreadable)?;
             for r in held.got.drain(..) {
                 let size = row_size(&r);
                 held.rows.push_back((r, size));
@@ -210,13 +204,29 @@ async fn pull(
             Ok(())
         }
         Ok(None) if reader.ended && !reader.partial() => Ok(()),
-        Ok(None) => Err(DbError::Query {
-            engine: E,
-            doing: "reading rows".into(),
-            cause: "the COPY data ended in the middle of a row".into(),
-            code: None,
-            class: ErrorClass::Unavailable,
-        }),
+        Ok(None) => Err(cut_short()),
         Err(e) => Err(DbError::query(E, "reading rows", e)),
+    }
+}
+
+/// The error of `COPY` data that is not what was selected.
+pub(super) fn unreadable(cause: String) -> DbError {
+    DbError::Query {
+        engine: E,
+        doing: "reading rows".into(),
+        cause,
+        code: None,
+        class: ErrorClass::Fatal,
+    }
+}
+
+/// The error of `COPY` data that ended in the middle of a row.
+pub(super) fn cut_short() -> DbError {
+    DbError::Query {
+        engine: E,
+        doing: "reading rows".into(),
+        cause: "the COPY data ended in the middle of a row".into(),
+        code: None,
+        class: ErrorClass::Unavailable,
     }
 }

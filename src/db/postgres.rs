@@ -219,37 +219,15 @@ impl Pg {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let mut unique_keys: Vec<Vec<Ident>> = Vec::new();
-        let mut primary_key = Vec::new();
-        let mut last = None;
+        let mut keys = Vec::new();
         for r in rows {
             let idx: i64 = r.try_get(0).map_err(err)?;
             let primary: bool = r.try_get(1).map_err(err)?;
             let col: String = r.try_get(2).map_err(err)?;
             let Ok(col) = Ident::new(&col) else { continue };
-            if last != Some(idx) {
-                unique_keys.push(Vec::new());
-                last = Some(idx);
-            }
-            if primary {
-                primary_key.push(col.clone());
-            }
-            if let Some(u) = unique_keys.last_mut() {
-                u.push(col);
-            }
+            keys.push((idx, col, primary));
         }
-        let (Ok(schema), Ok(name)) = (Ident::new(&schema), Ident::new(&name)) else {
-            return Ok(None);
-        };
-        Ok(Some(TableSchema {
-            name: TableName {
-                schema: Some(schema),
-                name,
-            },
-            columns,
-            primary_key,
-            unique_keys,
-        }))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
     }
 
     pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {
@@ -319,13 +297,7 @@ impl Pg {
             let before = rows.len();
             reader
                 .feed(&data, cols, &mut rows)
-                .map_err(|cause| DbError::Query {
-                    engine: E,
-                    doing: "reading rows".into(),
-                    cause,
-                    code: None,
-                    class: ErrorClass::Fatal,
-                })?;
+                .map_err(super::pgstream::unreadable)?;
             bytes += rows[before..]
                 .iter()
                 .map(super::pgstream::row_size)
@@ -338,13 +310,7 @@ impl Pg {
         }
         drop(stream);
         if !reader.ended || reader.partial() {
-            return Err(DbError::Query {
-                engine: E,
-                doing: "reading rows".into(),
-                cause: "the COPY data ended in the middle of a row".into(),
-                code: None,
-                class: ErrorClass::Unavailable,
-            });
+            return Err(super::pgstream::cut_short());
         }
         sqlx::query("COMMIT")
             .execute(&mut *conn.conn)
@@ -500,22 +466,7 @@ fn bind<'q>(q: PgQuery<'q>, v: &Value) -> PgQuery<'q> {
 }
 
 fn decode_row(row: &PgRow, cols: &[Col]) -> ReadRow {
-    let mut bad = None;
-    let values = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            decode(row, i, c.ty).unwrap_or_else(|e| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
-                Value::Null
-            })
-        })
-        .collect();
-    ReadRow {
-        values,
-        bad,
-        tuple: None,
-    }
+    super::read_row(cols, |i, c| decode(row, i, c.ty))
 }
 
 fn decode(row: &PgRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxDynError> {

@@ -357,22 +357,7 @@ fn bind<'q>(q: LiteQuery<'q>, v: &Value) -> LiteQuery<'q> {
 }
 
 fn decode_row(row: &SqliteRow, cols: &[Col]) -> ReadRow {
-    let mut bad = None;
-    let values = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            decode(row, i, c.ty).unwrap_or_else(|e| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value: {e}", c.name));
-                Value::Null
-            })
-        })
-        .collect();
-    ReadRow {
-        values,
-        bad,
-        tuple: None,
-    }
+    super::read_row(cols, |i, c| decode(row, i, c.ty))
 }
 
 fn decode(row: &SqliteRow, i: usize, ty: ColType) -> Result<Value, sqlx::error::BoxDynError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ::oracle::Connection;
 
-use super::{D, E, binds, err, refs};
+use super::{D, E, binds, err, joined, refs};
 use crate::db::dialect::Col;
 use crate::db::{DbError, ErrorClass, PartWriter, WriteBatch, chunks};
 use crate::value::Value;
@@ -35,13 +35,7 @@ impl OraPart<'_> {
         };
         tokio::task::spawn_blocking(move || f(&c))
             .await
-            .map_err(|e| DbError::Query {
-                engine: E,
-                doing,
-                cause: format!("the Oracle call failed: {e}"),
-                code: None,
-                class: ErrorClass::Fatal,
-            })?
+            .map_err(joined(doing))?
     }
 }
 
