@@ -108,8 +108,8 @@ impl Dialect {
 /// Prefix of the session settings that carry a `COPY`'s parameters (`frontdb.p1`, ...).
 const PG_PARAM_PREFIX: &str = "frontdb.p";
 
-/// The `n`th parameter of a [`PgCopy`](super::PgCopy): its session setting read once per statement, as its
-/// value's type, then as its column's.
+/// The `n`th parameter of a [`PgCopy`](super::PgCopy): its session setting read once per
+/// statement, as its value's type, then as its column's.
 pub(super) fn pg_setting_expr(n: usize, v: &Value, ty: Option<&str>) -> String {
     let get = format!("current_setting('{PG_PARAM_PREFIX}{n}')");
     let typed = match v {

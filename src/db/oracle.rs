@@ -453,6 +453,7 @@ impl Ora {
             conn: Some(Arc::new(conn)),
             w,
             delete: w.delete_sql(D),
+            committed: false,
         };
         let result = match isolate(&mut part, w.rows.len(), w.deletes.len()).await {
             Ok(refused) => {
@@ -463,15 +464,22 @@ impl Ora {
             }
             Err(e) => Err(e),
         };
-        if let (Err(e), Some(c)) = (&result, part.conn.take()) {
-            let drop_it = e.class() == ErrorClass::Unavailable;
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = c.rollback();
-                if drop_it {
-                    let _ = c.close_with_mode(CloseMode::Drop);
+        // Dropping the part gives the connection back (see its `Drop`). After a failure that
+        // is awaited here: the rollback releases the rows' locks before the batch is retried.
+        match &result {
+            Ok(_) => part.committed = true,
+            Err(e) => {
+                if let Some(c) = part.conn.take() {
+                    let broken = e.class() == ErrorClass::Unavailable;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _ = c.rollback();
+                        if broken {
+                            let _ = c.close_with_mode(CloseMode::Drop);
+                        }
+                    })
+                    .await;
                 }
-            })
-            .await;
+            }
         }
         result
     }

@@ -16,6 +16,30 @@ pub(super) struct OraPart<'a> {
     pub(super) conn: Option<Arc<Connection>>,
     pub(super) w: &'a WriteBatch<'a>,
     pub(super) delete: String,
+    /// Set once the batch committed: the connection goes back without a rollback.
+    pub(super) committed: bool,
+}
+
+impl Drop for OraPart<'_> {
+    /// The connection is given back on a blocking thread, since that may wait on the
+    /// network; rolled back first unless the batch committed (a write dropped half way, when a
+    /// cycle stops), so that no transaction is left open on a pooled connection.
+    fn drop(&mut self) {
+        let Some(c) = self.conn.take() else { return };
+        let committed = self.committed;
+        let release = move || {
+            if !committed {
+                let _ = c.rollback();
+            }
+            drop(c);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(release);
+            }
+            Err(_) => release(),
+        }
+    }
 }
 
 impl OraPart<'_> {
