@@ -1,0 +1,132 @@
+//! Database errors: what failed, the database's own words, and what kind of failure it is,
+//! which decides what the agent does about it.
+
+use crate::config::{DbConfig, EngineKind};
+
+use super::{mysql, postgres, sqlite};
+
+/// What kind of failure a database error is, which decides what the agent does about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A lock conflict (deadlock, serialization failure, lock wait timeout): the same
+    /// transaction is tried again at once.
+    Transient,
+    /// The database cannot be reached or refuses work for now (connection refused or
+    /// dropped, shutdown, too many connections): the table retries with backoff.
+    Unavailable,
+    /// The database refuses this data (constraint violation, value too long or out of
+    /// range, type mismatch): the offending rows are isolated and quarantined.
+    Data,
+    /// Anything else (missing table or permission, bad SQL): needs a person.
+    Fatal,
+}
+
+/// A database error with what the agent was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the {role} database ({engine}, {url}): {cause}")]
+    Connect {
+        role: &'static str,
+        engine: EngineKind,
+        url: String,
+        cause: String,
+        class: ErrorClass,
+    },
+    #[error("{engine} {doing}: {cause}")]
+    Query {
+        engine: EngineKind,
+        doing: String,
+        cause: String,
+        /// The database's error code (SQLSTATE, MySQL error number, SQLite result code).
+        code: Option<String>,
+        class: ErrorClass,
+    },
+    #[error("SQLite bootstrap {path}: {cause}")]
+    Bootstrap { path: String, cause: String },
+}
+
+impl DbError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            DbError::Connect { class, .. } | DbError::Query { class, .. } => *class,
+            DbError::Bootstrap { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self.class(),
+            ErrorClass::Transient | ErrorClass::Unavailable
+        )
+    }
+
+    /// The database's own words, without what the agent was doing.
+    pub fn cause(&self) -> &str {
+        match self {
+            DbError::Connect { cause, .. }
+            | DbError::Query { cause, .. }
+            | DbError::Bootstrap { cause, .. } => cause,
+        }
+    }
+
+    pub(super) fn query(engine: EngineKind, doing: impl Into<String>, e: sqlx::Error) -> Self {
+        let (code, class) = classify(engine, &e);
+        DbError::Query {
+            engine,
+            doing: doing.into(),
+            cause: describe(&e),
+            code,
+            class,
+        }
+    }
+
+    pub(super) fn connect(cfg: &DbConfig, role: &'static str, e: &sqlx::Error) -> Self {
+        let (_, class) = classify(cfg.engine, e);
+        DbError::Connect {
+            role,
+            engine: cfg.engine,
+            url: cfg.redacted.clone(),
+            cause: describe(e),
+            // Whatever stops a connection now (the server is down, refuses connections,
+            // or is restarting) may pass; only a broken configuration will not.
+            class: match class {
+                ErrorClass::Fatal if matches!(e, sqlx::Error::Configuration(_)) => {
+                    ErrorClass::Fatal
+                }
+                ErrorClass::Data | ErrorClass::Transient | ErrorClass::Fatal => {
+                    ErrorClass::Unavailable
+                }
+                c => c,
+            },
+        }
+    }
+}
+
+/// The class of an error, and the database's code when it gave one. Connection-level
+/// errors are the same everywhere; database errors are classified by each engine.
+pub(super) fn classify(engine: EngineKind, e: &sqlx::Error) -> (Option<String>, ErrorClass) {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => (None, ErrorClass::Unavailable),
+        sqlx::Error::Database(d) => match engine {
+            EngineKind::Postgres => postgres::classify(d.as_ref()),
+            EngineKind::MySql => mysql::classify(d.as_ref()),
+            EngineKind::Sqlite => sqlite::classify(d.as_ref()),
+            EngineKind::MsSql | EngineKind::Oracle => (None, ErrorClass::Fatal),
+        },
+        _ => (None, ErrorClass::Fatal),
+    }
+}
+
+/// The error's own words, without sqlx's generic prefixes.
+pub(super) fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        other => other.to_string(),
+    }
+}
