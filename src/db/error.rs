@@ -3,6 +3,7 @@
 
 use crate::config::{DbConfig, EngineKind};
 
+use super::ident::TableName;
 use super::{mysql, postgres, sqlite};
 
 /// What kind of failure a database error is, which decides what the agent does about it.
@@ -68,6 +69,17 @@ impl DbError {
             | DbError::Query { cause, .. }
             | DbError::Bootstrap { cause, .. } => cause,
         }
+    }
+
+    /// What makes the errors of a statement on `table`: `doing` is followed by the table's
+    /// name ("copying rows into" `"public"."t"`).
+    pub(super) fn on_table(
+        engine: EngineKind,
+        doing: &str,
+        table: &TableName,
+    ) -> impl FnOnce(sqlx::Error) -> Self + use<> {
+        let doing = format!("{doing} {table}");
+        move |e| DbError::query(engine, doing, e)
     }
 
     pub(super) fn query(engine: EngineKind, doing: impl Into<String>, e: sqlx::Error) -> Self {

@@ -182,10 +182,7 @@ impl My {
 
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         let mut tx = self
             .pool
             .begin()
@@ -284,10 +281,7 @@ impl PartWriter for MyPart<'_, '_> {
 
     async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
         let table = self.w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         let dialect = Dialect::MySql;
         let rows = &self.w.rows[r];
         for (start, end) in chunks(rows, self.w.upsert.columns.len(), dialect.max_params()) {

@@ -205,10 +205,7 @@ impl Lite {
 
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         let mut tx = self
             .pool
             .begin()
@@ -260,10 +257,7 @@ impl PartWriter for LitePart<'_, '_> {
 
     async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
         let table = self.w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         let dialect = Dialect::Sqlite;
         let rows = &self.w.rows[r];
         for (start, end) in chunks(rows, self.w.upsert.columns.len(), dialect.max_params()) {

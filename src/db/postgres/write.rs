@@ -28,10 +28,7 @@ impl Pg {
             .and_then(|kinds| encode(|| self.buffer(), kinds, w, 0..w.rows.len()));
         ready.await;
         let table = w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         let d = Dialect::Postgres;
         let stage = stage_name(w);
         let mut direct = match w.upsert.key {
@@ -219,10 +216,7 @@ impl PartWriter for PgPart<'_, '_> {
 
     async fn part(&mut self, r: Range<usize>, d: Range<usize>) -> Result<(), DbError> {
         let table = self.w.upsert.table;
-        let err = |doing: &str| {
-            let doing = format!("{doing} {table}");
-            move |e| DbError::query(E, doing, e)
-        };
+        let err = |doing: &str| DbError::on_table(E, doing, table);
         if !r.is_empty() {
             let whole = r.len() == self.w.rows.len();
             let rows = &self.w.rows[r.clone()];
