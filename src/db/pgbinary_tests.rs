@@ -235,15 +235,20 @@ fn copy_data(kinds: &[Kind], rows: &[Vec<Value>]) -> Vec<u8> {
     buf
 }
 
-#[test]
-fn copy_out_rows_are_read_however_the_data_is_split() {
+/// An integer, a Chinese-named text, a decimal and a timestamp column, with their kinds.
+fn four_columns() -> ([Col; 4], [Kind; 4]) {
     let cols = [
         copy_col("id", ColType::Int),
         copy_col("名称", ColType::Text),
         copy_col("amount", ColType::Decimal),
         copy_col("at", ColType::Timestamp),
     ];
-    let kinds = [Kind::I8, Kind::Text, Kind::Numeric, Kind::Timestamp];
+    (cols, [Kind::I8, Kind::Text, Kind::Numeric, Kind::Timestamp])
+}
+
+#[test]
+fn copy_out_rows_are_read_however_the_data_is_split() {
+    let (cols, kinds) = four_columns();
     let at = NaiveDate::from_ymd_opt(1998, 7, 1)
         .and_then(|d| d.and_hms_micro_opt(8, 0, 0, 1))
         .expect("at");
@@ -291,13 +296,7 @@ fn copy_out_rows_are_read_however_the_data_is_split() {
 
 #[test]
 fn rows_kept_as_tuples_decode_only_what_is_asked_and_complete_to_the_whole_row() {
-    let cols = [
-        copy_col("id", ColType::Int),
-        copy_col("名称", ColType::Text),
-        copy_col("amount", ColType::Decimal),
-        copy_col("at", ColType::Timestamp),
-    ];
-    let kinds = [Kind::I8, Kind::Text, Kind::Numeric, Kind::Timestamp];
+    let (cols, kinds) = four_columns();
     let at = NaiveDate::from_ymd_opt(2026, 11, 2)
         .and_then(|d| d.and_hms_micro_opt(8, 0, 0, 7))
         .expect("at");

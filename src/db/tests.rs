@@ -1,6 +1,18 @@
 use super::*;
 use crate::value::ColType;
 
+/// Each catalog statement binds the names it looks up, its placeholders `place(1)` to
+/// `place(n)` and no more, and has nothing formatted into its text.
+pub(super) fn assert_binds_only(statements: &[(&str, usize)], place: impl Fn(usize) -> String) {
+    for &(text, params) in statements {
+        for n in 1..=params {
+            assert!(text.contains(&place(n)), "{text}");
+        }
+        assert!(!text.contains(&place(params + 1)), "{text}");
+        assert!(!text.contains('{'), "{text}");
+    }
+}
+
 #[test]
 fn catalog_rows_group_into_the_primary_key_and_unique_keys() {
     let id = |s: &str| Ident::new(s).expect("ident");
