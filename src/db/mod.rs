@@ -122,10 +122,26 @@ pub struct Tuples {
     ends: Vec<usize>,
 }
 
+/// Buffers of batches' tuples given back when their batch is done, taken again by the next
+/// batches: a buffer of a megabyte or two per batch, allocated fresh each time, costs a page
+/// fault for every page of it once the allocator has given the pages back. At most
+/// [`KEPT_BUFFERS`] (as many as batches are held at once), none larger than [`KEPT_BYTES`];
+/// a buffer is taken for a batch that needs at least a quarter of it.
+static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+const KEPT_BUFFERS: usize = 3;
+const KEPT_BYTES: usize = 16 << 20;
+
 impl Tuples {
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let kept = BUFFERS.lock().ok().and_then(|mut b| {
+            // Large enough, and not a large buffer for a few rows.
+            let i = b
+                .iter()
+                .position(|d| d.capacity() >= bytes && d.capacity() / 4 <= bytes)?;
+            Some(b.swap_remove(i))
+        });
         Tuples {
-            data: Vec::with_capacity(bytes),
+            data: kept.unwrap_or_else(|| Vec::with_capacity(bytes)),
             ends: Vec::with_capacity(rows),
         }
     }
@@ -160,6 +176,21 @@ impl Tuples {
         }
         let end = *self.ends.get(r.end - 1)?;
         self.data.get(self.start(r.start)..end)
+    }
+}
+
+impl Drop for Tuples {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        if data.capacity() == 0 || data.capacity() > KEPT_BYTES {
+            return;
+        }
+        data.clear();
+        if let Ok(mut kept) = BUFFERS.lock()
+            && kept.len() < KEPT_BUFFERS
+        {
+            kept.push(data);
+        }
     }
 }
 

@@ -273,7 +273,7 @@ pub async fn prepare(
             origin: origin.as_deref(),
             lower_ops: ctx.cfg.exchange.lower_ops,
         };
-        let (mut ups, mut dels) = (Vec::new(), Vec::new());
+        let (mut ups, mut dels) = (Vec::with_capacity(pending.len()), Vec::new());
         for (rkey, p) in pending {
             let (mapped, src, is_delete, tuple) = match p {
                 // A row read as its tuple goes as it came: nothing to map.

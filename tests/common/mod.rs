@@ -432,3 +432,14 @@ pub fn rejects(agent: &Agent, args: &[&str]) -> Vec<serde_json::Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+/// The path of a command on PATH.
+pub fn which(cmd: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(cmd))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}

@@ -1,0 +1,213 @@
+//! PostgreSQL's write and read paths against the real server: batches of new keys copied
+//! straight in and known keys merged, an exchange table that refuses COPY, and keys of every
+//! kind paged through a PostgreSQL source exactly.
+
+mod common;
+
+use common::{Agent, PgDb, header};
+
+fn table(body: &str) -> String {
+    format!("\n[[table]]\n{body}\n")
+}
+
+/// Batches of new keys go straight into the target, each without asking once the one before
+/// told the greatest key there. When another writer put one of the next batch's keys there
+/// meanwhile (here a trigger, as the first batch arrives), the target refuses the COPY and the
+/// batch is merged. A later run with new keys first and then known ones merges the known.
+#[tokio::test]
+async fn batches_of_new_keys_go_straight_in_and_known_keys_are_merged() {
+    let src = PgDb::new("append_then_update").await;
+    let tgt = PgDb::new("append_then_update").await;
+    let ddl = "CREATE TABLE au (id bigint PRIMARY KEY, v text NOT NULL, \
+               updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    tgt.exec(
+        "CREATE FUNCTION sneak() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.id = 100 THEN INSERT INTO au VALUES (150, 'sneaked', '2000-01-01'); END IF; \
+         RETURN NULL; END $$",
+    )
+    .await;
+    tgt.exec("CREATE TRIGGER sneak AFTER INSERT ON au FOR EACH ROW EXECUTE FUNCTION sneak()")
+        .await;
+    src.exec(
+        "INSERT INTO au SELECT g, 'first ' || g, '2026-01-01'::timestamp + g * interval '1 second' \
+         FROM generate_series(1, 200) g",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"au\"\nbatch_size = 100\n\
+             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
+        )
+    ));
+    // The refused COPY is a transaction rolled back at the target.
+    let rollbacks = format!(
+        "SELECT xact_rollback FROM pg_stat_database WHERE datname = '{}'",
+        tgt.name
+    );
+    let before = tgt.scalar_i64(&rollbacks).await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("au: 200 row(s) sent"), "{out}");
+    assert!(out.contains("0 quarantined"), "{out}");
+    let all = "SELECT id::text, v, updated_at::text FROM au ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    common::wait_for(
+        "the refused COPY in the target's statistics",
+        std::time::Duration::from_secs(10),
+        async || tgt.scalar_i64(&rollbacks).await > before,
+    )
+    .await;
+
+    // New keys first (the earlier change time), then keys the target has, changed.
+    src.exec(
+        "INSERT INTO au SELECT g, 'new ' || g, '2026-01-02 00:00:00' FROM generate_series(1001, 1100) g",
+    )
+    .await;
+    src.exec(
+        "UPDATE au SET v = 'changed ' || id, updated_at = '2026-01-03 00:00:00' WHERE id <= 100",
+    )
+    .await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("au: 200 row(s) sent"), "{out}");
+    assert!(out.contains("0 quarantined"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    assert_eq!(
+        tgt.rows("SELECT v FROM au WHERE id = 7").await,
+        vec![vec![Some("changed 7".to_string())]]
+    );
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM au").await, 300);
+    src.drop().await;
+    tgt.drop().await;
+}
+
+/// An exchange table under row-level security refuses `COPY FROM`: the batches of a first
+/// exchange are merged instead, and every row arrives.
+#[tokio::test]
+async fn an_exchange_table_that_refuses_copy_gets_its_rows_merged() {
+    let src = PgDb::new("rls").await;
+    let tgt = PgDb::new("rls").await;
+    let ddl = "CREATE TABLE guarded (id bigint PRIMARY KEY, v text NOT NULL, \
+               updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(
+        "INSERT INTO guarded SELECT g, 'row ' || g, '2026-01-01 00:00:00'::timestamp + g * interval '1 second' \
+         FROM generate_series(1, 250) g",
+    )
+    .await;
+    // A role of its own, subject to the table's policy (the superuser would bypass it).
+    let role = format!("{}_writer", tgt.name);
+    common::pg_admin(&format!("CREATE ROLE \"{role}\" LOGIN")).await;
+    tgt.exec("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")
+        .await;
+    tgt.exec("CREATE POLICY everything ON guarded USING (true) WITH CHECK (true)")
+        .await;
+    tgt.exec(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON guarded TO \"{role}\""
+    ))
+    .await;
+    assert!(tgt.url.contains("://postgres@"), "{}", tgt.url);
+    let tgt_url = tgt.url.replacen("://postgres@", &format!("://{role}@"), 1);
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt_url),
+        table(
+            "source = \"guarded\"\nbatch_size = 100\nwatermark = { kind = \"timestamp\", column = \"updated_at\" }"
+        )
+    ));
+    let (out, log) = agent.ok_logged(&["once"], "info");
+    assert!(out.contains("guarded: 250 row(s) sent"), "{out}");
+    assert!(out.contains("0 quarantined"), "{out}");
+    assert_eq!(
+        log.matches("its batches are merged from now on").count(),
+        1,
+        "{log}"
+    );
+    let all = "SELECT id::text, v, updated_at::text FROM guarded ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+    common::pg_admin(&format!("DROP ROLE \"{role}\"")).await;
+}
+
+/// PostgreSQL sources are read by `COPY ... TO STDOUT`, whose parameters travel as session
+/// settings in text: a key of every kind pages through exactly (no row skipped, none sent
+/// twice), a column whose name holds `$1` is not taken for a placeholder, and a read cut by
+/// `batch_bytes` half way through its `COPY` leaves nothing behind.
+#[tokio::test]
+async fn keys_of_every_kind_page_through_a_postgres_source_exactly() {
+    let src = PgDb::new("copy_keys").await;
+    let tgt = PgDb::new("copy_keys").await;
+    let ddl = "CREATE TABLE ck (\"k$1\" text, k_date date, k_ts timestamptz, k_tsn timestamp(6), \
+               k_time time(6), k_num numeric(20,6), k_float float8, k_int int8, k_bool bool, \
+               k_bytes bytea, v text, \
+               PRIMARY KEY (\"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, k_int, k_bool, k_bytes))";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    // Rows that differ only in the last key columns, so every parameter decides some page.
+    let rows = |from: i32, to: i32| {
+        format!(
+            "INSERT INTO ck SELECT \
+               CASE WHEN g % 3 = 0 THEN '监管''$1' ELSE 'a' || (g / 7) END, \
+               date '1999-12-31' + (g / 5), \
+               timestamptz '2026-03-01 08:00:00.000001+08' + (g / 4) * interval '1.000001 second', \
+               timestamp '1970-01-01 00:00:00.5' + (g / 3) * interval '0.000001 second', \
+               time '23:59:59.999999' - (g / 2) * interval '1 microsecond', \
+               -123456.000001 + (g / 2) * 0.000001, \
+               0.1 * (g % 2) + 1e-300, \
+               (g % 2) * 9007199254740993, \
+               g % 2 = 0, \
+               decode(lpad(to_hex(g % 2), 2, '0'), 'hex'), \
+               'row ' || g \
+             FROM generate_series({from}, {to}) g"
+        )
+    };
+    src.exec(&rows(1, 60)).await;
+    let all = "SELECT \"k$1\", k_date::text, k_ts::text, k_tsn::text, k_time::text, \
+               k_num::text, k_float::text, k_int::text, k_bool::text, k_bytes::text, v \
+               FROM ck ORDER BY \"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, k_int, \
+               k_bool, k_bytes";
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table("source = \"ck\"\nbatch_size = 7\nwatermark = { kind = \"key\" }")
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("ck: 60 row(s) sent"), "{out}");
+    assert!(out.contains("9 batch(es)"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+
+    // Keys above the watermark arrive; nothing already sent is read again.
+    src.exec(&rows(61, 80)).await;
+    let out = agent.ok(&["once"]);
+    let above = src
+        .scalar_i64(
+            "SELECT count(*) FROM ck WHERE (\"k$1\", k_date, k_ts, k_tsn, k_time, k_num, k_float, \
+             k_int, k_bool, k_bytes) > ALL (SELECT \"k$1\", k_date, k_ts, k_tsn, k_time, k_num, \
+             k_float, k_int, k_bool, k_bytes FROM ck WHERE substr(v, 5)::int <= 60)",
+        )
+        .await;
+    assert!(above > 0, "the test needs keys above the watermark");
+    assert!(out.contains(&format!("ck: {above} row(s) sent")), "{out}");
+
+    // Rows of 24 KB under the smallest byte cap (64 KiB): every read stops after three rows,
+    // half way through its COPY, and its connection is closed rather than handed on.
+    let capped = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"ck\"\nbatch_size = 7\nbatch_bytes = 65536\nwatermark = { kind = \"key\" }"
+        )
+    ));
+    src.exec("UPDATE ck SET v = v || repeat('长', 8000)").await;
+    tgt.exec("TRUNCATE ck").await;
+    let out = capped.ok(&["once"]);
+    assert!(out.contains("ck: 80 row(s) sent"), "{out}");
+    assert!(out.contains("27 batch(es)"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+}
