@@ -114,7 +114,7 @@ async fn a_transaction_committed_late_with_an_older_timestamp_still_arrives() {
         .await;
     let agent = Agent::new(&format!(
         "{}{}",
-        // The lookback alone: the open-transaction guard has its own tests (faults.rs).
+        // The lookback alone: the open-transaction guard has its own tests (long_transactions.rs).
         header(&src.url, &tgt.url)
             .replace("Asia/Shanghai", "UTC")
             .replace(
