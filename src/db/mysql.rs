@@ -10,7 +10,6 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::TryStreamExt;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlRow};
-use sqlx::query::Query;
 use sqlx::{Arguments, ConnectOptions, Decode, MySql, Row, ValueRef};
 
 use super::dialect::{Col, Dialect, Sql};
@@ -158,11 +157,9 @@ impl My {
         cols: &[Col],
         max_bytes: usize,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
-        let mut q = sqlx::query(dynamic(&sql.text));
-        for p in &sql.params {
-            q = bind(q, p);
-        }
-        let mut stream = q.fetch(&self.pool);
+        let args =
+            arguments(sql.params.iter()).map_err(|e| DbError::query(E, "reading rows", e))?;
+        let mut stream = sqlx::query_with(dynamic(&sql.text), args).fetch(&self.pool);
         let mut rows = Vec::new();
         let mut bytes = 0;
         while let Some(row) = stream
@@ -205,11 +202,12 @@ impl My {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut n = 0;
         for r in rows {
-            let mut q = sqlx::query(dynamic(text));
-            for v in r {
-                q = bind(q, v);
-            }
-            n += q.execute(&mut *tx).await.map_err(err)?.rows_affected();
+            let args = arguments(r.iter()).map_err(err)?;
+            n += sqlx::query_with(dynamic(text), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
@@ -294,11 +292,9 @@ impl PartWriter for MyPart<'_, '_> {
                 .map_err(err("upserting into"))?;
         }
         for del in &self.w.deletes[d] {
-            let mut q = sqlx::query(dynamic(&self.delete));
-            for v in del {
-                q = bind(q, v);
-            }
-            q.execute(&mut **self.tx)
+            let args = arguments(del.iter()).map_err(err("deleting from"))?;
+            sqlx::query_with(dynamic(&self.delete), args)
+                .execute(&mut **self.tx)
                 .await
                 .map_err(err("deleting from"))?;
         }
@@ -340,26 +336,9 @@ fn col_type(data_type: &str) -> ColType {
     }
 }
 
-type MyQuery<'q> = Query<'q, MySql, MySqlArguments>;
-
-fn bind<'q>(q: MyQuery<'q>, v: &Value) -> MyQuery<'q> {
-    match v {
-        Value::Null => q.bind(None::<String>),
-        Value::Bool(b) => q.bind(*b),
-        Value::Int(i) => q.bind(*i),
-        Value::Float(f) => q.bind(*f),
-        Value::Decimal(s) | Value::Text(s) => q.bind(s.clone()),
-        Value::Bytes(b) => q.bind(b.clone()),
-        Value::Date(d) => q.bind(*d),
-        Value::Time(t) => q.bind(*t),
-        Value::Timestamp(t) => q.bind(*t),
-        Value::TimestampTz(t) => q.bind(*t),
-    }
-}
-
-/// The parameters of one statement in one buffer sized for them up front: a multi-row upsert
-/// has up to 65,535, and a buffer grown a value at a time is copied again and again (each
-/// time into fresh pages the process faults in).
+/// The parameters of a statement, bound in one buffer sized for them up front: a multi-row
+/// upsert has up to 65,535, and a buffer grown a value at a time is copied again and again
+/// (each time into fresh pages the process faults in).
 fn arguments<'v>(
     values: impl Iterator<Item = &'v Value> + Clone,
 ) -> Result<MySqlArguments, sqlx::Error> {
@@ -429,7 +408,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arguments_sized_up_front_are_those_bound_one_by_one() {
+    fn arguments_sized_up_front_are_those_sqlx_binds_one_by_one() {
         use sqlx::Execute;
         let day = NaiveDate::from_ymd_opt(2024, 2, 29).expect("date");
         let at = day.and_hms_micro_opt(23, 59, 58, 123_456).expect("time");
@@ -446,10 +425,19 @@ mod tests {
             Value::Timestamp(at),
             Value::TimestampTz(at.and_utc()),
         ];
-        let mut q = sqlx::query::<MySql>("");
-        for v in &values {
-            q = bind(q, v);
-        }
+        // Each value bound by sqlx itself, as its Rust type.
+        let mut q = sqlx::query::<MySql>("")
+            .bind(None::<String>)
+            .bind(true)
+            .bind(-42_i64)
+            .bind(1.5_f64)
+            .bind("12345.67".to_owned())
+            .bind("黑龙江省哈尔滨市".repeat(40))
+            .bind(vec![0_u8, 255, 7])
+            .bind(day)
+            .bind(at.time())
+            .bind(at)
+            .bind(at.and_utc());
         let bound = q.take_arguments().expect("bound").expect("some");
         let sized = arguments(values.iter()).expect("arguments");
         assert_eq!(sized.len(), values.len());
