@@ -9,6 +9,12 @@ use crate::io::{AsyncRead, AsyncReadExt, ProtocolDecode, ProtocolEncode};
 // Tokio, async-std, and std all use this as the default capacity for their buffered I/O.
 const DEFAULT_BUF_SIZE: usize = 8192;
 
+// frontdb-agent: the read buffer's spare capacity. Messages are split off the read buffer
+// and kept by the caller (a `COPY ... TO STDOUT` row each), so the buffer cannot reclaim its
+// allocation and takes a new one each time it is full: with 8 KiB, a new allocation (fresh
+// pages) and a copy of the partial message every 8 KiB read.
+const READ_BUF_SIZE: usize = 64 * 1024;
+
 pub struct BufferedSocket<S> {
     socket: S,
     write_buf: WriteBuffer,
@@ -40,7 +46,7 @@ impl<S: Socket> BufferedSocket<S> {
             },
             read_buf: ReadBuffer {
                 read: BytesMut::new(),
-                available: BytesMut::with_capacity(DEFAULT_BUF_SIZE),
+                available: BytesMut::with_capacity(READ_BUF_SIZE),
             },
         }
     }
@@ -311,7 +317,7 @@ impl ReadBuffer {
     }
 
     fn shrink(&mut self) {
-        if self.available.capacity() > DEFAULT_BUF_SIZE {
+        if self.available.capacity() > READ_BUF_SIZE {
             // `BytesMut` doesn't have a way to shrink its capacity,
             // but we only use `available` for spare capacity anyway so we can just replace it.
             //
@@ -323,7 +329,7 @@ impl ReadBuffer {
             // but that's also kind of unavoidable.
             //
             // We should be warning the user not to call this often.
-            self.available = BytesMut::with_capacity(DEFAULT_BUF_SIZE);
+            self.available = BytesMut::with_capacity(READ_BUF_SIZE);
         }
     }
 }
