@@ -194,6 +194,60 @@ impl Drop for Tuples {
     }
 }
 
+/// The value vectors of pass-through rows ([`ReadRow::tuple`]) whose batch is done, taken
+/// again by the rows read next: such a row's values are mostly NULL placeholders, but a vector
+/// of them all the same (17 columns: 544 bytes), allocated by the reading task and freed by
+/// another once its batch is written, costs the allocator fresh pages, and the process their
+/// page faults, for every batch. At most [`KEPT_VALUE_BYTES`] of them are kept.
+static VALUE_ROWS: std::sync::Mutex<KeptRows> = std::sync::Mutex::new(KeptRows {
+    rows: Vec::new(),
+    bytes: 0,
+});
+const KEPT_VALUE_BYTES: usize = 8 << 20;
+
+struct KeptRows {
+    rows: Vec<Vec<Value>>,
+    /// Their capacity, in bytes.
+    bytes: usize,
+}
+
+/// An empty vector for the values of a row of `n` columns: a kept one if there is one large
+/// enough.
+pub(crate) fn row_values(n: usize) -> Vec<Value> {
+    let kept = VALUE_ROWS.lock().ok().and_then(|mut k| {
+        let v = k.rows.pop()?;
+        k.bytes -= v.capacity() * std::mem::size_of::<Value>();
+        Some(v)
+    });
+    match kept {
+        Some(v) if v.capacity() >= n => v,
+        _ => Vec::with_capacity(n),
+    }
+}
+
+/// Keep the vectors of pass-through rows written for the rows read next ([`row_values`]),
+/// emptied, as far as [`KEPT_VALUE_BYTES`] allows; the rest are freed.
+pub(crate) fn give_back_rows(rows: Vec<Vec<Value>>) {
+    let mut rows = rows;
+    for v in &mut rows {
+        v.clear();
+    }
+    let Ok(mut kept) = VALUE_ROWS.lock() else {
+        return;
+    };
+    for v in rows {
+        let size = v.capacity() * std::mem::size_of::<Value>();
+        if size == 0 {
+            continue;
+        }
+        if kept.bytes + size > KEPT_VALUE_BYTES {
+            break;
+        }
+        kept.bytes += size;
+        kept.rows.push(v);
+    }
+}
+
 /// A row read cell by cell, `decode(i, col)` for each column in order: a cell that cannot be
 /// decoded is NULL, and the first such is named, with its cause, in `bad`.
 fn read_row<E: std::fmt::Display>(

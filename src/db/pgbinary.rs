@@ -463,7 +463,15 @@ impl CopyOut {
                 return Ok(pos);
             }
             let mut bad = None;
-            let values = decoded(&row[..end], cols, self.decode.as_deref(), &mut bad);
+            let values = match self.decode.as_deref() {
+                // A pass-through row: its vector comes back when its batch is written.
+                Some(only) => {
+                    let mut v = super::row_values(cols.len());
+                    v.extend(decoded(&row[..end], cols, Some(only), &mut bad));
+                    v
+                }
+                None => decoded(&row[..end], cols, None, &mut bad).collect(),
+            };
             let tuple = self.decode.is_some().then(|| match shared {
                 Some(b) => b.slice(pos..pos + end),
                 None => Bytes::copy_from_slice(&row[..end]),
@@ -478,34 +486,31 @@ impl CopyOut {
 /// The values of one whole tuple (its field count first), of the columns marked in `only`
 /// (every column without it; the others are NULL). A value that cannot be read is NULL, and
 /// the first such column is named in `bad`.
-fn decoded(
-    tuple: &[u8],
-    cols: &[Col],
-    only: Option<&[bool]>,
-    bad: &mut Option<String>,
-) -> Vec<Value> {
+fn decoded<'a>(
+    tuple: &'a [u8],
+    cols: &'a [Col],
+    only: Option<&'a [bool]>,
+    bad: &'a mut Option<String>,
+) -> impl Iterator<Item = Value> + 'a {
     let mut at = 2;
-    cols.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let len = tuple
-                .get(at..at + 4)
-                .map_or(-1, |s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-            at += 4;
-            let Ok(len) = usize::try_from(len) else {
-                return Value::Null;
-            };
-            let b = tuple.get(at..at + len).unwrap_or_default();
-            at += len;
-            if only.is_some_and(|o| !o.get(i).copied().unwrap_or(false)) {
-                return Value::Null;
-            }
-            read(c.ty, b).unwrap_or_else(|| {
-                bad.get_or_insert_with(|| format!("column {}: cannot read the value", c.name));
-                Value::Null
-            })
+    cols.iter().enumerate().map(move |(i, c)| {
+        let len = tuple
+            .get(at..at + 4)
+            .map_or(-1, |s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+        at += 4;
+        let Ok(len) = usize::try_from(len) else {
+            return Value::Null;
+        };
+        let b = tuple.get(at..at + len).unwrap_or_default();
+        at += len;
+        if only.is_some_and(|o| !o.get(i).copied().unwrap_or(false)) {
+            return Value::Null;
+        }
+        read(c.ty, b).unwrap_or_else(|| {
+            bad.get_or_insert_with(|| format!("column {}: cannot read the value", c.name));
+            Value::Null
         })
-        .collect()
+    })
 }
 
 /// Decode the values a pass-through read left NULL from the row's tuple. A value that cannot
@@ -516,7 +521,8 @@ pub(super) fn complete(values: &mut [Value], tuple: &[u8], cols: &[Col]) {
     if !todo.contains(&true) {
         return;
     }
-    let all = decoded(tuple, cols, Some(&todo), &mut None);
+    let mut bad = None;
+    let all: Vec<Value> = decoded(tuple, cols, Some(&todo), &mut bad).collect();
     for ((v, new), redo) in values.iter_mut().zip(all).zip(todo) {
         if redo {
             *v = new;

@@ -71,15 +71,19 @@ pub async fn finish(
         }
         // The source rows are needed whole only for a refusal, or to flag them.
         let mut ups = s.ups;
-        for (i, (o, v)) in ups.iter_mut().zip(up_rows).enumerate() {
+        for (i, (o, v)) in ups.iter_mut().zip(&up_rows).enumerate() {
             if (plan.flag.is_some() || refused_ups.contains_key(&i))
                 && let Some(src) = &mut o.src
             {
-                plan.mapping.restore(src, plan.read_cols.len(), &v);
+                plan.mapping.restore(src, plan.read_cols.len(), v);
                 if let Some(t) = tuples.get(i) {
                     crate::db::complete(src, t, &plan.read_cols);
                 }
             }
+        }
+        // A table read as tuples: the rows read next take these vectors again.
+        if plan.tuples.is_some() {
+            crate::db::give_back_rows(up_rows);
         }
         for (is_delete, list, refused) in [(false, ups, &refused_ups), (true, dels, &refused_dels)]
         {
