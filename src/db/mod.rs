@@ -227,8 +227,7 @@ pub(crate) fn row_values(n: usize) -> Vec<Value> {
 
 /// Keep the vectors of pass-through rows written for the rows read next ([`row_values`]),
 /// emptied, as far as [`KEPT_VALUE_BYTES`] allows; the rest are freed.
-pub(crate) fn give_back_rows(rows: Vec<Vec<Value>>) {
-    let mut rows = rows;
+pub(crate) fn give_back_rows(mut rows: Vec<Vec<Value>>) {
     for v in &mut rows {
         v.clear();
     }
