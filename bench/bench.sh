@@ -10,7 +10,9 @@
 #   full      PostgreSQL -> PostgreSQL, ROWS rows, target with primary key and index, upserting;
 #             limit: psql \copy (format binary) piped into psql \copy into the same target
 #   incr      CHANGED rows updated among ROWS, one `once` (process start included);
-#             limit: the same rows piped by \copy into an empty table of the same shape
+#             limit: the same rows piped by \copy into an empty table of the same shape, and
+#             PostgreSQL's own upsert of them; then CHANGED new rows, one `once`;
+#             limit: the same rows piped by \copy into a copy of the exchange table
 #   realtime  a writer committing 10 rows every 20 ms (500 rows/s) for RT_SECONDS, the agent on
 #             `realtime@1s`; commit-to-target latency p50/p99 from the target's arrival time
 #   big       peak memory of a full exchange of BIG rows (no limit run)
@@ -110,6 +112,29 @@ SQL
     same "agent" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_tgt supervision)"
     record "incremental ${CHANGED} of ${ROWS}" "$LIMIT_S" "$SECS" "$LIMIT_MB" "$RSS_MB"
     record "incremental ${CHANGED} of ${ROWS}, against PostgreSQL's own upsert of them" "$UPSERT_S" "$SECS" "$UPSERT_MB" "$RSS_MB"
+
+    # CHANGED new rows (keys above every key there, changed after the last cycle): the other
+    # half of a front-end table's day. Limit: the same rows piped by \copy into a copy of the
+    # exchange table as the agent finds it (primary key and index).
+    say "incremental: $CHANGED new rows after $ROWS"
+    pg_generate fdb_bench_src supervision $(( ROWS + 1 )) $(( ROWS + CHANGED ))
+    since=$(pgval fdb_bench_src "SELECT now()")
+    psqlq fdb_bench_src -c "UPDATE supervision SET updated_at = clock_timestamp() WHERE id > $ROWS"
+    n=$(pgval fdb_bench_src "SELECT count(*) FROM supervision WHERE updated_at >= '$since'")
+    [ "$n" -eq "$CHANGED" ] || die "expected $CHANGED new rows, found $n"
+    psql -X -q "$PGURL/postgres" -c "CREATE DATABASE fdb_bench_limit TEMPLATE fdb_bench_tgt"
+    psqlq fdb_bench_limit -c "CHECKPOINT"
+    measure copy_new bash -c "psql -X -q '$PGURL/fdb_bench_src' -c \"\\copy (SELECT * FROM supervision WHERE updated_at >= '$since') TO STDOUT (FORMAT binary)\" \
+        | psql -X -q '$PGURL/fdb_bench_limit' -c '\\copy supervision FROM STDIN (FORMAT binary)'"
+    LIMIT_S=$SECS LIMIT_MB=$RSS_MB
+    same "COPY pipe" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_limit supervision)"
+    psql -X -q "$PGURL/postgres" -c "DROP DATABASE fdb_bench_limit"
+    psqlq fdb_bench_tgt -c "CHECKPOINT"
+    measure agent_new "$AGENT" --config "$WORK/pg.toml" once
+    same "agent" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_tgt supervision)"
+    record "incremental ${CHANGED} new rows after ${ROWS}" "$LIMIT_S" "$SECS" "$LIMIT_MB" "$RSS_MB"
+    # The later scenarios read ROWS rows.
+    psqlq fdb_bench_src -c "DELETE FROM supervision WHERE id > $ROWS" -c "VACUUM ANALYZE supervision"
 fi
 psql -X -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS fdb_bench_tgt"
 

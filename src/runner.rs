@@ -57,10 +57,10 @@ pub async fn connect(
     })
 }
 
+/// Close both databases and the state store, all at once: each waits on its own server or
+/// disk.
 pub async fn disconnect(ctx: &Ctx) {
-    ctx.source.close().await;
-    ctx.target.close().await;
-    ctx.state.close().await;
+    tokio::join!(ctx.source.close(), ctx.target.close(), ctx.state.close());
 }
 
 /// The tables a command works on: the named one, or every enabled one.

@@ -1,6 +1,6 @@
 //! PostgreSQL's write and read paths against the real server: batches of new keys copied
 //! straight in and known keys merged, an exchange table that refuses COPY, and keys of every
-//! kind paged through a PostgreSQL source exactly.
+//! kind paged through a PostgreSQL source exactly, and a source limited to one connection.
 
 mod common;
 
@@ -207,6 +207,61 @@ async fn keys_of_every_kind_page_through_a_postgres_source_exactly() {
     let out = capped.ok(&["once"]);
     assert!(out.contains("ck: 80 row(s) sent"), "{out}");
     assert!(out.contains("27 batch(es)"), "{out}");
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+}
+
+/// A front-end database often lets the exchange account hold a single connection, and the
+/// source is then given `max_connections = 1`. A table's whole cycle (its catalog, the stream
+/// of its rows, the rows that changed while it was read, the rows without a change time) goes
+/// over that one connection; the stream used to keep it until the cycle ended, and the next
+/// query waited for it in vain.
+#[tokio::test]
+async fn a_source_limited_to_one_connection_is_read_over_it() {
+    let src = PgDb::new("one_conn").await;
+    let tgt = PgDb::new("one_conn").await;
+    let ddl = "CREATE TABLE oc (id bigint PRIMARY KEY, v text NOT NULL, updated_at timestamp(6))";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec(
+        "INSERT INTO oc SELECT g, 'v' || g, '2026-01-01'::timestamp + g * interval '1 second' \
+         FROM generate_series(1, 35) g",
+    )
+    .await;
+    src.exec("INSERT INTO oc VALUES (50, 'no change time', NULL)")
+        .await;
+    let config = header(&src.url, &tgt.url).replace(
+        &format!("url = \"{}\"\n", src.url),
+        &format!("url = \"{}\"\nmax_connections = 1\n", src.url),
+    );
+    assert!(config.contains("max_connections = 1"), "{config}");
+    let agent = Agent::new(&format!(
+        "{config}{}",
+        table(
+            "source = \"oc\"\nbatch_size = 10\n\
+             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
+        )
+    ));
+    let all = "SELECT id::text, v, updated_at::text FROM oc ORDER BY id";
+    let timed = "SELECT id::text, v, updated_at::text FROM oc WHERE updated_at IS NOT NULL \
+                 ORDER BY id";
+    let (out, log) = agent.ok_logged(&["once"], "warn");
+    assert!(out.contains("oc: 35 row(s) sent"), "{out}");
+    assert!(
+        log.contains("updated_at NULL are not exchanged until it is set; keys: 50"),
+        "{log}"
+    );
+    assert_eq!(tgt.rows(all).await, src.rows(timed).await);
+    src.exec("UPDATE oc SET updated_at = '2026-01-15' WHERE id = 50")
+        .await;
+
+    src.exec("UPDATE oc SET v = 'changed', updated_at = '2026-02-01' WHERE id % 3 = 0")
+        .await;
+    src.exec("INSERT INTO oc VALUES (100, 'new', '2026-02-01')")
+        .await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("oc: 13 row(s) sent"), "{out}");
     assert_eq!(tgt.rows(all).await, src.rows(all).await);
     src.drop().await;
     tgt.drop().await;

@@ -382,6 +382,20 @@ mod tests {
     }
 
     #[test]
+    fn a_listening_table_needs_a_second_source_connection() {
+        let pg = BASE.replace(
+            "url = \"sqlite://src.db?mode=ro\"\n",
+            "url = \"postgres://h/src\"\nmax_connections = 1\n",
+        );
+        let table = "[[table]]\nsource = \"t\"\nwatermark = { kind = \"key\" }\n";
+        assert_eq!(problems(&format!("{pg}{table}")), Vec::new());
+        let p = problems(&format!("{pg}{table}notify = \"frontdb_t\"\n"));
+        let got: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(got, vec![(Some(7), "source.max_connections")], "{p:?}");
+        assert!(p[0].message.contains("table t listens"), "{p:?}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_path_and_line() {
         let p = problems(&format!(
             "{BASE}[[table]]\nsource = \"t\"\nsorce = \"x\"\nwatermark = {{ kind = \"flag\" }}\n\

@@ -434,6 +434,19 @@ pub fn validate(
             tables.push(spec);
         }
     }
+    // A listener keeps one of the source's connections for as long as the agent runs.
+    if let (Some(s), Some(t)) = (&source, tables.iter().find(|t| t.notify.is_some()))
+        && s.max_connections < 2
+    {
+        v.err(
+            "source.max_connections",
+            format!(
+                "must be at least 2: table {} listens for notifications, which keeps one \
+                 connection, and its rows are read over another",
+                t.name
+            ),
+        );
+    }
     match (agent, source, exchange, feedback) {
         (Some(agent), Some(source), Some(exchange), Some(feedback)) if v.problems.is_empty() => {
             Ok(Config {

@@ -159,6 +159,10 @@ pub(super) async fn serve(
     match sqlx::query("COMMIT").execute(&mut *conn.conn).await {
         Ok(_) => {
             conn.clean = true;
+            // Given back now, before the last rows are answered: the table's next queries
+            // (rows that changed while it was read, rows without a change time) reuse it
+            // rather than open a connection while this task still holds it.
+            conn.conn.return_to_pool().await;
             let _ = reply.send(Ok((rows, false)));
         }
         Err(e) => {

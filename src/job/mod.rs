@@ -97,9 +97,12 @@ pub async fn prepare(
     spec: &TableSpec,
 ) -> Result<Plan, JobError> {
     let n = &spec.name;
-    let src = source
-        .introspect(&spec.source)
-        .await
+    // Both catalogs are read at once: each query waits on its own database.
+    let (src, tgt) = tokio::join!(
+        source.introspect(&spec.source),
+        target.introspect(&spec.target)
+    );
+    let src = src
         .map_err(|e| JobError::db(n, "reading the front-end database's catalog", e))?
         .ok_or_else(|| {
             JobError::new(
@@ -111,9 +114,7 @@ pub async fn prepare(
                 ),
             )
         })?;
-    let tgt = target
-        .introspect(&spec.target)
-        .await
+    let tgt = tgt
         .map_err(|e| JobError::db(n, "reading the exchange database's catalog", e))?
         .ok_or_else(|| {
             JobError::new(
