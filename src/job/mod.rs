@@ -464,13 +464,14 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
 
 async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(), JobError> {
     let key_cols = plan.key_cols();
-    let stored = ctx
-        .state
-        .digests(&plan.name, None)
-        .await
-        .map_err(|e| JobError::state(&plan.name, e))?;
+    // The stored digests are read while the source answers the first batch.
+    let (stored, first) = tokio::join!(
+        ctx.state.digests(&plan.name, None),
+        read(ctx, plan, vec![], &key_cols)
+    );
+    let stored = stored.map_err(|e| JobError::state(&plan.name, e))?;
     let mut present: HashSet<String> = HashSet::with_capacity(stored.len());
-    let mut next = Some(read(ctx, plan, vec![], &key_cols).await?);
+    let mut next = Some(first?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -248,24 +249,21 @@ impl State {
         table: &str,
         since: Option<&str>,
     ) -> Result<HashMap<String, ([u8; 16], String)>, StateError> {
-        let rows = match since {
+        // Streamed into the map row by row: a lookback window of many rows is not held
+        // twice, once as result rows and once as the map.
+        let mut rows = match since {
             Some(s) => {
                 sqlx::query("SELECT rkey, digest, kvals FROM digests WHERE tbl = ? AND ts >= ?")
                     .bind(table)
                     .bind(s)
-                    .fetch_all(&self.pool)
-                    .await
+                    .fetch(&self.pool)
             }
-            None => {
-                sqlx::query("SELECT rkey, digest, kvals FROM digests WHERE tbl = ?")
-                    .bind(table)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(q("reading digests"))?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in rows {
+            None => sqlx::query("SELECT rkey, digest, kvals FROM digests WHERE tbl = ?")
+                .bind(table)
+                .fetch(&self.pool),
+        };
+        let mut out = HashMap::new();
+        while let Some(r) = rows.try_next().await.map_err(q("reading digests"))? {
             let key: String = r.try_get(0).map_err(q("reading digests"))?;
             let d: Vec<u8> = r.try_get(1).map_err(q("reading digests"))?;
             let kvals: String = r.try_get(2).map_err(q("reading digests"))?;
