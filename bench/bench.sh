@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # frontdb-agent benchmark: the agent against the databases' own bulk paths, in the same run.
 #
-#   bench/bench.sh                 # every scenario, 1,000,000 rows (about 5 minutes)
+#   bench/bench.sh                 # every scenario, 1,000,000 rows (about 6 minutes)
 #   ROWS=50000 BIG=0 RT_SECONDS=10 bench/bench.sh     # a smoke run
 #   SCENARIOS="full incr" bench/bench.sh              # some scenarios only
 #   AGENT=/path/to/frontdb-agent bench/bench.sh         # another build of the agent
