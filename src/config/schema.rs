@@ -1,6 +1,6 @@
 //! The TOML file as written by the integration team: every key, its meaning and its default.
 //!
-//! These structs only describe the file's shape; [`super::validate`] turns them into the
+//! These structs only describe the file's shape; `validate` turns them into the
 //! typed [`super::Config`] and reports every problem at once, each with its key and line.
 
 use std::collections::BTreeMap;

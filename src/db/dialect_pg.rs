@@ -47,8 +47,8 @@ impl Dialect {
         )
     }
 
-    /// PostgreSQL: set the `n` parameters of a [`Sql::copy`] statement, bound as `$1`..`$n`,
-    /// until the end of the transaction.
+    /// PostgreSQL: set the `n` parameters of a [`Sql`](super::Sql)'s `copy` statement, bound
+    /// as `$1`..`$n`, until the end of the transaction.
     pub fn pg_set_params(self, n: usize) -> String {
         let sets: Vec<String> = (1..=n)
             .map(|i| format!("set_config('{PG_PARAM_PREFIX}{i}', ${i}, true)"))
