@@ -12,10 +12,10 @@ use super::*;
 /// has sent all its statements (on PostgreSQL, unless it deletes; elsewhere, and with deletes,
 /// once that one committed; see [`batch::launch`]) and commits only after it, so batches
 /// commit in order at the exchange, and in the state store (the watermark) each after its
-/// own and after the one before; at most three are held. A crash
-/// between the two commits sends the rows again, which the newer-wins upsert takes as they
-/// are. The last batch is finished here; one left in `inflight` (when the next read finds
-/// nothing, or the cycle stops early) is finished by [`settle`].
+/// own and after the one before; at most three are held. A crash between the two commits
+/// sends the rows again, which the newer-wins upsert takes as they are. The last batch is
+/// finished here; one left in `inflight` (when the next read finds nothing, or the cycle
+/// stops early) is finished by [`settle`].
 pub(super) async fn deliver_reading(
     ctx: &Ctx,
     plan: &Plan,

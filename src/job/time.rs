@@ -307,14 +307,7 @@ async fn null_times(
     if rows.is_empty() {
         return Ok(());
     }
-    rows.sort_by(|a, b| {
-        a.values
-            .iter()
-            .zip(&b.values)
-            .map(|(x, y)| crate::watermark::cmp_values(x, y))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    rows.sort_by(|a, b| crate::watermark::cmp_tuple(&a.values, &b.values));
     let keys: Vec<String> = rows
         .iter()
         .take(SHOWN)
