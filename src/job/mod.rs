@@ -466,7 +466,7 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
     let key_cols = plan.key_cols();
     // The stored digests are read while the source answers the first batch.
     let (stored, first) = tokio::join!(
-        ctx.state.digests(&plan.name, None),
+        ctx.state.digests(&plan.name, None, true),
         read(ctx, plan, vec![], &key_cols)
     );
     let stored = stored.map_err(|e| JobError::state(&plan.name, e))?;

@@ -117,11 +117,21 @@ pub(super) async fn cycle(
     let stream = super::open(ctx, plan, &conds, &order);
     let load_seen = async {
         match &lower {
-            Some(l) => ctx
-                .state
-                .digests(&plan.name, Some(&l.sort_text()))
-                .await
-                .map_err(|e| JobError::state(&plan.name, e)),
+            Some(l) => {
+                let started = std::time::Instant::now();
+                let seen = ctx
+                    .state
+                    .digests(&plan.name, Some(&l.sort_text()), false)
+                    .await
+                    .map_err(|e| JobError::state(&plan.name, e))?;
+                tracing::debug!(
+                    table = %plan.name,
+                    "lookback window: {} digest(s) read in {:.3} s",
+                    seen.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(seen)
+            }
             None => Ok(Seen::new()),
         }
     };

@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS digests (
     kvals TEXT NOT NULL,
     PRIMARY KEY (tbl, rkey)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS digests_ts ON digests (tbl, ts);
+-- The lookback window's digests are read from this index alone (it holds rkey as well).
+CREATE INDEX IF NOT EXISTS digests_ts_digest ON digests (tbl, ts, digest);
+DROP INDEX IF EXISTS digests_ts;
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl TEXT NOT NULL,

@@ -87,6 +87,11 @@ impl InFlight {
         }
     }
 
+    /// Nothing to write: every row of the batch was skipped or quarantined.
+    pub fn idle(&self) -> bool {
+        self.write.is_none()
+    }
+
     /// Wait until the write committed at the exchange (true; also when there was nothing to
     /// write) or failed (false). The batch is not committed in the state store yet.
     pub async fn written(&mut self) -> bool {
