@@ -28,6 +28,16 @@ pub(super) async fn deliver_reading(
     type Reading = std::pin::Pin<
         Box<dyn Future<Output = Result<Result<(Vec<ReadRow>, bool), DbError>, String>> + Send>,
     >;
+    // A read in a task of its own, stopped if the delivery fails: its rows would not be used.
+    fn spawned<F>(read: F) -> (Reading, Option<AbortOnDrop>)
+    where
+        F: Future<Output = Result<(Vec<ReadRow>, bool), DbError>> + Send + 'static,
+    {
+        let task = tokio::spawn(read);
+        let guard = AbortOnDrop(task.abort_handle());
+        let rows = async move { task.await.map_err(|e| e.to_string()) };
+        (Box::pin(rows), Some(guard))
+    }
     let reading = next.map(|next| -> (Reading, Option<AbortOnDrop>) {
         match next {
             Next::Query(conds) => {
@@ -37,14 +47,10 @@ pub(super) async fn deliver_reading(
                 let max_bytes = plan.batch_bytes;
                 let tuples = plan.tuples.clone();
                 let n = plan.batch_size;
-                let task = tokio::spawn(async move {
+                spawned(async move {
                     let tuples = tuples.as_deref().map(|d| (d, n));
                     fetch(&source, &sql, &cols, max_bytes, tuples).await
-                });
-                // Stop the read if the delivery fails; its rows would not be used.
-                let guard = AbortOnDrop(task.abort_handle());
-                let rows = async move { task.await.map_err(|e| e.to_string()) };
-                (Box::pin(rows), Some(guard))
+                })
             }
             // Asked when awaited, once this batch is prepared and the one before it finished:
             // until then the rows wait in the connection, not in memory. (Asking at once was
@@ -55,10 +61,7 @@ pub(super) async fn deliver_reading(
             Next::Stream(s) => {
                 let rows = s.next(plan.batch_size, plan.batch_bytes);
                 if inflight.as_ref().is_none_or(batch::InFlight::idle) {
-                    let task = tokio::spawn(rows);
-                    let guard = AbortOnDrop(task.abort_handle());
-                    let rows = async move { task.await.map_err(|e| e.to_string()) };
-                    (Box::pin(rows), Some(guard))
+                    spawned(rows)
                 } else {
                     (Box::pin(async move { Ok(rows.await) }), None)
                 }

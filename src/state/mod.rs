@@ -303,8 +303,9 @@ impl State {
     ) -> Result<HashMap<String, ([u8; 16], String)>, StateError> {
         // Read a row at a time, 100,000 digests took 0.21-0.28 s, mostly in the driver, not
         // in SQLite; packed, 0.13-0.15 s. So the digests are read in pages of DIGESTS_PER_ROW
-        // rows, in index order, each packed by SQLite into one row: the keys' byte lengths, the keys one after another, the
-        // digests in hex, and (with `keys`) the same for the key values. A page ends where
+        // rows, in index order, each packed by SQLite into one row: the keys' byte lengths,
+        // the keys one after another, the digests in hex, and (with `keys`) the same for the
+        // key values. A page ends where
         // the next begins (its last row is read by position), and all pages are read in one
         // transaction, so a commit meanwhile cannot shift them. A digest not 16 bytes long
         // (never written so) reads as zeros, which matches no row.
