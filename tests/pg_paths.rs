@@ -1,6 +1,7 @@
 //! PostgreSQL's write and read paths against the real server: batches of new keys copied
-//! straight in and known keys merged, an exchange table that refuses COPY, and keys of every
-//! kind paged through a PostgreSQL source exactly, and a source limited to one connection.
+//! straight in, one after another over one connection, and known keys merged; an exchange
+//! table that refuses COPY; keys of every kind paged through a PostgreSQL source exactly; and
+//! a source limited to one connection.
 
 mod common;
 
@@ -263,6 +264,66 @@ async fn a_source_limited_to_one_connection_is_read_over_it() {
     let out = agent.ok(&["once"]);
     assert!(out.contains("oc: 13 row(s) sent"), "{out}");
     assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    src.drop().await;
+    tgt.drop().await;
+}
+
+/// Batches of new keys are copied in one after another by one server process, each in a
+/// transaction of its own: the exchange table records, by column defaults, the server process
+/// and the transaction that wrote every row. (Overlapping each with the next over a second
+/// connection was measured slower.)
+#[tokio::test]
+async fn batches_of_new_keys_are_copied_in_turn_over_one_connection() {
+    let src = PgDb::new("direct_turns").await;
+    let tgt = PgDb::new("direct_turns").await;
+    src.exec(
+        "CREATE TABLE dt (id bigint PRIMARY KEY, v text NOT NULL, \
+         updated_at timestamp(6) NOT NULL)",
+    )
+    .await;
+    tgt.exec(
+        "CREATE TABLE dt (id bigint PRIMARY KEY, v text NOT NULL, \
+         updated_at timestamp(6) NOT NULL, writer int NOT NULL DEFAULT pg_backend_pid(), \
+         tx bigint NOT NULL DEFAULT txid_current())",
+    )
+    .await;
+    src.exec(
+        "INSERT INTO dt SELECT g, 'v' || g, '2026-01-01'::timestamp + g * interval '1 second' \
+         FROM generate_series(1, 1000) g",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"dt\"\nbatch_size = 100\n\
+             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
+        )
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("dt: 1000 row(s) sent"), "{out}");
+    assert!(out.contains("10 batch(es)"), "{out}");
+    let all = "SELECT id::text, v, updated_at::text FROM dt ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+    // Each batch its own transaction, every one by the same server process.
+    assert_eq!(
+        tgt.scalar_i64("SELECT count(DISTINCT tx) FROM dt").await,
+        10
+    );
+    assert_eq!(
+        tgt.scalar_i64("SELECT count(DISTINCT writer) FROM dt")
+            .await,
+        1
+    );
+    // Each batch's rows came in one transaction: the ten batches of 100 keys in key order.
+    assert_eq!(
+        tgt.scalar_i64(
+            "SELECT count(*) FROM (SELECT tx FROM dt GROUP BY tx \
+             HAVING count(*) = 100 AND max(id) - min(id) = 99) b"
+        )
+        .await,
+        10
+    );
     src.drop().await;
     tgt.drop().await;
 }

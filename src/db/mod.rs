@@ -543,7 +543,7 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Postgres(d) => d.pool.close().await,
+            Db::Postgres(d) => d.close().await,
             Db::MySql(d) => d.pool.close().await,
             Db::Sqlite(d) => d.pool.close().await,
             Db::MsSql(d) => d.close().await,

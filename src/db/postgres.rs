@@ -50,7 +50,18 @@ pub struct Pg {
     /// Exchange tables that refuse a `COPY` straight in (a view, row-level security): their
     /// batches are always merged.
     merge_only: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The connection of the batch last copied straight in, and when it committed: the next
+    /// such batch begins once that one committed and takes it again (see [`Pg::direct_conn`]).
+    direct: std::sync::Arc<std::sync::Mutex<Option<Kept>>>,
 }
+
+type Kept = (sqlx::pool::PoolConnection<Postgres>, std::time::Instant);
+
+/// How long the connection of a batch copied straight in is kept for the next one; then it
+/// goes back to the pool (which checks a connection before it is used again), so that it is
+/// never held from the pool's other users for longer. The batches of one cycle follow each
+/// other within milliseconds.
+const DIRECT_KEEP: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// At most this many spare `COPY` buffers are kept, each of at most this many bytes.
 const SPARE_BUFFERS: usize = 2;
@@ -83,7 +94,49 @@ impl Pg {
         }
     }
 
-    /// Keep a buffer for a later batch.
+    /// A connection for a batch copied straight in: the one the batch before used when it
+    /// committed just now, else one from the pool. Appends written one after another by one
+    /// server process were measured faster than each overlapping the one before's commit on
+    /// a second connection (a full exchange of 1,000,000 rows, three paired rounds on
+    /// 2026-12-04: 3.94-4.06 s against 4.22-4.33 s).
+    async fn direct_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, sqlx::Error> {
+        let kept = self.direct.lock().ok().and_then(|mut d| d.take());
+        match kept {
+            Some((conn, at)) if at.elapsed() < DIRECT_KEEP => Ok(conn),
+            _ => self.pool.acquire().await,
+        }
+    }
+
+    /// Keep the connection of a batch just copied straight in for the next one, for at most
+    /// [`DIRECT_KEEP`]. A pool of one connection is not kept from: the next batch gets the
+    /// same connection from it anyway.
+    fn keep_direct(&self, conn: sqlx::pool::PoolConnection<Postgres>) {
+        if self.pool.options().get_max_connections() < 2 {
+            return;
+        }
+        let at = std::time::Instant::now();
+        if let Ok(mut d) = self.direct.lock() {
+            *d = Some((conn, at));
+        }
+        let slot = std::sync::Arc::clone(&self.direct);
+        tokio::spawn(async move {
+            tokio::time::sleep(DIRECT_KEEP).await;
+            // Still the same one, not taken since: back to the pool.
+            let stale = slot
+                .lock()
+                .ok()
+                .and_then(|mut d| d.take_if(|(_, kept)| *kept == at));
+            drop(stale);
+        });
+    }
+
+    /// Close the pool, once the kept connection is back in it.
+    pub async fn close(&self) {
+        let kept = self.direct.lock().ok().and_then(|mut d| d.take());
+        drop(kept);
+        self.pool.close().await;
+    }
+
     /// [`Pg::give_back`] a payload's buffer, if it has one.
     fn give_back_payload(&self, p: write::Payload<'_>) {
         if let write::Payload::Buf(b) = p {
@@ -91,6 +144,7 @@ impl Pg {
         }
     }
 
+    /// Keep a buffer for a later batch.
     fn give_back(&self, mut buf: Vec<u8>) {
         if buf.capacity() > SPARE_BYTES {
             return;
@@ -156,6 +210,7 @@ impl Pg {
             spare: std::sync::Mutex::new(Vec::new()),
             known_max: std::sync::Mutex::new(std::collections::HashMap::new()),
             merge_only: std::sync::Mutex::new(std::collections::HashSet::new()),
+            direct: std::sync::Arc::new(std::sync::Mutex::new(None)),
         })
     }
 

@@ -18,7 +18,9 @@ pub enum Stage {
 /// so that the exchange shows them in the order they were read. On PostgreSQL the next batch
 /// may begin once this one is [`Stage::Staged`]: this one then needs no more locks, so the
 /// next one can wait for this one's rows where they meet, and never the other way round
-/// (no deadlock); the server is never idle while a batch commits.
+/// (no deadlock); the server is never idle while a batch commits. A batch copied straight
+/// into the target (only new keys) is not staged before it committed: appends run one after
+/// another on one connection, which was measured faster.
 pub struct Turn {
     /// The stage of the batch before this one (none: nothing to wait for).
     pub before: Option<tokio::sync::watch::Receiver<Stage>>,

@@ -53,8 +53,7 @@ impl Pg {
         }
         if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
             let mut conn = self
-                .pool
-                .acquire()
+                .direct_conn()
                 .await
                 .map_err(err("connecting to the exchange for"))?;
             let range = int_key_range(w, w.rows);
@@ -113,6 +112,7 @@ impl Pg {
                 self.hold(&name, None);
             }
             if copied {
+                self.keep_direct(conn);
                 if let Some(Payload::Buf(buf)) = encoded {
                     self.give_back(buf);
                 }
@@ -447,7 +447,9 @@ enum Unsent {
 
 /// A batch copied straight into the target, in a transaction of its own that commits after
 /// the batch before it committed (its [`Turn`]); `copied` is told once the rows are
-/// in, before the commit.
+/// in, before the commit. The batch after it begins only once it committed (it is never
+/// [`Stage::Staged`](crate::db::Stage::Staged)), on the same connection: see
+/// [`Pg::direct_conn`].
 async fn copy_direct(
     conn: &mut PgConnection,
     statement: &str,
@@ -461,7 +463,6 @@ async fn copy_direct(
         .await
         .map_err(Unsent::Copy)?;
     copied();
-    turn.staged();
     if !turn.before_committed().await {
         return Err(Unsent::After);
     }
