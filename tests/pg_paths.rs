@@ -11,6 +11,14 @@ fn table(body: &str) -> String {
     format!("\n[[table]]\n{body}\n")
 }
 
+/// A table exchanged by its `updated_at` column, with a lookback of one second.
+fn timestamped(source: &str, batch_size: usize) -> String {
+    table(&format!(
+        "source = \"{source}\"\nbatch_size = {batch_size}\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }}"
+    ))
+}
+
 /// Batches of new keys go straight into the target, each without asking once the one before
 /// told the greatest key there. When another writer put one of the next batch's keys there
 /// meanwhile (here a trigger, as the first batch arrives), the target refuses the COPY and the
@@ -39,10 +47,7 @@ async fn batches_of_new_keys_go_straight_in_and_known_keys_are_merged() {
     let agent = Agent::new(&format!(
         "{}{}",
         header(&src.url, &tgt.url),
-        table(
-            "source = \"au\"\nbatch_size = 100\n\
-             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
-        )
+        timestamped("au", 100)
     ));
     // The refused COPY is a transaction rolled back at the target.
     let rollbacks = format!(
@@ -237,13 +242,7 @@ async fn a_source_limited_to_one_connection_is_read_over_it() {
         &format!("url = \"{}\"\nmax_connections = 1\n", src.url),
     );
     assert!(config.contains("max_connections = 1"), "{config}");
-    let agent = Agent::new(&format!(
-        "{config}{}",
-        table(
-            "source = \"oc\"\nbatch_size = 10\n\
-             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
-        )
-    ));
+    let agent = Agent::new(&format!("{config}{}", timestamped("oc", 10)));
     let all = "SELECT id::text, v, updated_at::text FROM oc ORDER BY id";
     let timed = "SELECT id::text, v, updated_at::text FROM oc WHERE updated_at IS NOT NULL \
                  ORDER BY id";
@@ -295,10 +294,7 @@ async fn batches_of_new_keys_are_copied_in_turn_over_one_connection() {
     let agent = Agent::new(&format!(
         "{}{}",
         header(&src.url, &tgt.url),
-        table(
-            "source = \"dt\"\nbatch_size = 100\n\
-             watermark = { kind = \"timestamp\", column = \"updated_at\", lookback = \"1s\" }"
-        )
+        timestamped("dt", 100)
     ));
     let out = agent.ok(&["once"]);
     assert!(out.contains("dt: 1000 row(s) sent"), "{out}");
