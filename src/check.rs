@@ -41,6 +41,8 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             return Err(AppError::Runtime(msgs.join("\n")));
         }
     };
+    // Whether the source tells its transaction ids (PostgreSQL 13 and later).
+    let xids = source.snapshot().await.is_ok_and(|s| s.is_some());
     let mut bad = 0;
     let mut plans = std::collections::HashMap::new();
     for spec in &cfg.tables {
@@ -74,6 +76,18 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
                 }
                 if !plan.rules.is_empty() {
                     println!("  {} quality rule(s)", plan.rules.len());
+                }
+                let lookback = plan.window.as_ref().is_some_and(|w| !w.lookback.is_zero());
+                if lookback && plan.row_xids && xids {
+                    println!(
+                        "  late commits: the lookback window is asked only for rows of transactions \
+                         the last re-read could not see (by PostgreSQL transaction id)"
+                    );
+                } else if lookback {
+                    println!(
+                        "  late commits: the lookback window is re-read whole and rows already \
+                         exchanged are skipped by digest"
+                    );
                 }
                 if plan.tuples.is_some() {
                     println!(

@@ -19,6 +19,20 @@ pub struct Watermark {
     pub key: Vec<Value>,
 }
 
+/// Where a timestamp-like table's last complete re-read of its lookback window began, and
+/// the source's transactions just before it (PostgreSQL): every row that a transaction
+/// older than `xmin` wrote in `column` at a position from `from` (`None`: the table's
+/// beginning) up to the watermark has been exchanged, as it is now, since that re-read saw
+/// it. A later re-read from `from` on need ask only for rows of later transactions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reread {
+    pub column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    /// The oldest transaction still running then, with its epoch (64 bits).
+    pub xmin: u64,
+}
+
 impl Watermark {
     /// Compare positions: change time first, then key.
     pub fn cmp_position(&self, other: &Watermark) -> Ordering {

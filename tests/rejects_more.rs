@@ -403,8 +403,9 @@ async fn postgres_reject_share_alert_in_the_log_and_in_status() {
     assert!(text.contains(&format!("  warning: {expected}")), "{text}");
     assert_eq!(rejects(&agent, &["--state", "open"]).len(), 5);
 
-    // A clean cycle (the lookback re-reads the quarantined rows, unchanged: not rejected
-    // again) ends the alert.
+    // A clean cycle ends the alert: the quarantined rows, unchanged, are not rejected again
+    // (a PostgreSQL table's re-read does not even ask for them: their transaction ended
+    // before the last re-read).
     src.exec("INSERT INTO up_q VALUES (14, '91350100M000100Y43', '2026-11-05 00:00:04')")
         .await;
     let (out, log) = agent.ok_logged(&["once"], "warn");

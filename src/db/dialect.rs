@@ -74,6 +74,11 @@ pub enum Cond<'a> {
     UpTo(&'a [Col], &'a [Value]),
     /// `(c1, c2, ...)` equals one of the tuples.
     AnyOf(&'a [Col], &'a [Vec<Value>]),
+    /// `(c1, c2, ...) > (v1, v2, ...)`, or the row was written by a transaction not older
+    /// than the one whose id ends in these 32 bits (PostgreSQL: its `xmin`, compared as
+    /// the server does, modulo 2^32; an id more than 2^31 older than this one reads as
+    /// newer). Elsewhere rows carry no such id and every row qualifies.
+    AfterOrWrittenSince(&'a [Col], &'a [Value], u32),
 }
 
 /// A `SELECT` of some columns of one table.
@@ -248,9 +253,7 @@ impl Dialect {
     }
 
     fn bind(self, params: &mut Binds, v: &Value, col: &Col) -> String {
-        params.values.push(v.clone());
-        params.types.push(safe_type(&col.native).map(str::to_owned));
-        format!("{MARK}{}{MARK}", params.values.len())
+        bind_as(params, v.clone(), safe_type(&col.native))
     }
 
     fn cond(self, c: &Cond<'_>, params: &mut Binds) -> String {
@@ -272,6 +275,16 @@ impl Dialect {
             Cond::IsNotNull(col) => format!("{} IS NOT NULL", self.quote(&col.name)),
             Cond::UpTo(cols, vals) => format!("NOT ({})", self.after(cols, vals, params)),
             Cond::AnyOf(cols, tuples) => self.any_of(cols, tuples, params),
+            Cond::AfterOrWrittenSince(cols, vals, xid) => match self {
+                Dialect::Postgres => {
+                    let after = self.after(cols, vals, params);
+                    let p = bind_as(params, Value::Int(i64::from(*xid)), Some("int8"));
+                    format!(
+                        "({after} OR (xmin::text::int8 - {p} + 4294967296) % 4294967296 < 2147483648)"
+                    )
+                }
+                _ => "1 = 1".into(),
+            },
         }
     }
 
@@ -521,6 +534,13 @@ fn fill(text: &str, mut place: impl FnMut(usize) -> String) -> String {
 }
 
 /// A native type name that may follow `::` in a PostgreSQL cast.
+/// Bind a value of this SQL type (when known); its mark in the text.
+fn bind_as(params: &mut Binds, v: Value, ty: Option<&str>) -> String {
+    params.values.push(v);
+    params.types.push(ty.map(str::to_owned));
+    format!("{MARK}{}{MARK}", params.values.len())
+}
+
 fn safe_type(native: &str) -> Option<&str> {
     let ok = !native.is_empty()
         && native.len() <= 100

@@ -381,3 +381,50 @@ fn sql_server_datetime_and_oracle_date_parameters_are_cast_to_the_column_type() 
         "SELECT COUNT_BIG(*) FROM [public].[up_action]"
     );
 }
+
+#[test]
+fn rows_after_a_position_or_of_later_transactions() {
+    let cols = [
+        col(
+            "updated_at",
+            ColType::Timestamp,
+            "timestamp(6) without time zone",
+        ),
+        col("id", ColType::Int, "bigint"),
+    ];
+    let at = [Value::Text("2026-12-01 08:00:00".into()), Value::Int(7)];
+    let t = TableName::parse("ev").expect("ev");
+    let select = |d: Dialect| {
+        d.select(&Select {
+            table: &t,
+            columns: &cols,
+            conds: vec![Cond::AfterOrWrittenSince(&cols, &at, 4_000_000_000)],
+            order: &cols,
+            limit: None,
+        })
+    };
+    let pg = select(Dialect::Postgres);
+    // The id is bound, as every value; the comparison is modulo 2^32, as the server's own.
+    assert_eq!(
+        pg.text,
+        "SELECT \"updated_at\", \"id\" FROM \"ev\" WHERE ((\"updated_at\", \"id\") > \
+         ($1::timestamp(6) without time zone, $2::bigint) OR (xmin::text::int8 - $3::int8 \
+         + 4294967296) % 4294967296 < 2147483648) ORDER BY \"updated_at\", \"id\""
+    );
+    assert_eq!(pg.params[2], Value::Int(4_000_000_000));
+    let copy = pg.copy.expect("read by COPY");
+    assert!(
+        copy.text.contains("(SELECT current_setting('"),
+        "{}",
+        copy.text
+    );
+    assert_eq!(copy.settings[2], "4000000000");
+    // Rows elsewhere carry no transaction id: every row qualifies.
+    let my = select(Dialect::MySql);
+    assert!(
+        my.text.ends_with("WHERE 1 = 1 ORDER BY `updated_at`, `id`"),
+        "{}",
+        my.text
+    );
+    assert!(my.params.is_empty());
+}

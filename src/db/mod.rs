@@ -31,6 +31,14 @@ use parts::{Failed, PartWriter, isolate, isolate_parts, singles, write_ending};
 pub use parts::{Refused, chunks, value_size};
 pub use turn::{Stage, Turn};
 
+/// Transaction ids as a PostgreSQL server saw them at one moment (with their epoch): every
+/// transaction older than `xmin` had ended then, and `xmax` was the next id to be assigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+}
+
 /// A table as the database's catalog describes it.
 #[derive(Clone, Debug)]
 pub struct TableSchema {
@@ -40,6 +48,9 @@ pub struct TableSchema {
     pub primary_key: Vec<Ident>,
     /// Column lists of every unique constraint or index (the primary key included).
     pub unique_keys: Vec<Vec<Ident>>,
+    /// Its rows carry the id of the transaction that wrote them (a PostgreSQL table's
+    /// `xmin`; not a view's).
+    pub row_xids: bool,
 }
 
 impl TableSchema {
@@ -88,6 +99,7 @@ impl TableSchema {
             columns,
             primary_key,
             unique_keys,
+            row_xids: false,
         })
     }
 
@@ -428,6 +440,15 @@ impl Db {
         match rows.first().and_then(|r| r.values.first()) {
             Some(Value::Int(n)) => Ok(*n),
             _ => Ok(0),
+        }
+    }
+
+    /// The transaction ids of a snapshot taken now, where rows carry the id of the
+    /// transaction that wrote them (PostgreSQL); `None` elsewhere.
+    pub async fn snapshot(&self) -> Result<Option<Snapshot>, DbError> {
+        match self {
+            Db::Postgres(d) => d.snapshot().await.map(Some),
+            _ => Ok(None),
         }
     }
 

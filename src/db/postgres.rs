@@ -158,12 +158,17 @@ impl Pg {
     }
 }
 
-const FIND_TABLE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text \
+const FIND_TABLE: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, \
+       c.relkind IN ('r', 'p') \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
        AND n.nspname = COALESCE($1, current_schema()) \
        AND (c.relname = $2 OR lower(c.relname) = lower($2)) \
      ORDER BY (c.relname = $2) DESC LIMIT 1";
+
+/// The ids of a snapshot taken now, with their epoch (64 bits, never wrapping around).
+const SNAPSHOT: &str = "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax(s)::text::int8 \
+     FROM pg_current_snapshot() AS s";
 
 const COLUMNS: &str = "SELECT a.attname::text, \
        (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text, \
@@ -251,6 +256,7 @@ impl Pg {
         let oid: i64 = found.try_get(0).map_err(err)?;
         let schema: String = found.try_get(1).map_err(err)?;
         let name: String = found.try_get(2).map_err(err)?;
+        let table: bool = found.try_get(3).map_err(err)?;
         let rows = sqlx::query(COLUMNS)
             .bind(oid)
             .fetch_all(&self.pool)
@@ -282,7 +288,28 @@ impl Pg {
             let Ok(col) = Ident::new(&col) else { continue };
             keys.push((idx, col, primary));
         }
-        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
+        Ok(
+            TableSchema::from_catalog(&schema, &name, columns, keys).map(|t| TableSchema {
+                row_xids: table,
+                ..t
+            }),
+        )
+    }
+
+    /// The server's transaction ids now: the oldest still running and the next to be
+    /// assigned (PostgreSQL 13 and later).
+    pub async fn snapshot(&self) -> Result<super::Snapshot, DbError> {
+        let err = |e| DbError::query(E, "reading the current transaction ids", e);
+        let row = sqlx::query(SNAPSHOT)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        let xmin: i64 = row.try_get(0).map_err(err)?;
+        let xmax: i64 = row.try_get(1).map_err(err)?;
+        Ok(super::Snapshot {
+            xmin: xmin.max(0) as u64,
+            xmax: xmax.max(0) as u64,
+        })
     }
 
     pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {

@@ -156,6 +156,7 @@ impl Lite {
             columns,
             primary_key,
             unique_keys,
+            row_xids: false,
         }))
     }
 

@@ -61,6 +61,10 @@ pub struct Plan {
     pub tuples: Option<Vec<bool>>,
     /// The source holds the key unique: one read returns each key at most once.
     pub unique_key: bool,
+    /// The source's rows carry the id of the transaction that wrote them (a PostgreSQL
+    /// table): a lookback re-read asks only for rows of transactions the last one could
+    /// not see.
+    pub row_xids: bool,
 }
 
 /// When a timestamp-like table last re-read its whole lookback window, and the watermark's
@@ -445,6 +449,7 @@ impl Plan {
             sweep: Default::default(),
             tuples: None,
             unique_key: src.has_unique(&key_names),
+            row_xids: src.row_xids,
         })
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::batch::{self, Batch, Remember, Seen};
 use super::{Ctx, CycleReport, JobError, Plan, deliver_reading, read, settle, span_of, tuple};
+use crate::db::Snapshot;
 use crate::db::dialect::{Col, Cond, Select};
 use crate::value::{Value, key_text};
-use crate::watermark::{Watermark, time_value};
+use crate::watermark::{Reread, Watermark, time_value};
 
 /// Sleep unless the agent is stopping; false when it is.
 async fn pause(ctx: &Ctx, d: Duration) -> bool {
@@ -54,11 +55,19 @@ pub(super) async fn cycle(
     } else {
         window.lag
     };
-    let now = ctx
-        .source
-        .now()
-        .await
-        .map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
+    let (now, snap) = tokio::join!(ctx.source.now(), async {
+        if plan.row_xids {
+            ctx.source.snapshot().await
+        } else {
+            Ok(None)
+        }
+    });
+    let now = now.map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
+    // Without the ids (PostgreSQL before 13), the window is re-read whole.
+    let snap = snap.unwrap_or_else(|e| {
+        tracing::debug!(table = %plan.name, "{e}; the lookback window is re-read whole");
+        None
+    });
     let upper = time_value(
         now - chrono::Duration::from_std(lag).unwrap_or_default(),
         ts_col.ty,
@@ -106,17 +115,53 @@ pub(super) async fn cycle(
         let text = from.sort_text();
         Some((from, text))
     };
+    // A re-read of a PostgreSQL table asks, at or before the watermark, only for rows of
+    // transactions that the last complete re-read could not see (see `narrowed`).
+    let prior = match (sweep, &snap) {
+        (true, Some(_)) => ctx
+            .state
+            .reread(&plan.name)
+            .await
+            .map_err(|e| JobError::state(&plan.name, e))?,
+        _ => None,
+    };
+    let since = narrowed(
+        prior.as_ref(),
+        snap.as_ref(),
+        ts_col.name.as_str(),
+        lower.as_ref(),
+        &wm,
+    );
+    let wm_at = tuple(&wm);
     let mut conds = vec![Cond::AtMost(&ts_col, &upper)];
     match (&cursor, &lower) {
         (Some(c), _) => conds.push(Cond::After(&order, c)),
         (None, Some(l)) => conds.push(Cond::AtLeast(&ts_col, l)),
         (None, None) => {}
     }
+    if let Some(x) = since {
+        conds.push(Cond::AfterOrWrittenSince(&order[..wm_at.len()], &wm_at, x));
+    }
     // The digests of the rows already exchanged are read from the state store while the
-    // source is answering the first batch.
+    // source is answering the first batch: the whole window's, or for a narrowed re-read,
+    // whose rows are mostly new, only the latest change time remembered (a batch's rows up
+    // to it are then looked up by key).
     let stream = super::open(ctx, plan, &conds, &order);
     let load_seen = async {
         match &lower {
+            Some(_) if since.is_some() => {
+                let newest = ctx
+                    .state
+                    .newest_digest(&plan.name)
+                    .await
+                    .map_err(|e| JobError::state(&plan.name, e))?;
+                tracing::debug!(
+                    table = %plan.name,
+                    "lookback window: only rows of transactions from {} on are read again",
+                    prior.as_ref().map_or(0, |r| r.xmin)
+                );
+                Ok((Seen::new(), newest))
+            }
             Some(l) => {
                 let started = std::time::Instant::now();
                 let seen = ctx
@@ -130,16 +175,17 @@ pub(super) async fn cycle(
                     seen.len(),
                     started.elapsed().as_secs_f64()
                 );
-                Ok(seen)
+                Ok((seen, None))
             }
-            None => Ok(Seen::new()),
+            None => Ok((Seen::new(), None)),
         }
     };
     let (seen, first) = tokio::join!(
         load_seen,
         super::first(ctx, plan, stream.as_ref(), conds, &order)
     );
-    let seen = seen?;
+    let (seen, newest) = seen?;
+    let narrow = since.is_some().then_some(newest.as_deref());
     let mut next = Some(first?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
@@ -153,6 +199,7 @@ pub(super) async fn cycle(
         let (first, last, more) = span_of(plan, &rows, capped);
         let new_wm = wm.clone().max(held_back(last.clone(), guard.as_ref()));
         let prune = prune_for(&new_wm);
+        let seen = seen_for(ctx, plan, &rows, &seen, narrow).await?;
         let b = Batch {
             from: Some(first),
             to: Some(last.clone()),
@@ -177,9 +224,22 @@ pub(super) async fn cycle(
     }
     settle(ctx, plan, &mut inflight, report).await?;
     if sweep {
-        let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
-        s.at = Some(std::time::Instant::now());
-        s.from = start_ts;
+        {
+            let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
+            s.at = Some(std::time::Instant::now());
+            s.from = start_ts;
+        }
+        if let Some(snap) = snap {
+            let r = Reread {
+                column: ts_col.name.to_string(),
+                from: lower.clone(),
+                xmin: snap.xmin,
+            };
+            ctx.state
+                .set_reread(&plan.name, &r)
+                .await
+                .map_err(|e| JobError::state(&plan.name, e))?;
+        }
     }
 
     // Rows dated after the database's time: exchanged now, the watermark stays at "now".
@@ -209,6 +269,7 @@ pub(super) async fn cycle(
             }
         }
         let (first, last, more) = span_of(plan, &rows, capped);
+        let seen = seen_for(ctx, plan, &rows, &seen, narrow).await?;
         let b = Batch {
             from: Some(first),
             to: Some(last.clone()),
@@ -233,6 +294,70 @@ pub(super) async fn cycle(
         report.warnings.push(w);
     }
     null_times(ctx, plan, &ts_col, report).await
+}
+
+/// The low 32 bits of the transaction id from which a re-read of the lookback window asks
+/// for rows at or before the watermark `wm`: the rows of older transactions there were seen
+/// by the last complete re-read `last` or by the cycles after it, which read on from where
+/// each stopped, and were exchanged (a row changed since was written by a later
+/// transaction). `None`, and the window is read whole, when there is no such record, it
+/// was of another column or began after this re-read's `lower`, there is no watermark, or
+/// the ids do not follow on: the server's next id is below the recorded one (a database
+/// restored into another cluster) or 2^30 or more past it (ids are compared modulo 2^32).
+fn narrowed(
+    last: Option<&Reread>,
+    snap: Option<&Snapshot>,
+    column: &str,
+    lower: Option<&Value>,
+    wm: &Watermark,
+) -> Option<u32> {
+    let (last, snap) = (last?, snap?);
+    wm.ts.as_ref()?;
+    if last.column != column {
+        return None;
+    }
+    if let Some(from) = &last.from
+        && lower.is_none_or(|l| crate::watermark::cmp_values(l, from).is_lt())
+    {
+        return None;
+    }
+    let since = snap.xmax.checked_sub(last.xmin)?;
+    (since < 1 << 30).then_some((last.xmin & 0xffff_ffff) as u32)
+}
+
+/// The digests a batch's rows are compared with: the window's, read at the start of the
+/// cycle, or for a narrowed re-read (`narrow`: the latest change time remembered), those
+/// of the rows changed at or before it, looked up by key. A row not found is sent, which
+/// is never wrong: the exchange takes a row it already has as it is.
+async fn seen_for<'s>(
+    ctx: &Ctx,
+    plan: &Plan,
+    rows: &[crate::db::ReadRow],
+    window: &'s Seen,
+    narrow: Option<Option<&str>>,
+) -> Result<std::borrow::Cow<'s, Seen>, JobError> {
+    use std::borrow::Cow;
+    let (Some(newest), Some(ts_i)) = (narrow, plan.ts) else {
+        return Ok(Cow::Borrowed(window));
+    };
+    let keys: Vec<String> = match newest {
+        Some(n) => rows
+            .iter()
+            .filter(|r| r.values[ts_i].sort_text().as_str() <= n)
+            .filter(|r| plan.key.iter().all(|&i| !r.values[i].is_null()))
+            .map(|r| super::rkey_of(plan, &r.values))
+            .collect(),
+        None => Vec::new(),
+    };
+    if keys.is_empty() {
+        return Ok(Cow::Owned(Seen::new()));
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    ctx.state
+        .digests_of(&plan.name, &keys)
+        .await
+        .map(Cow::Owned)
+        .map_err(|e| JobError::state(&plan.name, e))
 }
 
 /// A watermark never passes the start of a transaction still open on the source: the rows it
@@ -333,4 +458,96 @@ async fn null_times(
     tracing::warn!(table = %plan.name, "{w}");
     report.warnings.push(w);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    #[test]
+    fn a_reread_is_narrowed_only_where_the_last_one_vouches_for_the_window() {
+        let wm = Watermark {
+            ts: Some(ts("2026-12-01 08:05:00")),
+            key: vec![Value::Int(9)],
+        };
+        let last = Reread {
+            column: "updated_at".into(),
+            from: Some(ts("2026-12-01 08:00:00")),
+            xmin: (3 << 32) + 1000,
+        };
+        let snap = Snapshot {
+            xmin: (3 << 32) + 1500,
+            xmax: (3 << 32) + 2000,
+        };
+        let lower = ts("2026-12-01 08:01:00");
+        let n = |last: Option<&Reread>, snap: Option<&Snapshot>, column: &str, lower, wm| {
+            narrowed(last, snap, column, lower, wm)
+        };
+        // The low 32 bits of the recorded id.
+        assert_eq!(
+            n(Some(&last), Some(&snap), "updated_at", Some(&lower), &wm),
+            Some(1000)
+        );
+        // A window beginning where the last began is vouched for; one beginning before it
+        // is not, nor is a record of another column, nor no record or no snapshot.
+        let at_from = ts("2026-12-01 08:00:00");
+        assert_eq!(
+            n(Some(&last), Some(&snap), "updated_at", Some(&at_from), &wm),
+            Some(1000)
+        );
+        let before = ts("2026-12-01 07:59:59");
+        assert_eq!(
+            n(Some(&last), Some(&snap), "updated_at", Some(&before), &wm),
+            None
+        );
+        assert_eq!(n(Some(&last), Some(&snap), "updated_at", None, &wm), None);
+        assert_eq!(
+            n(Some(&last), Some(&snap), "changed_at", Some(&lower), &wm),
+            None
+        );
+        assert_eq!(n(None, Some(&snap), "updated_at", Some(&lower), &wm), None);
+        assert_eq!(n(Some(&last), None, "updated_at", Some(&lower), &wm), None);
+        // A record from the table's beginning vouches for any window.
+        let whole = Reread {
+            from: None,
+            ..last.clone()
+        };
+        assert_eq!(
+            n(Some(&whole), Some(&snap), "updated_at", None, &wm),
+            Some(1000)
+        );
+        // No watermark: nothing is at or before it.
+        let none = Watermark::default();
+        assert_eq!(
+            n(Some(&last), Some(&snap), "updated_at", Some(&lower), &none),
+            None
+        );
+        // Ids that do not follow on: the server behind the record (another cluster), or
+        // 2^30 or more past it (modulo 2^32 they could no longer be told apart).
+        let behind = Snapshot { xmin: 10, xmax: 20 };
+        assert_eq!(
+            n(Some(&last), Some(&behind), "updated_at", Some(&lower), &wm),
+            None
+        );
+        let far = Snapshot {
+            xmin: last.xmin + (1 << 30),
+            xmax: last.xmin + (1 << 30),
+        };
+        assert_eq!(
+            n(Some(&last), Some(&far), "updated_at", Some(&lower), &wm),
+            None
+        );
+        let near = Snapshot {
+            xmin: last.xmin,
+            xmax: last.xmin + (1 << 30) - 1,
+        };
+        assert_eq!(
+            n(Some(&last), Some(&near), "updated_at", Some(&lower), &wm),
+            Some(1000)
+        );
+    }
 }

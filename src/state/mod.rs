@@ -17,6 +17,7 @@ use sqlx::{ConnectOptions, Row};
 use crate::watermark::Watermark;
 
 mod rejects;
+mod reread;
 mod resync;
 
 pub use rejects::RejectRow;
@@ -31,6 +32,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tables", "failing_since", "TEXT"),
     ("rejects", "updated", "TEXT"),
     ("tables", "last_success", "TEXT"),
+    ("tables", "reread", "TEXT"),
 ];
 
 #[derive(Debug, thiserror::Error)]

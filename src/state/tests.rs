@@ -191,3 +191,59 @@ async fn digests_read_back_as_written() {
         );
     }
 }
+
+/// A re-read's record reads back as written (and replaces the one before); digests are
+/// looked up by key (more keys than one statement takes), and the latest change time among
+/// them is told.
+#[tokio::test]
+async fn rereads_and_digests_by_key() {
+    use crate::watermark::Reread;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = State::open(dir.path()).await.expect("open");
+    assert_eq!(st.reread("t").await.expect("none yet"), None);
+    assert_eq!(st.newest_digest("t").await.expect("none yet"), None);
+    let first = Reread {
+        column: "updated_at".into(),
+        from: None,
+        xmin: 7,
+    };
+    st.set_reread("t", &first).await.expect("record");
+    let second = Reread {
+        column: "updated_at".into(),
+        from: Some(Value::Text("2026-12-06 10:00:00".into())),
+        xmin: (5 << 32) + 9,
+    };
+    st.set_reread("t", &second).await.expect("record again");
+    assert_eq!(st.reread("t").await.expect("read"), Some(second));
+    assert_eq!(st.reread("u").await.expect("other table"), None);
+    let entries: Vec<DigestEntry> = (0..1200)
+        .map(|i| DigestEntry {
+            rkey: format!("k{i}"),
+            digest: [(i % 250) as u8; 16],
+            ts: Some(format!("2026-12-06 10:{:02}:00", i % 60)),
+            kvals: format!("[{i}]"),
+        })
+        .collect();
+    st.commit(&Commit {
+        table: "t",
+        digests: &entries,
+        ..Commit::default()
+    })
+    .await
+    .expect("commit");
+    assert_eq!(
+        st.newest_digest("t").await.expect("newest").as_deref(),
+        Some("2026-12-06 10:59:00")
+    );
+    let keys: Vec<String> = (0..1300).step_by(2).map(|i| format!("k{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let found = st.digests_of("t", &keys).await.expect("by key");
+    assert_eq!(found.len(), 600);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(
+            found.get(&e.rkey).map(|d| d.0),
+            (i % 2 == 0).then_some(e.digest)
+        );
+    }
+    assert!(st.digests_of("u", &keys).await.expect("u").is_empty());
+}
