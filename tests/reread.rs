@@ -5,7 +5,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Agent, PgDb, header, sqlite_exec, sqlite_rows};
+
+/// Transaction ids are the whole server's: a transaction one test holds open makes another
+/// test's cycles read more again (never less). The exact counts asserted here need these
+/// tests one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const DDL: &str = "CREATE TABLE ev (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL)";
 
@@ -61,6 +68,7 @@ async fn three_cycles(source: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn a_postgres_table_is_not_sent_again_the_rows_it_already_exchanged() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (check, changed, added) = three_cycles("ev").await;
     assert!(
         check.contains("late commits: the lookback window is asked only for rows of transactions"),
@@ -74,6 +82,7 @@ async fn a_postgres_table_is_not_sent_again_the_rows_it_already_exchanged() {
 
 #[tokio::test]
 async fn a_view_has_no_transaction_ids_and_its_window_is_read_whole() {
+    let _one = ONE_AT_A_TIME.lock().await;
     // The control: the same cycles read the whole window again and skip it by digest.
     let (check, changed, added) = three_cycles("ev_view").await;
     assert!(
@@ -86,6 +95,7 @@ async fn a_view_has_no_transaction_ids_and_its_window_is_read_whole() {
 
 #[tokio::test]
 async fn late_commits_arrive_whether_their_transaction_wrote_before_or_after_a_cycle() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let src = PgDb::new("rereadlate").await;
     let tgt = PgDb::new("rereadlate").await;
     src.exec(DDL).await;
@@ -129,6 +139,7 @@ async fn late_commits_arrive_whether_their_transaction_wrote_before_or_after_a_c
 
 #[tokio::test]
 async fn a_record_whose_transaction_ids_do_not_follow_on_makes_the_window_read_whole() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let src = PgDb::new("rereadids").await;
     let tgt = PgDb::new("rereadids").await;
     src.exec(DDL).await;
@@ -161,6 +172,69 @@ async fn a_record_whose_transaction_ids_do_not_follow_on_makes_the_window_read_w
     assert!(
         out.contains("ev: 1 row(s) sent") && out.contains(" 0 unchanged"),
         "{out}"
+    );
+    same(&src, &tgt).await;
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn a_late_commit_arrives_at_a_daemon_whose_rereads_are_narrowed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let src = PgDb::new("rereadrt").await;
+    let tgt = PgDb::new("rereadrt").await;
+    src.exec(DDL).await;
+    tgt.exec(DDL).await;
+    src.exec("INSERT INTO ev VALUES (1, 'first', localtimestamp)")
+        .await;
+    // Polled every second with a ten-second lookback: the window is re-read every second,
+    // between cycles that read only after the watermark.
+    let agent = Agent::new(
+        &config(&src, &tgt, "ev")
+            .replace("lookback = \"1m\"", "lookback = \"10s\"")
+            .replace(
+                "key = [\"id\"]\n",
+                "key = [\"id\"]\nschedule = \"realtime@1s\"\n",
+            ),
+    );
+    let log = agent.dir.path().join("daemon.log");
+    let child = agent
+        .command()
+        .env("FRONTDB_LOG", "frontdb_agent=debug")
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn run");
+    let daemon = common::Daemon { child, log };
+    let count = || async { tgt.scalar_i64("SELECT count(*) FROM ev").await };
+    common::wait_for("row 1", Duration::from_secs(20), async || {
+        count().await == 1
+    })
+    .await;
+    let mut slow = src.pool.begin().await.expect("begin");
+    sqlx::query("INSERT INTO ev VALUES (2, 'late', localtimestamp - interval '3 seconds')")
+        .execute(&mut *slow)
+        .await
+        .expect("insert");
+    src.exec("INSERT INTO ev VALUES (3, 'quick', localtimestamp)")
+        .await;
+    common::wait_for("row 3", Duration::from_secs(20), async || {
+        count().await == 2
+    })
+    .await;
+    // Re-reads go on while the slow transaction stays open.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    slow.commit().await.expect("commit");
+    common::wait_for("the late row", Duration::from_secs(20), async || {
+        count().await == 3
+    })
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("lookback window: only rows of transactions from"),
+        "{log}"
     );
     same(&src, &tgt).await;
     src.drop().await;

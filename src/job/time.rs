@@ -55,29 +55,6 @@ pub(super) async fn cycle(
     } else {
         window.lag
     };
-    let (now, snap) = tokio::join!(ctx.source.now(), async {
-        if plan.row_xids {
-            ctx.source.snapshot().await
-        } else {
-            Ok(None)
-        }
-    });
-    let now = now.map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
-    // Without the ids (PostgreSQL before 13), the window is re-read whole.
-    let snap = snap.unwrap_or_else(|e| {
-        tracing::debug!(table = %plan.name, "{e}; the lookback window is re-read whole");
-        None
-    });
-    let upper = time_value(
-        now - chrono::Duration::from_std(lag).unwrap_or_default(),
-        ts_col.ty,
-        tz,
-        fmt,
-    );
-    let now_v = time_value(now, ts_col.ty, tz, fmt);
-    let guard = transaction_guard(ctx, plan, now, report)
-        .await
-        .map(|t| time_value(t, ts_col.ty, tz, fmt));
     // Re-read the lookback window behind the watermark and skip rows already exchanged: every
     // cycle, or at most once per `lookback / 10` for tables polled more often than that. A
     // re-read reaches back from the watermark of the previous one, so a row committed with a
@@ -93,6 +70,44 @@ pub(super) async fn cycle(
         };
         (due && !window.lookback.is_zero(), base)
     };
+    // A re-read of a PostgreSQL table asks, at or before the watermark, only for rows of
+    // transactions that the last complete re-read could not see (see `narrowed`): the
+    // source's transaction ids now, and that re-read's record.
+    let by_xid = sweep && plan.row_xids;
+    let (now, snap, prior) = tokio::join!(
+        ctx.source.now(),
+        async {
+            if by_xid {
+                ctx.source.snapshot().await
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if by_xid {
+                ctx.state.reread(&plan.name).await
+            } else {
+                Ok(None)
+            }
+        }
+    );
+    let now = now.map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
+    // Without the ids (PostgreSQL before 13), the window is re-read whole.
+    let snap = snap.unwrap_or_else(|e| {
+        tracing::debug!(table = %plan.name, "{e}; the lookback window is re-read whole");
+        None
+    });
+    let prior = prior.map_err(|e| JobError::state(&plan.name, e))?;
+    let upper = time_value(
+        now - chrono::Duration::from_std(lag).unwrap_or_default(),
+        ts_col.ty,
+        tz,
+        fmt,
+    );
+    let now_v = time_value(now, ts_col.ty, tz, fmt);
+    let guard = transaction_guard(ctx, plan, now, report)
+        .await
+        .map(|t| time_value(t, ts_col.ty, tz, fmt));
     let back = |t: &Value| t.minus(window.lookback, fmt).unwrap_or_else(|| t.clone());
     let lower = if sweep {
         base.as_ref().map(back)
@@ -114,16 +129,6 @@ pub(super) async fn cycle(
         };
         let text = from.sort_text();
         Some((from, text))
-    };
-    // A re-read of a PostgreSQL table asks, at or before the watermark, only for rows of
-    // transactions that the last complete re-read could not see (see `narrowed`).
-    let prior = match (sweep, &snap) {
-        (true, Some(_)) => ctx
-            .state
-            .reread(&plan.name)
-            .await
-            .map_err(|e| JobError::state(&plan.name, e))?,
-        _ => None,
     };
     let since = narrowed(
         prior.as_ref(),
