@@ -489,53 +489,59 @@ mod tests {
             xmax: (3 << 32) + 2000,
         };
         let lower = ts("2026-12-01 08:01:00");
-        let n = |last: Option<&Reread>, snap: Option<&Snapshot>, column: &str, lower, wm| {
-            narrowed(last, snap, column, lower, wm)
-        };
         // The low 32 bits of the recorded id.
         assert_eq!(
-            n(Some(&last), Some(&snap), "updated_at", Some(&lower), &wm),
+            narrowed(Some(&last), Some(&snap), "updated_at", Some(&lower), &wm),
             Some(1000)
         );
         // A window beginning where the last began is vouched for; one beginning before it
         // is not, nor is a record of another column, nor no record or no snapshot.
         let at_from = ts("2026-12-01 08:00:00");
         assert_eq!(
-            n(Some(&last), Some(&snap), "updated_at", Some(&at_from), &wm),
+            narrowed(Some(&last), Some(&snap), "updated_at", Some(&at_from), &wm),
             Some(1000)
         );
         let before = ts("2026-12-01 07:59:59");
         assert_eq!(
-            n(Some(&last), Some(&snap), "updated_at", Some(&before), &wm),
+            narrowed(Some(&last), Some(&snap), "updated_at", Some(&before), &wm),
             None
         );
-        assert_eq!(n(Some(&last), Some(&snap), "updated_at", None, &wm), None);
         assert_eq!(
-            n(Some(&last), Some(&snap), "changed_at", Some(&lower), &wm),
+            narrowed(Some(&last), Some(&snap), "updated_at", None, &wm),
             None
         );
-        assert_eq!(n(None, Some(&snap), "updated_at", Some(&lower), &wm), None);
-        assert_eq!(n(Some(&last), None, "updated_at", Some(&lower), &wm), None);
+        assert_eq!(
+            narrowed(Some(&last), Some(&snap), "changed_at", Some(&lower), &wm),
+            None
+        );
+        assert_eq!(
+            narrowed(None, Some(&snap), "updated_at", Some(&lower), &wm),
+            None
+        );
+        assert_eq!(
+            narrowed(Some(&last), None, "updated_at", Some(&lower), &wm),
+            None
+        );
         // A record from the table's beginning vouches for any window.
         let whole = Reread {
             from: None,
             ..last.clone()
         };
         assert_eq!(
-            n(Some(&whole), Some(&snap), "updated_at", None, &wm),
+            narrowed(Some(&whole), Some(&snap), "updated_at", None, &wm),
             Some(1000)
         );
         // No watermark: nothing is at or before it.
         let none = Watermark::default();
         assert_eq!(
-            n(Some(&last), Some(&snap), "updated_at", Some(&lower), &none),
+            narrowed(Some(&last), Some(&snap), "updated_at", Some(&lower), &none),
             None
         );
         // Ids that do not follow on: the server behind the record (another cluster), or
         // 2^30 or more past it (modulo 2^32 they could no longer be told apart).
         let behind = Snapshot { xmin: 10, xmax: 20 };
         assert_eq!(
-            n(Some(&last), Some(&behind), "updated_at", Some(&lower), &wm),
+            narrowed(Some(&last), Some(&behind), "updated_at", Some(&lower), &wm),
             None
         );
         let far = Snapshot {
@@ -543,7 +549,7 @@ mod tests {
             xmax: last.xmin + (1 << 30),
         };
         assert_eq!(
-            n(Some(&last), Some(&far), "updated_at", Some(&lower), &wm),
+            narrowed(Some(&last), Some(&far), "updated_at", Some(&lower), &wm),
             None
         );
         let near = Snapshot {
@@ -551,7 +557,7 @@ mod tests {
             xmax: last.xmin + (1 << 30) - 1,
         };
         assert_eq!(
-            n(Some(&last), Some(&near), "updated_at", Some(&lower), &wm),
+            narrowed(Some(&last), Some(&near), "updated_at", Some(&lower), &wm),
             Some(1000)
         );
     }

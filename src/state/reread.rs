@@ -27,17 +27,18 @@ impl State {
 
     /// Record a complete re-read of the table's lookback window.
     pub async fn set_reread(&self, table: &str, r: &Reread) -> Result<(), StateError> {
-        let e = q("recording a re-read");
-        let text = serde_json::to_string(r).map_err(|x| StateError::Query {
-            doing: "recording a re-read",
-            cause: x.to_string(),
-        })?;
-        sqlx::query("INSERT INTO tables (tbl, reread) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET reread = excluded.reread")
-            .bind(table)
-            .bind(text)
-            .execute(&self.pool)
-            .await
-            .map_err(e)?;
+        // As a watermark is (`Watermark::to_json`): a text that does not read back is no
+        // record, and the next re-read is whole.
+        let text = serde_json::to_string(r).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO tables (tbl, reread) VALUES (?, ?) \
+             ON CONFLICT (tbl) DO UPDATE SET reread = excluded.reread",
+        )
+        .bind(table)
+        .bind(text)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording a re-read"))?;
         Ok(())
     }
 
