@@ -68,9 +68,9 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(control(ctx.clone(), wakes.clone()));
         tracker.spawn(housekeeping(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
-        tracker.spawn(crate::metrics::patrol(ctx.clone()));
+        tracker.spawn(crate::health::patrol(ctx.clone()));
         if cfg.agent.metrics.is_some() {
-            tracker.spawn(crate::metrics::serve(ctx.clone()));
+            tracker.spawn(crate::health::serve(ctx.clone()));
         }
         if runner::feedback_wanted(&cfg) {
             tracker.spawn(runner::feedback_loop(ctx.clone()));

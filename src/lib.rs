@@ -6,7 +6,7 @@
 //! - [`config`]: the TOML file — schema, secrets, validation that reports every problem.
 //! - [`value`]: cell values and column kinds; exact conversions between engines.
 //! - [`db`]: one module per engine behind [`db::Db`]; [`db::dialect`] is the only place that
-//!   builds SQL text, from validated [`db::ident::Ident`]s, always binding values.
+//!   builds SQL text, from validated [`ident::Ident`]s, always binding values.
 //! - [`watermark`]: watermark positions, their order, and the database time as a bound.
 //! - [`state`]: the embedded SQLite state store — watermarks, batch ledger, digests, rejects
 //!   ledger and its history, resync progress.
@@ -25,11 +25,14 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod ctx;
 pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod health;
+pub mod ident;
 pub mod job;
 pub mod lock;
 pub mod logging;
@@ -38,6 +41,7 @@ pub mod metrics;
 pub mod rejects;
 pub mod runner;
 pub mod schedule;
+pub mod secret;
 pub mod state;
 pub mod status;
 pub mod validate;

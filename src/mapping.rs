@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::db::dialect::{Col, Dialect};
+use crate::db::dialect::Dialect;
+use crate::ident::Col;
 use crate::value::{ColType, Value};
 
 /// What an exchange row operation is.
@@ -351,7 +352,7 @@ pub fn holds_text(ty: ColType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::ident::Ident;
+    use crate::ident::Ident;
 
     fn col(name: &str, ty: ColType, native: &str) -> Col {
         Col {

@@ -10,7 +10,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::metrics::{Reach, reach};
+use crate::health::{Reach, reach};
 use crate::state::{Resync, State, TableState, parse_ts};
 
 #[derive(Debug, Serialize)]

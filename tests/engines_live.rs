@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveDateTime};
 use common::{Agent, PgDb, header};
 use frontdb_agent::db::dialect::{Dialect, Select};
-use frontdb_agent::db::ident::TableName;
 use frontdb_agent::db::{Db, ErrorClass};
+use frontdb_agent::ident::TableName;
 use frontdb_agent::value::Value;
 
 /// One engine under test: where it is, how its tables are made, how it names a parameter.
@@ -228,7 +228,7 @@ async fn round_trip(e: &Engine) {
     // Newer wins: the target's row 1 is newer than the source's next version of it.
     let q = e
         .dialect
-        .quote(&frontdb_agent::db::ident::Ident::new(&t).expect("ident"));
+        .quote(&frontdb_agent::ident::Ident::new(&t).expect("ident"));
     let set = match e.dialect {
         Dialect::MsSql => {
             "UPDATE {t} SET name = N'newer at exchange', updated_at = '2030-01-01' WHERE id = 1"
@@ -266,7 +266,7 @@ async fn as_source(e: &Engine) {
     let t = unique(&format!("{:?}_SRC", e.dialect));
     let q = e
         .dialect
-        .quote(&frontdb_agent::db::ident::Ident::new(&t).expect("ident"));
+        .quote(&frontdb_agent::ident::Ident::new(&t).expect("ident"));
     let _ = db.exec_many(&e.drop.replace("{t}", &q), &[vec![]]).await;
     exec(&db, &e.typed.replace("{t}", &q), &[]).await;
     exec(&db, &insert(e.dialect, &q, 7), &typed_rows(1200)).await;
@@ -301,7 +301,7 @@ async fn control_newer_wins(e: &Engine) {
     let t = unique(&format!("{:?}_CTL", e.dialect));
     let q = e
         .dialect
-        .quote(&frontdb_agent::db::ident::Ident::new(&t).expect("ident"));
+        .quote(&frontdb_agent::ident::Ident::new(&t).expect("ident"));
     let pq = format!("\"{t}\"");
     let _ = db.exec_many(&e.drop.replace("{t}", &q), &[vec![]]).await;
     exec(&db, &e.control.replace("{t}", &q), &[]).await;
@@ -470,7 +470,8 @@ async fn a_closed_oracle_database_is_not_opened_again() {
 /// check SQL Server's own parsing.
 #[tokio::test]
 async fn the_sql_server_merge_lets_only_newer_rows_win_on_a_real_merge_engine() {
-    use frontdb_agent::db::dialect::{Col, Upsert};
+    use frontdb_agent::db::dialect::Upsert;
+    use frontdb_agent::ident::Col;
     use frontdb_agent::value::ColType;
     let pg = PgDb::new("merge").await;
     let cfg = config(&pg.url, &pg.url);
@@ -491,7 +492,7 @@ async fn the_sql_server_merge_lets_only_newer_rows_win_on_a_real_merge_engine() 
     )
     .await;
     let col = |n: &str, ty, native: &str| Col {
-        name: frontdb_agent::db::ident::Ident::new(n).expect("ident"),
+        name: frontdb_agent::ident::Ident::new(n).expect("ident"),
         ty,
         native: native.into(),
     };

@@ -6,7 +6,6 @@ mod load;
 mod rules;
 pub mod schema;
 pub mod secret;
-pub mod urls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,7 +15,8 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use crate::db::ident::{Ident, TableName};
+use crate::db::DbConfig;
+use crate::ident::{Ident, TableName};
 use crate::schedule::Schedule;
 use crate::value::Value;
 pub use secret::Secret;
@@ -98,28 +98,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The engine behind a database URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineKind {
-    Postgres,
-    MySql,
-    Sqlite,
-    MsSql,
-    Oracle,
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EngineKind::Postgres => "PostgreSQL",
-            EngineKind::MySql => "MySQL/MariaDB",
-            EngineKind::Sqlite => "SQLite",
-            EngineKind::MsSql => "SQL Server",
-            EngineKind::Oracle => "Oracle",
-        })
-    }
-}
-
 impl Config {
     /// Every secret value of the configuration (passwords, and passwords inside URLs), so
     /// that messages can be scrubbed of them.
@@ -142,24 +120,6 @@ fn url_password(url: &str) -> Option<String> {
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     let userinfo = authority.rsplit_once('@')?.0;
     userinfo.split_once(':').map(|(_, p)| p.to_owned())
-}
-
-/// A database connection's settings. The URL and password are secrets: `Debug` and
-/// `Display` never show them; [`DbConfig::redacted`] is what messages print.
-#[derive(Debug)]
-pub struct DbConfig {
-    pub engine: EngineKind,
-    pub url: Secret,
-    pub password: Option<Secret>,
-    pub max_connections: u32,
-    pub connect_timeout: Duration,
-    pub bootstrap_sql: Option<PathBuf>,
-    /// How long an open source transaction may hold the watermark back (zero: never).
-    pub transaction_guard: Duration,
-    /// How long one statement may run before the database cancels it (zero: no limit).
-    pub statement_timeout: Duration,
-    /// The URL with any password replaced by `***`.
-    pub redacted: String,
 }
 
 #[derive(Debug)]

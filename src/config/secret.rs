@@ -1,34 +1,8 @@
-//! Secrets: `${env:NAME}` and `${file:PATH}` references, and a wrapper that never prints.
+//! Secrets: `${env:NAME}` and `${file:PATH}` references resolved.
 
-use std::fmt;
 use std::path::Path;
 
-/// A resolved secret (password, or a URL that may hold one). `Debug` and `Display` print
-/// `***`; only [`Secret::expose`] gives the value, for handing it to a driver.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Replace every `${env:NAME}` and `${file:PATH}` in `s`. A relative file path is relative to
 /// `base`; the file's content loses its trailing newline. Errors name the variable or file,

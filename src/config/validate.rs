@@ -10,10 +10,11 @@ use super::load::Lines;
 use super::schema::{RawAgent, RawConfig, RawExchange, RawTable, RawWatermark};
 use super::secret::{self, Secret};
 use super::{
-    Agent, Config, ControlColumns, DbConfig, DeleteMode, EngineKind, Exchange, LogFormat, Problem,
-    TableSpec, WatermarkSpec, Window,
+    Agent, Config, ControlColumns, DeleteMode, Exchange, LogFormat, Problem, TableSpec,
+    WatermarkSpec, Window,
 };
-use crate::db::ident::{Ident, TableName};
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::{Ident, TableName};
 use crate::schedule::{self, Schedule};
 use crate::value::Value;
 
@@ -270,8 +271,8 @@ impl V<'_> {
         let mut url = url?;
         let pw = password.as_ref().map(|p| p.expose());
         let checked = match engine {
-            EngineKind::MsSql => super::urls::mssql(&url, pw).map(drop),
-            EngineKind::Oracle => super::urls::oracle(&url, pw).map(drop),
+            EngineKind::MsSql => crate::db::urls::mssql(&url, pw).map(drop),
+            EngineKind::Oracle => crate::db::urls::oracle(&url, pw).map(drop),
             _ => Ok(()),
         };
         if let Err(e) = checked {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::ident::{Ident, TableName};
+use crate::ident::{Col, Ident, TableName};
 use crate::value::{ColType, Value};
 
 /// The SQL dialect of an engine.
@@ -16,15 +16,6 @@ pub enum Dialect {
     Sqlite,
     MsSql,
     Oracle,
-}
-
-/// A column as statements need it: its name, its kind and the engine's native type name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Col {
-    pub name: Ident,
-    pub ty: ColType,
-    /// The engine's type name from its catalog (`numeric(12,2)`, `varchar(50)`, ...).
-    pub native: String,
 }
 
 /// A statement and the values to bind to its placeholders, in order.

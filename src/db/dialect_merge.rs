@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Col, Dialect, Upsert, oracle_char, safe_type};
+use super::{Dialect, Upsert, oracle_char, safe_type};
+use crate::ident::Col;
 use crate::value::ColType;
 
 /// Most rows one SQL Server `MERGE ... USING (VALUES ...)` carries (its row constructor's

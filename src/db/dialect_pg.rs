@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use chrono::Datelike as _;
 
-use super::{Col, Dialect, Upsert};
-use crate::db::ident::{Ident, TableName};
+use super::{Dialect, Upsert};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::Value;
 
 impl Dialect {

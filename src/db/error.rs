@@ -1,10 +1,10 @@
 //! Database errors: what failed, the database's own words, and what kind of failure it is,
 //! which decides what the agent does about it.
 
-use crate::config::{DbConfig, EngineKind};
+use crate::db::{DbConfig, EngineKind};
 
-use super::ident::TableName;
 use super::{mysql, postgres, sqlite};
+use crate::ident::TableName;
 
 /// What kind of failure a database error is, which decides what the agent does about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

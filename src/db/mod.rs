@@ -6,7 +6,6 @@
 
 pub mod dialect;
 mod error;
-pub mod ident;
 mod mssql;
 mod mysql;
 mod oracle;
@@ -14,21 +13,24 @@ mod parts;
 mod pgbinary;
 mod pgstream;
 mod postgres;
+mod settings;
 mod sqlite;
 mod turn;
+pub mod urls;
 
 use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::Value;
-use dialect::{Col, Dialect, Sql, Upsert};
+use dialect::{Dialect, Sql, Upsert};
 use error::describe;
 pub use error::{DbError, ErrorClass};
-use ident::{Ident, TableName};
 use parts::{Failed, PartWriter, isolate, isolate_parts, singles, write_ending};
 pub use parts::{Refused, chunks, value_size};
+pub use settings::{DbConfig, EngineKind};
 pub use turn::{Stage, Turn};
 
 /// Transaction ids as a PostgreSQL server saw them at one moment (with their epoch): every
@@ -431,7 +433,7 @@ impl Db {
             params: Vec::new(),
             copy: None,
         };
-        let col = [dialect::Col {
+        let col = [crate::ident::Col {
             name: Ident::fixed("count"),
             ty: crate::value::ColType::Int,
             native: "bigint".into(),

@@ -15,13 +15,14 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt as _;
 use tiberius::{FromSql as _, Query, Row};
 
-use super::dialect::{Col, Dialect, Sql};
-use super::ident::{Ident, TableName};
+use super::dialect::{Dialect, Sql};
 use super::{
     DbError, ErrorClass, Failed, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks,
     isolate, isolate_parts, singles, value_size, write_ending,
 };
-use crate::config::{DbConfig, EngineKind};
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::Value;
 use pool::{Client_, GetError, Pool};
 
@@ -131,7 +132,7 @@ impl Ms {
             class,
         };
         let pw = cfg.password.as_ref().map(|p| p.expose());
-        let url = crate::config::urls::mssql(cfg.url.expose(), pw)
+        let url = crate::db::urls::mssql(cfg.url.expose(), pw)
             .map_err(|e| connect_err(e, ErrorClass::Fatal))?;
         let ms = Ms {
             pool: Box::new(Pool::new(&url, cfg)),

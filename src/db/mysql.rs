@@ -12,13 +12,14 @@ use futures::TryStreamExt;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{Arguments, ConnectOptions, Decode, MySql, Row, ValueRef};
 
-use super::dialect::{Col, Dialect, Sql};
-use super::ident::{Ident, TableName};
+use super::dialect::{Dialect, Sql};
 use super::{
     DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks, dynamic,
     isolate, value_size,
 };
-use crate::config::{DbConfig, EngineKind};
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::{ColType, Value};
 
 const E: EngineKind = EngineKind::MySql;

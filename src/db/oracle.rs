@@ -21,11 +21,12 @@ use ::oracle::pool::{GetMode, Pool, PoolBuilder};
 use ::oracle::sql_type::ToSql;
 use chrono::{DateTime, Utc};
 
-use super::dialect::{Col, Dialect, Sql};
-use super::ident::{Ident, TableName};
+use super::dialect::{Dialect, Sql};
 use super::{DbError, ErrorClass, ReadRow, Refused, TableSchema, WriteBatch, isolate, value_size};
-use crate::config::urls::OracleUrl;
-use crate::config::{DbConfig, EngineKind};
+use crate::db::urls::OracleUrl;
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::Value;
 
 const E: EngineKind = EngineKind::Oracle;
@@ -215,7 +216,7 @@ impl Ora {
             class,
         };
         let pw = cfg.password.as_ref().map(|p| p.expose());
-        let url = crate::config::urls::oracle(cfg.url.expose(), pw)
+        let url = crate::db::urls::oracle(cfg.url.expose(), pw)
             .map_err(|e| connect_err(e, ErrorClass::Fatal))?;
         let ora = Ora {
             inner: Arc::new(Inner {

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::{DbError, ErrorClass};
-use crate::config::EngineKind;
+use crate::db::EngineKind;
 use crate::value::Value;
 
 /// A row or delete the exchange refused: (is a delete, its index, the database's message).

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::ReadRow;
-use super::dialect::Col;
+use crate::ident::Col;
 use crate::value::{ColType, Value};
 
 /// How a column's values are written.

@@ -192,7 +192,7 @@ fn the_size_hint_covers_the_encoded_rows() {
 #[test]
 fn only_known_base_types_are_binary() {
     let col = |ty, native: &str| Col {
-        name: crate::db::ident::Ident::fixed("c"),
+        name: crate::ident::Ident::fixed("c"),
         ty,
         native: native.into(),
     };
@@ -219,7 +219,7 @@ fn only_known_base_types_are_binary() {
 
 fn copy_col(name: &str, ty: ColType) -> Col {
     Col {
-        name: crate::db::ident::Ident::new(name).expect("ident"),
+        name: crate::ident::Ident::new(name).expect("ident"),
         ty,
         native: String::new(),
     }

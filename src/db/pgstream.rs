@@ -5,10 +5,11 @@
 use futures::TryStreamExt;
 use sqlx::postgres::PgPool;
 
-use super::dialect::{Col, Dialect};
-use super::postgres::Closing;
+use super::dialect::Dialect;
 use super::{DbError, ErrorClass, ReadRow, dynamic, pgbinary, value_size};
-use crate::config::EngineKind;
+use crate::db::EngineKind;
+use crate::ident::Col;
+use sqlx::Postgres;
 
 const E: EngineKind = EngineKind::Postgres;
 
@@ -232,5 +233,21 @@ pub(super) fn cut_short() -> DbError {
         cause: "the COPY data ended in the middle of a row".into(),
         code: None,
         class: ErrorClass::Unavailable,
+    }
+}
+
+/// A pooled connection that is closed, not given back, unless the `COPY` it runs was read
+/// to its end and its transaction committed: one given up half way (a byte cap, an error,
+/// the task stopped) would still have rows on their way, or a transaction open.
+pub(super) struct Closing {
+    pub(super) conn: sqlx::pool::PoolConnection<Postgres>,
+    pub(super) clean: bool,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
     }
 }

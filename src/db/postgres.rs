@@ -14,11 +14,12 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgRow, PgValueFormat
 use sqlx::query::Query;
 use sqlx::{ConnectOptions, Decode, Postgres, Row, ValueRef};
 
-use super::dialect::{Col, Dialect, Sql};
-use super::ident::{Ident, TableName};
+use super::dialect::{Dialect, Sql};
 use super::pgbinary;
 use super::{DbError, ErrorClass, ReadRow, TableSchema, dynamic, value_size};
-use crate::config::{DbConfig, EngineKind};
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::{ColType, Value};
 
 mod write;
@@ -348,7 +349,7 @@ impl Pg {
         tuples: Option<(&[bool], usize)>,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
         let err = |e| DbError::query(E, "reading rows", e);
-        let mut conn = Closing {
+        let mut conn = super::pgstream::Closing {
             conn: self.pool.acquire().await.map_err(err)?,
             clean: false,
         };
@@ -463,22 +464,6 @@ impl Pg {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
-    }
-}
-
-/// A pooled connection that is closed, not given back, unless the `COPY` it runs was read
-/// to its end and its transaction committed: one given up half way (a byte cap, an error,
-/// the task stopped) would still have rows on their way, or a transaction open.
-pub(super) struct Closing {
-    pub(super) conn: sqlx::pool::PoolConnection<Postgres>,
-    pub(super) clean: bool,
-}
-
-impl Drop for Closing {
-    fn drop(&mut self) {
-        if !self.clean {
-            self.conn.close_on_drop();
-        }
     }
 }
 

@@ -17,13 +17,14 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePool, SqliteRow};
 use sqlx::{ConnectOptions, Decode, Row, Sqlite, TypeInfo, ValueRef};
 
-use super::dialect::{Col, Dialect, Sql};
-use super::ident::{Ident, TableName};
+use super::dialect::{Dialect, Sql};
 use super::{
     DbError, ErrorClass, PartWriter, ReadRow, Refused, TableSchema, WriteBatch, chunks, dynamic,
     isolate, value_size,
 };
-use crate::config::{DbConfig, EngineKind};
+use crate::db::{DbConfig, EngineKind};
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::value::{ColType, Value, parse_decimal};
 
 const E: EngineKind = EngineKind::Sqlite;

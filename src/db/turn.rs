@@ -2,7 +2,7 @@
 //! before it stands.
 
 use super::{DbError, ErrorClass};
-use crate::config::EngineKind;
+use crate::db::EngineKind;
 
 /// Where a batch's write stands, as the batch after it sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

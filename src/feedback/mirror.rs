@@ -2,8 +2,9 @@
 //! can show staff what to correct (DDL: `sql/*/rejects_mirror.sql`).
 
 use crate::db::WriteBatch;
-use crate::db::dialect::{Col, Upsert};
-use crate::db::ident::Ident;
+use crate::db::dialect::Upsert;
+use crate::ident::Col;
+use crate::ident::Ident;
 use crate::job::{Ctx, JobError};
 use crate::value::Value;
 

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use chrono::Utc;
 
 use crate::config::{FeedbackKind, TableSpec};
-use crate::db::dialect::{Col, Cond, Select};
+use crate::db::dialect::{Cond, Select};
 use crate::db::{ReadRow, TableSchema};
+use crate::ident::Col;
 use crate::job::{self, Ctx, JobError, Plan};
 use crate::state::Reject;
 use crate::value::{Value, key_text};
@@ -59,7 +60,7 @@ fn state_err(e: crate::state::StateError) -> JobError {
 }
 
 /// A column of a feedback table, or a clear error naming it.
-fn column(schema: &TableSchema, name: &crate::db::ident::Ident) -> Result<Col, JobError> {
+fn column(schema: &TableSchema, name: &crate::ident::Ident) -> Result<Col, JobError> {
     schema.column(name).cloned().ok_or_else(|| {
         JobError::new(
             "feedback",
@@ -469,7 +470,7 @@ pub async fn check(
 ) -> Vec<(bool, String)> {
     let fb = &cfg.feedback;
     let mut out = Vec::new();
-    let need = |schema: &TableSchema, cols: &[&crate::db::ident::Ident]| -> Vec<String> {
+    let need = |schema: &TableSchema, cols: &[&crate::ident::Ident]| -> Vec<String> {
         cols.iter()
             .filter(|c| schema.column(c).is_none())
             .map(|c| format!("`{c}`"))
@@ -529,7 +530,7 @@ pub async fn check(
                 match (target.introspect(t).await, plans.get(&spec.name)) {
                     (Ok(Some(s)), Some(p)) => {
                         let keys = p.mapping.key_cols();
-                        let mut cols: Vec<&crate::db::ident::Ident> = vec![&fb.time_column, &fb.error_column];
+                        let mut cols: Vec<&crate::ident::Ident> = vec![&fb.time_column, &fb.error_column];
                         cols.extend(keys.iter().map(|c| &c.name));
                         let missing = need(&s, &cols);
                         if missing.is_empty() {
@@ -572,7 +573,7 @@ pub async fn check(
     }
     if let Some(m) = &fb.mirror_table {
         match source.introspect(m).await {
-            Ok(Some(s)) if s.column(&crate::db::ident::Ident::fixed("id")).is_some() => {
+            Ok(Some(s)) if s.column(&crate::ident::Ident::fixed("id")).is_some() => {
                 out.push((false, format!("feedback: mirror table {} OK", s.name)));
             }
             Ok(Some(s)) => out.push((true, format!("feedback: mirror table {} has no column `id`", s.name))),

@@ -12,27 +12,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, TableSpec};
-use crate::db::dialect::{Col, Cond, Select};
+pub use crate::ctx::Ctx;
+use crate::db::dialect::{Cond, Select};
 use crate::db::{Db, DbError, ErrorClass, ReadRow};
-use crate::state::State;
+use crate::ident::Col;
 use crate::value::{Value, key_text};
 use crate::watermark::Watermark;
 use batch::{Batch, Remember, Seen};
 use deliver::{AbortOnDrop, deliver_reading, settle};
 pub use plan::{Mode, Plan};
-
-/// What every table job shares.
-pub struct Ctx {
-    pub cfg: Arc<Config>,
-    pub source: Arc<Db>,
-    pub target: Arc<Db>,
-    pub state: Arc<State>,
-    pub cancel: CancellationToken,
-}
 
 /// A table that could not be exchanged: which, at which step, and why.
 #[derive(Clone, Debug, thiserror::Error)]

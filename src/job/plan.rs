@@ -4,8 +4,9 @@
 
 use crate::config::{Config, DeleteMode, TableSpec, WatermarkSpec, Window};
 use crate::db::TableSchema;
-use crate::db::dialect::{Col, Dialect};
-use crate::db::ident::{Ident, TableName};
+use crate::db::dialect::Dialect;
+use crate::ident::Col;
+use crate::ident::{Ident, TableName};
 use crate::mapping::{Mapping, Source, holds_text};
 use crate::value::Value;
 

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use super::batch::{self, Batch, Remember, Seen};
 use super::plan::{Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
-use crate::db::dialect::{Col, Cond, Select};
+use crate::db::dialect::{Cond, Select};
+use crate::ident::Col;
 use crate::value::{Value, key_text};
 use crate::watermark::Watermark;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::batch::{self, Batch, Remember, Seen};
 use super::{Ctx, CycleReport, JobError, Plan, deliver_reading, read, settle, span_of, tuple};
 use crate::db::Snapshot;
-use crate::db::dialect::{Col, Cond, Select};
+use crate::db::dialect::{Cond, Select};
+use crate::ident::Col;
 use crate::value::{Value, key_text};
 use crate::watermark::{Reread, Watermark, time_value};
 

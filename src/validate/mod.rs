@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::db::ident::{Ident, TableName};
+use crate::ident::{Ident, TableName};
 use crate::value::{Value, parse_naive_datetime};
 use crate::watermark::cmp_values;
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use tiberius::{ColumnData, FromSql, Query};
 
 use crate::db::ErrorClass;
-use crate::db::dialect::Col;
+use crate::ident::Col;
 use crate::value::{ColType, Value};
 
 /// The class of a SQL Server error number.
@@ -209,7 +209,7 @@ pub fn native(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::ident::Ident;
+    use crate::ident::Ident;
     use std::borrow::Cow;
 
     fn col(ty: ColType, native: &str) -> Col {

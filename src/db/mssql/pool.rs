@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt as _};
 
-use crate::config::DbConfig;
-use crate::config::urls::{Encrypt, MsSqlUrl};
+use crate::db::DbConfig;
+use crate::db::urls::{Encrypt, MsSqlUrl};
 
 pub type Client_ = Client<Compat<TcpStream>>;
 

@@ -6,7 +6,7 @@ use oracle::sql_type::{OracleType, ToSql};
 use oracle::{ErrorKind, SqlValue};
 
 use crate::db::ErrorClass;
-use crate::db::dialect::Col;
+use crate::ident::Col;
 use crate::value::{ColType, Value};
 
 /// The class of an `ORA-` error number.

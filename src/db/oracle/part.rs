@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ::oracle::Connection;
 
 use super::{D, E, binds, err, joined, refs};
-use crate::db::dialect::Col;
 use crate::db::{DbError, ErrorClass, PartWriter, WriteBatch, chunks};
+use crate::ident::Col;
 use crate::value::Value;
 
 /// One part of a batch inside the batch's transaction: bounded `MERGE`s, then deletes, each

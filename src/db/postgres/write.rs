@@ -10,8 +10,8 @@ use sqlx::postgres::PgConnection;
 
 use super::{DbError, E, Pg, bind, dynamic, pgbinary};
 use crate::db::dialect::Dialect;
-use crate::db::ident::Ident;
 use crate::db::{ErrorClass, PartWriter, Refused, Turn, WriteBatch, isolate};
+use crate::ident::Ident;
 use crate::value::Value;
 
 impl Pg {

@@ -118,7 +118,7 @@ struct OwnedWrite {
     target: std::sync::Arc<crate::db::Db>,
     name: String,
     limit: Duration,
-    table: crate::db::ident::TableName,
+    table: crate::ident::TableName,
     columns: Vec<Col>,
     key: Vec<usize>,
     version: Option<usize>,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::value::ColType;
+
 /// A validated identifier: letters (any script, so Chinese column names are fine), digits,
 /// `_` and `$`, starting with a letter or `_`, at most 128 characters. Quoting is the
 /// dialect's job; a validated identifier can never break out of its quotes.
@@ -118,4 +120,13 @@ mod tests {
         assert!(TableName::parse("a.b.c").is_err());
         assert!(TableName::parse("a.").is_err());
     }
+}
+
+/// A column as statements need it: its name, its kind and the engine's native type name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Col {
+    pub name: Ident,
+    pub ty: ColType,
+    /// The engine's type name from its catalog (`numeric(12,2)`, `varchar(50)`, ...).
+    pub native: String,
 }
