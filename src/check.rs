@@ -2,6 +2,7 @@
 //! table, key and column the configuration names exists. Says what is missing.
 
 use crate::config::Config;
+use crate::ctx::Ends;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::job::{Mode, prepare};
@@ -12,8 +13,10 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         cfg.file.display(),
         cfg.tables.len()
     );
-    let source = Db::connect(&cfg.source, "source", false).await;
-    let target = Db::connect(&cfg.exchange.db, "exchange", false).await;
+    let (source, target) = tokio::join!(
+        Db::connect(&cfg.source, "source", false),
+        crate::sink::connect(&cfg, false)
+    );
     match &source {
         Ok(_) => println!(
             "source: connected ({}, {})",
@@ -28,15 +31,17 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         ),
         Err(e) => println!("exchange: FAILED — {e}"),
     }
-    let (source, target) = match (source, target) {
-        (Ok(s), Ok(t)) => (s, t),
+    let (source, exchange) = match (source, target) {
+        (Ok(s), Ok(t)) => (std::sync::Arc::new(s), t),
         (s, t) => {
             let mut msgs = Vec::new();
-            for r in [s, t] {
-                match r {
-                    Ok(db) => db.close().await,
-                    Err(e) => msgs.push(e.to_string()),
-                }
+            match s {
+                Ok(db) => db.close().await,
+                Err(e) => msgs.push(e.to_string()),
+            }
+            match t {
+                Ok(x) => x.sink.close().await,
+                Err(e) => msgs.push(e.to_string()),
             }
             return Err(AppError::Runtime(msgs.join("\n")));
         }
@@ -46,7 +51,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     let mut bad = 0;
     let mut plans = std::collections::HashMap::new();
     for spec in &cfg.tables {
-        match prepare(&cfg, &source, &target, spec).await {
+        match prepare(&cfg, Ends::of(spec, &source, &exchange.sink), spec).await {
             Ok(plan) => {
                 let mode = match plan.mode {
                     Mode::Key => "key",
@@ -99,13 +104,15 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             Err(e) => {
                 bad += 1;
                 println!("table {}: PROBLEM — {}: ", spec.name, e.step);
-                for p in e.cause.split("; ") {
+                for p in e.cause.to_string().split("; ") {
                     println!("  - {p}");
                 }
             }
         }
     }
-    for (problem, line) in crate::feedback::check(&cfg, &source, &target, &plans).await {
+    for (problem, line) in
+        crate::feedback::check(&cfg, &source, exchange.receipts.as_ref(), &plans).await
+    {
         if problem {
             bad += 1;
             println!("PROBLEM — {line}");
@@ -113,8 +120,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             println!("{line}");
         }
     }
-    source.close().await;
-    target.close().await;
+    tokio::join!(source.close(), exchange.sink.close());
     if bad > 0 {
         return Err(AppError::Usage(format!(
             "{bad} problem(s): the configuration does not match the databases (see above)"

@@ -16,7 +16,7 @@ use crate::config::{self, Config};
 use crate::error::AppError;
 use crate::job::Ctx;
 use crate::runner::{self, Wake};
-use crate::state::State;
+use crate::state::{ResyncState, State};
 
 /// `run`: the daemon, until SIGTERM or SIGINT.
 pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
@@ -35,16 +35,24 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         let generation = root.child_token();
         let ctx = Arc::new(runner::connect(cfg.clone(), generation.clone(), true).await?);
         if first {
-            let _ = ctx
+            if let Err(e) = ctx
                 .state
                 .set_meta("daemon:started", &crate::state::ts(Utc::now()))
-                .await;
-            for (role, db) in [("source", &ctx.source), ("exchange", &ctx.target)] {
-                if let Err(e) = db.now().await {
-                    tracing::warn!(
-                        "the {role} database is not reachable yet; the agent keeps trying: {e}"
-                    );
-                }
+                .await
+            {
+                tracing::warn!("cannot record the daemon's start: {e}");
+            }
+            let (front, exchange) = tokio::join!(ctx.front.now(), ctx.exchange.health());
+            if let Err(e) = front {
+                tracing::warn!(
+                    "the source database is not reachable yet; the agent keeps trying: {e}"
+                );
+            }
+            if let Err(e) = exchange {
+                tracing::warn!(
+                    "the {} is not reachable yet; the agent keeps trying: {e}",
+                    ctx.exchange.place()
+                );
             }
             if full_resync {
                 request_all(&ctx, None).await;
@@ -150,7 +158,7 @@ async fn request_all(ctx: &Ctx, wakes: Option<&HashMap<String, Arc<Wake>>>) {
         match ctx.state.request_resync(&spec.name).await {
             Ok(_) => {
                 if let Some(w) = wakes.and_then(|w| w.get(&spec.name)) {
-                    w.resync.notify_one();
+                    w.asked.notify_one();
                 }
             }
             Err(e) => tracing::error!(table = %spec.name, "cannot request a resync: {e}"),
@@ -158,14 +166,15 @@ async fn request_all(ctx: &Ctx, wakes: Option<&HashMap<String, Arc<Wake>>>) {
     }
 }
 
-/// Wake the tables whose resync was requested (by `frontdb-agent resync`, or interrupted).
+/// Wake the tables whose resync was requested (by `frontdb-agent resync`, or interrupted)
+/// or whose rejects are to be sent again (`frontdb-agent rejects resubmit`).
 async fn control(ctx: Arc<Ctx>, wakes: HashMap<String, Arc<Wake>>) {
     loop {
-        if let Ok(pending) = ctx.state.pending_resyncs().await {
-            for t in pending {
-                if let Some(w) = wakes.get(&t) {
-                    w.resync.notify_one();
-                }
+        let (resyncs, resubmits) =
+            tokio::join!(ctx.state.pending_resyncs(), ctx.state.asked_tables());
+        for t in resyncs.into_iter().chain(resubmits).flatten() {
+            if let Some(w) = wakes.get(&t) {
+                w.asked.notify_one();
             }
         }
         tokio::select! {
@@ -193,7 +202,7 @@ async fn listen(ctx: Arc<Ctx>, channels: HashMap<String, Vec<Arc<Wake>>>) {
     let names: Vec<&str> = channels.keys().map(String::as_str).collect();
     let mut delay = Duration::from_secs(1);
     loop {
-        match ctx.source.listen(&names).await {
+        match ctx.front.listen(&names).await {
             Ok(mut l) => {
                 tracing::info!(channels = ?names, "listening for notifications");
                 delay = Duration::from_secs(1);
@@ -299,14 +308,14 @@ pub async fn request(cfg: &Config, table: Option<&str>, pid: u32) -> Result<(), 
             .request_resync(name)
             .await
             .map_err(AppError::runtime)?;
-        if was == "running" {
+        if was == ResyncState::Running {
             println!("{name}: a full resync is already running in the daemon (pid {pid})");
             continue;
         }
         let mut picked = false;
         for _ in 0..100 {
             if let Ok(Some(r)) = state.resync_of(name).await
-                && r.state != "requested"
+                && r.state != ResyncState::Requested
             {
                 picked = true;
                 break;

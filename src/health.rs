@@ -157,26 +157,17 @@ pub async fn health(ctx: &Ctx) -> Vec<String> {
 /// in the log when that changes, and keep it for `status`, `/healthz` and the metrics.
 pub async fn patrol(ctx: Arc<Ctx>) {
     loop {
-        let exchange = ctx
-            .target
-            .now()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        let source = ctx
-            .source
-            .now()
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        let mut checks = vec![("source", source), ("exchange", exchange)];
-        if ctx.cfg.feedback.kind == crate::config::FeedbackKind::Table {
-            let fb = match ctx.target.introspect(&ctx.cfg.feedback.table).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(format!("table {} does not exist", ctx.cfg.feedback.table)),
-                Err(e) => Err(e.to_string()),
-            };
-            checks.push(("feedback", fb));
+        let (source, exchange, feedback) = tokio::join!(
+            ctx.front.now(),
+            ctx.exchange.health(),
+            ctx.receipts.health()
+        );
+        let mut checks = vec![
+            ("source", source.map(|_| ()).map_err(|e| e.to_string())),
+            ("exchange", exchange.map_err(|e| e.to_string())),
+        ];
+        if let Some(fb) = feedback {
+            checks.push(("feedback", fb.map_err(|e| e.to_string())));
         }
         for (name, result) in checks {
             record_reach(&ctx.state, name, result).await;
@@ -215,12 +206,15 @@ async fn record_reach(state: &State, name: &str, result: Result<(), String>) {
         checked: now,
         error: result.err(),
     };
-    let _ = state
+    if let Err(e) = state
         .set_meta(
             &reach_key(name),
             &serde_json::to_string(&r).unwrap_or_default(),
         )
-        .await;
+        .await
+    {
+        tracing::warn!("cannot record whether the {name} database answers: {e}");
+    }
 }
 
 /// Bring the per-table gauges up to date from the state store (on every scrape).
@@ -239,7 +233,7 @@ async fn refresh(ctx: &Ctx) {
         if let Ok(Some(r)) = ctx.state.resync_of(&t.table).await
             && let Some(total) = r.total.filter(|t| *t > 0)
         {
-            let done = if r.state == "done" {
+            let done = if r.state == crate::state::ResyncState::Done {
                 1.0
             } else {
                 r.rows as f64 / total as f64

@@ -42,6 +42,7 @@ pub mod rejects;
 pub mod runner;
 pub mod schedule;
 pub mod secret;
+pub mod sink;
 pub mod state;
 pub mod status;
 pub mod validate;

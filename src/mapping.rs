@@ -4,43 +4,9 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::db::dialect::Dialect;
 use crate::ident::Col;
+use crate::sink::Op;
 use crate::value::{ColType, Value};
-
-/// What an exchange row operation is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Insert,
-    Update,
-    Delete,
-}
-
-impl Op {
-    /// Parse an operation letter (`I`/`U`/`D`, any case).
-    pub fn parse(v: &Value) -> Option<Op> {
-        match v {
-            Value::Text(s) => match s.trim() {
-                "I" | "i" => Some(Op::Insert),
-                "U" | "u" => Some(Op::Update),
-                "D" | "d" => Some(Op::Delete),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    pub fn letter(self, lower: bool) -> &'static str {
-        match (self, lower) {
-            (Op::Insert, false) => "I",
-            (Op::Update, false) => "U",
-            (Op::Delete, false) => "D",
-            (Op::Insert, true) => "i",
-            (Op::Update, true) => "u",
-            (Op::Delete, true) => "d",
-        }
-    }
-}
 
 /// Where an exchange column's value comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +42,8 @@ pub struct Mapping {
     /// Every exchange column is the source column of the same place: a source row whose
     /// values all pass unconverted becomes the exchange row as it is.
     identity: bool,
-    target: Dialect,
+    /// The exchange's text cannot hold NUL (PostgreSQL's cannot).
+    text_without_nul: bool,
     /// The source's text cannot hold NUL (PostgreSQL's cannot): values taken over from its
     /// columns need not be searched for one.
     nul_free_source: bool,
@@ -103,7 +70,7 @@ impl Mapping {
         sources: Vec<Source>,
         key: Vec<usize>,
         version: Option<usize>,
-        target: Dialect,
+        text_without_nul: bool,
     ) -> Self {
         let max_chars = columns.iter().map(|c| char_limit(&c.native)).collect();
         let sole = sources
@@ -131,7 +98,7 @@ impl Mapping {
             max_chars,
             sole,
             identity,
-            target,
+            text_without_nul,
             nul_free_source: false,
         }
     }
@@ -289,7 +256,7 @@ impl Mapping {
     /// Whether exchange column `i` can hold a value of its own kind.
     fn check(&self, i: usize, col: &Col, out: &Value) -> Result<(), String> {
         self.check_length(i, col, out)?;
-        if self.target == Dialect::Postgres
+        if self.text_without_nul
             && let Value::Text(s) = out
             && s.contains('\0')
         {
@@ -398,7 +365,7 @@ mod tests {
             ],
             vec![0],
             None,
-            Dialect::Postgres,
+            true,
         );
         let row = m
             .row(
@@ -443,7 +410,7 @@ mod tests {
             vec![Source::Column(0), Source::Column(1)],
             vec![0],
             None,
-            Dialect::Postgres,
+            true,
         );
         let nul = || vec![Value::Int(1), Value::Text("a\0b".into())];
         let err = m.row(&mut nul(), Op::Insert, &ctx(&tz)).expect_err("nul");
@@ -460,7 +427,7 @@ mod tests {
             vec![Source::Constant(Value::Text("c\0".into()))],
             vec![0],
             None,
-            Dialect::Postgres,
+            true,
         );
         c.nul_free_source(true);
         assert!(c.row(&mut Vec::new(), Op::Insert, &ctx(&tz)).is_err());
@@ -486,7 +453,7 @@ mod tests {
             ],
             vec![0],
             None,
-            Dialect::Postgres,
+            true,
         );
         let original = vec![
             Value::Int(7),
@@ -539,7 +506,7 @@ mod tests {
             vec![Source::Column(0), Source::Column(1)],
             vec![0],
             None,
-            Dialect::Postgres,
+            true,
         );
         let original = vec![Value::Int(7), Value::Text("监管".into())];
         let mut src = original.clone();

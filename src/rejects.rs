@@ -9,10 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::job::batch::{self, Batch, Seen};
-use crate::job::{self, CycleReport};
+use crate::job;
+use crate::state::RejectState;
 use crate::state::{RejectRow, State, parse_ts};
-use crate::value::Value;
 
 async fn open_state(cfg: &Config) -> Result<Option<State>, AppError> {
     if !cfg.agent.state_dir.join("state.db").exists() {
@@ -34,10 +33,22 @@ fn local(cfg: &Config, s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
+/// The reject state a command line names.
+fn state_of(word: Option<&str>) -> Result<Option<RejectState>, AppError> {
+    word.map(|w| {
+        RejectState::parse(w).ok_or_else(|| {
+            AppError::Usage(format!(
+                "`{w}` is not a reject state: use open, resubmitted or cleared"
+            ))
+        })
+    })
+    .transpose()
+}
+
 async fn selected(
     cfg: &Config,
     table: Option<&str>,
-    state: Option<&str>,
+    state: Option<RejectState>,
 ) -> Result<Vec<RejectRow>, AppError> {
     if let Some(t) = table {
         crate::runner::selected(cfg, Some(t))?;
@@ -59,7 +70,7 @@ pub async fn list(
     state: Option<&str>,
     json: bool,
 ) -> Result<(), AppError> {
-    let rows = selected(cfg, table, state).await?;
+    let rows = selected(cfg, table, state_of(state)?).await?;
     if json {
         println!(
             "{}",
@@ -148,7 +159,7 @@ pub async fn export(
     state: Option<&str>,
     bom: bool,
 ) -> Result<(), AppError> {
-    let rows = selected(cfg, table, state).await?;
+    let rows = selected(cfg, table, state_of(state)?).await?;
     let mut out = Vec::new();
     if bom {
         out.extend_from_slice("\u{feff}".as_bytes());
@@ -174,8 +185,8 @@ pub async fn export(
                 r.id.to_string(),
                 r.table.clone(),
                 r.key.clone(),
-                r.state.clone(),
-                r.origin.clone(),
+                r.state.to_string(),
+                r.origin.to_string(),
                 r.reasons.join("; "),
                 local(cfg, &r.first_seen),
                 local(cfg, &r.last_seen),
@@ -213,8 +224,8 @@ pub async fn resubmit(
                     .0,
             ]
         }
-        (None, Some(t), _) => selected(&cfg, Some(t), Some("open")).await?,
-        (None, None, true) => selected(&cfg, None, Some("open")).await?,
+        (None, Some(t), _) => selected(&cfg, Some(t), Some(RejectState::Open)).await?,
+        (None, None, true) => selected(&cfg, None, Some(RejectState::Open)).await?,
         (None, None, false) => {
             return Err(AppError::Usage(
                 "say which rejects to send again: an ID, --table T or --all".into(),
@@ -225,6 +236,48 @@ pub async fn resubmit(
         println!("no open rejects to send again");
         return Ok(());
     }
+    match crate::lock::holder(&cfg.agent.state_dir) {
+        Some(pid) => ask_daemon(&cfg, pid, &chosen).await,
+        None => resubmit_here(cfg, chosen).await,
+    }
+}
+
+/// Beside a running daemon: ask it to send the rejects again (each table in its own turn,
+/// never beside its cycle), and wait a while for it to have done so.
+async fn ask_daemon(cfg: &Config, pid: u32, chosen: &[RejectRow]) -> Result<(), AppError> {
+    let st = open_state(cfg)
+        .await?
+        .ok_or_else(|| AppError::Runtime("the state store is gone".into()))?;
+    let ids: Vec<i64> = chosen.iter().map(|r| r.id).collect();
+    st.ask_resubmit(&ids).await.map_err(AppError::runtime)?;
+    let mut done = false;
+    for _ in 0..100 {
+        if !st.still_asked(&ids).await.map_err(AppError::runtime)? {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    st.close().await;
+    if done {
+        println!(
+            "the daemon (pid {pid}) sent {} reject(s) again; `frontdb-agent rejects list` shows \
+             where they stand",
+            ids.len()
+        );
+    } else {
+        println!(
+            "{} reject(s) to send again: the daemon (pid {pid}) sends them when each table's \
+             current run ends; `frontdb-agent rejects list` shows where they stand",
+            ids.len()
+        );
+    }
+    Ok(())
+}
+
+/// No daemon runs: send the rejects again here, holding the agent's lock meanwhile.
+async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppError> {
+    let _lock = crate::lock::acquire(&cfg.agent.state_dir).map_err(AppError::Runtime)?;
     let cfg = Arc::new(cfg);
     let ctx = crate::runner::connect(cfg.clone(), CancellationToken::new(), false).await?;
     let mut by_table: HashMap<String, Vec<RejectRow>> = HashMap::new();
@@ -240,53 +293,23 @@ pub async fn resubmit(
             );
             continue;
         };
-        let plan = match job::prepare(&cfg, &ctx.source, &ctx.target, spec).await {
-            Ok(p) => p,
-            Err(e) => {
-                failures.push(e.to_string());
-                continue;
-            }
+        let done = match job::prepare(&cfg, ctx.ends(spec), spec).await {
+            Ok(plan) => job::resubmit(&ctx, &plan, rejects).await,
+            Err(e) => Err(e),
         };
-        let keys: Vec<Vec<Value>> = rejects
-            .iter()
-            .filter_map(|r| serde_json::from_value(r.key_values.clone()).ok())
-            .collect();
-        let rows = match job::rows_by_key(&ctx, &plan, &keys).await {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(e.to_string());
-                continue;
-            }
-        };
-        let found: std::collections::HashSet<String> = rows
-            .iter()
-            .map(|r| job::rkey_of(&plan, &r.values))
-            .collect();
-        for r in &rejects {
-            if found.contains(&r.key) {
-                let _ = ctx.state.note(r.id, "sent again on request").await;
-            } else {
+        match done {
+            Ok(d) => {
+                for r in &d.gone {
+                    println!(
+                        "#{}  {} key {}: the row no longer exists at the source",
+                        r.id, name, r.key
+                    );
+                }
                 println!(
-                    "#{}  {} key {}: the row no longer exists at the source",
-                    r.id, name, r.key
+                    "{name}: {} row(s) sent again, {} quarantined again",
+                    d.report.sent, d.report.rejected
                 );
             }
-        }
-        let mut report = CycleReport::default();
-        let none = Seen::new();
-        let b = Batch {
-            why: "re-sent on request",
-            salt: Some(format!(
-                "resubmit:{}:",
-                chrono::Utc::now().timestamp_micros()
-            )),
-            ..Batch::of(rows, &none)
-        };
-        match batch::deliver(&ctx, &plan, b, &mut report).await {
-            Ok(()) => println!(
-                "{name}: {} row(s) sent again, {} quarantined again",
-                report.sent, report.rejected
-            ),
             Err(e) => failures.push(e.to_string()),
         }
     }

@@ -14,35 +14,39 @@ use crate::error::AppError;
 use crate::job::resync::Progress;
 use crate::job::{self, Ctx, CycleReport, JobError, Plan};
 use crate::schedule::{Timer, sleep_until};
-use crate::state::{CycleEnd, State, parse_ts};
+use crate::state::{CycleEnd, Outcome, ResyncState, State, parse_ts};
 
-/// Open the state store and connect to both databases (`lazy`: on first use, so that the
-/// daemon starts and waits while a database is down), all three at once.
+/// Open the state store and connect to the front-end database and the exchange (`lazy`: on
+/// first use, so that the daemon starts and waits while a database is down), all at once.
 pub async fn connect(
     cfg: Arc<Config>,
     cancel: CancellationToken,
     lazy: bool,
 ) -> Result<Ctx, AppError> {
-    let (state, source, target) = tokio::join!(
+    let (state, front, exchange) = tokio::join!(
         State::open(&cfg.agent.state_dir),
         Db::connect(&cfg.source, "source", lazy),
-        Db::connect(&cfg.exchange.db, "exchange", lazy),
+        crate::sink::connect(&cfg, lazy),
     );
     // The first failure, in that order, is the one reported; whatever did open is closed.
-    let (state, source, target) = match (state, source, target) {
-        (Ok(st), Ok(s), Ok(t)) => (st, s, t),
-        (state, source, target) => {
+    let (state, front, exchange) = match (state, front, exchange) {
+        (Ok(st), Ok(f), Ok(x)) => (st, f, x),
+        (state, front, exchange) => {
             let mut first = None;
             match state {
                 Ok(st) => st.close().await,
                 Err(e) => first = Some(AppError::runtime(e)),
             }
-            for db in [source, target] {
-                match db {
-                    Ok(d) => d.close().await,
-                    Err(e) => {
-                        first.get_or_insert(AppError::runtime(e));
-                    }
+            match front {
+                Ok(d) => d.close().await,
+                Err(e) => {
+                    first.get_or_insert(AppError::runtime(e));
+                }
+            }
+            match exchange {
+                Ok(x) => x.sink.close().await,
+                Err(e) => {
+                    first.get_or_insert(AppError::runtime(e));
                 }
             }
             return Err(first.unwrap_or_else(|| AppError::runtime("cannot connect")));
@@ -50,17 +54,17 @@ pub async fn connect(
     };
     Ok(Ctx {
         cfg,
-        source: Arc::new(source),
-        target: Arc::new(target),
+        front: Arc::new(front),
+        exchange: exchange.sink,
+        receipts: exchange.receipts,
         state: Arc::new(state),
         cancel,
     })
 }
 
-/// Close both databases and the state store, all at once: each waits on its own server or
-/// disk.
+/// Close both ends and the state store, all at once: each waits on its own server or disk.
 pub async fn disconnect(ctx: &Ctx) {
-    tokio::join!(ctx.source.close(), ctx.target.close(), ctx.state.close());
+    tokio::join!(ctx.front.close(), ctx.exchange.close(), ctx.state.close());
 }
 
 /// The tables a command works on: the named one, or every enabled one.
@@ -135,6 +139,8 @@ pub enum What {
     Cycle,
     /// The table's requested (or interrupted) full resync.
     Resync,
+    /// The rejects `rejects resubmit` asked to be sent again.
+    Resubmit,
 }
 
 /// Run one cycle or resync of a table, with its bookkeeping in the state store.
@@ -147,9 +153,11 @@ pub async fn run_one(
     progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
     let started = Instant::now();
-    let _ = ctx.state.cycle_started(&spec.name, Utc::now()).await;
+    if let Err(e) = ctx.state.cycle_started(&spec.name, Utc::now()).await {
+        tracing::warn!(table = %spec.name, "cannot record the start of the run: {e}");
+    }
     if plan.is_none() {
-        match job::prepare(&ctx.cfg, &ctx.source, &ctx.target, spec).await {
+        match job::prepare(&ctx.cfg, ctx.ends(spec), spec).await {
             Ok(p) => *plan = Some(p),
             Err(e) => {
                 record(ctx, spec, &Err(e.clone()), started).await;
@@ -160,6 +168,7 @@ pub async fn run_one(
     let result = match (plan.as_ref(), what) {
         (Some(p), What::Cycle) => job::cycle(ctx, p, once).await,
         (Some(p), What::Resync) => job::resync::resync(ctx, p, progress).await,
+        (Some(p), What::Resubmit) => resubmit_asked(ctx, p).await,
         (None, _) => Ok(CycleReport::default()),
     };
     if result.is_err() {
@@ -170,28 +179,51 @@ pub async fn run_one(
     result
 }
 
+/// Send again the table's rejects that were asked for.
+async fn resubmit_asked(ctx: &Ctx, plan: &Plan) -> Result<CycleReport, JobError> {
+    let asked = ctx
+        .state
+        .asked(&plan.name)
+        .await
+        .map_err(|e| JobError::store(&plan.name, "reading asked resubmissions", e))?;
+    if asked.is_empty() {
+        return Ok(CycleReport::default());
+    }
+    let done = job::resubmit(ctx, plan, asked).await?;
+    for r in &done.gone {
+        tracing::warn!(
+            table = %plan.name,
+            "reject #{} (key {}) was not sent again: the row no longer exists at the source",
+            r.id,
+            r.key
+        );
+    }
+    tracing::info!(table = %plan.name, sent = done.report.sent, quarantined = done.report.rejected, "rejects sent again on request");
+    Ok(done.report)
+}
+
 async fn record(
     ctx: &Ctx,
     spec: &TableSpec,
     result: &Result<CycleReport, JobError>,
     started: Instant,
 ) {
-    let outcome = match result {
-        Ok(r) if r.stopped => "stopped",
-        Ok(_) => "ok",
+    let (outcome, error, rows, warnings) = match result {
+        Ok(r) if r.stopped => (
+            Outcome::Stopped,
+            None,
+            r.sent + r.deleted,
+            r.warnings.clone(),
+        ),
+        Ok(r) => (Outcome::Ok, None, r.sent + r.deleted, r.warnings.clone()),
         Err(e) => {
             let class = format!("{:?}", e.class).to_lowercase();
             metrics::counter!(crate::metrics::ERRORS, "table" => spec.name.clone(), "class" => class).increment(1);
-            "failed"
+            (Outcome::Failed, Some(e.to_string()), 0, Vec::new())
         }
     };
-    metrics::counter!(crate::metrics::CYCLES, "table" => spec.name.clone(), "outcome" => outcome)
+    metrics::counter!(crate::metrics::CYCLES, "table" => spec.name.clone(), "outcome" => outcome.as_str())
         .increment(1);
-    let (outcome, error, rows, warnings) = match result {
-        Ok(r) if r.stopped => ("stopped", None, r.sent + r.deleted, r.warnings.clone()),
-        Ok(r) => ("ok", None, r.sent + r.deleted, r.warnings.clone()),
-        Err(e) => ("failed", Some(e.to_string()), 0, Vec::new()),
-    };
     let end = CycleEnd {
         table: &spec.name,
         outcome,
@@ -442,8 +474,9 @@ fn retry_wait(e: &JobError, failures: u32, retry_max: Duration) -> Duration {
 /// What wakes a sleeping table early.
 #[derive(Debug, Default)]
 pub struct Wake {
-    /// A full resync was requested (or one is to be resumed).
-    pub resync: Notify,
+    /// A full resync was requested (or one is to be resumed), or rejects are to be sent
+    /// again.
+    pub asked: Notify,
     /// The source announced new rows (PostgreSQL NOTIFY).
     pub data: Notify,
 }
@@ -452,7 +485,23 @@ pub struct Wake {
 enum Reason {
     Scheduled,
     Data,
-    Resync,
+    Asked,
+}
+
+/// What was asked of a table: a requested (or interrupted) full resync comes before
+/// anything else, then rejects to send again.
+async fn asked(ctx: &Ctx, table: &str) -> Option<What> {
+    let resync = matches!(
+        ctx.state.resync_of(table).await,
+        Ok(Some(r)) if matches!(r.state, ResyncState::Requested | ResyncState::Running)
+    );
+    if resync {
+        return Some(What::Resync);
+    }
+    match ctx.state.asked(table).await {
+        Ok(a) if !a.is_empty() => Some(What::Resubmit),
+        _ => None,
+    }
 }
 
 /// One table inside the daemon: its cycles on schedule, a resync when asked, retries with
@@ -482,24 +531,20 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
         let reason = tokio::select! {
             _ = sleep_until(next, Utc::now()) => Reason::Scheduled,
             _ = wake.data.notified() => Reason::Data,
-            _ = wake.resync.notified() => Reason::Resync,
+            _ = wake.asked.notified() => Reason::Asked,
             _ = ctx.cancel.cancelled() => break,
         };
-        // A requested (or interrupted) full resync comes before anything else.
-        let resync = matches!(
-            ctx.state.resync_of(&spec.name).await,
-            Ok(Some(r)) if r.state == "requested" || r.state == "running"
-        );
-        let what = match (resync, reason) {
-            (true, _) => What::Resync,
-            (false, Reason::Resync) => continue,
-            (false, _) => What::Cycle,
+        let what = match (asked(&ctx, &spec.name).await, reason) {
+            (Some(what), _) => what,
+            (None, Reason::Asked) => continue,
+            (None, _) => What::Cycle,
         };
         let result = run_one(&ctx, spec, &mut plan, what, false, &no_progress).await;
         let now = Utc::now();
         let scheduled = match (what, reason) {
-            // After a resync or an early wake-up, the scheduled run stays where it was.
-            (What::Resync, _) | (_, Reason::Data) => next.max(now),
+            // After a resync, a resubmission or an early wake-up, the scheduled run stays
+            // where it was.
+            (What::Resync | What::Resubmit, _) | (_, Reason::Data) => next.max(now),
             _ => timer
                 .next(now, &tz, rand::random())
                 .unwrap_or(now + chrono::Duration::hours(1)),

@@ -11,7 +11,7 @@ use unicode_width::UnicodeWidthStr;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::health::{Reach, reach};
-use crate::state::{Resync, State, TableState, parse_ts};
+use crate::state::{Resync, ResyncState, State, TableState, parse_ts};
 
 #[derive(Debug, Serialize)]
 pub struct TableStatus {
@@ -290,8 +290,10 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
                 .filter(|t| *t > 0)
                 .map(|total| format!(" {}%", (r.rows * 100 / total).min(100)))
                 .unwrap_or_default();
-            let when = match r.state.as_str() {
-                "done" | "failed" => format!(", finished {}", local(&r.finished)),
+            let when = match r.state {
+                ResyncState::Done | ResyncState::Failed => {
+                    format!(", finished {}", local(&r.finished))
+                }
                 _ => format!(", started {}", local(&r.started)),
             };
             notes.push(format!(

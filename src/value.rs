@@ -92,8 +92,8 @@ impl Value {
         }
     }
 
-    /// Feed a type-tagged, unambiguous encoding of the value into a hasher.
-    pub fn feed(&self, h: &mut Sha256) {
+    /// Feed a type-tagged, unambiguous encoding of the value to `h`, a piece at a time.
+    pub fn feed(&self, h: &mut impl FnMut(&[u8])) {
         let (tag, body): (u8, std::borrow::Cow<'_, [u8]>) = match self {
             Value::Null => (0, (&[][..]).into()),
             Value::Bool(b) => (1, vec![u8::from(*b)].into()),
@@ -104,9 +104,9 @@ impl Value {
             Value::Bytes(b) => (6, b.as_slice().into()),
             _ => (7, self.to_text().into_bytes().into()),
         };
-        h.update([tag]);
-        h.update((body.len() as u64).to_be_bytes());
-        h.update(&body);
+        h(&[tag]);
+        h(&(body.len() as u64).to_be_bytes());
+        h(&body);
     }
 
     /// A time-like value moved back by `by` (the lookback window). Text values are parsed
@@ -379,8 +379,9 @@ fn parse_datetime(s: &str) -> Result<Parsed, String> {
 /// Digest of a row's values (hex of the first 16 bytes of SHA-256).
 pub fn row_digest(values: &[Value]) -> [u8; 16] {
     let mut h = Sha256::new();
+    let mut update = |b: &[u8]| h.update(b);
     for v in values {
-        v.feed(&mut h);
+        v.feed(&mut update);
     }
     let full = h.finalize();
     let mut out = [0u8; 16];

@@ -57,7 +57,7 @@ pub struct FeedbackColumns {
     pub rejected_at: Ident,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Feedback {
     pub kind: FeedbackKind,
     pub schedule: Schedule,

@@ -1,11 +1,12 @@
 //! Mirror the rejects ledger into a table of the front-end database, so the business system
 //! can show staff what to correct (DDL: `sql/*/rejects_mirror.sql`).
 
+use crate::ctx::Ctx;
 use crate::db::WriteBatch;
 use crate::db::dialect::Upsert;
 use crate::ident::Col;
 use crate::ident::Ident;
-use crate::job::{Ctx, JobError};
+use crate::job::JobError;
 use crate::value::Value;
 
 /// The mirror's columns; `id` is its key, the others are written when the table has them.
@@ -29,7 +30,7 @@ pub async fn sync(ctx: &Ctx) -> Result<u64, JobError> {
     };
     let fail = |why: String| JobError::new("feedback", "mirroring the rejects", why);
     let schema = ctx
-        .source
+        .front
         .introspect(table)
         .await
         .map_err(|e| JobError::db("feedback", "mirroring the rejects", e))?
@@ -65,8 +66,8 @@ pub async fn sync(ctx: &Ctx) -> Result<u64, JobError> {
             Value::Int(r.id),
             Value::Text(r.table.clone()),
             Value::Text(r.key.clone()),
-            Value::Text(r.state.clone()),
-            Value::Text(r.origin.clone()),
+            Value::Text(r.state.to_string()),
+            Value::Text(r.origin.to_string()),
             Value::Text(r.reasons.join("; ")),
             Value::Text(r.first_seen.clone()),
             Value::Text(r.last_seen.clone()),
@@ -87,7 +88,7 @@ pub async fn sync(ctx: &Ctx) -> Result<u64, JobError> {
     let columns: Vec<Col> = present.into_iter().map(|(_, c)| c).collect();
     let key_cols = [columns[0].clone()];
     let refused = ctx
-        .source
+        .front
         .write(&WriteBatch {
             upsert: Upsert {
                 table: &schema.name,

@@ -6,29 +6,31 @@
 //! the database's message and everything else is delivered.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use xxhash_rust::xxh3::Xxh3;
 
 use super::plan::{FlagPlan, Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::config::DeleteMode;
-use crate::db::dialect::Upsert;
-use crate::db::{DbError, ErrorClass, ReadRow, Refused, Stage, Tuples, Turn, WriteBatch};
-use crate::ident::Col;
-use crate::mapping::{Op, RowCtx};
-use crate::state::{Commit, DigestEntry, LedgerEntry, Reject};
+use crate::db::ReadRow;
+use crate::mapping::RowCtx;
+use crate::sink::{Op, Outgoing, Refusal, Removal, SinkError, Stage, Target, Tuples, Turn};
+use crate::state::{Commit, DigestEntry, LedgerEntry, Origin, Reject};
 use crate::value::{Value, key_text, row_digest};
 use crate::watermark::Watermark;
 
 mod finish;
 mod launch;
+mod prepare;
 mod sort;
 pub use finish::finish;
 pub use launch::launch;
+pub use prepare::prepare;
+#[cfg(test)]
+use prepare::{batch_id, content_of};
 #[cfg(test)]
 use sort::last_of_each_key;
 use sort::{Sorted, sort};
@@ -44,39 +46,109 @@ pub enum Remember {
     Since(Value),
 }
 
-/// The rows of one read, on their way to the exchange.
-pub struct Batch<'a> {
+/// A batch on its way to the exchange: rows read, keys to remove, or rejected rows sent
+/// again on request.
+#[allow(clippy::large_enum_variant)] // one batch at a time is moved: boxing would only allocate
+pub enum Batch<'a> {
+    Rows(Rows<'a>),
+    Removals(Removals),
+    Resubmission(Resubmission),
+}
+
+/// Rows read, with where they were read and what to remember of them.
+pub struct Rows<'a> {
     pub rows: Vec<ReadRow>,
+    /// Digests of rows already handled: a row read again unchanged is skipped.
     pub seen: &'a Seen,
-    /// Positions of the first and last row read, for the batch id and the ledger.
+    /// Positions of the first and last row read, for the ledger.
     pub from: Option<Watermark>,
     pub to: Option<Watermark>,
     /// The watermark to commit with the batch (`None`: unchanged).
     pub new_wm: Option<Watermark>,
     pub remember: Remember,
+    /// Digests of rows changed before this time are forgotten.
     pub prune_before: Option<String>,
-    /// Rows gone from the source (digest mode): record key and source key values.
-    pub gone: Vec<(String, Vec<Value>)>,
-    /// Rows at the exchange whose key the source no longer has (resync): record key and the
-    /// exchange's key values.
-    pub gone_target: Vec<(String, Vec<Value>)>,
-    /// Makes the batch ids of a full resync new ones.
-    pub salt: Option<String>,
-    /// A full resync's chunk: the key (JSON) committed as its progress.
-    pub resync_key: Option<String>,
-    /// Why open rejects among these rows are sent again (their history says it).
-    pub why: &'static str,
+    pub chunk: Option<Chunk>,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows read, with nothing else to do: no watermark, no digests.
+    pub fn of(rows: Vec<ReadRow>, seen: &'a Seen) -> Self {
+        Rows {
+            rows,
+            seen,
+            from: None,
+            to: None,
+            new_wm: None,
+            remember: Remember::Nothing,
+            prune_before: None,
+            chunk: None,
+        }
+    }
+}
+
+/// A part of a full resync: what makes its batch ids new ones, and the progress committed
+/// with it (the last key of its chunk, as JSON; `None` when removals follow in a batch of
+/// their own, which commits it).
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub salt: String,
+    pub progress: Option<String>,
+}
+
+/// Where removed keys are gone from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    /// Gone from the source (a digest table): source key values.
+    Source,
+    /// Held at the exchange, gone from the source (a full resync): the exchange's key values.
+    Target,
+}
+
+/// Keys to remove at the exchange, whatever the version there.
+pub struct Removals {
+    /// Each key's record key and its values.
+    pub keys: Vec<(String, Vec<Value>)>,
+    pub gone: Gone,
+    pub chunk: Option<Chunk>,
+}
+
+/// Rows read again by key, to send the open rejects among them again on request.
+pub struct Resubmission {
+    pub rows: Vec<ReadRow>,
+    /// Makes its batch ids new ones.
+    pub salt: String,
 }
 
 /// How a quarantined row comes to be sent again, normally.
 pub const CHANGED: &str = "re-sent after it changed at the source";
 
-impl<'a> Batch<'a> {
-    /// Rows read, with nothing else to do: no watermark, no digests, nothing gone.
-    pub fn of(rows: Vec<ReadRow>, seen: &'a Seen) -> Self {
-        Batch {
-            rows,
-            seen,
+/// Nothing seen before.
+static NONE_SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(Seen::new);
+
+/// A batch taken apart for its preparation.
+struct Parts<'a> {
+    rows: Vec<ReadRow>,
+    seen: &'a Seen,
+    from: Option<Watermark>,
+    to: Option<Watermark>,
+    new_wm: Option<Watermark>,
+    remember: Remember,
+    prune_before: Option<String>,
+    /// Keys gone from the source, and keys gone from it that the exchange holds.
+    gone: Vec<(String, Vec<Value>)>,
+    gone_target: Vec<(String, Vec<Value>)>,
+    salt: Option<String>,
+    resync_key: Option<String>,
+    /// Why open rejects among these rows are sent again (their history says it).
+    why: &'static str,
+}
+
+impl<'a> From<Batch<'a>> for Parts<'a> {
+    fn from(b: Batch<'a>) -> Self {
+        let none = Parts {
+            rows: Vec::new(),
+            seen: &NONE_SEEN,
             from: None,
             to: None,
             new_wm: None,
@@ -87,6 +159,39 @@ impl<'a> Batch<'a> {
             salt: None,
             resync_key: None,
             why: CHANGED,
+        };
+        match b {
+            Batch::Rows(r) => Parts {
+                rows: r.rows,
+                seen: r.seen,
+                from: r.from,
+                to: r.to,
+                new_wm: r.new_wm,
+                remember: r.remember,
+                prune_before: r.prune_before,
+                salt: r.chunk.as_ref().map(|c| c.salt.clone()),
+                resync_key: r.chunk.and_then(|c| c.progress),
+                ..none
+            },
+            Batch::Removals(r) => {
+                let (gone, gone_target) = match r.gone {
+                    Gone::Source => (r.keys, Vec::new()),
+                    Gone::Target => (Vec::new(), r.keys),
+                };
+                Parts {
+                    gone,
+                    gone_target,
+                    salt: r.chunk.as_ref().map(|c| c.salt.clone()),
+                    resync_key: r.chunk.and_then(|c| c.progress),
+                    ..none
+                }
+            }
+            Batch::Resubmission(r) => Parts {
+                rows: r.rows,
+                salt: Some(r.salt),
+                why: "re-sent on request",
+                ..none
+            },
         }
     }
 }
@@ -105,6 +210,7 @@ enum Pending {
 /// them); `Mapping::restore` puts them back.
 struct Out {
     values: Vec<Value>,
+    op: Op,
     rkey: String,
     src: Option<Vec<Value>>,
     /// The row as its binary `COPY` tuple, when it was read as one ([`ReadRow::tuple`]).
@@ -116,7 +222,7 @@ pub(crate) fn reject(
     plan: &Plan,
     rkey: &str,
     values: &[Value],
-    origin: &'static str,
+    origin: Origin,
     reasons: Vec<String>,
 ) -> Reject {
     let key: Vec<&Value> = plan.key.iter().filter_map(|&i| values.get(i)).collect();
@@ -143,18 +249,6 @@ pub(crate) fn reject(
     }
 }
 
-/// Deterministic batch id: agent, table and the range of rows it covers.
-fn batch_id(agent: &str, table: &str, from: &str, to: &str, n: usize) -> String {
-    let mut h = Sha256::new();
-    h.update(from.as_bytes());
-    h.update(b"\x00");
-    h.update(to.as_bytes());
-    h.update(b"\x00");
-    h.update(n.to_string().as_bytes());
-    let hex = hex::encode(h.finalize());
-    format!("{agent}-{table}-{}", &hex[..16])
-}
-
 /// Deliver one batch: check and map it, write it, and commit after the acknowledgement.
 pub async fn deliver(
     ctx: &Ctx,
@@ -163,7 +257,7 @@ pub async fn deliver(
     report: &mut CycleReport,
 ) -> Result<(), JobError> {
     let p = prepare(ctx, plan, b, report).await?;
-    finish(ctx, plan, launch(ctx, plan, p, None), report).await
+    finish(ctx, plan, launch(plan, p, None), report).await
 }
 
 /// A batch checked and mapped, not yet written.
@@ -178,15 +272,18 @@ pub struct Prepared {
     resync_key: Option<String>,
     why: &'static str,
     /// The batch id, and the rows to write (exchange values taken out of `ups`).
-    send: Option<Send>,
+    send: Option<Sending>,
     started: std::time::Instant,
 }
 
-struct Send {
+struct Sending {
     id: String,
+    cd_batch: String,
     ups: Vec<Out>,
     dels: Vec<Out>,
     rows: Vec<Vec<Value>>,
+    /// The operation of each row of `rows`.
+    ops: Vec<Op>,
     del_rows: Vec<Vec<Value>>,
     /// Empty, or the tuple of every row of `rows`, written instead of its values.
     tuples: Tuples,
@@ -196,7 +293,7 @@ struct Send {
 /// source rows again where needed), the deletes (a refused one is quarantined with its
 /// key values), and the upserted rows' tuples (a refused row's values are read from its own).
 type Written = (
-    Result<Vec<Refused>, DbError>,
+    Result<Vec<Refusal>, SinkError>,
     Vec<Vec<Value>>,
     Vec<Vec<Value>>,
     Tuples,
@@ -214,193 +311,6 @@ pub struct InFlight {
     /// batch is committed in the state store) or failed, and to the batch after it when all
     /// that is left is the commit.
     written: tokio::sync::watch::Receiver<Stage>,
-}
-
-/// Classify and map the rows read, and record the batch as being sent.
-pub async fn prepare(
-    ctx: &Ctx,
-    plan: &Plan,
-    mut b: Batch<'_>,
-    report: &mut CycleReport,
-) -> Result<Prepared, JobError> {
-    let tz = &ctx.cfg.agent.tz;
-    // Keys gone from the source are deleted whatever the stored version: a batch carries
-    // either those or rows read, never both.
-    let unconditional = !b.gone.is_empty() || !b.gone_target.is_empty();
-    debug_assert!(!unconditional || b.rows.is_empty());
-    let tombstones = unconditional && plan.deletes == DeleteMode::Tombstone;
-    let started = std::time::Instant::now();
-    let Sorted {
-        pending,
-        mut rejects,
-        digests,
-        mut flag_failed,
-        newest,
-    } = sort(ctx, plan, &mut b, report);
-    let st = |e: crate::state::StateError| {
-        JobError::new(&plan.name, "recording the batch", e.to_string())
-    };
-    let wm_from = b.from.as_ref().map(Watermark::to_json);
-    let wm_to = b.to.as_ref().map(Watermark::to_json);
-    let mut send = None;
-    if !pending.is_empty() {
-        let id = batch_id(
-            &ctx.cfg.agent.id,
-            &plan.name,
-            &format!(
-                "{}{}",
-                b.salt.as_deref().unwrap_or(""),
-                wm_from.as_deref().unwrap_or("")
-            ),
-            wm_to.as_deref().unwrap_or(""),
-            pending.len(),
-        );
-        // A batch sent again (after a crash) keeps its batch number.
-        let cd_batch = match ctx.state.cd_batch_of(&id).await.map_err(st)? {
-            Some(c) => c,
-            None => {
-                let day = Utc::now().with_timezone(tz).format("%Y%m%d").to_string();
-                ctx.state.next_cd_batch(&day).await.map_err(st)?
-            }
-        };
-        let origin = match (&ctx.cfg.agent.region_code, &ctx.cfg.agent.department_code) {
-            (Some(r), Some(d)) => Some(format!("{r}{d}")),
-            _ => None,
-        };
-        let rc = RowCtx {
-            tz,
-            exchange_time: Utc::now(),
-            cd_batch: &cd_batch,
-            origin: origin.as_deref(),
-            lower_ops: ctx.cfg.exchange.lower_ops,
-        };
-        let (mut ups, mut dels) = (Vec::with_capacity(pending.len()), Vec::new());
-        for (rkey, p) in pending {
-            let (mapped, src, is_delete, tuple) = match p {
-                // A row read as its tuple goes as it came: nothing to map.
-                Pending::Upsert(v, _, tuple @ Some(_)) => (Ok(v), Some(Vec::new()), false, tuple),
-                Pending::Upsert(mut v, op, tuple) => {
-                    let mapped = plan.mapping.row(&mut v, op, &rc);
-                    // Everything moved over: the row is held once, not twice.
-                    if mapped.is_ok() && v.iter().all(Value::is_null) {
-                        v = Vec::new();
-                    }
-                    (mapped, Some(v), false, tuple)
-                }
-                Pending::Delete(v) => (plan.mapping.delete_params(&v, tz), Some(v), true, None),
-                Pending::Gone(k) => match plan.mapping.delete_params_from_key(&k, tz) {
-                    Ok(d) => (Ok(d), None, true, None),
-                    Err(reason) => {
-                        return Err(JobError::new(
-                            &plan.name,
-                            "mapping a deleted key",
-                            format!("key {rkey}: {reason}"),
-                        ));
-                    }
-                },
-                Pending::GoneTarget(k) if tombstones => (
-                    plan.mapping.tombstone_params(&plan.tombstone, &k, &rc),
-                    None,
-                    true,
-                    None,
-                ),
-                Pending::GoneTarget(k) => (Ok(k), None, true, None),
-            };
-            match (mapped, src) {
-                (Ok(values), src) => {
-                    let out = Out {
-                        values,
-                        rkey,
-                        src,
-                        tuple,
-                    };
-                    if is_delete {
-                        dels.push(out)
-                    } else {
-                        ups.push(out)
-                    }
-                }
-                (Err(reason), Some(mut v)) => {
-                    if let Some(t) = &tuple {
-                        crate::db::complete(&mut v, t, &plan.read_cols);
-                    }
-                    if plan.flag.is_some() {
-                        flag_failed.push((v.clone(), reason.clone()));
-                    }
-                    rejects.push(reject(plan, &rkey, &v, "map", vec![reason]));
-                }
-                (Err(_), None) => {}
-            }
-        }
-        if !ups.is_empty() || !dels.is_empty() {
-            let entry = LedgerEntry {
-                id: id.clone(),
-                table: plan.name.clone(),
-                cd_batch,
-                wm_from: wm_from.clone(),
-                wm_to: wm_to.clone(),
-                rows: ups.len() as u64,
-                deletes: dels.len() as u64,
-                rejected: rejects.len() as u64,
-            };
-            ctx.state
-                .batch_started(&entry, Utc::now())
-                .await
-                .map_err(st)?;
-            // The source values stay with each row; the exchange values go to the write (and
-            // come back with its outcome).
-            // Rows read as tuples go as they came, when every row was (always, for a table
-            // read that way); otherwise every row is encoded from its values, made whole.
-            // They are put one after another in one buffer, and the bytes each was read into
-            // are let go.
-            let tuples = if ups.iter().all(|o| o.tuple.is_some()) {
-                let size = ups.iter().filter_map(|o| o.tuple.as_ref()).map(Bytes::len);
-                let mut t = Tuples::with_capacity(ups.len(), size.sum());
-                for o in &mut ups {
-                    if let Some(b) = o.tuple.take() {
-                        t.push(&b);
-                    }
-                }
-                t
-            } else {
-                for o in &mut ups {
-                    if let Some(t) = o.tuple.take() {
-                        crate::db::complete(&mut o.values, &t, &plan.read_cols);
-                    }
-                }
-                Tuples::default()
-            };
-            let rows: Vec<Vec<Value>> = ups
-                .iter_mut()
-                .map(|o| std::mem::take(&mut o.values))
-                .collect();
-            let del_rows: Vec<Vec<Value>> = dels
-                .iter_mut()
-                .map(|o| std::mem::take(&mut o.values))
-                .collect();
-            send = Some(Send {
-                id,
-                ups,
-                dels,
-                rows,
-                del_rows,
-                tuples,
-            });
-        }
-    }
-    Ok(Prepared {
-        unconditional,
-        rejects,
-        digests,
-        flag_failed,
-        newest,
-        new_wm: b.new_wm,
-        prune_before: b.prune_before,
-        resync_key: b.resync_key,
-        why: b.why,
-        send,
-        started,
-    })
 }
 
 #[cfg(test)]

@@ -41,8 +41,8 @@ pub(super) async fn deliver_reading(
     let reading = next.map(|next| -> (Reading, Option<AbortOnDrop>) {
         match next {
             Next::Query(conds) => {
-                let sql = read_sql(ctx, plan, conds, order);
-                let source = Arc::clone(&ctx.source);
+                let sql = read_sql(plan, conds, order);
+                let source = Arc::clone(&plan.ends.read);
                 let cols = plan.read_cols.clone();
                 let max_bytes = plan.batch_bytes;
                 let tuples = plan.tuples.clone();
@@ -78,7 +78,7 @@ pub(super) async fn deliver_reading(
     };
     // Encoded while the batch before it is still being written; begun at the exchange once
     // that one committed there, while the state store records it.
-    let mut writing = batch::launch(ctx, plan, prepared, inflight.as_ref());
+    let mut writing = batch::launch(plan, prepared, inflight.as_ref());
     let before = match inflight.as_mut() {
         Some(f) => f.written().await,
         None => true,

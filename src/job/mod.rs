@@ -4,7 +4,9 @@
 
 pub mod batch;
 mod deliver;
+mod error;
 pub mod plan;
+mod resubmit;
 pub mod resync;
 mod time;
 
@@ -16,55 +18,17 @@ use tracing::Instrument;
 
 use crate::config::{Config, TableSpec};
 pub use crate::ctx::Ctx;
+use crate::ctx::Ends;
 use crate::db::dialect::{Cond, Select};
-use crate::db::{Db, DbError, ErrorClass, ReadRow};
+use crate::db::{Db, DbError, ReadRow};
 use crate::ident::Col;
 use crate::value::{Value, key_text};
 use crate::watermark::Watermark;
-use batch::{Batch, Remember, Seen};
+use batch::{Batch, Gone, Remember, Removals, Rows, Seen};
 use deliver::{AbortOnDrop, deliver_reading, settle};
+pub use error::{Cause, JobError};
 pub use plan::{Mode, Plan};
-
-/// A table that could not be exchanged: which, at which step, and why.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("table {table}: {step}: {cause}")]
-pub struct JobError {
-    pub table: String,
-    pub step: &'static str,
-    pub cause: String,
-    /// What kind of failure it was (decides how soon the table is tried again).
-    pub class: ErrorClass,
-}
-
-impl JobError {
-    /// A failure that needs a person (configuration, state store, planning).
-    pub fn new(table: &str, step: &'static str, cause: impl Into<String>) -> Self {
-        JobError {
-            table: table.to_owned(),
-            step,
-            cause: cause.into(),
-            class: ErrorClass::Fatal,
-        }
-    }
-
-    pub fn db(table: &str, step: &'static str, e: DbError) -> Self {
-        JobError {
-            table: table.to_owned(),
-            step,
-            class: e.class(),
-            cause: e.to_string(),
-        }
-    }
-
-    fn state(table: &str, e: crate::state::StateError) -> Self {
-        JobError::new(table, "reading the state store", e.to_string())
-    }
-
-    /// Whether a later attempt may succeed without anyone changing anything.
-    pub fn is_retriable(&self) -> bool {
-        matches!(self.class, ErrorClass::Transient | ErrorClass::Unavailable)
-    }
-}
+pub use resubmit::{Resubmitted, resubmit};
 
 /// Figures of one cycle.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -80,44 +44,41 @@ pub struct CycleReport {
     pub stopped: bool,
 }
 
-/// Introspect both tables and resolve the table's plan.
-pub async fn prepare(
-    cfg: &Config,
-    source: &Db,
-    target: &Db,
-    spec: &TableSpec,
-) -> Result<Plan, JobError> {
+/// Look at both tables and resolve the table's plan, reading it from and writing it to
+/// `ends`.
+pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan, JobError> {
     let n = &spec.name;
-    // Both catalogs are read at once: each query waits on its own database.
-    let (src, tgt) = tokio::join!(
-        source.introspect(&spec.source),
-        target.introspect(&spec.target)
-    );
+    let (read, sink) = (&ends.read, &ends.sink);
+    // Both catalogs are read at once: each query waits on its own side.
+    let (src, tgt) = tokio::join!(read.introspect(&spec.source), sink.describe(&spec.target));
     let src = src
-        .map_err(|e| JobError::db(n, "reading the front-end database's catalog", e))?
+        .map_err(|e| JobError::db(n, "reading the source's catalog", e))?
         .ok_or_else(|| {
             JobError::new(
                 n,
                 "checking the tables",
                 format!(
-                    "source table {} does not exist in the front-end database",
-                    spec.source
+                    "source table {} does not exist in the {}",
+                    spec.source, ends.read_place
                 ),
             )
         })?;
     let tgt = tgt
-        .map_err(|e| JobError::db(n, "reading the exchange database's catalog", e))?
+        .map_err(|e| JobError::sink(n, "reading the target's catalog", e))?
         .ok_or_else(|| {
             JobError::new(
                 n,
                 "checking the tables",
                 format!(
-                    "exchange table {} does not exist in the exchange database",
-                    spec.target
+                    "exchange table {} does not exist in the {}",
+                    spec.target,
+                    sink.place()
                 ),
             )
         })?;
-    let mut plan = Plan::build(spec, &src, &tgt, cfg, target.dialect()).map_err(|p| {
+    let source_dialect = read.dialect();
+    let caps = sink.capabilities();
+    let mut plan = Plan::build(spec, &src, &tgt, cfg, ends.clone()).map_err(|p| {
         JobError::new(
             n,
             "checking the configuration against the tables",
@@ -125,9 +86,9 @@ pub async fn prepare(
         )
     })?;
     plan.mapping
-        .nul_free_source(source.dialect() == crate::db::dialect::Dialect::Postgres);
-    plan.pass_through(source.dialect(), target.dialect());
-    load_code_sets(source, &mut plan).await?;
+        .nul_free_source(source_dialect == crate::db::dialect::Dialect::Postgres);
+    plan.pass_through(source_dialect, &caps);
+    load_code_sets(&ends.read, &mut plan).await?;
     Ok(plan)
 }
 
@@ -220,16 +181,21 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
 }
 
 pub(super) async fn read(
-    ctx: &Ctx,
     plan: &Plan,
     conds: Vec<Cond<'_>>,
     order: &[Col],
 ) -> Result<(Vec<ReadRow>, bool), JobError> {
-    let sql = read_sql(ctx, plan, conds, order);
+    let sql = read_sql(plan, conds, order);
     let tuples = plan.tuples.as_deref().map(|d| (d, plan.batch_size));
-    fetch(&ctx.source, &sql, &plan.read_cols, plan.batch_bytes, tuples)
-        .await
-        .map_err(|e| JobError::db(&plan.name, "reading the source", e))
+    fetch(
+        &plan.ends.read,
+        &sql,
+        &plan.read_cols,
+        plan.batch_bytes,
+        tuples,
+    )
+    .await
+    .map_err(|e| JobError::db(&plan.name, "reading the source", e))
 }
 
 /// Read a batch of a table's rows (`cols`, at most `max_bytes`): as tuples decoding the
@@ -248,13 +214,8 @@ pub(super) async fn fetch(
     }
 }
 
-fn read_sql(
-    ctx: &Ctx,
-    plan: &Plan,
-    conds: Vec<Cond<'_>>,
-    order: &[Col],
-) -> crate::db::dialect::Sql {
-    ctx.source.dialect().select(&Select {
+fn read_sql(plan: &Plan, conds: Vec<Cond<'_>>, order: &[Col]) -> crate::db::dialect::Sql {
+    plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
         conds,
@@ -266,27 +227,22 @@ fn read_sql(
 /// The rows of one select as a stream that the cycle takes batch after batch, where the
 /// source streams a select across batches (PostgreSQL): one select for the whole cycle, not
 /// one per batch. `None` where every batch is a select of its own.
-pub(super) fn open(
-    ctx: &Ctx,
-    plan: &Plan,
-    conds: &[Cond<'_>],
-    order: &[Col],
-) -> Option<crate::db::RowStream> {
-    let sql = ctx.source.dialect().select(&Select {
+pub(super) fn open(plan: &Plan, conds: &[Cond<'_>], order: &[Col]) -> Option<crate::db::RowStream> {
+    let sql = plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
         conds: conds.to_vec(),
         order,
         limit: None,
     });
-    ctx.source
+    plan.ends
+        .read
         .stream(&sql, &plan.read_cols, plan.tuples.as_deref())
 }
 
 /// The first batch of a cycle's rows: from its stream when it has one, else by a select of
 /// its own.
 pub(super) async fn first(
-    ctx: &Ctx,
     plan: &Plan,
     stream: Option<&crate::db::RowStream>,
     conds: Vec<Cond<'_>>,
@@ -297,7 +253,7 @@ pub(super) async fn first(
             .next(plan.batch_size, plan.batch_bytes)
             .await
             .map_err(|e| JobError::db(&plan.name, "reading the source", e)),
-        None => read(ctx, plan, conds, order).await,
+        None => read(plan, conds, order).await,
     }
 }
 
@@ -324,24 +280,20 @@ impl<'a> Next<'a> {
 
 /// The current source rows of these keys (source key values), read in chunks; keys the
 /// source no longer has are simply not among them.
-pub async fn rows_by_key(
-    ctx: &Ctx,
-    plan: &Plan,
-    keys: &[Vec<Value>],
-) -> Result<Vec<ReadRow>, JobError> {
+pub async fn rows_by_key(plan: &Plan, keys: &[Vec<Value>]) -> Result<Vec<ReadRow>, JobError> {
     let key_cols = plan.key_cols();
     let mut out = Vec::new();
-    let per_select = ctx.source.dialect().keys_per_select(key_cols.len(), 500);
+    let read = &plan.ends.read;
+    let per_select = read.dialect().keys_per_select(key_cols.len(), 500);
     for chunk in keys.chunks(per_select) {
-        let sql = ctx.source.dialect().select(&Select {
+        let sql = read.dialect().select(&Select {
             table: &plan.source,
             columns: &plan.read_cols,
             conds: vec![Cond::AnyOf(&key_cols, chunk)],
             order: &key_cols,
             limit: None,
         });
-        let (mut rows, _) = ctx
-            .source
+        let (mut rows, _) = read
             .fetch(&sql, &plan.read_cols, usize::MAX)
             .await
             .map_err(|e| JobError::db(&plan.name, "reading rows by key", e))?;
@@ -394,8 +346,8 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         Some(w) => vec![Cond::After(&key_cols, &w.key)],
         None => vec![],
     };
-    let stream = open(ctx, plan, &conds, &key_cols);
-    let mut next = Some(first(ctx, plan, stream.as_ref(), conds, &key_cols).await?);
+    let stream = open(plan, &conds, &key_cols);
+    let mut next = Some(first(plan, stream.as_ref(), conds, &key_cols).await?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
@@ -406,12 +358,12 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
             break;
         }
         let (first, last, more) = span_of(plan, &rows, capped);
-        let b = Batch {
+        let b = Batch::Rows(Rows {
             from: Some(first),
             to: Some(last.clone()),
             new_wm: Some(last.clone()),
-            ..Batch::of(rows, &none)
-        };
+            ..Rows::of(rows, &none)
+        });
         let after =
             more.then(|| Next::of(stream.as_ref(), || vec![Cond::After(&key_cols, &last.key)]));
         next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
@@ -426,7 +378,7 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
     let key_cols = plan.key_cols();
     let none = Seen::new();
     let pending = [Cond::Equals(&flag.col, &flag.pending)];
-    let mut next = Some(read(ctx, plan, pending.to_vec(), &key_cols).await?);
+    let mut next = Some(read(plan, pending.to_vec(), &key_cols).await?);
     let mut inflight = None;
     while let Some((rows, capped)) = next.take() {
         if ctx.cancel.is_cancelled() {
@@ -437,11 +389,11 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
             break;
         }
         let (first, last, more) = span_of(plan, &rows, capped);
-        let b = Batch {
+        let b = Batch::Rows(Rows {
             from: Some(first),
             to: Some(last.clone()),
-            ..Batch::of(rows, &none)
-        };
+            ..Rows::of(rows, &none)
+        });
         let after = more.then(|| {
             Next::Query(vec![
                 Cond::Equals(&flag.col, &flag.pending),
@@ -458,7 +410,7 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
     // The stored digests are read while the source answers the first batch.
     let (stored, first) = tokio::join!(
         ctx.state.digests(&plan.name, None, true),
-        read(ctx, plan, vec![], &key_cols)
+        read(plan, vec![], &key_cols)
     );
     let stored = stored.map_err(|e| JobError::state(&plan.name, e))?;
     let mut present: HashSet<String> = HashSet::with_capacity(stored.len());
@@ -476,12 +428,12 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
             present.insert(key_text(&key));
         }
         let (first, last, more) = span_of(plan, &rows, capped);
-        let b = Batch {
+        let b = Batch::Rows(Rows {
             from: Some(first),
             to: Some(last.clone()),
             remember: Remember::All,
-            ..Batch::of(rows, &stored)
-        };
+            ..Rows::of(rows, &stored)
+        });
         let after = more.then(|| Next::Query(vec![Cond::After(&key_cols, &last.key)]));
         next = deliver_reading(ctx, plan, b, report, after, &key_cols, &mut inflight).await?;
     }
@@ -506,11 +458,15 @@ async fn digest_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Resul
         gone.push((rkey.clone(), key));
     }
     for chunk in gone.chunks(plan.batch_size) {
-        let b = Batch {
-            gone: chunk.to_vec(),
-            ..Batch::of(Vec::new(), &stored)
-        };
+        let b = Batch::Removals(Removals {
+            keys: chunk.to_vec(),
+            gone: Gone::Source,
+            chunk: None,
+        });
         batch::deliver(ctx, plan, b, report).await?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,11 +6,10 @@
 
 use std::collections::HashSet;
 
-use super::batch::{self, Batch, Remember, Seen};
+use super::batch::{self, Batch, Chunk, Gone, Remember, Removals, Rows, Seen};
 use super::plan::{Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::db::dialect::{Cond, Select};
-use crate::ident::Col;
 use crate::value::{Value, key_text};
 use crate::watermark::Watermark;
 
@@ -27,16 +26,16 @@ pub async fn resync(
     progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
     let n = &plan.name;
-    let st_err =
-        |e: crate::state::StateError| JobError::new(n, "recording the resync", e.to_string());
+    let st_err = |e| JobError::store(n, "recording the resync", e);
     let mut report = CycleReport::default();
     let Some(rs) = ctx.state.resync_of(n).await.map_err(st_err)? else {
         return Ok(report);
     };
     let total = match rs.state.as_str() {
         "requested" => {
-            let total = ctx
-                .source
+            let total = plan
+                .ends
+                .read
                 .count(&plan.source)
                 .await
                 .map_err(|e| JobError::db(n, "counting the source rows", e))?;
@@ -71,6 +70,15 @@ pub async fn resync(
         None => None,
     };
     let mut done = u64::try_from(rs.rows).unwrap_or(0);
+    // Rows the source no longer has are removed where the sink can say which keys it holds.
+    let removes = plan.ends.sink.capabilities().lists_keys;
+    if !removes {
+        report.warnings.push(format!(
+            "the {} cannot list the keys it holds: rows the source no longer has are not \
+             removed by this resync",
+            plan.ends.sink.place()
+        ));
+    }
     let none = Seen::new();
     progress(done, total);
     loop {
@@ -82,7 +90,7 @@ pub async fn resync(
             Some(c) => vec![Cond::After(&key_cols, c)],
             None => vec![],
         };
-        let sql = ctx.source.dialect().select(&Select {
+        let sql = plan.ends.read.dialect().select(&Select {
             table: &plan.source,
             columns: &plan.read_cols,
             conds,
@@ -90,7 +98,7 @@ pub async fn resync(
             limit: Some(plan.batch_size),
         });
         let (rows, capped) = super::fetch(
-            &ctx.source,
+            &plan.ends.read,
             &sql,
             &plan.read_cols,
             plan.batch_bytes,
@@ -107,10 +115,14 @@ pub async fn resync(
             .unwrap_or_default();
         let key_json = serde_json::to_string(&last_key).unwrap_or_default();
         // Rows of the exchange in this chunk's key range that the source did not return.
-        let present = exchange_keys_of(ctx, plan, &rows);
-        let gone = gone_between(ctx, plan, cursor.as_deref(), Some(&last_key), &present).await?;
+        let gone = if removes {
+            let present = exchange_keys_of(ctx, plan, &rows);
+            gone_between(ctx, plan, cursor.as_deref(), Some(&last_key), &present).await?
+        } else {
+            Vec::new()
+        };
         let chunk_rows = rows.len() as u64;
-        let b = Batch {
+        let b = Batch::Rows(Rows {
             from: Some(Watermark {
                 ts: None,
                 key: first_key,
@@ -124,10 +136,12 @@ pub async fn resync(
             } else {
                 Remember::Nothing
             },
-            salt: Some(salt.clone()),
-            resync_key: gone.is_empty().then(|| key_json.clone()),
-            ..Batch::of(rows, &none)
-        };
+            chunk: Some(Chunk {
+                salt: salt.clone(),
+                progress: gone.is_empty().then(|| key_json.clone()),
+            }),
+            ..Rows::of(rows, &none)
+        });
         batch::deliver(ctx, plan, b, &mut report).await?;
         if !gone.is_empty() {
             deliver_gone(ctx, plan, gone, &salt, &key_json, &mut report).await?;
@@ -143,6 +157,9 @@ pub async fn resync(
     let key_json = serde_json::to_string(&cursor).unwrap_or_default();
     let mut from = cursor;
     loop {
+        if !removes {
+            break;
+        }
         if ctx.cancel.is_cancelled() {
             report.stopped = true;
             return Ok(report);
@@ -169,13 +186,14 @@ async fn deliver_gone(
     key_json: &str,
     report: &mut CycleReport,
 ) -> Result<(), JobError> {
-    let none = Seen::new();
-    let b = Batch {
-        gone_target: gone,
-        salt: Some(format!("{salt}gone:")),
-        resync_key: Some(key_json.to_owned()),
-        ..Batch::of(Vec::new(), &none)
-    };
+    let b = Batch::Removals(Removals {
+        keys: gone,
+        gone: Gone::Target,
+        chunk: Some(Chunk {
+            salt: format!("{salt}gone:"),
+            progress: Some(key_json.to_owned()),
+        }),
+    });
     batch::deliver(ctx, plan, b, report).await
 }
 
@@ -229,7 +247,6 @@ async fn gone_page(
 ) -> Result<(Vec<(String, Vec<Value>)>, Option<Vec<Value>>), JobError> {
     let n = &plan.name;
     let tz = &ctx.cfg.agent.tz;
-    let t_key: Vec<Col> = plan.mapping.key_cols();
     let conv = |k: &[Value]| {
         exchange_key(plan, ctx, k).ok_or_else(|| {
             JobError::new(
@@ -241,40 +258,30 @@ async fn gone_page(
     };
     let lower = from.map(conv).transpose()?;
     let upper = to.map(conv).transpose()?;
-    let mut conds = Vec::new();
-    if let Some(l) = &lower {
-        conds.push(Cond::After(&t_key, l));
-    }
-    if let Some(u) = &upper {
-        conds.push(Cond::UpTo(&t_key, u));
-    }
-    let sql = ctx.target.dialect().select(&Select {
-        table: &plan.target,
-        columns: &t_key,
-        conds,
-        order: &t_key,
-        limit: Some(plan.batch_size),
-    });
-    let (rows, _) = ctx
-        .target
-        .fetch(&sql, &t_key, usize::MAX)
+    let rows = plan
+        .ends
+        .sink
+        .keys(
+            &plan.out,
+            lower.as_deref(),
+            upper.as_deref(),
+            plan.batch_size,
+        )
         .await
-        .map_err(|e| JobError::db(n, "reading the exchange's keys", e))?;
+        .map_err(|e| JobError::sink(n, "reading the exchange's keys", e))?;
     let full = rows.len() >= plan.batch_size;
-    let next_t = rows.last().map(|r| r.values.clone());
+    let next_t = rows.last().cloned();
     let candidates: Vec<(String, Vec<Value>)> = rows
         .into_iter()
-        .map(|r| (key_text(&r.values.iter().collect::<Vec<_>>()), r.values))
+        .map(|r| (key_text(&r.iter().collect::<Vec<_>>()), r))
         .filter(|(k, _)| !present.contains(k))
         .collect();
     // The source may still have a candidate in another chunk (when the two databases order
     // keys differently): ask it before anything is deleted.
     let src_key = plan.key_cols();
     let mut gone = Vec::new();
-    let per_select = ctx
-        .source
-        .dialect()
-        .keys_per_select(src_key.len(), VERIFY_CHUNK);
+    let read = &plan.ends.read;
+    let per_select = read.dialect().keys_per_select(src_key.len(), VERIFY_CHUNK);
     for chunk in candidates.chunks(per_select) {
         let tuples: Vec<Vec<Value>> = chunk
             .iter()
@@ -285,15 +292,14 @@ async fn gone_page(
                     .collect::<Option<Vec<Value>>>()
             })
             .collect();
-        let sql = ctx.source.dialect().select(&Select {
+        let sql = read.dialect().select(&Select {
             table: &plan.source,
             columns: &src_key,
             conds: vec![Cond::AnyOf(&src_key, &tuples)],
             order: &[],
             limit: None,
         });
-        let (found, _) = ctx
-            .source
+        let (found, _) = read
             .fetch(&sql, &src_key, usize::MAX)
             .await
             .map_err(|e| JobError::db(n, "checking keys at the source", e))?;

@@ -16,10 +16,14 @@ use sqlx::{ConnectOptions, Row};
 
 use crate::watermark::Watermark;
 
+mod kinds;
+mod ledger;
 mod rejects;
 mod reread;
 mod resync;
 
+pub use kinds::{Origin, Outcome, RejectState, ResyncState};
+pub use ledger::{LedgerEntry, Sent};
 pub use rejects::RejectRow;
 pub use resync::Resync;
 
@@ -33,7 +37,13 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rejects", "updated", "TEXT"),
     ("tables", "last_success", "TEXT"),
     ("tables", "reread", "TEXT"),
+    ("batches", "content", "TEXT"),
+    ("batches", "sent_at", "TEXT"),
+    ("rejects", "resubmit_asked", "TEXT"),
 ];
+
+/// Indexes on columns of [`ADDED_COLUMNS`], made once those exist.
+const ADDED_INDEXES: &str = "CREATE INDEX IF NOT EXISTS batches_content ON batches (tbl, content);";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -77,24 +87,10 @@ pub struct DigestEntry {
 pub struct Reject {
     pub rkey: String,
     pub kvals: String,
-    /// `read`, `map`, `rule`, `target` or `province`.
-    pub origin: &'static str,
+    pub origin: Origin,
     pub reasons: Vec<String>,
     pub row_json: String,
     pub digest: Option<[u8; 16]>,
-}
-
-/// A batch as the ledger records it before it is sent.
-#[derive(Clone, Debug)]
-pub struct LedgerEntry {
-    pub id: String,
-    pub table: String,
-    pub cd_batch: String,
-    pub wm_from: Option<String>,
-    pub wm_to: Option<String>,
-    pub rows: u64,
-    pub deletes: u64,
-    pub rejected: u64,
 }
 
 /// Everything one acknowledged batch changes in the state store, applied atomically.
@@ -125,7 +121,7 @@ pub struct Commit<'a> {
 #[derive(Debug)]
 pub struct CycleEnd<'a> {
     pub table: &'a str,
-    pub outcome: &'a str,
+    pub outcome: Outcome,
     pub error: Option<&'a str>,
     pub rows: u64,
     pub millis: u64,
@@ -276,6 +272,10 @@ impl State {
                 }
             }
         }
+        sqlx::raw_sql(ADDED_INDEXES)
+            .execute(&pool)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         Ok(State { pool, path })
     }
 
@@ -404,64 +404,6 @@ impl State {
     }
 
     /// The next batch number of the day: `yyyyMMdd` + 5-digit counter (more digits past 99999).
-    pub async fn next_cd_batch(&self, day: &str) -> Result<String, StateError> {
-        let n: i64 = sqlx::query_scalar(
-            "INSERT INTO counters (day, n) VALUES (?, 1) \
-             ON CONFLICT (day) DO UPDATE SET n = n + 1 RETURNING n",
-        )
-        .bind(day)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(q("counting batches"))?;
-        Ok(format!("{day}{n:05}"))
-    }
-
-    pub async fn batch_started(
-        &self,
-        b: &LedgerEntry,
-        at: DateTime<Utc>,
-    ) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO batches (id, tbl, cd_batch, wm_from, wm_to, rows, deletes, rejected, status, started) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?) \
-             ON CONFLICT (id) DO UPDATE SET status = 'sending', started = excluded.started, \
-             error = NULL, rows = excluded.rows, deletes = excluded.deletes",
-        )
-        .bind(&b.id)
-        .bind(&b.table)
-        .bind(&b.cd_batch)
-        .bind(&b.wm_from)
-        .bind(&b.wm_to)
-        .bind(b.rows as i64)
-        .bind(b.deletes as i64)
-        .bind(b.rejected as i64)
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording a batch"))?;
-        Ok(())
-    }
-
-    /// The `cd_batch` a batch id got when it was first sent (a re-sent batch keeps it).
-    pub async fn cd_batch_of(&self, id: &str) -> Result<Option<String>, StateError> {
-        sqlx::query_scalar("SELECT cd_batch FROM batches WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(q("reading a batch"))
-    }
-
-    pub async fn batch_failed(&self, id: &str, error: &str) -> Result<(), StateError> {
-        sqlx::query("UPDATE batches SET status = 'failed', finished = ?, error = ? WHERE id = ?")
-            .bind(ts(Utc::now()))
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(q("recording a failed batch"))?;
-        Ok(())
-    }
-
     /// Apply an acknowledged batch: ledger, watermark, figures, digests and rejects at once.
     pub async fn commit(&self, c: &Commit<'_>) -> Result<(), StateError> {
         let e = q("committing a batch");
@@ -587,7 +529,7 @@ impl State {
             .execute(&mut *tx)
             .await
             .map_err(&e)?;
-        let failed = c.outcome == "failed";
+        let failed = c.outcome == Outcome::Failed;
         sqlx::query(
             "UPDATE tables SET last_finished = ?, last_outcome = ?, last_error = ?, last_rows = ?, \
              last_ms = ?, warnings = ?, \
@@ -597,13 +539,13 @@ impl State {
              WHERE tbl = ?",
         )
         .bind(ts(Utc::now()))
-        .bind(c.outcome)
+        .bind(c.outcome.as_str())
         .bind(c.error)
         .bind(c.rows as i64)
         .bind(c.millis as i64)
         .bind(serde_json::to_string(c.warnings).unwrap_or_default())
         .bind(failed)
-        .bind(c.outcome)
+        .bind(c.outcome.as_str())
         .bind(ts(Utc::now()))
         .bind(failed)
         .bind(c.table)
@@ -646,16 +588,6 @@ impl State {
         .await
         .map_err(q("writing the state"))?;
         Ok(())
-    }
-
-    /// Forget acknowledged batches finished before `before`.
-    pub async fn prune_ledger(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
-        let r = sqlx::query("DELETE FROM batches WHERE status = 'acked' AND finished < ?")
-            .bind(ts(before))
-            .execute(&self.pool)
-            .await
-            .map_err(q("pruning the ledger"))?;
-        Ok(r.rows_affected())
     }
 
     /// Every table the store knows, for `status`.

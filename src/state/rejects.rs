@@ -7,20 +7,20 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
-use super::{Reject, State, StateError, q, ts};
+use super::kinds::unknown;
+use super::{Origin, Reject, RejectState, State, StateError, q, ts};
 
 const LIST: &str = "id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, \
      first_seen, last_seen, resubmitted, cleared";
 
 /// What happened to a reject, in the words of its history.
-fn opened(origin: &str) -> &'static str {
+fn opened(origin: Origin) -> &'static str {
     match origin {
-        "rule" => "quarantined by the quality rules",
-        "map" => "quarantined: a value does not fit the exchange table",
-        "read" => "quarantined: the row could not be read",
-        "target" => "refused by the exchange",
-        "province" => "rejected by the province",
-        _ => "quarantined",
+        Origin::Rule => "quarantined by the quality rules",
+        Origin::Map => "quarantined: a value does not fit the exchange table",
+        Origin::Read => "quarantined: the row could not be read",
+        Origin::Target => "refused by the exchange",
+        Origin::Province => "rejected by the province",
     }
 }
 
@@ -87,7 +87,7 @@ async fn upsert(
     .bind(table)
     .bind(&r.rkey)
     .bind(&r.kvals)
-    .bind(r.origin)
+    .bind(r.origin.as_str())
     .bind(&reasons)
     .bind(&r.row_json)
     .bind(r.digest.map(|d| d.to_vec()))
@@ -244,11 +244,83 @@ impl State {
         tx.commit().await.map_err(&e)
     }
 
+    /// Ask the agent that runs these rejects' tables to send them again (`rejects
+    /// resubmit` beside a running daemon); the ask is kept until it is carried out.
+    pub async fn ask_resubmit(&self, ids: &[i64]) -> Result<(), StateError> {
+        let e = q("asking for a resubmission");
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(&e)?;
+        for id in ids {
+            sqlx::query("UPDATE rejects SET resubmit_asked = ? WHERE id = ?")
+                .bind(&now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
+    /// Tables with rejects asked to be sent again.
+    pub async fn asked_tables(&self) -> Result<Vec<String>, StateError> {
+        sqlx::query_scalar("SELECT DISTINCT tbl FROM rejects WHERE resubmit_asked IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q("reading asked resubmissions"))
+    }
+
+    /// A table's rejects asked to be sent again.
+    pub async fn asked(&self, table: &str) -> Result<Vec<RejectRow>, StateError> {
+        let e = q("reading asked resubmissions");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LIST} FROM rejects WHERE tbl = ? AND resubmit_asked IS NOT NULL ORDER BY id"
+        )))
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(&e)?;
+        rows.iter()
+            .map(reject_row)
+            .collect::<Result<_, _>>()
+            .map_err(&e)
+    }
+
+    /// Whether any of these rejects is still asked to be sent again.
+    pub async fn still_asked(&self, ids: &[i64]) -> Result<bool, StateError> {
+        let e = q("reading asked resubmissions");
+        for id in ids {
+            let asked: Option<Option<String>> =
+                sqlx::query_scalar("SELECT resubmit_asked FROM rejects WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(&e)?;
+            if matches!(asked, Some(Some(_))) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The asks to send these rejects again were carried out.
+    pub async fn asked_done(&self, ids: &[i64]) -> Result<(), StateError> {
+        let e = q("recording a resubmission");
+        let mut tx = self.pool.begin().await.map_err(&e)?;
+        for id in ids {
+            sqlx::query("UPDATE rejects SET resubmit_asked = NULL WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
     /// Quarantined rows, newest first, optionally of one table and in one state.
     pub async fn rejects(
         &self,
         table: Option<&str>,
-        state: Option<&str>,
+        state: Option<RejectState>,
     ) -> Result<Vec<RejectRow>, StateError> {
         let e = q("reading rejects");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -256,7 +328,7 @@ impl State {
              ORDER BY id DESC"
         )))
         .bind(table)
-        .bind(state)
+        .bind(state.map(RejectState::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(&e)?;
@@ -326,10 +398,8 @@ pub struct RejectRow {
     /// Key values joined by `|` in key order.
     pub key: String,
     pub key_values: serde_json::Value,
-    /// `read`, `map`, `rule`, `target` or `province`.
-    pub origin: String,
-    /// `open`, `resubmitted` or `cleared`.
-    pub state: String,
+    pub origin: Origin,
+    pub state: RejectState,
     pub reasons: Vec<String>,
     /// The row's values when it was quarantined (column -> text).
     pub row: serde_json::Value,
@@ -338,6 +408,17 @@ pub struct RejectRow {
     pub last_seen: String,
     pub resubmitted: Option<String>,
     pub cleared: Option<String>,
+}
+
+/// A column holding one of a kind's words, as its variant.
+pub(super) fn word<T>(
+    r: &sqlx::sqlite::SqliteRow,
+    i: usize,
+    kind: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, sqlx::Error> {
+    let w: String = r.try_get(i)?;
+    parse(&w).ok_or_else(|| unknown(kind, &w))
 }
 
 fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
@@ -351,8 +432,8 @@ fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
         table: r.try_get(1)?,
         key: r.try_get(2)?,
         key_values: json(r.try_get(3)?),
-        origin: r.try_get(4)?,
-        state: r.try_get(5)?,
+        origin: word(r, 4, "reject origin", Origin::parse)?,
+        state: word(r, 5, "reject state", RejectState::parse)?,
         reasons: serde_json::from_str(&reasons).unwrap_or_default(),
         row: json(r.try_get(7)?),
         batch_id: r.try_get(8)?,

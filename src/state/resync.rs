@@ -4,12 +4,12 @@
 use chrono::Utc;
 use sqlx::Row;
 
-use super::{State, StateError, q, ts};
+use super::{ResyncState, State, StateError, q, ts};
 
 impl State {
     /// Ask for a full resync of a table. A resync already running keeps running; otherwise a
     /// new one is recorded as requested. Returns the state it is in afterwards.
-    pub async fn request_resync(&self, table: &str) -> Result<String, StateError> {
+    pub async fn request_resync(&self, table: &str) -> Result<ResyncState, StateError> {
         let run_id = format!("{:x}", Utc::now().timestamp_micros());
         sqlx::query(
             "INSERT INTO resyncs (tbl, run_id, state, requested) VALUES (?, ?, 'requested', ?) \
@@ -29,7 +29,10 @@ impl State {
             .fetch_one(&self.pool)
             .await
             .map_err(q("requesting a resync"))?;
-        Ok(state)
+        ResyncState::parse(&state).ok_or_else(|| StateError::Query {
+            doing: "requesting a resync",
+            cause: format!("`{state}` is not a resync state"),
+        })
     }
 
     pub async fn resync_of(&self, table: &str) -> Result<Option<Resync>, StateError> {
@@ -102,8 +105,7 @@ const RESYNC_COLUMNS: &str = "SELECT run_id, state, requested, started, finished
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Resync {
     pub run_id: String,
-    /// `requested`, `running`, `done` or `failed`.
-    pub state: String,
+    pub state: ResyncState,
     pub requested: String,
     pub started: Option<String>,
     pub finished: Option<String>,
@@ -124,7 +126,7 @@ pub struct Resync {
 fn resync_row(r: &sqlx::sqlite::SqliteRow) -> Result<Resync, sqlx::Error> {
     Ok(Resync {
         run_id: r.try_get(0)?,
-        state: r.try_get(1)?,
+        state: super::rejects::word(r, 1, "resync state", ResyncState::parse)?,
         requested: r.try_get(2)?,
         started: r.try_get(3)?,
         finished: r.try_get(4)?,

@@ -30,12 +30,14 @@ async fn commits_are_atomic_and_counters_daily() {
         rows: 2,
         deletes: 0,
         rejected: 1,
+        content: "c1".into(),
+        sent_at: Utc::now(),
     };
     st.batch_started(&entry, Utc::now()).await.expect("start");
     let rejects = [Reject {
         rkey: "7".into(),
         kvals: "[]".into(),
-        origin: "map",
+        origin: Origin::Map,
         reasons: vec!["列 name 太长".into()],
         row_json: "{}".into(),
         digest: None,
@@ -54,7 +56,10 @@ async fn commits_are_atomic_and_counters_daily() {
     let tables = st.tables().await.expect("tables");
     assert_eq!(tables[0].rows_total, 2);
     assert_eq!(tables[0].open_rejects, 1);
-    let open = st.rejects(Some("t"), Some("open")).await.expect("rejects");
+    let open = st
+        .rejects(Some("t"), Some(RejectState::Open))
+        .await
+        .expect("rejects");
     assert_eq!(open[0].reasons, vec!["列 name 太长".to_string()]);
     st.commit(&Commit {
         table: "t",
@@ -66,7 +71,7 @@ async fn commits_are_atomic_and_counters_daily() {
     .expect("commit");
     assert_eq!(st.tables().await.expect("tables")[0].open_rejects, 0);
     let (r, history) = st.reject(open[0].id).await.expect("reject").expect("found");
-    assert_eq!(r.state, "resubmitted");
+    assert_eq!(r.state, RejectState::Resubmitted);
     let events: Vec<&str> = history.iter().map(|h| h.event.as_str()).collect();
     assert_eq!(
         events,
@@ -83,7 +88,7 @@ async fn commits_are_atomic_and_counters_daily() {
         1
     );
     let again = Reject {
-        origin: "province",
+        origin: Origin::Province,
         reasons: vec!["[E01] 统一社会信用代码错误".into()],
         ..rejects[0].clone()
     };
@@ -91,7 +96,7 @@ async fn commits_are_atomic_and_counters_daily() {
         .await
         .expect("reject again");
     let (r, history) = st.reject(open[0].id).await.expect("reject").expect("found");
-    assert_eq!(r.state, "open");
+    assert_eq!(r.state, RejectState::Open);
     assert_eq!(history.len(), 4, "{history:?}");
     assert_eq!(history[3].event, "rejected by the province again");
     // The same rejection read once more changes nothing.
@@ -246,4 +251,56 @@ async fn rereads_and_digests_by_key() {
         );
     }
     assert!(st.digests_of("u", &keys).await.expect("u").is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_begun_and_never_acknowledged_is_sent_again_as_it_was_until_a_later_one_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = State::open(dir.path()).await.expect("open");
+    let at = parse_ts("2026-12-07T08:00:00.000001Z").expect("time");
+    let entry = |id: &str, content: &str| LedgerEntry {
+        id: id.into(),
+        table: "t".into(),
+        cd_batch: format!("20261207{id}"),
+        wm_from: None,
+        wm_to: None,
+        rows: 1,
+        deletes: 0,
+        rejected: 0,
+        content: content.into(),
+        sent_at: at,
+    };
+    let ack = |id: &'static str| Commit {
+        table: "t",
+        batch_id: Some(id),
+        rows: 1,
+        ..Commit::default()
+    };
+    st.batch_started(&entry("00001", "A"), Utc::now())
+        .await
+        .expect("start");
+    st.commit(&ack("00001")).await.expect("ack");
+    // Acknowledged: the same rows again are a new batch.
+    assert_eq!(st.unacknowledged("t", "A").await.expect("lookup"), None);
+    st.batch_started(&entry("00002", "B"), Utc::now())
+        .await
+        .expect("start");
+    st.batch_failed("00002", "no answer").await.expect("failed");
+    let sent = st.unacknowledged("t", "B").await.expect("lookup");
+    assert_eq!(
+        sent,
+        Some(Sent {
+            id: "00002".into(),
+            cd_batch: "2026120700002".into(),
+            at,
+        })
+    );
+    assert_eq!(st.unacknowledged("other", "B").await.expect("lookup"), None);
+    // A batch begun after it, not acknowledged, does not supersede it; one acknowledged does.
+    st.batch_started(&entry("00003", "C"), Utc::now())
+        .await
+        .expect("start");
+    assert!(st.unacknowledged("t", "B").await.expect("lookup").is_some());
+    st.commit(&ack("00003")).await.expect("ack");
+    assert_eq!(st.unacknowledged("t", "B").await.expect("lookup"), None);
 }

@@ -16,53 +16,107 @@ pub async fn finish(
     let InFlight {
         p, write, writing, ..
     } = f;
-    let Prepared {
-        mut rejects,
-        digests,
-        mut flag_failed,
-        newest,
-        new_wm,
-        prune_before,
-        resync_key,
-        why,
-        send,
-        started,
-        ..
-    } = p;
-    let mut delivered = Vec::new();
-    let mut dropped = Vec::new();
-    let mut flag_done: Vec<Vec<Value>> = Vec::new();
-    let (mut sent, mut deleted) = (0u64, 0u64);
-    let mut batch = None;
-    if let (Some(s), Some((task, guard))) = (send, write) {
+    let mut done = Done {
+        rejects: p.rejects,
+        flag_failed: p.flag_failed,
+        ..Done::default()
+    };
+    if let (Some(s), Some((task, guard))) = (p.send, write) {
         let joined = task.await;
         drop(guard);
-        let written = match joined {
-            Ok((r, rows, dels, tuples)) => r.map(|refused| (refused, rows, dels, tuples)),
-            Err(e) => {
-                return Err(JobError::new(
-                    &plan.name,
-                    "delivering to the exchange",
-                    e.to_string(),
-                ));
-            }
-        };
         metrics::histogram!(crate::metrics::BATCH_SECONDS, "table" => plan.name.clone())
             .record(writing.elapsed().as_secs_f64());
-        let (refused, up_rows, del_rows, tuples) = match written {
-            Ok(w) => w,
+        let (result, up_rows, del_rows, tuples) = joined
+            .map_err(|e| JobError::new(&plan.name, "delivering to the exchange", e.to_string()))?;
+        let refused = match result {
+            Ok(r) => r,
             Err(e) => {
-                let _ = ctx.state.batch_failed(&s.id, &e.to_string()).await;
-                return Err(JobError::db(&plan.name, "delivering to the exchange", e));
+                if let Err(se) = ctx.state.batch_failed(&s.id, &e.to_string()).await {
+                    tracing::warn!(table = %plan.name, batch = %s.id, "cannot record the failed batch: {se}");
+                }
+                return Err(JobError::sink(&plan.name, "delivering to the exchange", e));
             }
         };
+        done.settle(plan, s, refused, up_rows, del_rows, &tuples);
+    }
+    if let Some(flag) = &plan.flag {
+        mark_flags(plan, flag, &done.flag_done, &done.flag_failed).await?;
+    }
+    if done.batch.is_none()
+        && done.rejects.is_empty()
+        && p.digests.is_empty()
+        && done.dropped.is_empty()
+        && p.new_wm.is_none()
+    {
+        return Ok(());
+    }
+    let commit = Commit {
+        table: &plan.name,
+        batch_id: done.batch.as_deref(),
+        watermark: p.new_wm.as_ref(),
+        rows: done.sent,
+        deletes: done.deleted,
+        rejected: done.rejects.len() as u64,
+        newest_change: p.newest,
+        digests: &p.digests,
+        drop_digests: &done.dropped,
+        prune_before: p.prune_before.as_deref(),
+        rejects: &done.rejects,
+        delivered: &done.delivered,
+        resync_key: p.resync_key.as_deref(),
+        resubmit_why: p.why,
+    };
+    let committing = std::time::Instant::now();
+    ctx.state
+        .commit(&commit)
+        .await
+        .map_err(|e| JobError::store(&plan.name, "committing the watermark", e))?;
+    tracing::debug!(
+        table = %plan.name,
+        "batch phases (s): prepared and written {:.3} (written alone {:.3}), committed {:.3}",
+        committing.duration_since(p.started).as_secs_f64(),
+        committing.duration_since(writing).as_secs_f64(),
+        committing.elapsed().as_secs_f64(),
+    );
+    done.count(plan, report);
+    Ok(())
+}
+
+/// What became of a batch's rows once its write ended.
+#[derive(Default)]
+struct Done {
+    rejects: Vec<Reject>,
+    flag_failed: Vec<(Vec<Value>, String)>,
+    /// Source rows whose extraction flag is set as exchanged.
+    flag_done: Vec<Vec<Value>>,
+    /// Record keys delivered (an open reject among them is resubmitted).
+    delivered: Vec<String>,
+    /// Record keys of a digest table deleted at the exchange (their digests go).
+    dropped: Vec<String>,
+    sent: u64,
+    deleted: u64,
+    batch: Option<String>,
+}
+
+impl Done {
+    /// Sort the rows of a written batch into delivered and refused (quarantined with the
+    /// exchange's words, their source rows made whole again for the reject record).
+    fn settle(
+        &mut self,
+        plan: &Plan,
+        s: Sending,
+        refused: Vec<Refusal>,
+        up_rows: Vec<Vec<Value>>,
+        del_rows: Vec<Vec<Value>>,
+        tuples: &Tuples,
+    ) {
         let mut refused_ups: HashMap<usize, String> = HashMap::new();
         let mut refused_dels: HashMap<usize, String> = HashMap::new();
-        for (is_delete, i, msg) in refused {
-            if is_delete {
-                refused_dels.insert(i, msg)
+        for r in refused {
+            if r.delete {
+                refused_dels.insert(r.index, r.message)
             } else {
-                refused_ups.insert(i, msg)
+                refused_ups.insert(r.index, r.message)
             };
         }
         let mut dels = s.dels;
@@ -88,104 +142,70 @@ pub async fn finish(
         for (is_delete, list, refused) in [(false, ups, &refused_ups), (true, dels, &refused_dels)]
         {
             for (i, o) in list.into_iter().enumerate() {
-                match (refused.get(&i), o.src) {
-                    (Some(msg), src) => {
-                        let reason = format!("the exchange refused the row: {msg}");
-                        if let (Some(v), Some(_)) = (&src, &plan.flag) {
-                            flag_failed.push((v.clone(), reason.clone()));
-                        }
-                        let r = match &src {
-                            Some(v) => reject(plan, &o.rkey, v, "target", vec![reason]),
-                            None => Reject {
-                                rkey: o.rkey.clone(),
-                                kvals: serde_json::to_string(&o.values).unwrap_or_default(),
-                                origin: "target",
-                                reasons: vec![reason],
-                                row_json: "{}".into(),
-                                digest: None,
-                            },
-                        };
-                        rejects.push(r);
-                    }
-                    (None, src) => {
-                        if let (Some(v), Some(_)) = (src, &plan.flag) {
-                            flag_done.push(v);
-                        }
-                        if is_delete {
-                            deleted += 1;
-                        } else {
-                            sent += 1;
-                        }
-                        if is_delete && !o.rkey.is_empty() && plan.mode == Mode::Digest {
-                            dropped.push(o.rkey);
-                        } else {
-                            delivered.push(o.rkey);
-                        }
-                    }
+                match refused.get(&i) {
+                    Some(msg) => self.refused(plan, o, msg),
+                    None => self.delivered(plan, o, is_delete),
                 }
             }
         }
-        tracing::info!(table = %plan.name, batch = %s.id, rows = sent, deletes = deleted, rejected = rejects.len(), "batch delivered");
-        batch = Some(s.id);
+        tracing::info!(table = %plan.name, batch = %s.id, rows = self.sent, deletes = self.deleted, rejected = self.rejects.len(), "batch delivered");
+        self.batch = Some(s.id);
     }
 
-    if let Some(flag) = &plan.flag {
-        mark_flags(ctx, plan, flag, &flag_done, &flag_failed).await?;
+    fn refused(&mut self, plan: &Plan, o: Out, msg: &str) {
+        let reason = format!("the exchange refused the row: {msg}");
+        if let (Some(v), Some(_)) = (&o.src, &plan.flag) {
+            self.flag_failed.push((v.clone(), reason.clone()));
+        }
+        let r = match &o.src {
+            Some(v) => reject(plan, &o.rkey, v, Origin::Target, vec![reason]),
+            None => Reject {
+                rkey: o.rkey.clone(),
+                kvals: serde_json::to_string(&o.values).unwrap_or_default(),
+                origin: Origin::Target,
+                reasons: vec![reason],
+                row_json: "{}".into(),
+                digest: None,
+            },
+        };
+        self.rejects.push(r);
     }
-    if batch.is_none()
-        && rejects.is_empty()
-        && digests.is_empty()
-        && dropped.is_empty()
-        && new_wm.is_none()
-    {
-        return Ok(());
+
+    fn delivered(&mut self, plan: &Plan, o: Out, is_delete: bool) {
+        if let (Some(v), Some(_)) = (o.src, &plan.flag) {
+            self.flag_done.push(v);
+        }
+        if is_delete {
+            self.deleted += 1;
+        } else {
+            self.sent += 1;
+        }
+        if is_delete && !o.rkey.is_empty() && plan.mode == Mode::Digest {
+            self.dropped.push(o.rkey);
+        } else {
+            self.delivered.push(o.rkey);
+        }
     }
-    let commit = Commit {
-        table: &plan.name,
-        batch_id: batch.as_deref(),
-        watermark: new_wm.as_ref(),
-        rows: sent,
-        deletes: deleted,
-        rejected: rejects.len() as u64,
-        newest_change: newest,
-        digests: &digests,
-        drop_digests: &dropped,
-        prune_before: prune_before.as_deref(),
-        rejects: &rejects,
-        delivered: &delivered,
-        resync_key: resync_key.as_deref(),
-        resubmit_why: why,
-    };
-    let committing = std::time::Instant::now();
-    ctx.state
-        .commit(&commit)
-        .await
-        .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
-    tracing::debug!(
-        table = %plan.name,
-        "batch phases (s): prepared and written {:.3} (written alone {:.3}), committed {:.3}",
-        committing.duration_since(started).as_secs_f64(),
-        committing.duration_since(writing).as_secs_f64(),
-        committing.elapsed().as_secs_f64(),
-    );
-    let label = || plan.name.clone();
-    metrics::counter!(crate::metrics::ROWS_SENT, "table" => label()).increment(sent);
-    metrics::counter!(crate::metrics::ROWS_DELETED, "table" => label()).increment(deleted);
-    for r in &rejects {
-        metrics::counter!(crate::metrics::ROWS_QUARANTINED, "table" => label(), "origin" => r.origin)
-            .increment(1);
+
+    /// The batch's figures, in the metrics and the cycle's report.
+    fn count(&self, plan: &Plan, report: &mut CycleReport) {
+        let label = || plan.name.clone();
+        metrics::counter!(crate::metrics::ROWS_SENT, "table" => label()).increment(self.sent);
+        metrics::counter!(crate::metrics::ROWS_DELETED, "table" => label()).increment(self.deleted);
+        for r in &self.rejects {
+            metrics::counter!(crate::metrics::ROWS_QUARANTINED, "table" => label(), "origin" => r.origin.as_str())
+                .increment(1);
+        }
+        report.sent += self.sent;
+        report.deleted += self.deleted;
+        report.rejected += self.rejects.len() as u64;
+        report.batches += u64::from(self.batch.is_some());
     }
-    report.sent += sent;
-    report.deleted += deleted;
-    report.rejected += rejects.len() as u64;
-    report.batches += u64::from(batch.is_some());
-    Ok(())
 }
 
 /// Set the extraction flag of the rows just exchanged (and of the failed ones), each only if
 /// the row still holds the values that were read.
 async fn mark_flags(
-    ctx: &Ctx,
     plan: &Plan,
     flag: &FlagPlan,
     done: &[Vec<Value>],
@@ -202,7 +222,7 @@ async fn mark_flags(
         p.extend(values.iter().cloned());
         p
     };
-    let text = ctx.source.dialect().mark_row(
+    let text = plan.ends.read.dialect().mark_row(
         &plan.source,
         &flag.col,
         flag.error.as_ref(),
@@ -222,7 +242,8 @@ async fn mark_flags(
     if rows.is_empty() {
         return Ok(());
     }
-    ctx.source
+    plan.ends
+        .read
         .exec_many(&text, &rows)
         .await
         .map_err(|e| JobError::db(&plan.name, "setting the extraction flag in the source", e))?;

@@ -7,20 +7,25 @@ use super::*;
 /// as the batch `after` it committed there, or (where the exchange allows, see [`Turn`])
 /// has only its commit left: the write task of that batch wakes it directly, so the
 /// exchange waits for no other task between two batches. It commits after that batch.
-pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared, after: Option<&InFlight>) -> InFlight {
+pub fn launch(plan: &Plan, mut p: Prepared, after: Option<&InFlight>) -> InFlight {
     let writing = std::time::Instant::now();
     let (go, ready) = tokio::sync::oneshot::channel::<()>();
     let (done, written) = tokio::sync::watch::channel(Stage::Writing);
     let before = after.map(|f| f.written.clone());
-    let overlaps = ctx.target.overlaps();
+    let caps = plan.ends.sink.capabilities();
+    // Only a sink that keeps the newer row may see a batch begin before the one before it
+    // was acknowledged.
+    let overlaps = caps.overlapping && caps.newer_wins;
     if p.send.is_none() {
         // Nothing to write: the batch after it need not wait for this one.
         done.send_replace(Stage::Committed);
     }
     let write = p.send.as_mut().map(|s| {
-        let w = OwnedWrite::new(ctx, plan, p.unconditional);
+        let w = OwnedWrite::new(plan, p.unconditional);
         let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
         let tuples = std::mem::take(&mut s.tuples);
+        let ops = std::mem::take(&mut s.ops);
+        let (id, cd_batch) = (s.id.clone(), s.cd_batch.clone());
         let span = tracing::info_span!(
             "batch",
             id = %s.id,
@@ -57,7 +62,9 @@ pub fn launch(ctx: &Ctx, plan: &Plan, mut p: Prepared, after: Option<&InFlight>)
                         () = begun => {}
                     }
                 };
-                let r = w.write(&rows, &tuples, &dels, ready, &turn).await;
+                let r = w
+                    .write(&id, &cd_batch, &rows, &ops, &tuples, &dels, ready, &turn)
+                    .await;
                 turn.stage.send_replace(if r.is_ok() {
                     Stage::Committed
                 } else {
@@ -110,145 +117,62 @@ impl InFlight {
     }
 }
 
-/// How much longer than the exchange's own statement timeout the agent waits for an answer.
-const STATEMENT_GRACE: Duration = Duration::from_secs(30);
-
-/// Everything a write needs, owned, so that it can run in a task of its own.
+/// What a write task needs, owned, so that it can run in a task of its own.
 struct OwnedWrite {
-    target: std::sync::Arc<crate::db::Db>,
-    name: String,
-    limit: Duration,
-    table: crate::ident::TableName,
-    columns: Vec<Col>,
-    key: Vec<usize>,
-    version: Option<usize>,
-    key_cols: Vec<Col>,
-    version_col: Option<Col>,
-    tombstone: Option<Vec<Col>>,
+    sink: std::sync::Arc<dyn crate::sink::Sink>,
+    target: std::sync::Arc<Target>,
+    label: String,
+    removal: Removal,
 }
 
 impl OwnedWrite {
-    fn new(ctx: &Ctx, plan: &Plan, unconditional: bool) -> Self {
+    fn new(plan: &Plan, unconditional: bool) -> Self {
+        let removal = match (unconditional, plan.deletes) {
+            (false, _) => Removal::Versioned,
+            (true, DeleteMode::Tombstone) => Removal::Tombstone,
+            (true, DeleteMode::Delete) => Removal::Unconditional,
+        };
         OwnedWrite {
-            target: std::sync::Arc::clone(&ctx.target),
-            name: plan.name.clone(),
-            limit: ctx.cfg.exchange.db.statement_timeout,
-            table: plan.target.clone(),
-            columns: plan.mapping.columns.clone(),
-            key: plan.mapping.key.clone(),
-            version: plan.mapping.version,
-            key_cols: plan.mapping.key_cols(),
-            version_col: if unconditional {
-                None
-            } else {
-                plan.mapping.version_col().cloned()
-            },
-            tombstone: (unconditional && plan.deletes == DeleteMode::Tombstone).then(|| {
-                plan.tombstone
-                    .iter()
-                    .map(|&i| plan.mapping.columns[i].clone())
-                    .collect()
-            }),
+            sink: std::sync::Arc::clone(&plan.ends.sink),
+            target: std::sync::Arc::clone(&plan.out),
+            label: plan.name.clone(),
+            removal,
         }
     }
 
-    /// Write one batch; the exchange isolates and returns the rows it refuses. A lock
-    /// conflict (deadlock, serialization failure) rolls the batch back and it is tried again
-    /// at once, up to five times.
-    /// The first attempt waits for `ready` (the batch before it committed) after encoding.
+    /// Deliver one batch; the sink isolates and returns the rows it refuses. The delivery
+    /// waits for `ready` (the batch before it committed) after encoding.
+    #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
+        id: &str,
+        cd_batch: &str,
         rows: &[Vec<Value>],
+        ops: &[Op],
         tuples: &Tuples,
         dels: &[Vec<Value>],
-        ready: impl Future<Output = ()>,
+        ready: impl Future<Output = ()> + Send,
         turn: &Turn,
-    ) -> Result<Vec<Refused>, DbError> {
-        let write = WriteBatch {
-            upsert: Upsert {
-                table: &self.table,
-                columns: &self.columns,
-                key: &self.key,
-                version: self.version,
-            },
+    ) -> Result<Vec<Refusal>, SinkError> {
+        let out = Outgoing {
+            id,
+            cd_batch,
+            label: &self.label,
+            target: &self.target,
             rows,
+            ops,
             tuples,
-            key_cols: &self.key_cols,
-            version_col: self.version_col.as_ref(),
             deletes: dels,
-            tombstone: self.tombstone.as_deref(),
+            removal: self.removal,
         };
-        // The exchange cancels a statement past its `statement_timeout`; this guards against
-        // a connection gone silent, where no cancellation can arrive.
-        let limit = self.limit;
-        let silent = || DbError::Query {
-            engine: self.target.engine(),
-            doing: "writing a batch".into(),
-            cause: format!(
-                "no answer from the exchange within {}",
-                humantime::format_duration(limit + STATEMENT_GRACE)
-            ),
-            code: None,
-            class: ErrorClass::Unavailable,
-        };
-        let mut ready = Some(ready);
-        let mut attempt = 0;
-        loop {
-            // The guard's clock starts when the write may begin.
-            let (began, begun) = tokio::sync::oneshot::channel::<()>();
-            let written = async {
-                match ready.take() {
-                    Some(r) => {
-                        let r = async move {
-                            r.await;
-                            let _ = began.send(());
-                        };
-                        self.target.write_when(&write, r, turn).await
-                    }
-                    None => {
-                        let _ = began.send(());
-                        self.target
-                            .write_when(&write, std::future::ready(()), turn)
-                            .await
-                    }
-                }
-            };
-            let silence = async {
-                if begun.await.is_err() || limit.is_zero() {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(limit + STATEMENT_GRACE).await;
-            };
-            let written = tokio::select! {
-                w = written => w,
-                () = silence => Err(silent()),
-            };
-            match written {
-                // Tried again only while the batch after it has not begun: that one may
-                // hold rows this one would wait for.
-                Err(e)
-                    if e.class() == ErrorClass::Transient && attempt < 5 && !turn.is_staged() =>
-                {
-                    attempt += 1;
-                    metrics::counter!(crate::metrics::RETRIES, "table" => self.name.clone())
-                        .increment(1);
-                    let wait = 50u64 << attempt;
-                    tracing::warn!(table = %self.name, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
-                    tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait)))
-                        .await;
-                }
-                Ok(refused) => {
-                    if !refused.is_empty() {
-                        tracing::warn!(
-                            table = %self.name,
-                            "the exchange refused {} row(s); they are quarantined and the rest of the batch was delivered",
-                            refused.len()
-                        );
-                    }
-                    return Ok(refused);
-                }
-                Err(e) => return Err(e),
-            }
+        let refused = self.sink.deliver(&out, Box::pin(ready), turn).await?;
+        if !refused.is_empty() {
+            tracing::warn!(
+                table = %self.label,
+                "the exchange refused {} row(s); they are quarantined and the rest of the batch was delivered",
+                refused.len()
+            );
         }
+        Ok(refused)
     }
 }

@@ -21,11 +21,58 @@ fn a_key_read_twice_keeps_its_last_version() {
 }
 
 #[test]
-fn batch_ids_are_deterministic() {
-    let a = batch_id("230000-SCJGJ", "t", "{\"key\":[1]}", "{\"key\":[9]}", 9);
-    let b = batch_id("230000-SCJGJ", "t", "{\"key\":[1]}", "{\"key\":[9]}", 9);
-    let c = batch_id("230000-SCJGJ", "t", "{\"key\":[1]}", "{\"key\":[9]}", 8);
-    assert_eq!(a, b);
-    assert_ne!(a, c);
+fn a_batch_is_named_by_its_rows_and_its_number() {
+    let up = |k: &str, v: &str| {
+        (
+            k.to_string(),
+            Pending::Upsert(vec![Value::Text(v.into())], Op::Update, None),
+        )
+    };
+    let rows = vec![up("1", "a"), up("2", "b")];
+    let same = content_of("", &[up("1", "a"), up("2", "b")]);
+    assert_eq!(content_of("", &rows), same);
+    // Any value, operation, key, salt or tuple changes it.
+    assert_ne!(content_of("", &[up("1", "a"), up("2", "c")]), same);
+    assert_ne!(content_of("resync:1:", &rows), same);
+    assert_ne!(content_of("", &[up("1", "a")]), same);
+    let insert = (
+        "1".to_string(),
+        Pending::Upsert(vec![Value::Text("a".into())], Op::Insert, None),
+    );
+    assert_ne!(content_of("", &[insert, up("2", "b")]), same);
+    let gone = (
+        "1".to_string(),
+        Pending::Gone(vec![Value::Text("a".into())]),
+    );
+    assert_ne!(content_of("", &[gone, up("2", "b")]), same);
+    let tuple = |t: &'static [u8]| {
+        (
+            "1".to_string(),
+            Pending::Upsert(vec![Value::Null], Op::Update, Some(Bytes::from_static(t))),
+        )
+    };
+    assert_ne!(
+        content_of("", &[tuple(b"x")]),
+        content_of("", &[tuple(b"y")])
+    );
+    // Values are told apart from where one ends and the next begins.
+    let two = |a: &str, b: &str| {
+        (
+            "1".to_string(),
+            Pending::Upsert(
+                vec![Value::Text(a.into()), Value::Text(b.into())],
+                Op::Update,
+                None,
+            ),
+        )
+    };
+    assert_ne!(
+        content_of("", &[two("ab", "c")]),
+        content_of("", &[two("a", "bc")])
+    );
+
+    let a = batch_id("230000-SCJGJ", "t", &same, "2026120700001");
+    assert_eq!(a, batch_id("230000-SCJGJ", "t", &same, "2026120700001"));
+    assert_ne!(a, batch_id("230000-SCJGJ", "t", &same, "2026120700002"));
     assert!(a.starts_with("230000-SCJGJ-t-"));
 }
