@@ -8,13 +8,11 @@
 //! A live test creates uniquely named tables, runs the agent binary between the engine and
 //! PostgreSQL both ways, compares source and target row by row, and drops its tables.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{Agent, PgDb, header};
 use chrono::{NaiveDate, NaiveDateTime};
-use common::{Agent, PgDb, header};
 use frontdb_agent::db::dialect::{Dialect, Select};
 use frontdb_agent::db::ident::TableName;
 use frontdb_agent::db::{Db, ErrorClass};

@@ -2,11 +2,9 @@
 //! open-transaction guard holds the watermark behind them on PostgreSQL and MariaDB, and
 //! without it such a row would be lost.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, MyDb, PgDb, header};
+use crate::common::{Agent, MyDb, PgDb, header};
 
 /// A transaction stamps its row when it starts and commits long after newer rows were
 /// exchanged — longer than the lookback window. The open-transaction guard keeps the

@@ -2,11 +2,9 @@
 //! what `sql/postgres/example.sql` creates, and every configuration key is documented in
 //! README.md.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Agent, PgDb};
+use crate::common::{Agent, PgDb};
 
 fn example_text(name: &str, secret_file: &Path) -> String {
     std::fs::read_to_string(

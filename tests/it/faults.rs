@@ -3,12 +3,10 @@
 //! random moments while another connection keeps writing (long transactions are in
 //! long_transactions.rs).
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, MyDb, PgDb, header, refuse_connections, wait_for};
+use crate::common::{self, Agent, MyDb, PgDb, header, refuse_connections, wait_for};
 use sqlx::{Connection, Row};
 
 fn signal(child: &Child, sig: &str) {

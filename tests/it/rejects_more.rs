@@ -2,11 +2,9 @@
 //! rejected again after they were resubmitted or cleared, `rejects resubmit --table` and
 //! `--all`, `rejects list --table` and its text output, and the reject-share alert.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, PgDb, header, rejects};
+use crate::common::{Agent, PgDb, header, rejects};
 
 fn find<'a>(list: &'a [serde_json::Value], table: &str, key: &str) -> &'a serde_json::Value {
     list.iter()

@@ -1,11 +1,9 @@
 //! The daemon: `run` exchanges each table on its schedule, `status` reads its progress while
 //! it runs, and SIGTERM stops it cleanly with exit code 0.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Agent, PgDb, header, wait_for};
+use crate::common::{Agent, PgDb, header, wait_for};
 
 #[tokio::test]
 async fn run_exchanges_on_schedule_and_stops_cleanly_on_sigterm() {

@@ -2,11 +2,9 @@
 //! from the province (rejection table, `dn_*_error` tables, in-row flags), resubmission after
 //! correction, clearing after the confirmation window, the mirror table, resubmit and export.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, MyDb, PgDb, header, rejects};
+use crate::common::{Agent, MyDb, PgDb, header, rejects};
 
 fn by_key<'a>(list: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
     list.iter()
