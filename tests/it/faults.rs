@@ -200,6 +200,7 @@ async fn the_daemon_rides_out_an_exchange_outage_and_catches_up() {
             ))
             .await;
         }
+        // Rows keep arriving at a steady pace for the whole outage: the scenario, not a wait.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let status = agent.status_json();
@@ -519,6 +520,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
             .await
             .expect("update");
             n += 1;
+            // The writer's pace (part of the scenario, not a wait).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         n
@@ -528,6 +530,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let mut progress = Vec::new();
     while midway < 5 && kills < 20 {
         let child = spawn_run(&agent);
+        // The kill falls at a random moment of the daemon's life: the sleep is the scenario.
         tokio::time::sleep(Duration::from_millis(rand::random_range(300..1200))).await;
         signal(&child, "-KILL");
         let _ = exit_of(child, Duration::from_secs(10)).await;

@@ -223,8 +223,16 @@ async fn a_late_commit_arrives_at_a_daemon_whose_rereads_are_narrowed() {
         count().await == 2
     })
     .await;
-    // Re-reads go on while the slow transaction stays open.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Re-reads go on while the slow transaction stays open: two more of them (each logs how
+    // it reads the lookback window) before it commits.
+    let rereads = || daemon.log().matches("lookback window:").count();
+    let before = rereads();
+    common::wait_for(
+        "two re-reads while the slow transaction is open",
+        Duration::from_secs(20),
+        async || rereads() >= before + 2,
+    )
+    .await;
     slow.commit().await.expect("commit");
     common::wait_for("the late row", Duration::from_secs(20), async || {
         count().await == 3
