@@ -7,6 +7,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Agent, MyDb, PgDb, header, refuse_connections, wait_for};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use sqlx::{Connection, Row};
 
 fn signal(child: &Child, sig: &str) {
@@ -486,6 +488,10 @@ async fn sigterm_during_a_large_batch_exits_0_and_the_next_run_resumes() {
 
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    // Which rows change and when the kills fall are drawn from one seed (printed); how they
+    // interleave with the agent is up to the machine.
+    let mut rng = common::seeded_rng("sigkill_at_random_moments");
+    let mut writer_rng = StdRng::seed_from_u64(rng.random());
     let src = PgDb::new("kill").await;
     let tgt = PgDb::new("kill").await;
     let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL, updated_at timestamp(6) NOT NULL)";
@@ -510,9 +516,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let updates = tokio::spawn(async move {
         let mut n = 0u64;
         while !stop_writer.is_cancelled() {
-            let ids: Vec<i32> = (0..20).map(|_| rand::random_range(1..=300_000)).collect();
+            let ids: Vec<i32> = (0..20)
+                .map(|_| writer_rng.random_range(1..=300_000))
+                .collect();
             sqlx::query(
-                "UPDATE t SET n = n + 1, v = md5(random()::text), updated_at = clock_timestamp() AT TIME ZONE 'UTC' \
+                "UPDATE t SET n = n + 1, v = md5(v), updated_at = clock_timestamp() AT TIME ZONE 'UTC' \
                  WHERE id = ANY($1)",
             )
             .bind(&ids)
@@ -531,7 +539,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     while midway < 5 && kills < 20 {
         let child = spawn_run(&agent);
         // The kill falls at a random moment of the daemon's life: the sleep is the scenario.
-        tokio::time::sleep(Duration::from_millis(rand::random_range(300..1200))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
         signal(&child, "-KILL");
         let _ = exit_of(child, Duration::from_secs(10)).await;
         kills += 1;

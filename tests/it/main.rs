@@ -6,6 +6,9 @@
 //! Run them all with `cargo test --test it`, one file's with `cargo test --test it faults::`,
 //! one test by a part of its name. Tests that need a server that is not here (SQL Server,
 //! Oracle) are ignored unless asked for: see `engines_live.rs`.
+//!
+//! Randomness is seeded: a test that draws random numbers prints its seed, and
+//! `FRONTDB_TEST_SEED=<seed>` repeats that run.
 
 mod common;
 

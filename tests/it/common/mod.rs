@@ -1,5 +1,6 @@
 //! Test harness: uniquely named databases on the real PostgreSQL and MariaDB servers, a
-//! temporary directory per agent, the built binary, and waiting for a condition.
+//! temporary directory per agent, the built binary, waiting for a condition, and seeded
+//! randomness.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -9,12 +10,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, Row};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The environment variable that fixes the seed of every seeded test.
+pub const SEED_VAR: &str = "FRONTDB_TEST_SEED";
+
+/// A random number generator for one test, seeded from `FRONTDB_TEST_SEED` when it is set
+/// (to repeat a run) and from the system otherwise. The seed goes to the test's output, which
+/// the harness shows when the test fails: rerun with it to draw the same numbers again.
+pub fn seeded_rng(test: &str) -> StdRng {
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={s:?} is not a number (a u64)")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{test}: random seed {seed} (repeat with {SEED_VAR}={seed})");
+    StdRng::seed_from_u64(seed)
+}
 
 /// PostgreSQL's transaction ids belong to the whole server, not to one database: a write
 /// transaction open in any test lowers the snapshot horizon every other test's agent records.
@@ -397,10 +418,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(agent: &Agent, args: &[&str]) -> Daemon {
-        let log = agent
-            .dir
-            .path()
-            .join(format!("daemon-{}.log", rand::random::<u32>()));
+        let log = agent.dir.path().join(format!(
+            "daemon-{}.log",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let file = std::fs::File::create(&log).expect("log file");
         let child = agent
             .command()
