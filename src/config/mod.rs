@@ -277,6 +277,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parse and validate configuration text that was read from `path`.
 pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    load_str_with(text, path, secret::process_env)
+}
+
+/// [`load_str`], with `${env:NAME}` secrets looked up in `env` instead of the process's
+/// environment.
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    env: secret::EnvLookup,
+) -> Result<Config, ConfigError> {
     let fail = |problems| ConfigError {
         file: path.to_owned(),
         problems,
@@ -287,7 +297,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(fail(problems));
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    match validate::validate(raw, path, base, &lines) {
+    match validate::validate(raw, path, base, &lines, env) {
         Ok(cfg) if problems.is_empty() => Ok(cfg),
         Ok(_) => Err(fail(problems)),
         Err(more) => {
@@ -417,9 +427,7 @@ mod tests {
 
     #[test]
     fn secret_values_never_reach_messages() {
-        // SAFETY: a variable only this test uses.
-        unsafe { std::env::set_var("FRONTDB_UNIT_SECRET", "very-secret-value") };
-        let cfg = load_str(
+        let cfg = load_str_with(
             &format!(
                 "{}[[table]]\nsource = \"t\"\nwatermark = {{ kind = \"key\" }}\n",
                 BASE.replace(
@@ -428,6 +436,7 @@ mod tests {
                 )
             ),
             Path::new("a.toml"),
+            |name| (name == "FRONTDB_UNIT_SECRET").then(|| "very-secret-value".to_owned()),
         )
         .expect("valid");
         assert!(!format!("{cfg:?}").contains("very-secret-value"));

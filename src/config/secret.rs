@@ -4,10 +4,19 @@ use std::path::Path;
 
 pub use crate::secret::Secret;
 
-/// Replace every `${env:NAME}` and `${file:PATH}` in `s`. A relative file path is relative to
-/// `base`; the file's content loses its trailing newline. Errors name the variable or file,
-/// never a value.
-pub fn resolve(s: &str, base: &Path) -> Result<String, String> {
+/// Where `${env:NAME}` finds NAME's value: [`process_env`] for the agent; tests pass a table
+/// of their own rather than change the process's environment.
+pub type EnvLookup = fn(&str) -> Option<String>;
+
+/// The process's environment (a value that is not Unicode counts as unset).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Replace every `${env:NAME}` (looked up in `env`) and `${file:PATH}` in `s`. A relative file
+/// path is relative to `base`; the file's content loses its trailing newline. Errors name the
+/// variable or file, never a value.
+pub fn resolve(s: &str, base: &Path, env: EnvLookup) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -18,9 +27,9 @@ pub fn resolve(s: &str, base: &Path) -> Result<String, String> {
         };
         let reference = &after[..end];
         match reference.split_once(':') {
-            Some(("env", name)) => match std::env::var(name) {
-                Ok(v) => out.push_str(&v),
-                Err(_) => return Err(format!("environment variable {name} is not set")),
+            Some(("env", name)) => match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable {name} is not set")),
             },
             Some(("file", path)) => {
                 let p = base.join(path);
@@ -88,16 +97,15 @@ mod tests {
     fn resolves_env_and_file_references() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
-        // SAFETY: tests in this module are the only users of this variable.
-        unsafe { std::env::set_var("FRONTDB_TEST_SECRET_A", "abc") };
+        let env: EnvLookup = |name| (name == "SECRET_A").then(|| "abc".to_owned());
         assert_eq!(
-            resolve("x${env:FRONTDB_TEST_SECRET_A}y${file:pw}z", dir.path()).as_deref(),
+            resolve("x${env:SECRET_A}y${file:pw}z", dir.path(), env).as_deref(),
             Ok("xabcys3cretz")
         );
-        let err = resolve("${env:FRONTDB_TEST_SECRET_MISSING}", dir.path()).expect_err("unset");
-        assert!(err.contains("FRONTDB_TEST_SECRET_MISSING"), "{err}");
-        assert!(resolve("${vault:x}", dir.path()).is_err());
-        assert!(resolve("${env:X", dir.path()).is_err());
+        let err = resolve("${env:SECRET_MISSING}", dir.path(), env).expect_err("unset");
+        assert!(err.contains("SECRET_MISSING"), "{err}");
+        assert!(resolve("${vault:x}", dir.path(), env).is_err());
+        assert!(resolve("${env:X", dir.path(), env).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(super) struct V<'a> {
     pub(super) problems: Vec<Problem>,
     pub(super) lines: &'a Lines,
     pub(super) base: &'a Path,
+    /// Where `${env:NAME}` secrets are looked up.
+    pub(super) env: secret::EnvLookup,
     /// The source's engine, once `[source]` was read.
     pub(super) source_engine: Option<EngineKind>,
 }
@@ -229,11 +231,11 @@ impl V<'_> {
             }
         };
         let redacted = secret::redact_url(c.url);
-        let url = secret::resolve(c.url, self.base)
+        let url = secret::resolve(c.url, self.base, self.env)
             .map_err(|e| self.err(format!("{section}.url"), e))
             .ok();
         let password = match c.password {
-            Some(p) => match secret::resolve(p, self.base) {
+            Some(p) => match secret::resolve(p, self.base, self.env) {
                 Ok(p) => Some(Secret::new(p)),
                 Err(e) => {
                     self.err(format!("{section}.password"), e);
@@ -391,11 +393,13 @@ pub fn validate(
     file: &Path,
     base: &Path,
     lines: &Lines,
+    env: secret::EnvLookup,
 ) -> Result<Config, Vec<Problem>> {
     let mut v = V {
         problems: Vec::new(),
         lines,
         base,
+        env,
         source_engine: None,
     };
     let agent = v.agent(raw.agent);

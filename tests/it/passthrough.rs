@@ -5,9 +5,7 @@
 //! in the lookback window are recognised by digest, and a table that does not qualify is
 //! exchanged the ordinary way.
 
-mod common;
-
-use common::{Agent, PgDb, header, rejects};
+use crate::common::{Agent, PgDb, header, rejects};
 
 fn table(body: &str) -> String {
     format!("\n[[table]]\n{body}\n")

@@ -2,11 +2,9 @@
 //! open-transaction guard holds the watermark behind them on PostgreSQL and MariaDB, and
 //! without it such a row would be lost.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, MyDb, PgDb, header};
+use crate::common::{Agent, MyDb, PgDb, header};
 
 /// A transaction stamps its row when it starts and commits long after newer rows were
 /// exchanged — longer than the lookback window. The open-transaction guard keeps the
@@ -40,7 +38,7 @@ async fn long_transaction(guard: &str) -> Vec<i64> {
     assert!(agent.config_text().contains("transaction_guard"));
     assert!(agent.ok(&["once"]).contains("ev: 1 row(s) sent"));
     // Newer rows keep arriving and are exchanged while the transaction stays open, for longer
-    // than the lookback window.
+    // than the lookback window (2 s): holding it open is the scenario, not a wait.
     tokio::time::sleep(Duration::from_secs(3)).await;
     src.exec("INSERT INTO ev VALUES (3, 'quick', clock_timestamp() AT TIME ZONE 'UTC')")
         .await;
@@ -89,6 +87,7 @@ async fn a_long_transaction_on_mariadb_holds_the_watermark_too() {
         header(&src.url, &tgt.url).replace("Asia/Shanghai", "UTC")
     ));
     assert!(agent.ok(&["once"]).contains("ev: 1 row(s) sent"));
+    // The transaction stays open for longer than the lookback window (2 s): the scenario.
     tokio::time::sleep(Duration::from_secs(3)).await;
     src.exec("INSERT INTO ev VALUES (3, 'quick', UTC_TIMESTAMP(6))")
         .await;

@@ -1,9 +1,7 @@
 //! What installs and supervises the agent: the systemd unit, the Debian package and the
 //! install script.
 
-mod common;
-
-use common::which;
+use crate::common::which;
 
 #[test]
 fn the_systemd_unit_verifies() {

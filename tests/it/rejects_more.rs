@@ -2,11 +2,9 @@
 //! rejected again after they were resubmitted or cleared, `rejects resubmit --table` and
 //! `--all`, `rejects list --table` and its text output, and the reject-share alert.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, PgDb, header, rejects};
+use crate::common::{Agent, PgDb, header, rejects};
 
 fn find<'a>(list: &'a [serde_json::Value], table: &str, key: &str) -> &'a serde_json::Value {
     list.iter()
@@ -72,7 +70,7 @@ async fn postgres_custom_rejection_table_rejected_again_and_resubmit_by_table_an
     ))
     .await;
     let agent = Agent::new(&format!(
-        "{}\n[feedback]\nkind = \"table\"\ntable = \"sheng_fankui\"\nconfirm = \"2s\"\n\n\
+        "{}\n[feedback]\nkind = \"table\"\ntable = \"sheng_fankui\"\nconfirm = \"5s\"\n\n\
          [feedback.columns]\nid = \"xh\"\ntable_name = \"mb_biao\"\nrecord_key = \"jl_zj\"\n\
          batch_id = \"pch\"\nerror_code = \"cw_dm\"\nerror_message = \"cw_xx\"\nrejected_at = \"fk_sj\"\n\n\
          [[table]]\nsource = \"up_a\"\ntarget = \"jg_a\"\n\
@@ -202,6 +200,9 @@ async fn postgres_custom_rejection_table_rejected_again_and_resubmit_by_table_an
         ]
     );
     let out = agent.ok(&["rejects", "resubmit", "--all"]);
+    // The last resubmission: the confirmation window (5 s, long enough for the steps up to
+    // the cycle that reads row 1's new rejection, before which none may clear) runs from here.
+    let resubmitted = tokio::time::Instant::now();
     assert!(
         out.contains("up_b: 1 row(s) sent again, 0 quarantined again"),
         "{out}"
@@ -270,7 +271,9 @@ async fn postgres_custom_rejection_table_rejected_again_and_resubmit_by_table_an
     assert_eq!(open, vec![("up_a".into(), 1), ("up_b".into(), 0)]);
 
     // The others are cleared after the window; row 1 stays open.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Sleeping is the scenario: the confirmation window is a span of time with no new
+    // rejection, and a sleep only ever overshoots, so this cannot be too short.
+    tokio::time::sleep_until(resubmitted + Duration::from_millis(5200)).await;
     let out = agent.ok(&["once"]);
     assert!(out.contains("2 cleared"), "{out}");
     assert_eq!(
@@ -301,7 +304,7 @@ async fn postgres_custom_rejection_table_rejected_again_and_resubmit_by_table_an
     let h = history(&agent, &b3);
     assert_eq!(h.len(), 5, "{h:?}");
     assert!(
-        h[3].starts_with("cleared: no new rejection within 2s"),
+        h[3].starts_with("cleared: no new rejection within 5s"),
         "{h:?}"
     );
     assert_eq!(h[4], "rejected by the province again");

@@ -3,12 +3,10 @@
 //! SIGHUP reloads, LISTEN/NOTIFY wake-ups, one daemon per state directory, and the
 //! notifications systemd hears (the unit and the package are in packaging.rs).
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Daemon, PgDb, header, wait_for, which};
+use crate::common::{Agent, Daemon, PgDb, header, wait_for, which};
 
 const SUM: &str = "SELECT count(*)::text || ':' || coalesce(md5(string_agg(id || '|' || v, ',' ORDER BY id)), '') FROM t";
 

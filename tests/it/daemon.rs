@@ -1,11 +1,9 @@
 //! The daemon: `run` exchanges each table on its schedule, `status` reads its progress while
 //! it runs, and SIGTERM stops it cleanly with exit code 0.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Agent, PgDb, header, wait_for};
+use crate::common::{Agent, Daemon, PgDb, header, wait_for};
 
 #[tokio::test]
 async fn run_exchanges_on_schedule_and_stops_cleanly_on_sigterm() {
@@ -162,7 +160,7 @@ async fn stuck(
     PgDb,
     PgDb,
     Agent,
-    std::process::Child,
+    Daemon,
     sqlx::Transaction<'static, sqlx::Postgres>,
 ) {
     let src = PgDb::new(tag).await;
@@ -183,19 +181,12 @@ async fn stuck(
             &format!("department_code = \"SCJGJ\"\n{agent_extra}")
         )
     ));
-    let child = agent
-        .command()
-        .arg("run")
-        .env("FRONTDB_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let daemon = Daemon::start(&agent, &[]);
     wait_for("a batch in flight", Duration::from_secs(20), async || {
         sending(&agent).await
     })
     .await;
-    (src, tgt, agent, child, lock)
+    (src, tgt, agent, daemon, lock)
 }
 
 fn exit_within(child: &mut std::process::Child, limit: Duration) -> (Option<i32>, Duration) {
@@ -214,21 +205,25 @@ fn exit_within(child: &mut std::process::Child, limit: Duration) -> (Option<i32>
 
 #[tokio::test]
 async fn a_second_signal_stops_at_once() {
-    let (src, tgt, _agent, mut child, lock) = stuck("twice", "").await;
-    let pid = child.id().to_string();
-    let kill = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status();
-    };
-    kill("-INT");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        child.try_wait().expect("wait").is_none(),
-        "still finishing the stuck batch"
-    );
-    kill("-INT");
-    let (code, took) = exit_within(&mut child, Duration::from_secs(3));
+    let (src, tgt, _agent, mut daemon, lock) = stuck("twice", "").await;
+    daemon.signal("-INT");
+    // The first signal is heard (two close together could be taken for one) ...
+    wait_for(
+        "the first signal in the log",
+        Duration::from_secs(10),
+        async || {
+            daemon
+                .log()
+                .contains("stopping: finishing the batch in flight")
+        },
+    )
+    .await;
+    // ... and the daemon keeps waiting for its stuck batch: given half a second to exit
+    // wrongly (a pause to observe, not a wait for something), it is still there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(daemon.running(), "still finishing the stuck batch");
+    daemon.signal("-INT");
+    let (code, took) = exit_within(&mut daemon.child, Duration::from_secs(3));
     assert_eq!(code, Some(130));
     eprintln!("stopped {took:?} after the second signal");
     lock.rollback().await.expect("unlock");
@@ -238,11 +233,9 @@ async fn a_second_signal_stops_at_once() {
 
 #[tokio::test]
 async fn a_stuck_batch_does_not_hold_the_stop_beyond_stop_timeout() {
-    let (src, tgt, agent, mut child, lock) = stuck("stoptimeout", "stop_timeout = \"2s\"").await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let (code, took) = exit_within(&mut child, Duration::from_secs(10));
+    let (src, tgt, agent, mut daemon, lock) = stuck("stoptimeout", "stop_timeout = \"2s\"").await;
+    daemon.signal("-TERM");
+    let (code, took) = exit_within(&mut daemon.child, Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert!(
         took >= Duration::from_millis(1900),

@@ -3,9 +3,7 @@
 //! must end exactly as if they had been written one after the other: the newer version
 //! wins, and a delete that follows an insert leaves no row.
 
-mod common;
-
-use common::{Agent, PgDb, header};
+use crate::common::{Agent, PgDb, header};
 
 fn table(body: &str) -> String {
     format!("\n[[table]]\n{body}\n")

@@ -3,16 +3,9 @@
 //! see, and still finds every late commit; a view, or a record whose transaction ids do not
 //! follow on, is re-read whole.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, PgDb, header, sqlite_exec, sqlite_rows};
-
-/// Transaction ids are the whole server's: a transaction one test holds open makes another
-/// test's cycles read more again (never less). The exact counts asserted here need these
-/// tests one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common::{self, Agent, PgDb, header, sqlite_exec, sqlite_rows};
 
 const DDL: &str = "CREATE TABLE ev (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL)";
 
@@ -68,7 +61,10 @@ async fn three_cycles(source: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn a_postgres_table_is_not_sent_again_the_rows_it_already_exchanged() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    // Transaction ids are the whole server's: a write transaction of another test, open
+    // while a cycle records them, makes the next re-read read more (never less) than the
+    // exact counts asserted here.
+    let _alone = common::alone_on_the_server().await;
     let (check, changed, added) = three_cycles("ev").await;
     assert!(
         check.contains("late commits: the lookback window is asked only for rows of transactions"),
@@ -82,7 +78,6 @@ async fn a_postgres_table_is_not_sent_again_the_rows_it_already_exchanged() {
 
 #[tokio::test]
 async fn a_view_has_no_transaction_ids_and_its_window_is_read_whole() {
-    let _one = ONE_AT_A_TIME.lock().await;
     // The control: the same cycles read the whole window again and skip it by digest.
     let (check, changed, added) = three_cycles("ev_view").await;
     assert!(
@@ -95,7 +90,10 @@ async fn a_view_has_no_transaction_ids_and_its_window_is_read_whole() {
 
 #[tokio::test]
 async fn late_commits_arrive_whether_their_transaction_wrote_before_or_after_a_cycle() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    // Transaction ids are the whole server's: a write transaction of another test, open
+    // while a cycle records them, makes the next re-read read more (never less) than the
+    // exact counts asserted here.
+    let _alone = common::alone_on_the_server().await;
     let src = PgDb::new("rereadlate").await;
     let tgt = PgDb::new("rereadlate").await;
     src.exec(DDL).await;
@@ -139,7 +137,10 @@ async fn late_commits_arrive_whether_their_transaction_wrote_before_or_after_a_c
 
 #[tokio::test]
 async fn a_record_whose_transaction_ids_do_not_follow_on_makes_the_window_read_whole() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    // Transaction ids are the whole server's: a write transaction of another test, open
+    // while a cycle records them, makes the next re-read read more (never less) than the
+    // exact counts asserted here.
+    let _alone = common::alone_on_the_server().await;
     let src = PgDb::new("rereadids").await;
     let tgt = PgDb::new("rereadids").await;
     src.exec(DDL).await;
@@ -180,7 +181,6 @@ async fn a_record_whose_transaction_ids_do_not_follow_on_makes_the_window_read_w
 
 #[tokio::test]
 async fn a_late_commit_arrives_at_a_daemon_whose_rereads_are_narrowed() {
-    let _one = ONE_AT_A_TIME.lock().await;
     let src = PgDb::new("rereadrt").await;
     let tgt = PgDb::new("rereadrt").await;
     src.exec(DDL).await;
@@ -223,8 +223,16 @@ async fn a_late_commit_arrives_at_a_daemon_whose_rereads_are_narrowed() {
         count().await == 2
     })
     .await;
-    // Re-reads go on while the slow transaction stays open.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Re-reads go on while the slow transaction stays open: two more of them (each logs how
+    // it reads the lookback window) before it commits.
+    let rereads = || daemon.log().matches("lookback window:").count();
+    let before = rereads();
+    common::wait_for(
+        "two re-reads while the slow transaction is open",
+        Duration::from_secs(20),
+        async || rereads() >= before + 2,
+    )
+    .await;
     slow.commit().await.expect("commit");
     common::wait_for("the late row", Duration::from_secs(20), async || {
         count().await == 3

@@ -3,11 +3,9 @@
 //! Source and target are read back as normalised text (independently of the agent's own
 //! code) and compared row by row, and with the expected values.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{Agent, MyDb, PgDb, header, sqlite_exec, sqlite_rows};
+use crate::common::{Agent, MyDb, PgDb, header, sqlite_exec, sqlite_rows};
 
 /// One test row; times are given in their normalised text, instants in UTC.
 struct R {

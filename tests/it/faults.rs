@@ -3,12 +3,12 @@
 //! random moments while another connection keeps writing (long transactions are in
 //! long_transactions.rs).
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, MyDb, PgDb, header, refuse_connections, wait_for};
+use crate::common::{self, Agent, MyDb, PgDb, header, refuse_connections, wait_for};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use sqlx::{Connection, Row};
 
 fn signal(child: &Child, sig: &str) {
@@ -202,6 +202,7 @@ async fn the_daemon_rides_out_an_exchange_outage_and_catches_up() {
             ))
             .await;
         }
+        // Rows keep arriving at a steady pace for the whole outage: the scenario, not a wait.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let status = agent.status_json();
@@ -487,6 +488,10 @@ async fn sigterm_during_a_large_batch_exits_0_and_the_next_run_resumes() {
 
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    // Which rows change and when the kills fall are drawn from one seed (printed); how they
+    // interleave with the agent is up to the machine.
+    let mut rng = common::seeded_rng("sigkill_at_random_moments");
+    let mut writer_rng = StdRng::seed_from_u64(rng.random());
     let src = PgDb::new("kill").await;
     let tgt = PgDb::new("kill").await;
     let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL, updated_at timestamp(6) NOT NULL)";
@@ -511,9 +516,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let updates = tokio::spawn(async move {
         let mut n = 0u64;
         while !stop_writer.is_cancelled() {
-            let ids: Vec<i32> = (0..20).map(|_| rand::random_range(1..=300_000)).collect();
+            let ids: Vec<i32> = (0..20)
+                .map(|_| writer_rng.random_range(1..=300_000))
+                .collect();
             sqlx::query(
-                "UPDATE t SET n = n + 1, v = md5(random()::text), updated_at = clock_timestamp() AT TIME ZONE 'UTC' \
+                "UPDATE t SET n = n + 1, v = md5(v), updated_at = clock_timestamp() AT TIME ZONE 'UTC' \
                  WHERE id = ANY($1)",
             )
             .bind(&ids)
@@ -521,6 +528,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
             .await
             .expect("update");
             n += 1;
+            // The writer's pace (part of the scenario, not a wait).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         n
@@ -530,7 +538,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let mut progress = Vec::new();
     while midway < 5 && kills < 20 {
         let child = spawn_run(&agent);
-        tokio::time::sleep(Duration::from_millis(rand::random_range(300..1200))).await;
+        // The kill falls at a random moment of the daemon's life: the sleep is the scenario.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
         signal(&child, "-KILL");
         let _ = exit_of(child, Duration::from_secs(10)).await;
         kills += 1;

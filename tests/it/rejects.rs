@@ -2,11 +2,9 @@
 //! from the province (rejection table, `dn_*_error` tables, in-row flags), resubmission after
 //! correction, clearing after the confirmation window, the mirror table, resubmit and export.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, MyDb, PgDb, header, rejects};
+use crate::common::{Agent, MyDb, PgDb, header, rejects};
 
 fn by_key<'a>(list: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
     list.iter()
@@ -119,7 +117,9 @@ async fn postgres_rule_and_province_rejections_are_corrected_resubmitted_and_cle
     let list = rejects(&agent, &[]);
     assert!(list.iter().all(|r| r["state"] == "resubmitted"), "{list:?}");
 
-    // No new rejection within the confirmation window: cleared.
+    // No new rejection within the confirmation window (2 s): cleared.
+    // Sleeping is the scenario: the confirmation window is a span of time with no new
+    // rejection, and a sleep only ever overshoots, so this cannot be too short.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let out = agent.ok(&["once"]);
     assert!(out.contains("2 cleared"), "{out}");
@@ -253,6 +253,9 @@ async fn mariadb_error_tables_code_sets_and_the_mirror() {
             vec![Some("02".into()), Some("丙（规范）".into())],
         ]
     );
+    // Past the confirmation window (2 s).
+    // Sleeping is the scenario: the confirmation window is a span of time with no new
+    // rejection, and a sleep only ever overshoots, so this cannot be too short.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let out = agent.ok(&["once"]);
     assert!(out.contains("2 cleared"), "{out}");
@@ -417,6 +420,9 @@ async fn mariadb_in_row_flags_and_resubmit_on_request() {
             .await,
         0
     );
+    // Past the confirmation window (1 s).
+    // Sleeping is the scenario: the confirmation window is a span of time with no new
+    // rejection, and a sleep only ever overshoots, so this cannot be too short.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let out = agent.ok(&["once"]);
     assert!(
@@ -532,6 +538,9 @@ async fn mariadb_extraction_flags_at_the_source_and_province_flags_at_the_exchan
     );
     let list = rejects(&agent, &[]);
     assert!(list.iter().all(|r| r["state"] == "resubmitted"), "{list:?}");
+    // Past the confirmation window (2 s).
+    // Sleeping is the scenario: the confirmation window is a span of time with no new
+    // rejection, and a sleep only ever overshoots, so this cannot be too short.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let out = agent.ok(&["once"]);
     assert!(

@@ -1,18 +1,89 @@
 //! Test harness: uniquely named databases on the real PostgreSQL and MariaDB servers, a
-//! temporary directory per agent, and the built binary.
-#![allow(dead_code)]
+//! temporary directory per agent, the built binary, waiting for a condition, and seeded
+//! randomness.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, Row};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The environment variable that fixes the seed of every seeded test.
+pub const SEED_VAR: &str = "FRONTDB_TEST_SEED";
+
+/// A random number generator for one test, seeded from `FRONTDB_TEST_SEED` when it is set
+/// (to repeat a run) and from the system otherwise. The seed goes to the test's output, which
+/// the harness shows when the test fails: rerun with it to draw the same numbers again.
+pub fn seeded_rng(test: &str) -> StdRng {
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={s:?} is not a number (a u64)")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{test}: random seed {seed} (repeat with {SEED_VAR}={seed})");
+    StdRng::seed_from_u64(seed)
+}
+
+/// PostgreSQL's transaction ids belong to the whole server, not to one database: a write
+/// transaction open in any test lowers the snapshot horizon every other test's agent records.
+/// The few tests that assert how narrowly a re-read was cut need the server to themselves;
+/// every other test that creates a PostgreSQL database shares it.
+static SERVER: RwLock<()> = RwLock::const_new(());
+
+/// A test's turn on the PostgreSQL server: shared with other tests, or alone. Only held.
+pub struct Turn {
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _alone: Option<RwLockWriteGuard<'static, ()>>,
+}
+
+thread_local! {
+    /// The turn of the test running on this thread (each test has a thread of its own, and a
+    /// `#[tokio::test]` runs its tasks on it), while any of its databases lives. Reused by its
+    /// next database: asking the lock again could queue behind a test waiting to be alone,
+    /// which waits for this one.
+    static TURN: RefCell<Weak<Turn>> = const { RefCell::new(Weak::new()) };
+}
+
+/// This test's turn on the PostgreSQL server, shared unless it took it alone.
+async fn shared_turn() -> Arc<Turn> {
+    if let Some(turn) = TURN.with(|t| t.borrow().upgrade()) {
+        return turn;
+    }
+    let turn = Arc::new(Turn {
+        _shared: Some(SERVER.read().await),
+        _alone: None,
+    });
+    TURN.with(|t| *t.borrow_mut() = Arc::downgrade(&turn));
+    turn
+}
+
+/// Wait until no other test has a PostgreSQL database, and keep others from creating one
+/// while the returned turn lives. Call it before this test creates any database.
+pub async fn alone_on_the_server() -> Arc<Turn> {
+    assert!(
+        TURN.with(|t| t.borrow().upgrade()).is_none(),
+        "alone_on_the_server() must come before the test's first PgDb::new"
+    );
+    let turn = Arc::new(Turn {
+        _shared: None,
+        _alone: Some(SERVER.write().await),
+    });
+    TURN.with(|t| *t.borrow_mut() = Arc::downgrade(&turn));
+    turn
+}
 
 /// Base URL of the test PostgreSQL server (no database part).
 pub fn pg_base() -> String {
@@ -37,10 +108,13 @@ pub struct PgDb {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    /// Held until the database is dropped (see [`alone_on_the_server`]).
+    _turn: Arc<Turn>,
 }
 
 impl PgDb {
     pub async fn new(tag: &str) -> PgDb {
+        let turn = shared_turn().await;
         let name = unique(tag);
         let admin = PgPoolOptions::new()
             .max_connections(1)
@@ -61,7 +135,12 @@ impl PgDb {
             .connect_with(opts)
             .await
             .expect("connect to test database");
-        PgDb { name, url, pool }
+        PgDb {
+            name,
+            url,
+            pool,
+            _turn: turn,
+        }
     }
 
     pub async fn exec(&self, sql: &str) {
@@ -339,10 +418,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(agent: &Agent, args: &[&str]) -> Daemon {
-        let log = agent
-            .dir
-            .path()
-            .join(format!("daemon-{}.log", rand::random::<u32>()));
+        let log = agent.dir.path().join(format!(
+            "daemon-{}.log",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let file = std::fs::File::create(&log).expect("log file");
         let child = agent
             .command()

@@ -1,20 +1,26 @@
-//! SQL Server and Oracle against real servers, when there are any: set
-//! `FRONTDB_TEST_MSSQL_URL` (e.g. `mssql://sa:Secret_1@127.0.0.1:1433/master?trust_server_certificate=true`)
-//! or `FRONTDB_TEST_ORACLE_URL` (e.g. `oracle://system:secret@127.0.0.1:1521/FREEPDB1`).
-//! Without them each live test says `skipped: ... not set` and passes; the tests that need
-//! no such server (refused connections, redaction, SQL Server's MERGE translated to
-//! PostgreSQL's) always run.
+//! SQL Server and Oracle against real servers. Those tests are ignored unless asked for,
+//! because no such server is here: point `FRONTDB_TEST_MSSQL_URL` or `FRONTDB_TEST_ORACLE_URL`
+//! at one and run the ignored tests of this file:
+//!
+//! ```text
+//! FRONTDB_TEST_MSSQL_URL='mssql://sa:Secret_1@127.0.0.1:1433/master?trust_server_certificate=true' \
+//!   cargo test --test it -- --ignored engines_live::mssql_
+//! FRONTDB_TEST_ORACLE_URL='oracle://system:secret@127.0.0.1:1521/FREEPDB1' \
+//!   cargo test --test it -- --ignored engines_live::oracle_
+//! ```
+//!
+//! (`-- --ignored engines_live::` runs both.) An ignored test asked for without its variable
+//! fails, saying which one to set. The tests here that need no such server (refused
+//! connections, redaction, SQL Server's MERGE translated to PostgreSQL's) always run.
 //!
 //! A live test creates uniquely named tables, runs the agent binary between the engine and
 //! PostgreSQL both ways, compares source and target row by row, and drops its tables.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{Agent, PgDb, header};
 use chrono::{NaiveDate, NaiveDateTime};
-use common::{Agent, PgDb, header};
 use frontdb_agent::db::dialect::{Dialect, Select};
 use frontdb_agent::db::{Db, ErrorClass};
 use frontdb_agent::ident::TableName;
@@ -56,14 +62,15 @@ const PG_TYPED: &str = "CREATE TABLE {t} (id int PRIMARY KEY, name varchar(50), 
 const PG_CONTROL: &str = "CREATE TABLE {t} (id int PRIMARY KEY, name varchar(50), \
      cd_operation varchar(1) NOT NULL, cd_time varchar(19) NOT NULL)";
 
-/// The engine's URL, or `None` after saying the test is skipped.
-fn url_of(e: &Engine) -> Option<String> {
+/// The engine's URL. The tests that need it are ignored unless asked for; asked for without
+/// it, they fail.
+fn url_of(e: &Engine) -> String {
     match std::env::var(e.var) {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            println!("skipped: {} not set", e.var);
-            None
-        }
+        Ok(u) if !u.is_empty() => u,
+        _ => panic!(
+            "{} is not set: this test needs a server (see the head of tests/it/engines_live.rs)",
+            e.var
+        ),
     }
 }
 
@@ -201,7 +208,7 @@ const TIMESTAMP: &str = "{ kind = \"timestamp\", column = \"updated_at\", lookba
 /// PostgreSQL to the engine and back: 2500 typed rows (more than one statement's parameters)
 /// arrive exactly; a newer row at the target survives an older one from the source.
 async fn round_trip(e: &Engine) {
-    let Some(url) = url_of(e) else { return };
+    let url = url_of(e);
     let pg = PgDb::new("live").await;
     let (db, pgdb) = connect(&url, &pg.url).await;
     let t = unique(&format!("{:?}_RT", e.dialect));
@@ -260,7 +267,7 @@ async fn round_trip(e: &Engine) {
 
 /// The engine as the source: its rows, inserted with bound values, arrive at PostgreSQL.
 async fn as_source(e: &Engine) {
-    let Some(url) = url_of(e) else { return };
+    let url = url_of(e);
     let pg = PgDb::new("live").await;
     let (db, pgdb) = connect(&url, &pg.url).await;
     let t = unique(&format!("{:?}_SRC", e.dialect));
@@ -295,7 +302,7 @@ async fn as_source(e: &Engine) {
 /// Control mode into the engine: an older update and an older delete never replace newer
 /// rows at the exchange; a new row arrives; a row the exchange refuses is quarantined alone.
 async fn control_newer_wins(e: &Engine) {
-    let Some(url) = url_of(e) else { return };
+    let url = url_of(e);
     let pg = PgDb::new("live").await;
     let (db, pgdb) = connect(&url, &pg.url).await;
     let t = unique(&format!("{:?}_CTL", e.dialect));
@@ -366,16 +373,19 @@ async fn control_newer_wins(e: &Engine) {
 }
 
 #[tokio::test]
+#[ignore = "needs a SQL Server: set FRONTDB_TEST_MSSQL_URL"]
 async fn mssql_round_trip() {
     round_trip(&MSSQL).await;
 }
 
 #[tokio::test]
+#[ignore = "needs a SQL Server: set FRONTDB_TEST_MSSQL_URL"]
 async fn mssql_as_source() {
     as_source(&MSSQL).await;
 }
 
 #[tokio::test]
+#[ignore = "needs a SQL Server: set FRONTDB_TEST_MSSQL_URL"]
 async fn mssql_control_newer_wins_and_refused_rows() {
     control_newer_wins(&MSSQL).await;
 }
@@ -408,16 +418,19 @@ async fn an_unreachable_mssql_server_is_unavailable_and_its_password_hidden() {
 }
 
 #[tokio::test]
+#[ignore = "needs an Oracle server: set FRONTDB_TEST_ORACLE_URL"]
 async fn oracle_round_trip() {
     round_trip(&ORACLE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs an Oracle server: set FRONTDB_TEST_ORACLE_URL"]
 async fn oracle_as_source() {
     as_source(&ORACLE).await;
 }
 
 #[tokio::test]
+#[ignore = "needs an Oracle server: set FRONTDB_TEST_ORACLE_URL"]
 async fn oracle_control_newer_wins_and_refused_rows() {
     control_newer_wins(&ORACLE).await;
 }

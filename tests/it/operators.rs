@@ -2,14 +2,12 @@
 //! was exchanged, `/healthz` turns unhealthy when the exchange stays down (or a table falls
 //! behind its `max_lag`) and healthy again after, the JSON log, and the embedded `demo`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Agent, Daemon, PgDb, header, refuse_connections, wait_for};
+use crate::common::{Agent, Daemon, PgDb, header, refuse_connections, wait_for};
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {

@@ -2,9 +2,7 @@
 //! control-column deletes and tombstones, extraction flags, digests, newer-wins upserts,
 //! NULL and future change times, and quarantined rows.
 
-mod common;
-
-use common::{Agent, MyDb, PgDb, header};
+use crate::common::{self, Agent, MyDb, PgDb, header};
 
 fn table(body: &str) -> String {
     format!("\n[[table]]\n{body}\n")

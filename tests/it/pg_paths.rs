@@ -3,9 +3,7 @@
 //! table that refuses COPY; keys of every kind paged through a PostgreSQL source exactly; and
 //! a source limited to one connection.
 
-mod common;
-
-use common::{Agent, PgDb, header};
+use crate::common::{self, Agent, PgDb, header};
 
 fn table(body: &str) -> String {
     format!("\n[[table]]\n{body}\n")
