@@ -62,6 +62,17 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
             temp.path().to_owned()
         }
     };
+    lay_out(&dir)?;
+    println!(
+        "frontdb-agent demo — everything happens in {}",
+        dir.display()
+    );
+    exchange_and_correct(&dir).await?;
+    conclude(&dir).await
+}
+
+/// The demo's configuration and the SQL that creates its two databases.
+fn lay_out(dir: &Path) -> Result<(), AppError> {
     let write =
         |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(AppError::runtime);
     write(
@@ -71,12 +82,11 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
             .replace("../sql/sqlite/", ""),
     )?;
     write("demo_source.sql", SOURCE_SQL)?;
-    write("demo_exchange.sql", EXCHANGE_SQL)?;
-    println!(
-        "frontdb-agent demo — everything happens in {}",
-        dir.display()
-    );
+    write("demo_exchange.sql", EXCHANGE_SQL)
+}
 
+/// Steps 1 to 4: the first exchange, a rejection by the province, the corrections.
+async fn exchange_and_correct(dir: &Path) -> Result<(), AppError> {
     say(
         "1. The front-end database (前置库)",
         "A department's business system has written its exchange tables into an embedded\n\
@@ -88,10 +98,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
     );
 
     say("2. First exchange: frontdb-agent once", "");
-    crate::runner::once(load(&dir)?, None).await?;
+    crate::runner::once(load(dir)?, None).await?;
     println!();
     println!("Two inspections were quarantined, not sent; the rest of their batch went through:");
-    crate::rejects::list(&load(&dir)?, None, None, false).await?;
+    crate::rejects::list(&load(dir)?, None, None, false).await?;
 
     say(
         "3. The province rejects a record",
@@ -105,10 +115,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
          VALUES ('jg_supervision_action', '1005', 'E207', '检查结果与处罚金额不一致')",
     )
     .await?;
-    crate::runner::once(load(&dir)?, None).await?;
+    crate::runner::once(load(dir)?, None).await?;
     println!();
     println!("The rejects ledger now (frontdb-agent rejects list):");
-    crate::rejects::list(&load(&dir)?, None, None, false).await?;
+    crate::rejects::list(&load(dir)?, None, None, false).await?;
 
     say(
         "4. The business system corrects the three records",
@@ -126,19 +136,25 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
            updated_at = '2026-11-20 09:00:02.000000' WHERE action_id = 1005;",
     )
     .await?;
-    crate::runner::once(load(&dir)?, None).await?;
+    crate::runner::once(load(dir)?, None).await?;
     println!();
-    crate::rejects::list(&load(&dir)?, None, None, false).await?;
+    crate::rejects::list(&load(dir)?, None, None, false).await?;
 
+    Ok(())
+}
+
+/// Steps 5 and 6, and the proof: the corrected rows cleared, the status, and both sides
+/// compared.
+async fn conclude(dir: &Path) -> Result<(), AppError> {
     say(
         "5. No new rejection within the confirmation window",
         "The province did not reject the corrected records again (the demo waits one second;\n\
          a real agent waits [feedback] confirm, a day by default), so they are cleared.",
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    crate::runner::once(load(&dir)?, None).await?;
+    crate::runner::once(load(dir)?, None).await?;
     println!();
-    let cfg = load(&dir)?;
+    let cfg = load(dir)?;
     let first = cfg
         .tables
         .first()
@@ -160,7 +176,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
     say("6. frontdb-agent status", "");
     crate::status::status(&cfg, false).await?;
 
-    let (source, same, differ) = compare(&dir).await?;
+    let (source, same, differ) = compare(dir).await?;
     if differ > 0 {
         return Err(AppError::Runtime(format!(
             "the demo went wrong: {differ} inspection(s) differ between {first} and the exchange"
@@ -171,8 +187,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), AppError> {
         &format!(
             "All {source} inspections of {first} are at the exchange, each once and identical\n\
              to the corrected source ({same} compared column by column), and the ledger says what\n\
-             happened to every rejected record. Next: README.md (the configuration reference)\n\
-             and config/postgres.example.toml for a real department."
+             happened to every rejected record. Next: docs/configuration.md (the configuration\n\
+             reference) and config/postgres.example.toml for a real department."
         ),
     );
     Ok(())

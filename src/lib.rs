@@ -3,24 +3,36 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML file — schema, secrets, validation that reports every problem.
-//! - [`value`]: cell values and column kinds; exact conversions between engines.
+//! Dependence runs one way: the commands use the runner and the job; the job reads through
+//! [`db`] and writes through [`sink`]; a sink speaks to its other side (a database through
+//! [`db`]); nothing below imports what is above it.
+//!
+//! - [`cli`], [`daemon`], [`runner`]: the command line (`main.rs` only wires it up); `run`
+//!   with its signals, reloads and requests; `once`, an in-process resync, and each table's
+//!   loop on its schedule.
+//! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions.
+//! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
+//!   store, the signal to stop), and which side each table reads and writes.
+//! - [`job`]: one table's cycle (read -> validate -> map -> deliver -> commit watermark) per
+//!   change-detection mode, its full resync, and rejects sent again on request.
+//! - [`feedback`]: the province's verdicts read through the exchange's receipts, linked and
+//!   recorded; the mirror of the rejects ledger.
+//! - [`sink`]: how a batch reaches the other side and how its verdicts come back: the
+//!   `Sink` and `Receipts` seam, its own types (outgoing batch, refusal, verdict,
+//!   capabilities), and one module per kind ([`sink::database`]).
 //! - [`db`]: one module per engine behind [`db::Db`]; [`db::dialect`] is the only place that
 //!   builds SQL text, from validated [`ident::Ident`]s, always binding values.
-//! - [`watermark`]: watermark positions, their order, and the database time as a bound.
+//! - [`mapping`], [`validate`], [`watermark`], [`schedule`]: source row -> exchange row; the
+//!   quality rules; watermark positions and their order; schedules with jitter.
 //! - [`state`]: the embedded SQLite state store — watermarks, batch ledger, digests, rejects
-//!   ledger and its history, resync progress.
-//! - [`mapping`]: source row -> exchange row (projection, renames, constants, control columns).
-//! - [`validate`]: the quality rules (credit codes, ID numbers, region codes, code sets, ...).
-//! - [`job`]: one table's cycle (read -> validate -> map -> deliver -> commit watermark) per
-//!   change-detection mode, and its full resync.
-//! - [`feedback`]: the province's rejections pulled back, linked and recorded; the mirror.
-//! - [`runner`]: `once`, an in-process resync, and one table's loop in the daemon.
-//! - [`daemon`]: `run` — signals, reload, resync requests, systemd, graceful stop.
-//! - [`schedule`]: realtime / every / hourly / daily / weekly / cron, with jitter.
-//! - [`lock`]: one agent per state directory.
-//! - [`status`], [`check`], [`rejects`]: the operator's views and actions.
-//! - [`cli`]: the command line; `main.rs` only wires it up.
+//!   ledger and its history, resync progress. Only the job, the feedback loop and the
+//!   commands write to it; sources and sinks never do.
+//! - [`health`], [`metrics`]: `/metrics`, `/healthz` and the patrol; the metrics' names.
+//! - [`config`]: the TOML file — schema, secrets, validation that reports every problem.
+//! - [`ident`], [`value`], [`secret`]: identifiers and column descriptions, cell values and
+//!   their exact conversions, secrets that never print — shared by everything above.
+//! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
+//!   codes.
 
 pub mod check;
 pub mod cli;

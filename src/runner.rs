@@ -1,11 +1,14 @@
 //! Running tables: `once`, a resync done in-process, and the loop that runs one table on its
 //! schedule inside the daemon (see [`crate::daemon`]).
 
+mod table;
+
+pub use table::{Wake, table_loop};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TableSpec};
@@ -14,7 +17,7 @@ use crate::error::AppError;
 use crate::job::resync::Progress;
 use crate::job::{self, Ctx, CycleReport, JobError, Plan};
 use crate::schedule::{Timer, sleep_until};
-use crate::state::{CycleEnd, Outcome, ResyncState, State, parse_ts};
+use crate::state::{CycleEnd, Outcome, State};
 
 /// Open the state store and connect to the front-end database and the exchange (`lazy`: on
 /// first use, so that the daemon starts and waits while a database is down), all at once.
@@ -438,207 +441,5 @@ pub async fn resync_now(cfg: Config, table: Option<&str>) -> Result<(), AppError
         Ok(())
     } else {
         Err(AppError::Runtime(failures.join("\n")))
-    }
-}
-
-/// When a table should first run after start: interval schedules at once; calendar
-/// schedules at their next time, or at once when a scheduled run was missed.
-fn first_run(
-    timer: &Timer,
-    last: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    tz: &chrono_tz::Tz,
-) -> DateTime<Utc> {
-    if timer.schedule.is_interval() {
-        return now;
-    }
-    match last.and_then(|l| timer.schedule.next_after(l, tz)) {
-        Some(due) if due <= now => now,
-        _ => timer.next(now, tz, rand::random()).unwrap_or(now),
-    }
-}
-
-/// How long to wait before trying a failed table again: an outage is retried soon (1 s,
-/// doubling up to `retry_max`, with ±20 % jitter so that many agents do not retry in step);
-/// a problem that needs a person at most once a minute.
-fn retry_wait(e: &JobError, failures: u32, retry_max: Duration) -> Duration {
-    if !e.is_retriable() {
-        return Duration::from_secs(60);
-    }
-    let base = Duration::from_secs(1)
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
-        .min(retry_max);
-    base.mul_f64(rand::random_range(0.8..1.2))
-}
-
-/// What wakes a sleeping table early.
-#[derive(Debug, Default)]
-pub struct Wake {
-    /// A full resync was requested (or one is to be resumed), or rejects are to be sent
-    /// again.
-    pub asked: Notify,
-    /// The source announced new rows (PostgreSQL NOTIFY).
-    pub data: Notify,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reason {
-    Scheduled,
-    Data,
-    Asked,
-}
-
-/// What was asked of a table: a requested (or interrupted) full resync comes before
-/// anything else, then rejects to send again.
-async fn asked(ctx: &Ctx, table: &str) -> Option<What> {
-    let resync = matches!(
-        ctx.state.resync_of(table).await,
-        Ok(Some(r)) if matches!(r.state, ResyncState::Requested | ResyncState::Running)
-    );
-    if resync {
-        return Some(What::Resync);
-    }
-    match ctx.state.asked(table).await {
-        Ok(a) if !a.is_empty() => Some(What::Resubmit),
-        _ => None,
-    }
-}
-
-/// One table inside the daemon: its cycles on schedule, a resync when asked, retries with
-/// backoff when it fails; stops between batches when the daemon stops.
-pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
-    let Some(spec) = ctx.cfg.tables.get(idx) else {
-        return;
-    };
-    let tz = ctx.cfg.agent.tz;
-    let timer = Timer {
-        schedule: spec.schedule.clone(),
-        jitter: spec.jitter,
-    };
-    let last = ctx
-        .state
-        .tables()
-        .await
-        .ok()
-        .and_then(|t| t.into_iter().find(|s| s.table == spec.name))
-        .and_then(|s| s.last_finished.as_deref().and_then(parse_ts));
-    let mut next = first_run(&timer, last, Utc::now(), &tz);
-    tracing::info!(table = %spec.name, schedule = %spec.schedule, next = %next.with_timezone(&tz), "table scheduled");
-    let mut plan: Option<Plan> = None;
-    let mut failures: u32 = 0;
-    loop {
-        let _ = ctx.state.set_next_run(&spec.name, next).await;
-        let reason = tokio::select! {
-            _ = sleep_until(next, Utc::now()) => Reason::Scheduled,
-            _ = wake.data.notified() => Reason::Data,
-            _ = wake.asked.notified() => Reason::Asked,
-            _ = ctx.cancel.cancelled() => break,
-        };
-        let what = match (asked(&ctx, &spec.name).await, reason) {
-            (Some(what), _) => what,
-            (None, Reason::Asked) => continue,
-            (None, _) => What::Cycle,
-        };
-        let result = run_one(&ctx, spec, &mut plan, what, false, &no_progress).await;
-        let now = Utc::now();
-        let scheduled = match (what, reason) {
-            // After a resync, a resubmission or an early wake-up, the scheduled run stays
-            // where it was.
-            (What::Resync | What::Resubmit, _) | (_, Reason::Data) => next.max(now),
-            _ => timer
-                .next(now, &tz, rand::random())
-                .unwrap_or(now + chrono::Duration::hours(1)),
-        };
-        next = match &result {
-            Ok(r) => {
-                if failures > 0 {
-                    tracing::info!(table = %spec.name, "table recovered after {failures} failed attempt(s)");
-                }
-                failures = 0;
-                if r.sent + r.deleted + r.rejected > 0 {
-                    tracing::info!(table = %spec.name, sent = r.sent, deleted = r.deleted, quarantined = r.rejected, "cycle done");
-                }
-                scheduled
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let wait = retry_wait(e, failures, ctx.cfg.agent.retry_max);
-                // Said on the first failures, then less and less often.
-                if failures.is_power_of_two() || failures.is_multiple_of(60) {
-                    tracing::error!(table = %spec.name, attempt = failures, retry_in = ?wait, "{e}");
-                } else {
-                    tracing::debug!(table = %spec.name, attempt = failures, retry_in = ?wait, "{e}");
-                }
-                // A failed resync is tried again then too: every wake-up looks for one
-                // pending, and it resumes from its last chunk.
-                let retry = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                // An outage is retried before the next scheduled run; a problem that needs a
-                // person waits for it (and at least a minute).
-                if e.is_retriable() {
-                    scheduled.min(retry)
-                } else {
-                    scheduled.max(retry)
-                }
-            }
-        };
-        if ctx.cancel.is_cancelled() {
-            break;
-        }
-    }
-    tracing::info!(table = %spec.name, "table stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::ErrorClass;
-
-    fn failure(class: ErrorClass) -> JobError {
-        JobError {
-            class,
-            ..JobError::new("t", "writing", "boom")
-        }
-    }
-
-    #[test]
-    fn an_outage_is_retried_with_capped_exponential_backoff_and_jitter() {
-        let e = failure(ErrorClass::Unavailable);
-        let max = Duration::from_secs(60);
-        for (failures, base) in [
-            (1u32, 1u64),
-            (2, 2),
-            (3, 4),
-            (4, 8),
-            (6, 32),
-            (7, 60),
-            (40, 60),
-        ] {
-            let mut seen = Vec::new();
-            for _ in 0..200 {
-                let w = retry_wait(&e, failures, max).as_secs_f64();
-                let b = base as f64;
-                assert!(
-                    (0.8 * b..=1.2 * b).contains(&w),
-                    "failure {failures}: {w} s is not within 20 % of {b} s"
-                );
-                seen.push(w);
-            }
-            // Jitter: agents that failed together do not all retry in step.
-            seen.sort_by(f64::total_cmp);
-            assert!(
-                seen[199] - seen[0] > 0.1 * base as f64,
-                "no jitter: {seen:?}"
-            );
-        }
-        // A lock conflict is retried the same way; a problem that needs a person once a minute.
-        assert!(retry_wait(&failure(ErrorClass::Transient), 1, max) < Duration::from_secs(2));
-        assert_eq!(
-            retry_wait(&failure(ErrorClass::Fatal), 1, max),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            retry_wait(&failure(ErrorClass::Data), 9, max),
-            Duration::from_secs(60)
-        );
     }
 }

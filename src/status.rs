@@ -172,13 +172,40 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
         println!("{text}");
         return Ok(());
     }
-    let tz = cfg.agent.tz;
-    let local = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(parse_ts)
-            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+    let local = Local(cfg.agent.tz);
+    print_agent(&st, &local);
+    println!();
+    print_tables(&st, &local);
+    for t in &st.tables {
+        let notes = notes(t, &local);
+        if !notes.is_empty() {
+            println!();
+            println!("{} ({} -> {}):", t.table, t.source, t.target);
+            for n in notes {
+                println!("  {n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Times shown in the agent's time zone.
+struct Local(chrono_tz::Tz);
+
+impl Local {
+    fn of(&self, s: Option<&str>) -> String {
+        s.and_then(parse_ts)
+            .map(|t| {
+                t.with_timezone(&self.0)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
             .unwrap_or_else(|| "-".into())
-    };
+    }
+}
+
+/// The daemon, the state directory, and whether each database answers.
+fn print_agent(st: &Status, local: &Local) {
     match (st.daemon.pid, st.daemon.uptime_seconds) {
         (Some(pid), Some(up)) => println!(
             "agent {}: daemon running (pid {pid}, up {})",
@@ -195,19 +222,22 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
                 println!(
                     "{} answers (checked {})",
                     pad(name, 9),
-                    local(&Some(r.checked.clone()))
+                    local.of(Some(&r.checked))
                 );
             } else {
                 println!(
                     "{} DOES NOT ANSWER since {}: {}",
                     pad(name, 9),
-                    local(&Some(r.since.clone())),
+                    local.of(Some(&r.since)),
                     r.error.clone().unwrap_or_default()
                 );
             }
         }
     }
-    println!();
+}
+
+/// One line per table, in columns.
+fn print_tables(st: &Status, local: &Local) {
     let header = [
         "TABLE", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG", "NEXT RUN",
         "REJECTS",
@@ -229,7 +259,7 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
                     format!("{} (off)", t.table)
                 },
                 t.schedule.clone(),
-                local(&s.last_finished),
+                local.of(s.last_finished.as_deref()),
                 s.last_ms.map(took).unwrap_or_else(|| "-".into()),
                 result,
                 s.last_rows
@@ -237,7 +267,7 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
                     .unwrap_or_else(|| "-".into()),
                 s.rows_24h.to_string(),
                 t.lag_seconds.map(short).unwrap_or_else(|| "-".into()),
-                local(&s.next_run),
+                local.of(s.next_run.as_deref()),
                 s.open_rejects.to_string(),
             ]
         })
@@ -265,54 +295,50 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
     for r in &rows {
         println!("{}", line(r.iter().map(String::as_str).collect()));
     }
-    for t in &st.tables {
-        let s = &t.state;
-        let mut notes = Vec::new();
-        if let Some(w) = &s.watermark {
-            notes.push(format!("{} watermark {w}", t.mode));
-        }
-        if s.failures > 0 {
-            notes.push(format!(
-                "failing since {} ({} attempt(s))",
-                local(&s.failing_since),
-                s.failures
-            ));
-        }
-        if let Some(e) = &s.last_error {
-            notes.push(format!("last error: {e}"));
-        }
-        for w in &s.warnings {
-            notes.push(format!("warning: {w}"));
-        }
-        if let Some(r) = &t.resync {
-            let pct = r
-                .total
-                .filter(|t| *t > 0)
-                .map(|total| format!(" {}%", (r.rows * 100 / total).min(100)))
-                .unwrap_or_default();
-            let when = match r.state {
-                ResyncState::Done | ResyncState::Failed => {
-                    format!(", finished {}", local(&r.finished))
-                }
-                _ => format!(", started {}", local(&r.started)),
-            };
-            notes.push(format!(
-                "full resync {}{pct}: {} row(s) sent in {} chunk(s), {} removed at the exchange{when}",
-                r.state, r.rows, r.chunks, r.deleted
-            ));
-            if let Some(e) = &r.error {
-                notes.push(format!("resync error: {e}"));
+}
+
+/// What there is to say about a table beyond its line: its watermark, its failures and
+/// warnings, its resync.
+fn notes(t: &TableStatus, local: &Local) -> Vec<String> {
+    let s = &t.state;
+    let mut notes = Vec::new();
+    if let Some(w) = &s.watermark {
+        notes.push(format!("{} watermark {w}", t.mode));
+    }
+    if s.failures > 0 {
+        notes.push(format!(
+            "failing since {} ({} attempt(s))",
+            local.of(s.failing_since.as_deref()),
+            s.failures
+        ));
+    }
+    if let Some(e) = &s.last_error {
+        notes.push(format!("last error: {e}"));
+    }
+    for w in &s.warnings {
+        notes.push(format!("warning: {w}"));
+    }
+    if let Some(r) = &t.resync {
+        let pct = r
+            .total
+            .filter(|t| *t > 0)
+            .map(|total| format!(" {}%", (r.rows * 100 / total).min(100)))
+            .unwrap_or_default();
+        let when = match r.state {
+            ResyncState::Done | ResyncState::Failed => {
+                format!(", finished {}", local.of(r.finished.as_deref()))
             }
-        }
-        if !notes.is_empty() {
-            println!();
-            println!("{} ({} -> {}):", t.table, t.source, t.target);
-            for n in notes {
-                println!("  {n}");
-            }
+            _ => format!(", started {}", local.of(r.started.as_deref())),
+        };
+        notes.push(format!(
+            "full resync {}{pct}: {} row(s) sent in {} chunk(s), {} removed at the exchange{when}",
+            r.state, r.rows, r.chunks, r.deleted
+        ));
+        if let Some(e) = &r.error {
+            notes.push(format!("resync error: {e}"));
         }
     }
-    Ok(())
+    notes
 }
 
 #[cfg(test)]

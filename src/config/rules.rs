@@ -54,73 +54,13 @@ impl V<'_> {
                         None
                     }
                 },
-                "codeset" => match (&r.table, values(self)) {
-                    (Some(t), _) => {
-                        let table = self.table_name(&format!("{rp}.table"), t);
-                        let column = self.ident(
-                            &format!("{rp}.code_column"),
-                            r.code_column.as_deref().unwrap_or("code"),
-                        );
-                        match (table, column) {
-                            (Some(table), Some(column)) => {
-                                Some(Check::CodeSet(Codes::Table { table, column }))
-                            }
-                            _ => None,
-                        }
-                    }
-                    (None, Some(set)) => Some(Check::CodeSet(Codes::Values(set))),
-                    (None, None) => {
-                        if r.file.is_none() {
-                            need(self, "values");
-                        }
-                        None
-                    }
-                },
+                "codeset" => {
+                    let set = values(self);
+                    self.codeset(&rp, &r, set)
+                }
                 "region" => Some(Check::Region(values(self))),
-                "date" => {
-                    let not_before = match &r.not_before {
-                        Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                            .map_err(|_| {
-                                self.err(
-                                    format!("{rp}.not_before"),
-                                    format!("`{d}` is not a date (YYYY-MM-DD)"),
-                                )
-                            })
-                            .ok(),
-                        None => None,
-                    };
-                    Some(Check::Date {
-                        not_future: r.not_future.unwrap_or(true),
-                        not_before,
-                    })
-                }
-                "compare" => {
-                    let op = match r.op.as_deref().map(|o| (o, CmpOp::parse(o))) {
-                        Some((_, Some(op))) => Some(op),
-                        Some((o, None)) => {
-                            self.err(
-                                format!("{rp}.op"),
-                                format!("`{o}` is not <, <=, =, !=, >= or >"),
-                            );
-                            None
-                        }
-                        None => {
-                            need(self, "op");
-                            None
-                        }
-                    };
-                    let other = match &r.other {
-                        Some(o) => self.ident(&format!("{rp}.other"), o),
-                        None => {
-                            need(self, "other");
-                            None
-                        }
-                    };
-                    match (op, other) {
-                        (Some(op), Some(other)) => Some(Check::Compare { op, other }),
-                        _ => None,
-                    }
-                }
+                "date" => self.date(&rp, &r),
+                "compare" => self.compare(&rp, &r),
                 other => {
                     self.err(
                         format!("{rp}.check"),
@@ -142,5 +82,90 @@ impl V<'_> {
             }
         }
         out
+    }
+
+    /// A code set: a table of the front-end database, listed values, or a file of them.
+    fn codeset(
+        &mut self,
+        rp: &str,
+        r: &RawRule,
+        values: Option<std::collections::HashSet<String>>,
+    ) -> Option<Check> {
+        match (&r.table, values) {
+            (Some(t), _) => {
+                let table = self.table_name(&format!("{rp}.table"), t);
+                let column = self.ident(
+                    &format!("{rp}.code_column"),
+                    r.code_column.as_deref().unwrap_or("code"),
+                );
+                Some(Check::CodeSet(Codes::Table {
+                    table: table?,
+                    column: column?,
+                }))
+            }
+            (None, Some(set)) => Some(Check::CodeSet(Codes::Values(set))),
+            (None, None) => {
+                if r.file.is_none() {
+                    self.need(rp, r, "values");
+                }
+                None
+            }
+        }
+    }
+
+    /// A date: not in the future (unless allowed), not before a given day.
+    fn date(&mut self, rp: &str, r: &RawRule) -> Option<Check> {
+        let not_before = match &r.not_before {
+            Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| {
+                    self.err(
+                        format!("{rp}.not_before"),
+                        format!("`{d}` is not a date (YYYY-MM-DD)"),
+                    )
+                })
+                .ok(),
+            None => None,
+        };
+        Some(Check::Date {
+            not_future: r.not_future.unwrap_or(true),
+            not_before,
+        })
+    }
+
+    /// A comparison with another column of the row.
+    fn compare(&mut self, rp: &str, r: &RawRule) -> Option<Check> {
+        let op = match r.op.as_deref().map(|o| (o, CmpOp::parse(o))) {
+            Some((_, Some(op))) => Some(op),
+            Some((o, None)) => {
+                self.err(
+                    format!("{rp}.op"),
+                    format!("`{o}` is not <, <=, =, !=, >= or >"),
+                );
+                None
+            }
+            None => {
+                self.need(rp, r, "op");
+                None
+            }
+        };
+        let other = match &r.other {
+            Some(o) => self.ident(&format!("{rp}.other"), o),
+            None => {
+                self.need(rp, r, "other");
+                None
+            }
+        };
+        Some(Check::Compare {
+            op: op?,
+            other: other?,
+        })
+    }
+
+    /// A rule of this check lacks `what`.
+    fn need(&mut self, rp: &str, r: &RawRule, what: &str) {
+        self.err(
+            format!("{rp}.{what}"),
+            format!("a `{}` rule needs `{what}`", r.check),
+        );
     }
 }

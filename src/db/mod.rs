@@ -4,6 +4,7 @@
 //! SQL text comes only from [`dialect`]; each engine module binds [`Value`]s and decodes
 //! rows into them.
 
+mod buffers;
 pub mod dialect;
 mod error;
 mod mssql;
@@ -18,13 +19,13 @@ mod sqlite;
 mod turn;
 pub mod urls;
 
-use std::ops::Range;
-
 use chrono::{DateTime, Utc};
 
 use crate::ident::Col;
 use crate::ident::{Ident, TableName};
 use crate::value::Value;
+pub use buffers::Tuples;
+pub(crate) use buffers::{give_back_rows, row_values};
 use dialect::{Dialect, Sql, Upsert};
 use error::describe;
 pub use error::{DbError, ErrorClass};
@@ -125,140 +126,6 @@ pub struct ReadRow {
     /// [`complete`] reads them from the tuple. The bytes are those the connection received
     /// (shared, not copied).
     pub tuple: Option<bytes::Bytes>,
-}
-
-/// Rows as binary `COPY` tuples (see [`ReadRow::tuple`]), one after another in one buffer:
-/// a batch's rows are sent from it as they are, without a buffer per row.
-#[derive(Debug, Default)]
-pub struct Tuples {
-    data: Vec<u8>,
-    /// Where each tuple ends in `data`.
-    ends: Vec<usize>,
-}
-
-/// Buffers of batches' tuples given back when their batch is done, taken again by the next
-/// batches: a buffer of a megabyte or two per batch, allocated fresh each time, costs a page
-/// fault for every page of it once the allocator has given the pages back. At most
-/// [`KEPT_BUFFERS`] (as many as batches are held at once), none larger than [`KEPT_BYTES`];
-/// a buffer is taken for a batch that needs at least a quarter of it.
-static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-const KEPT_BUFFERS: usize = 3;
-const KEPT_BYTES: usize = 16 << 20;
-
-impl Tuples {
-    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let kept = BUFFERS.lock().ok().and_then(|mut b| {
-            // Large enough, and not a large buffer for a few rows.
-            let i = b
-                .iter()
-                .position(|d| d.capacity() >= bytes && d.capacity() / 4 <= bytes)?;
-            Some(b.swap_remove(i))
-        });
-        Tuples {
-            data: kept.unwrap_or_else(|| Vec::with_capacity(bytes)),
-            ends: Vec::with_capacity(rows),
-        }
-    }
-
-    pub fn push(&mut self, tuple: &[u8]) {
-        self.data.extend_from_slice(tuple);
-        self.ends.push(self.data.len());
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn start(&self, i: usize) -> usize {
-        if i == 0 { 0 } else { self.ends[i - 1] }
-    }
-
-    /// The tuple of row `i`.
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)?;
-        self.data.get(self.start(i)..end)
-    }
-
-    /// The tuples of rows `r`, one after another; `None` when `r` is out of range.
-    pub fn span(&self, r: Range<usize>) -> Option<&[u8]> {
-        if r.is_empty() {
-            return Some(&[]);
-        }
-        let end = *self.ends.get(r.end - 1)?;
-        self.data.get(self.start(r.start)..end)
-    }
-}
-
-impl Drop for Tuples {
-    fn drop(&mut self) {
-        let mut data = std::mem::take(&mut self.data);
-        if data.capacity() == 0 || data.capacity() > KEPT_BYTES {
-            return;
-        }
-        data.clear();
-        if let Ok(mut kept) = BUFFERS.lock()
-            && kept.len() < KEPT_BUFFERS
-        {
-            kept.push(data);
-        }
-    }
-}
-
-/// The value vectors of pass-through rows ([`ReadRow::tuple`]) whose batch is done, taken
-/// again by the rows read next: such a row's values are mostly NULL placeholders, but a vector
-/// of them all the same (17 columns: 544 bytes), allocated by the reading task and freed by
-/// another once its batch is written, costs the allocator fresh pages, and the process their
-/// page faults, for every batch. At most [`KEPT_VALUE_BYTES`] of them are kept.
-static VALUE_ROWS: std::sync::Mutex<KeptRows> = std::sync::Mutex::new(KeptRows {
-    rows: Vec::new(),
-    bytes: 0,
-});
-const KEPT_VALUE_BYTES: usize = 8 << 20;
-
-struct KeptRows {
-    rows: Vec<Vec<Value>>,
-    /// Their capacity, in bytes.
-    bytes: usize,
-}
-
-/// An empty vector for the values of a row of `n` columns: a kept one if there is one large
-/// enough.
-pub(crate) fn row_values(n: usize) -> Vec<Value> {
-    let kept = VALUE_ROWS.lock().ok().and_then(|mut k| {
-        let v = k.rows.pop()?;
-        k.bytes -= v.capacity() * std::mem::size_of::<Value>();
-        Some(v)
-    });
-    match kept {
-        Some(v) if v.capacity() >= n => v,
-        _ => Vec::with_capacity(n),
-    }
-}
-
-/// Keep the vectors of pass-through rows written for the rows read next ([`row_values`]),
-/// emptied, as far as [`KEPT_VALUE_BYTES`] allows; the rest are freed.
-pub(crate) fn give_back_rows(mut rows: Vec<Vec<Value>>) {
-    for v in &mut rows {
-        v.clear();
-    }
-    let Ok(mut kept) = VALUE_ROWS.lock() else {
-        return;
-    };
-    for v in rows {
-        let size = v.capacity() * std::mem::size_of::<Value>();
-        if size == 0 {
-            continue;
-        }
-        if kept.bytes + size > KEPT_VALUE_BYTES {
-            break;
-        }
-        kept.bytes += size;
-        kept.rows.push(v);
-    }
 }
 
 /// A row read cell by cell, `decode(i, col)` for each column in order: a cell that cannot be

@@ -96,10 +96,9 @@ impl Pg {
     }
 
     /// A connection for a batch copied straight in: the one the batch before used when it
-    /// committed just now, else one from the pool. Appends written one after another by one
-    /// server process were measured faster than each overlapping the one before's commit on
-    /// a second connection (a full exchange of 1,000,000 rows, three paired rounds on
-    /// 2026-12-04: 3.94-4.06 s against 4.22-4.33 s).
+    /// committed just now, else one from the pool: appends written one after another by one
+    /// server process are faster than each overlapping the one before's commit on a second
+    /// connection (bench/RESULTS.md has the figures).
     async fn direct_conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, sqlx::Error> {
         let kept = self.direct.lock().ok().and_then(|mut d| d.take());
         match kept {

@@ -53,8 +53,8 @@ pub(super) async fn deliver_reading(
                 })
             }
             // Asked when awaited, once this batch is prepared and the one before it finished:
-            // until then the rows wait in the connection, not in memory. (Asking at once was
-            // measured: no faster, and 3-5 MB more at peak.) But when nothing is being
+            // until then the rows wait in the connection, not in memory (asking at once is no
+            // faster and holds a third batch at peak). But when nothing is being
             // written (the first batch, or a batch before whose rows were all skipped, as a
             // re-read lookback window's are), asked at once: decoding the next batch then
             // overlaps sorting this one, and no third batch is held meanwhile.

@@ -10,6 +10,7 @@ use super::batch::{self, Batch, Chunk, Gone, Remember, Removals, Rows, Seen};
 use super::plan::{Mode, Plan};
 use super::{Ctx, CycleReport, JobError};
 use crate::db::dialect::{Cond, Select};
+use crate::state::ResyncState;
 use crate::value::{Value, key_text};
 use crate::watermark::Watermark;
 
@@ -25,14 +26,61 @@ pub async fn resync(
     plan: &Plan,
     progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
-    let n = &plan.name;
-    let st_err = |e| JobError::store(n, "recording the resync", e);
     let mut report = CycleReport::default();
-    let Some(rs) = ctx.state.resync_of(n).await.map_err(st_err)? else {
+    let Some(mut run) = begin(ctx, plan).await? else {
         return Ok(report);
     };
-    let total = match rs.state.as_str() {
-        "requested" => {
+    // Rows the source no longer has are removed where the sink can say which keys it holds.
+    let removes = plan.ends.sink.capabilities().lists_keys;
+    if !removes {
+        report.warnings.push(format!(
+            "the {} cannot list the keys it holds: rows the source no longer has are not \
+             removed by this resync",
+            plan.ends.sink.place()
+        ));
+    }
+    progress(run.done, run.total);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(report);
+        }
+        if !chunk(ctx, plan, &mut run, removes, &mut report).await? {
+            break;
+        }
+        progress(run.done, run.total);
+    }
+    if removes && !remove_past(ctx, plan, &run, &mut report).await? {
+        report.stopped = true;
+        return Ok(report);
+    }
+    ctx.state
+        .resync_finished(&plan.name, None)
+        .await
+        .map_err(|e| JobError::store(&plan.name, "recording the resync", e))?;
+    tracing::info!(table = %plan.name, sent = report.sent, removed = report.deleted, "full resync done");
+    Ok(report)
+}
+
+/// A resync under way: what makes its batch ids new, the source's rows when it began, the
+/// last key sent and how many rows so far.
+struct Run {
+    salt: String,
+    total: Option<u64>,
+    cursor: Option<Vec<Value>>,
+    done: u64,
+}
+
+/// Start the requested resync, or resume the one that was running; `None` when there is
+/// none.
+async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
+    let n = &plan.name;
+    let st_err = |e| JobError::store(n, "recording the resync", e);
+    let Some(rs) = ctx.state.resync_of(n).await.map_err(st_err)? else {
+        return Ok(None);
+    };
+    let total = match rs.state {
+        ResyncState::Requested => {
             let total = plan
                 .ends
                 .read
@@ -49,17 +97,14 @@ pub async fn resync(
             tracing::info!(table = %n, rows = total, "full resync started");
             Some(total)
         }
-        "running" => {
+        ResyncState::Running => {
             ctx.state.resync_started(n, None).await.map_err(st_err)?;
             tracing::info!(table = %n, from_chunk = rs.chunks, "full resync resumed");
             rs.total
         }
-        _ => return Ok(report),
+        ResyncState::Done | ResyncState::Failed => return Ok(None),
     };
-    let total = total.and_then(|t| u64::try_from(t).ok());
-    let salt = format!("resync:{}:", rs.run_id);
-    let key_cols = plan.key_cols();
-    let mut cursor: Option<Vec<Value>> = match &rs.last_key {
+    let cursor = match &rs.last_key {
         Some(k) => Some(serde_json::from_str(k).map_err(|e| {
             JobError::new(
                 n,
@@ -69,113 +114,113 @@ pub async fn resync(
         })?),
         None => None,
     };
-    let mut done = u64::try_from(rs.rows).unwrap_or(0);
-    // Rows the source no longer has are removed where the sink can say which keys it holds.
-    let removes = plan.ends.sink.capabilities().lists_keys;
-    if !removes {
-        report.warnings.push(format!(
-            "the {} cannot list the keys it holds: rows the source no longer has are not \
-             removed by this resync",
-            plan.ends.sink.place()
-        ));
-    }
+    Ok(Some(Run {
+        salt: format!("resync:{}:", rs.run_id),
+        total: total.and_then(|t| u64::try_from(t).ok()),
+        cursor,
+        done: u64::try_from(rs.rows).unwrap_or(0),
+    }))
+}
+
+/// Send the next chunk of source rows in key order, and remove the exchange's rows in its
+/// key range that the source does not have; false when there was none left.
+async fn chunk(
+    ctx: &Ctx,
+    plan: &Plan,
+    run: &mut Run,
+    removes: bool,
+    report: &mut CycleReport,
+) -> Result<bool, JobError> {
+    let key_cols = plan.key_cols();
+    let conds = match &run.cursor {
+        Some(c) => vec![Cond::After(&key_cols, c)],
+        None => vec![],
+    };
+    let sql = plan.ends.read.dialect().select(&Select {
+        table: &plan.source,
+        columns: &plan.read_cols,
+        conds,
+        order: &key_cols,
+        limit: Some(plan.batch_size),
+    });
+    let (rows, capped) = super::fetch(
+        &plan.ends.read,
+        &sql,
+        &plan.read_cols,
+        plan.batch_bytes,
+        plan.tuples.as_deref().map(|d| (d, plan.batch_size)),
+    )
+    .await
+    .map_err(|e| JobError::db(&plan.name, "reading the source", e))?;
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(false);
+    };
+    let more = capped || rows.len() >= plan.batch_size;
+    let key_of = |r: &crate::db::ReadRow| -> Vec<Value> {
+        plan.key.iter().map(|&i| r.values[i].clone()).collect()
+    };
+    let (first_key, last_key) = (key_of(first), key_of(last));
+    let key_json = serde_json::to_string(&last_key).unwrap_or_default();
+    // Rows of the exchange in this chunk's key range that the source did not return.
+    let gone = if removes {
+        let present = exchange_keys_of(ctx, plan, &rows);
+        gone_between(ctx, plan, run.cursor.as_deref(), Some(&last_key), &present).await?
+    } else {
+        Vec::new()
+    };
+    let chunk_rows = rows.len() as u64;
     let none = Seen::new();
-    progress(done, total);
-    loop {
-        if ctx.cancel.is_cancelled() {
-            report.stopped = true;
-            return Ok(report);
-        }
-        let conds = match &cursor {
-            Some(c) => vec![Cond::After(&key_cols, c)],
-            None => vec![],
-        };
-        let sql = plan.ends.read.dialect().select(&Select {
-            table: &plan.source,
-            columns: &plan.read_cols,
-            conds,
-            order: &key_cols,
-            limit: Some(plan.batch_size),
-        });
-        let (rows, capped) = super::fetch(
-            &plan.ends.read,
-            &sql,
-            &plan.read_cols,
-            plan.batch_bytes,
-            plan.tuples.as_deref().map(|d| (d, plan.batch_size)),
-        )
-        .await
-        .map_err(|e| JobError::db(n, "reading the source", e))?;
-        let Some(last) = rows.last() else { break };
-        let more = capped || rows.len() >= plan.batch_size;
-        let last_key: Vec<Value> = plan.key.iter().map(|&i| last.values[i].clone()).collect();
-        let first_key: Vec<Value> = rows
-            .first()
-            .map(|r| plan.key.iter().map(|&i| r.values[i].clone()).collect())
-            .unwrap_or_default();
-        let key_json = serde_json::to_string(&last_key).unwrap_or_default();
-        // Rows of the exchange in this chunk's key range that the source did not return.
-        let gone = if removes {
-            let present = exchange_keys_of(ctx, plan, &rows);
-            gone_between(ctx, plan, cursor.as_deref(), Some(&last_key), &present).await?
+    let b = Batch::Rows(Rows {
+        from: Some(Watermark {
+            ts: None,
+            key: first_key,
+        }),
+        to: Some(Watermark {
+            ts: None,
+            key: last_key.clone(),
+        }),
+        remember: if plan.mode == Mode::Digest {
+            Remember::All
         } else {
-            Vec::new()
-        };
-        let chunk_rows = rows.len() as u64;
-        let b = Batch::Rows(Rows {
-            from: Some(Watermark {
-                ts: None,
-                key: first_key,
-            }),
-            to: Some(Watermark {
-                ts: None,
-                key: last_key.clone(),
-            }),
-            remember: if plan.mode == Mode::Digest {
-                Remember::All
-            } else {
-                Remember::Nothing
-            },
-            chunk: Some(Chunk {
-                salt: salt.clone(),
-                progress: gone.is_empty().then(|| key_json.clone()),
-            }),
-            ..Rows::of(rows, &none)
-        });
-        batch::deliver(ctx, plan, b, &mut report).await?;
-        if !gone.is_empty() {
-            deliver_gone(ctx, plan, gone, &salt, &key_json, &mut report).await?;
-        }
-        done += chunk_rows;
-        progress(done, total);
-        cursor = Some(last_key);
-        if !more {
-            break;
-        }
+            Remember::Nothing
+        },
+        chunk: Some(Chunk {
+            salt: run.salt.clone(),
+            progress: gone.is_empty().then(|| key_json.clone()),
+        }),
+        ..Rows::of(rows, &none)
+    });
+    batch::deliver(ctx, plan, b, report).await?;
+    if !gone.is_empty() {
+        deliver_gone(ctx, plan, gone, &run.salt, &key_json, report).await?;
     }
-    // Rows of the exchange past the last source key.
-    let key_json = serde_json::to_string(&cursor).unwrap_or_default();
-    let mut from = cursor;
+    run.done += chunk_rows;
+    run.cursor = Some(last_key);
+    Ok(more)
+}
+
+/// Remove the exchange's rows past the last source key; false when the agent is stopping.
+async fn remove_past(
+    ctx: &Ctx,
+    plan: &Plan,
+    run: &Run,
+    report: &mut CycleReport,
+) -> Result<bool, JobError> {
+    let key_json = serde_json::to_string(&run.cursor).unwrap_or_default();
+    let mut from = run.cursor.clone();
     loop {
-        if !removes {
-            break;
-        }
         if ctx.cancel.is_cancelled() {
-            report.stopped = true;
-            return Ok(report);
+            return Ok(false);
         }
         let (gone, next) = gone_page(ctx, plan, from.as_deref(), None, &HashSet::new()).await?;
         if !gone.is_empty() {
-            deliver_gone(ctx, plan, gone, &salt, &key_json, &mut report).await?;
+            deliver_gone(ctx, plan, gone, &run.salt, &key_json, report).await?;
         }
         match next {
             Some(k) => from = Some(k),
-            None => break,
+            None => return Ok(true),
         }
     }
-    ctx.state.resync_finished(n, None).await.map_err(st_err)?;
-    tracing::info!(table = %n, sent = report.sent, removed = report.deleted, "full resync done");
-    Ok(report)
 }
 
 async fn deliver_gone(

@@ -32,6 +32,7 @@ pub struct Sent {
 }
 
 impl State {
+    /// The next batch number of the day: `yyyyMMdd` + 5-digit counter (more digits past 99999).
     pub async fn next_cd_batch(&self, day: &str) -> Result<String, StateError> {
         let n: i64 = sqlx::query_scalar(
             "INSERT INTO counters (day, n) VALUES (?, 1) \

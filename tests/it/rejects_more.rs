@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Agent, PgDb, header, rejects};
+use crate::common::{Agent, Daemon, PgDb, header, rejects, wait_for};
 
 fn find<'a>(list: &'a [serde_json::Value], table: &str, key: &str) -> &'a serde_json::Value {
     list.iter()
@@ -423,6 +423,51 @@ async fn postgres_reject_share_alert_in_the_log_and_in_status() {
     assert_eq!(alerts(&agent.status_json()), Vec::<String>::new());
     assert!(!agent.ok(&["status"]).contains("reject_alert"));
     assert_eq!(tgt.scalar_i64("SELECT count(*) FROM jg_q").await, 9);
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn resubmit_beside_a_running_daemon_asks_it_and_writes_nothing_itself() {
+    let src = PgDb::new("resubd").await;
+    let tgt = PgDb::new("resubd").await;
+    src.exec("CREATE TABLE up_d (id int PRIMARY KEY, v text NOT NULL)")
+        .await;
+    tgt.exec(
+        "CREATE TABLE jg_d (id int PRIMARY KEY, v text NOT NULL CONSTRAINT no_x CHECK (v <> 'x'))",
+    )
+    .await;
+    src.exec("INSERT INTO up_d VALUES (1, 'a'), (2, 'x'), (3, 'c')")
+        .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"up_d\"\ntarget = \"jg_d\"\nwatermark = {{ kind = \"key\" }}\n\
+         schedule = \"every:1h\"\n",
+        header(&src.url, &tgt.url)
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for(
+        "the refused row in the ledger",
+        Duration::from_secs(30),
+        async || rejects(&agent, &[]).iter().any(|r| r["key"] == "2"),
+    )
+    .await;
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM jg_d").await, 2);
+    // The exchange accepts it now; nothing changed at the source.
+    tgt.exec("ALTER TABLE jg_d DROP CONSTRAINT no_x").await;
+    let out = agent.ok(&["rejects", "resubmit", "--all"]);
+    assert!(
+        out.contains("the daemon (pid") && out.contains("sent 1 reject(s) again"),
+        "{out}"
+    );
+    assert_eq!(
+        tgt.rows("SELECT id::text, v FROM jg_d WHERE id = 2").await,
+        vec![vec![Some("2".into()), Some("x".into())]]
+    );
+    let list = rejects(&agent, &[]);
+    assert_eq!(find(&list, "up_d", "2")["state"], "resubmitted", "{list:?}");
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("rejects sent again on request"), "{log}");
     src.drop().await;
     tgt.drop().await;
 }

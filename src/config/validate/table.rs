@@ -129,30 +129,8 @@ impl V<'_> {
             .map_err(|e| self.err(format!("{p}.schedule"), e))
             .ok();
         if let (Some(s), Some(cat)) = (&sched, &t.category) {
-            match schedule::category_minimum(cat) {
-                None => self.err(
-                    format!("{p}.category"),
-                    format!(
-                        "`{cat}` is not a data category; known: {}",
-                        schedule::CATEGORIES
-                            .iter()
-                            .map(|c| c.0)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-                Some((min, label)) if s.max_gap(&chrono_tz::UTC) > min => self.err(
-                    format!("{p}.schedule"),
-                    format!(
-                        "table `{}` holds {label} data (category `{cat}`), which DB23/T 2835 requires \
-                         at least {}; schedule `{sched_text}` runs only {}",
-                        t.name.as_deref().unwrap_or(&t.source),
-                        schedule::frequency_words(min),
-                        schedule::frequency_words(s.max_gap(&chrono_tz::UTC))
-                    ),
-                ),
-                Some(_) => {}
-            }
+            let name = t.name.as_deref().unwrap_or(&t.source);
+            self.category(&p, name, cat, s, sched_text);
         }
         let jitter = self.duration(&format!("{p}.jitter"), t.jitter.as_deref(), Duration::ZERO);
         let notify = match &t.notify {
@@ -186,26 +164,7 @@ impl V<'_> {
                 rename.insert(f, to);
             }
         }
-        let mut constants = Vec::new();
-        for (col, v) in t.constants {
-            let cp = format!("{p}.constants.{col}");
-            let value = match v {
-                toml::Value::String(s) => Some(Value::Text(s)),
-                toml::Value::Integer(i) => Some(Value::Int(i)),
-                toml::Value::Float(f) => Some(Value::Float(f)),
-                toml::Value::Boolean(b) => Some(Value::Bool(b)),
-                other => {
-                    self.err(
-                        &cp,
-                        format!("`{other}` is not a text, number or boolean constant"),
-                    );
-                    None
-                }
-            };
-            if let (Some(c), Some(v)) = (self.ident(&cp, &col), value) {
-                constants.push((c, v));
-            }
-        }
+        let constants = self.constants(&p, t.constants);
         let deletes = match t.deletes.as_deref() {
             None | Some("delete") => DeleteMode::Delete,
             Some("tombstone") => DeleteMode::Tombstone,
@@ -252,5 +211,61 @@ impl V<'_> {
             rules,
             feedback_table,
         })
+    }
+
+    /// A table's data category, and whether its schedule meets the category's frequency.
+    fn category(&mut self, p: &str, name: &str, cat: &str, s: &Schedule, sched_text: &str) {
+        match schedule::category_minimum(cat) {
+            None => self.err(
+                format!("{p}.category"),
+                format!(
+                    "`{cat}` is not a data category; known: {}",
+                    schedule::CATEGORIES
+                        .iter()
+                        .map(|c| c.0)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some((min, label)) if s.max_gap(&chrono_tz::UTC) > min => self.err(
+                format!("{p}.schedule"),
+                format!(
+                    "table `{name}` holds {label} data (category `{cat}`), which DB23/T 2835 \
+                     requires at least {}; schedule `{sched_text}` runs only {}",
+                    schedule::frequency_words(min),
+                    schedule::frequency_words(s.max_gap(&chrono_tz::UTC))
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// Exchange columns given a constant: text, numbers or booleans.
+    fn constants(
+        &mut self,
+        p: &str,
+        raw: impl IntoIterator<Item = (String, toml::Value)>,
+    ) -> Vec<(Ident, Value)> {
+        let mut constants = Vec::new();
+        for (col, v) in raw {
+            let cp = format!("{p}.constants.{col}");
+            let value = match v {
+                toml::Value::String(s) => Some(Value::Text(s)),
+                toml::Value::Integer(i) => Some(Value::Int(i)),
+                toml::Value::Float(f) => Some(Value::Float(f)),
+                toml::Value::Boolean(b) => Some(Value::Bool(b)),
+                other => {
+                    self.err(
+                        &cp,
+                        format!("`{other}` is not a text, number or boolean constant"),
+                    );
+                    None
+                }
+            };
+            if let (Some(c), Some(v)) = (self.ident(&cp, &col), value) {
+                constants.push((c, v));
+            }
+        }
+        constants
     }
 }
