@@ -138,6 +138,19 @@ async fn die_after(ctx: &Ctx, plan: &Plan, sink: &MemorySink, n: usize) {
     sink.silent_after(None);
 }
 
+/// The batch ledger: each batch's id and status.
+async fn ledger(ctx: &Ctx) -> Vec<(String, String)> {
+    let url = format!("sqlite://{}", ctx.state.path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("state store");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM batches ORDER BY rowid")
+            .fetch_all(&pool)
+            .await
+            .expect("ledger");
+    pool.close().await;
+    rows
+}
+
 fn names(rows: &[Vec<Value>]) -> Vec<(i64, String)> {
     rows.iter()
         .map(|r| match (&r[0], &r[1]) {
@@ -257,4 +270,46 @@ async fn rows_changed_before_they_are_sent_again_travel_under_a_new_id() {
     let ids: std::collections::HashSet<&str> = d.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids.len(), 5);
     assert_eq!(names(&s.sink.rows())[0], (1, "v1".to_string()));
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_leaves_the_watermark_and_is_sent_again_as_it_was() {
+    use crate::db::ErrorClass;
+    let rows = [(1, "a"), (2, "b"), (3, "c")];
+    let s = setup(r#"{ kind = "key" }"#, 10, &rows).await;
+    let plan = plan_of(&s.ctx).await;
+    // The exchange is down: the cycle fails, retriably, and nothing is committed.
+    s.sink.fail_next(&[ErrorClass::Unavailable]);
+    let e = cycle(&s.ctx, &plan, false)
+        .await
+        .expect_err("the delivery failed");
+    assert!(e.is_retriable(), "{e}");
+    assert!(e.to_string().contains("failing on purpose"), "{e}");
+    assert_eq!(
+        s.ctx.state.watermark("item").await.expect("watermark"),
+        None
+    );
+    assert!(s.sink.deliveries().is_empty());
+    let failed = ledger(&s.ctx).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].1, "failed");
+    // A person must look at this one: not retriable.
+    s.sink.fail_next(&[ErrorClass::Fatal]);
+    let e = cycle(&s.ctx, &plan, false)
+        .await
+        .expect_err("the delivery failed");
+    assert!(!e.is_retriable(), "{e}");
+    // Tried again: delivered once, under the id of the attempts that failed.
+    let report = cycle(&s.ctx, &plan, false).await.expect("cycle");
+    assert_eq!((report.sent, report.batches), (3, 1));
+    let d = s.sink.deliveries();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, failed[0].0, "the same batch, sent again");
+    assert_eq!(
+        ledger(&s.ctx).await,
+        vec![(failed[0].0.clone(), "acked".into())]
+    );
+    assert_eq!(names(&s.sink.rows()).len(), 3);
+    let wm = s.ctx.state.watermark("item").await.expect("watermark");
+    assert_eq!(wm.map(|w| w.key), Some(vec![Value::Int(3)]));
 }

@@ -37,6 +37,8 @@ struct Inner {
     deliveries: Vec<Delivery>,
     /// Deliveries after which it stops answering (the agent "dies" waiting).
     silent_after: Option<usize>,
+    /// Deliveries still to fail before anything is applied, and how.
+    failing: Vec<super::ErrorClass>,
 }
 
 impl MemorySink {
@@ -61,6 +63,12 @@ impl MemorySink {
     /// Stop answering once `n` deliveries in all were recorded; `None` answers again.
     pub fn silent_after(&self, n: Option<usize>) {
         self.inner().silent_after = n;
+    }
+
+    /// Fail the next deliveries, one per class given, before applying anything (the
+    /// exchange down, a lock conflict).
+    pub fn fail_next(&self, classes: &[super::ErrorClass]) {
+        self.inner().failing = classes.to_vec();
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -162,6 +170,17 @@ impl Sink for MemorySink {
         turn: &Turn,
     ) -> Result<Vec<Refusal>, SinkError> {
         ready.await;
+        let failure = {
+            let mut inner = self.inner();
+            (!inner.failing.is_empty()).then(|| inner.failing.remove(0))
+        };
+        if let Some(class) = failure {
+            return Err(SinkError::Other {
+                doing: "delivering a batch".into(),
+                cause: format!("failing on purpose ({class:?})"),
+                class,
+            });
+        }
         if !turn.before_committed().await {
             return Err(SinkError::Other {
                 doing: "delivering a batch".into(),
