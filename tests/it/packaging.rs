@@ -3,6 +3,38 @@
 
 use crate::common::which;
 
+/// The documentation both the package and the install script ship under
+/// `/usr/share/doc/frontdb-agent`, as paths relative to the repository (and to that folder):
+/// the READMEs and every page of `docs/`, English and Chinese.
+fn shipped_docs() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec!["README.md".to_owned(), "README.zh-CN.md".to_owned()];
+    for dir in ["docs", "docs/zh-CN"] {
+        let mut pages: Vec<String> = std::fs::read_dir(root.join(dir))
+            .expect(dir)
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".md"))
+            .map(|n| format!("{dir}/{n}"))
+            .collect();
+        pages.sort();
+        docs.extend(pages);
+    }
+    assert!(
+        docs.contains(&"docs/zh-CN/operations.md".to_owned()),
+        "{docs:?}"
+    );
+    docs
+}
+
+/// The `Documentation=` lines of a unit, as paths under `/usr/share/doc/frontdb-agent`.
+fn documented(unit: &str, doc_dir: &str) -> Vec<String> {
+    let prefix = format!("Documentation=file://{doc_dir}/");
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn the_systemd_unit_verifies() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -21,6 +53,16 @@ fn the_systemd_unit_verifies() {
         "User=frontdb-agent",
     ] {
         assert!(unit.contains(want), "the unit lacks {want}");
+    }
+    // It points at the README and the operations guide, which the package ships.
+    let docs = documented(&unit, "/usr/share/doc/frontdb-agent");
+    assert_eq!(docs, ["README.md", "docs/operations.md"], "{unit}");
+    let shipped = shipped_docs();
+    for d in &docs {
+        assert!(
+            shipped.contains(d),
+            "the unit names {d}, which is not shipped"
+        );
     }
     let Ok(analyze) = which("systemd-analyze") else {
         eprintln!("skipped: systemd-analyze is not installed");
@@ -107,6 +149,14 @@ fn the_debian_package_builds_with_what_it_must_install() {
     ] {
         assert_eq!(mode_of(path).as_deref(), Some(mode), "{path} in:\n{list}");
     }
+    for doc in shipped_docs() {
+        let path = format!("./usr/share/doc/frontdb-agent/{doc}");
+        assert_eq!(
+            mode_of(&path).as_deref(),
+            Some("-rw-r--r--"),
+            "{path} in:\n{list}"
+        );
+    }
     let info = std::process::Command::new("dpkg-deb")
         .arg("-I")
         .arg(&deb)
@@ -156,6 +206,26 @@ fn the_install_script_lays_out_a_tree_with_safe_permissions() {
     assert_eq!(mode("etc/frontdb-agent"), 0o750);
     assert_eq!(mode("etc/frontdb-agent/agent.toml"), 0o640);
     assert_eq!(mode("lib/systemd/system/frontdb-agent.service"), 0o644);
+    for doc in shipped_docs() {
+        assert_eq!(
+            mode(&format!("usr/share/doc/frontdb-agent/{doc}")),
+            0o644,
+            "{doc}"
+        );
+    }
+    // The installed unit's documentation is where the script put it.
+    let unit =
+        std::fs::read_to_string(dest.path().join("lib/systemd/system/frontdb-agent.service"))
+            .expect("unit");
+    let docs = documented(&unit, "/usr/share/doc/frontdb-agent");
+    assert!(!docs.is_empty(), "{unit}");
+    for d in docs {
+        assert_eq!(
+            mode(&format!("usr/share/doc/frontdb-agent/{d}")),
+            0o644,
+            "{d}"
+        );
+    }
     // The installed template is a valid configuration once its secrets are set.
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_frontdb-agent"))
         .args(["--config"])
