@@ -242,13 +242,28 @@ pub async fn resubmit(
     }
 }
 
-/// Beside a running daemon: ask it to send the rejects again (each table in its own turn,
-/// never beside its cycle), and wait a while for it to have done so.
+/// Beside a running agent: ask it to send the rejects again (each table in its own turn,
+/// never beside its cycle), and wait a while for it to have done so. Rejects of tables the
+/// configuration no longer runs are left as they are.
 async fn ask_daemon(cfg: &Config, pid: u32, chosen: &[RejectRow]) -> Result<(), AppError> {
+    let runs = |t: &str| cfg.tables.iter().any(|s| s.name == t && s.enabled);
+    for r in chosen.iter().filter(|r| !runs(&r.table)) {
+        println!(
+            "#{}  {} key {}: the table is not exchanged by this configuration; left as it is",
+            r.id, r.table, r.key
+        );
+    }
+    let ids: Vec<i64> = chosen
+        .iter()
+        .filter(|r| runs(&r.table))
+        .map(|r| r.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
     let st = open_state(cfg)
         .await?
         .ok_or_else(|| AppError::Runtime("the state store is gone".into()))?;
-    let ids: Vec<i64> = chosen.iter().map(|r| r.id).collect();
     st.ask_resubmit(&ids).await.map_err(AppError::runtime)?;
     let mut done = false;
     for _ in 0..100 {
@@ -261,14 +276,15 @@ async fn ask_daemon(cfg: &Config, pid: u32, chosen: &[RejectRow]) -> Result<(), 
     st.close().await;
     if done {
         println!(
-            "the daemon (pid {pid}) sent {} reject(s) again; `frontdb-agent rejects list` shows \
-             where they stand",
+            "the daemon (pid {pid}) sent {} reject(s) again (a row the source no longer has is \
+             named in its log); `frontdb-agent rejects list` shows where they stand",
             ids.len()
         );
     } else {
         println!(
-            "{} reject(s) to send again: the daemon (pid {pid}) sends them when each table's \
-             current run ends; `frontdb-agent rejects list` shows where they stand",
+            "{} reject(s) to send again: the running daemon (pid {pid}) sends them in each \
+             table's next turn (a `once` running now leaves them to the daemon); \
+             `frontdb-agent rejects list` shows where they stand",
             ids.len()
         );
     }

@@ -97,14 +97,25 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
     tracing::info!(table = %spec.name, schedule = %spec.schedule, next = %next.with_timezone(&tz), "table scheduled");
     let mut plan: Option<Plan> = None;
     let mut failures: u32 = 0;
+    let mut recorded = None;
     loop {
-        let _ = ctx.state.set_next_run(&spec.name, next).await;
+        if recorded != Some(next) {
+            match ctx.state.set_next_run(&spec.name, next).await {
+                Ok(()) => recorded = Some(next),
+                Err(e) => tracing::warn!(table = %spec.name, "cannot record the next run: {e}"),
+            }
+        }
         let reason = tokio::select! {
             _ = sleep_until(next, Utc::now()) => Reason::Scheduled,
             _ = wake.data.notified() => Reason::Data,
             _ = wake.asked.notified() => Reason::Asked,
             _ = ctx.cancel.cancelled() => break,
         };
+        // A failing table waits out its backoff: what was asked of it (its resync or rejects
+        // to send again, which the daemon asks for every second) is done at its next attempt.
+        if reason == Reason::Asked && failures > 0 && Utc::now() < next {
+            continue;
+        }
         let what = match (asked(&ctx, &spec.name).await, reason) {
             (Some(what), _) => what,
             (None, Reason::Asked) => continue,

@@ -73,7 +73,6 @@ impl State {
         Ok(())
     }
 
-    /// The `cd_batch` a batch id got when it was first sent (a re-sent batch keeps it).
     /// The batch of these rows (`content`) of `table` that was begun and never
     /// acknowledged, while no batch after it was: the same rows are sent again as that one
     /// (its id, number and exchange time). A batch after it acknowledged supersedes it: rows
