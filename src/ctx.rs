@@ -21,6 +21,8 @@ pub struct Ctx {
     pub receipts: Arc<dyn Receipts>,
     pub state: Arc<State>,
     pub cancel: CancellationToken,
+    /// What the databases read answered last (their time, open transactions, ids).
+    pub probes: crate::job::Probes,
 }
 
 impl Ctx {

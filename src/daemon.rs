@@ -74,6 +74,7 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
             }
         }
         tracker.spawn(control(ctx.clone(), wakes.clone()));
+        tracker.spawn(crate::control::serve(ctx.clone()));
         tracker.spawn(housekeeping(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
         tracker.spawn(crate::health::patrol(ctx.clone()));

@@ -2,6 +2,7 @@
 //! and the patrol that checks the databases answer. Gauges are read from the state store on
 //! each scrape.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ctx::Ctx;
 use crate::metrics::{FAILURES, LAG, LAST_SUCCESS, OPEN_REJECTS, RESYNC, UP, handle};
-use crate::state::{State, parse_ts, ts};
+use crate::state::{FLUSH_EVERY, State, parse_ts, ts};
 
 /// Reachability of one database, as the patrol last saw it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -33,12 +34,33 @@ fn reach_key(name: &str) -> String {
 
 /// What the patrol last saw of `name` (`source`, `exchange`, `feedback`).
 pub async fn reach(state: &State, name: &str) -> Option<Reach> {
+    if let Some((r, _)) = kept().as_ref().and_then(|k| k.get(name)) {
+        return Some(r.clone());
+    }
     state
         .meta(&reach_key(name))
         .await
         .ok()
         .flatten()
         .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// What the patrol saw last of each database, and when it was last written to the store:
+/// written when it changes, else every few minutes (a patrol every minute would otherwise
+/// write to the disk every minute for nothing).
+static KEPT: std::sync::Mutex<Option<HashMap<String, (Reach, std::time::Instant)>>> =
+    std::sync::Mutex::new(None);
+
+fn kept() -> std::sync::MutexGuard<'static, Option<HashMap<String, (Reach, std::time::Instant)>>> {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What this process's patrol saw last of each database (for `status` beside the daemon).
+pub fn reach_now() -> HashMap<String, Reach> {
+    kept()
+        .as_ref()
+        .map(|k| k.iter().map(|(n, (r, _))| (n.clone(), r.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// Serve `/metrics` and `/healthz` until the generation stops.
@@ -206,6 +228,25 @@ async fn record_reach(state: &State, name: &str, result: Result<(), String>) {
         checked: now,
         error: result.err(),
     };
+    let due = {
+        let mut k = kept();
+        let map = k.get_or_insert_with(HashMap::new);
+        let due = match map.get(name) {
+            Some((old, at)) => {
+                old.up != r.up || old.error != r.error || at.elapsed() >= FLUSH_EVERY
+            }
+            None => true,
+        };
+        let at = match (due, map.get(name)) {
+            (false, Some((_, at))) => *at,
+            _ => std::time::Instant::now(),
+        };
+        map.insert(name.to_owned(), (r.clone(), at));
+        due
+    };
+    if !due {
+        return;
+    }
     if let Err(e) = state
         .set_meta(
             &reach_key(name),

@@ -7,9 +7,9 @@
 //! [`db`] and writes through [`sink`]; a sink speaks to its other side (a database through
 //! [`db`]); nothing below imports what is above it.
 //!
-//! - [`cli`], [`daemon`], [`runner`]: the command line (`main.rs` only wires it up); `run`
-//!   with its signals, reloads and requests; `once`, an in-process resync, and each table's
-//!   loop on its schedule.
+//! - [`cli`], [`daemon`], [`runner`], [`control`]: the command line (`main.rs` only wires it
+//!   up); `run` with its signals, reloads and requests; `once`, an in-process resync, and each
+//!   table's loop on its schedule; the daemon's answers to `status` over a local socket.
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
 //!   store, the signal to stop), and which side each table reads and writes.
@@ -37,6 +37,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ctx;
 pub mod daemon;
 pub mod db;

@@ -18,12 +18,7 @@ fn path(state_dir: &Path) -> PathBuf {
 
 /// Take the lock, or say which process holds it.
 pub fn acquire(state_dir: &Path) -> Result<AgentLock, String> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
-        format!(
-            "cannot create the state directory {}: {e}",
-            state_dir.display()
-        )
-    })?;
+    private_dir(state_dir)?;
     let p = path(state_dir);
     let mut file = OpenOptions::new()
         .create(true)
@@ -44,6 +39,7 @@ pub fn acquire(state_dir: &Path) -> Result<AgentLock, String> {
         }
         Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", p.display())),
     }
+    owner_only(&p)?;
     let _ = file.set_len(0);
     let _ = file.rewind();
     let _ = write!(file, "{}", std::process::id());
@@ -59,6 +55,32 @@ pub fn holder(state_dir: &Path) -> Option<u32> {
         Err(TryLockError::WouldBlock) => read_pid(&mut file).or(Some(0)),
         Err(TryLockError::Error(_)) => None,
     }
+}
+
+/// Make a file readable and writable by its owner only, a directory usable by its owner
+/// only: the state directory holds copies of rejected rows and the agent's positions, which
+/// are nobody else's business on a shared server.
+/// Another user's file (a command run by someone else beside the agent) is left as its
+/// owner made it.
+pub fn owner_only(p: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("cannot restrict {} to its owner: {e}", p.display());
+    let meta = std::fs::metadata(p).map_err(fail)?;
+    if meta.permissions().mode() & 0o077 == 0 {
+        return Ok(());
+    }
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    match std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => Err(fail(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Create a directory (and its parents) usable by its owner only.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+    owner_only(dir)
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {

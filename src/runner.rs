@@ -62,6 +62,7 @@ pub async fn connect(
         receipts: exchange.receipts,
         state: Arc::new(state),
         cancel,
+        probes: Default::default(),
     })
 }
 

@@ -79,6 +79,28 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
     } else {
         Vec::new()
     };
+    // A running daemon keeps its quiet runs in memory: it says what they are.
+    let mut known = known;
+    if pid.is_some()
+        && let Some(a) = crate::control::ask(&cfg.agent.state_dir).await
+    {
+        for t in &mut known {
+            if let Some(r) = a.runs.get(&t.table) {
+                t.overlay(r);
+            }
+        }
+        for (name, r) in a.runs {
+            if !known.iter().any(|t| t.table == name) {
+                let mut t = TableState {
+                    table: name,
+                    ..TableState::default()
+                };
+                t.overlay(&r);
+                known.push(t);
+            }
+        }
+        databases.extend(a.reach);
+    }
     let tables = cfg
         .tables
         .iter()

@@ -6,6 +6,7 @@ pub mod batch;
 mod deliver;
 mod error;
 pub mod plan;
+mod probe;
 mod resubmit;
 pub mod resync;
 mod time;
@@ -28,6 +29,7 @@ use batch::{Batch, Gone, Remember, Removals, Rows, Seen};
 use deliver::{AbortOnDrop, deliver_reading, settle};
 pub use error::{Cause, JobError};
 pub use plan::{Mode, Plan};
+pub use probe::Probes;
 pub use resubmit::{Resubmitted, resubmit};
 
 /// Figures of one cycle.

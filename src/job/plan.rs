@@ -63,6 +63,10 @@ pub struct Plan {
     pub rules: Vec<crate::validate::Rule>,
     /// Timestamp-like tables: the last full re-read of the lookback window.
     pub sweep: std::sync::Arc<std::sync::Mutex<Sweep>>,
+    /// Timestamp-like tables: the last look for rows in the future or without a time.
+    pub extras: std::sync::Arc<std::sync::Mutex<Extras>>,
+    /// The next cycle was woken by the source announcing new rows: it asks the source afresh.
+    pub woken: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// PostgreSQL to PostgreSQL, column for column, with the very same types: rows are read
     /// as binary `COPY` tuples and written to the exchange as they came, decoding only the
     /// columns marked here (key, change time, operation, version, rules). See
@@ -76,12 +80,25 @@ pub struct Plan {
     pub row_xids: bool,
 }
 
+/// When a timestamp-like table last looked for rows dated in the future and rows without a
+/// change time, and the warnings that gave: a quiet table looks at most once a minute.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub at: Option<std::time::Instant>,
+    pub warnings: Vec<String>,
+}
+
 /// When a timestamp-like table last re-read its whole lookback window, and the watermark's
 /// time when that re-read started (the next one reaches back `lookback` from it).
 #[derive(Debug, Default)]
 pub struct Sweep {
     pub at: Option<std::time::Instant>,
     pub from: Option<Value>,
+    /// The last complete re-read's record (by transaction id), and when one was last
+    /// written to the state store: a quiet table writes it every few minutes, not at every
+    /// re-read (an older record only makes the next re-read after a restart read more).
+    pub reread: Option<crate::watermark::Reread>,
+    pub recorded: Option<std::time::Instant>,
 }
 
 impl Plan {

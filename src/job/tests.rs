@@ -100,6 +100,7 @@ batch_size = {batch_size}
         receipts: Arc::new(NoReceipts),
         state: Arc::new(state),
         cancel: CancellationToken::new(),
+        probes: Default::default(),
     };
     Setup {
         _dir: dir,

@@ -59,7 +59,7 @@ pub(super) async fn cycle(
     };
     let sweep = span::due(plan, &wm, cfg.lookback);
     let probe = probe(ctx, plan, sweep.due && plan.row_xids).await?;
-    let guard = transaction_guard(ctx, plan, probe.now, report).await;
+    let guard = transaction_guard(ctx, plan, &probe, report);
     let tz = &ctx.cfg.agent.tz;
     let at = |t| time_value(t, ts_col.ty, tz, &cfg.format);
     let w = Span::of(&SpanInput {
@@ -82,14 +82,34 @@ pub(super) async fn cycle(
     if report.stopped {
         return Ok(());
     }
+    let moved = report.sent + report.deleted + report.rejected > 0;
     if sweep.due {
-        record_sweep(ctx, plan, &ts_col, &w, probe.snap).await?;
+        record_sweep(ctx, plan, &ts_col, &w, probe.snap, moved).await?;
     }
+    // Rows dated in the future and rows without a change time are looked for after a cycle
+    // that moved rows, else once a minute; their warnings stand meanwhile.
+    let due = {
+        let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
+        moved || x.at.is_none_or(|t| t.elapsed() >= EXTRAS_EVERY)
+    };
+    if !due {
+        let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
+        report.warnings.extend(x.warnings.iter().cloned());
+        return Ok(());
+    }
+    let before = report.warnings.len();
     if !deliver_future(ctx, plan, &read, probe.now, &seen, report).await? {
         return Ok(());
     }
-    null_times(plan, &ts_col, report).await
+    null_times(plan, &ts_col, report).await?;
+    let mut x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
+    x.at = Some(std::time::Instant::now());
+    x.warnings = report.warnings[before..].to_vec();
+    Ok(())
 }
+
+/// How often a quiet table looks for rows in the future or without a change time.
+const EXTRAS_EVERY: Duration = Duration::from_secs(60);
 
 /// What a cycle asks of the source and the state store before it reads: the source's time,
 /// and for a narrowed re-read, the source's transaction ids and the last re-read's record.
@@ -97,36 +117,65 @@ struct Probe {
     now: chrono::DateTime<chrono::Utc>,
     snap: Option<Snapshot>,
     prior: Option<Reread>,
+    /// The source's oldest open transaction, where the table guards against them.
+    oldest: Option<Result<super::probe::Oldest, String>>,
 }
 
 async fn probe(ctx: &Ctx, plan: &Plan, by_xid: bool) -> Result<Probe, JobError> {
-    let read = &plan.ends.read;
-    let (now, snap, prior) = tokio::join!(
-        read.now(),
+    let guard = !ctx.cfg.source.transaction_guard.is_zero();
+    let kept = plan
+        .sweep
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .reread
+        .clone();
+    let (taken, prior) = tokio::join!(
+        ctx.probes
+            .take(&plan.ends.read, probe_age(ctx, plan), guard, by_xid),
         async {
-            if by_xid {
-                read.snapshot().await
-            } else {
-                Ok(None)
-            }
-        },
-        async {
-            if by_xid {
-                ctx.state.reread(&plan.name).await
-            } else {
-                Ok(None)
+            match (by_xid, kept) {
+                (true, Some(r)) => Ok(Some(r)),
+                (true, None) => ctx.state.reread(&plan.name).await,
+                (false, _) => Ok(None),
             }
         }
     );
-    let now = now.map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
+    let taken =
+        taken.map_err(|e| JobError::db(&plan.name, "reading the source database's time", e))?;
     // Without the ids (PostgreSQL before 13), the window is re-read whole.
-    let snap = snap.unwrap_or_else(|e| {
-        tracing::debug!(table = %plan.name, "{e}; the lookback window is re-read whole");
-        None
-    });
+    let snap = match taken.snap.filter(|_| by_xid) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            tracing::debug!(table = %plan.name, "{e}; the lookback window is re-read whole");
+            None
+        }
+        None => None,
+    };
     let prior = prior.map_err(|e| JobError::state(&plan.name, e))?;
-    Ok(Probe { now, snap, prior })
+    Ok(Probe {
+        now: taken.now,
+        snap,
+        prior,
+        oldest: taken.oldest,
+    })
 }
+
+/// How old an answer of the source this cycle may use: a table polled every few seconds
+/// shares one, a table run rarely (or woken by a notification) asks afresh.
+fn probe_age(ctx: &Ctx, plan: &Plan) -> Duration {
+    let spec = ctx.cfg.tables.iter().find(|t| t.name == plan.name);
+    let frequent = spec.is_some_and(|t| {
+        t.schedule.is_interval() && t.schedule.max_gap(&ctx.cfg.agent.tz) <= FREQUENT
+    });
+    if frequent && !plan.woken.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        super::probe::FRESH
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Tables polled at least this often share their answers of the source.
+const FREQUENT: Duration = Duration::from_secs(10);
 
 /// How a cycle reads: the change-time column, the (time, key) order, and its span.
 struct Reading<'a> {
@@ -254,22 +303,35 @@ async fn record_sweep(
     ts_col: &Col,
     w: &Span,
     snap: Option<Snapshot>,
+    moved: bool,
 ) -> Result<(), JobError> {
-    {
+    let write = {
         let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
         s.at = Some(std::time::Instant::now());
         s.from = w.start.clone();
-    }
-    if let Some(snap) = snap {
+        let Some(snap) = snap else {
+            return Ok(());
+        };
         let r = Reread {
             column: ts_col.name.to_string(),
             from: w.lower.clone(),
             xmin: snap.xmin,
         };
+        s.reread = Some(r.clone());
+        let due = moved
+            || s.recorded
+                .is_none_or(|t| t.elapsed() >= crate::state::FLUSH_EVERY);
+        due.then_some(r)
+    };
+    if let Some(r) = write {
         ctx.state
             .set_reread(&plan.name, &r)
             .await
             .map_err(|e| JobError::state(&plan.name, e))?;
+        plan.sweep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recorded = Some(std::time::Instant::now());
     }
     Ok(())
 }
@@ -378,17 +440,18 @@ async fn seen_for<'s>(
 
 /// The instant just before the oldest transaction still open on the source, when one is open
 /// and younger than `transaction_guard`. Older ones are reported and left to the lookback.
-async fn transaction_guard(
+fn transaction_guard(
     ctx: &Ctx,
     plan: &Plan,
-    now: chrono::DateTime<chrono::Utc>,
+    probe: &Probe,
     report: &mut CycleReport,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let limit = ctx.cfg.source.transaction_guard;
     if limit.is_zero() {
         return None;
     }
-    let (oldest, note) = match plan.ends.read.oldest_transaction().await {
+    let now = probe.now;
+    let (oldest, note) = match probe.oldest.clone()? {
         Ok(r) => r,
         Err(e) => {
             let w = format!(

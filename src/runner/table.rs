@@ -121,6 +121,9 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
             (None, Reason::Asked) => continue,
             (None, _) => What::Cycle,
         };
+        if let (Reason::Data, Some(p)) = (reason, &plan) {
+            p.woken.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let result = run_one(&ctx, spec, &mut plan, what, false, &no_progress).await;
         let now = Utc::now();
         let scheduled = match (what, reason) {

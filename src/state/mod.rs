@@ -21,6 +21,7 @@ mod ledger;
 mod rejects;
 mod reread;
 mod resync;
+mod runs;
 
 #[cfg(test)]
 use digests::DIGESTS_PER_ROW;
@@ -29,6 +30,7 @@ pub use kinds::{Origin, Outcome, RejectState, ResyncState};
 pub use ledger::{LedgerEntry, Sent};
 pub use rejects::RejectRow;
 pub use resync::Resync;
+pub use runs::{CycleEnd, FLUSH_EVERY, Runs};
 
 const SCHEMA: &str = include_str!("schema.sql");
 
@@ -120,17 +122,6 @@ pub struct Commit<'a> {
     pub resubmit_why: &'a str,
 }
 
-/// How a table's last cycle ended.
-#[derive(Debug)]
-pub struct CycleEnd<'a> {
-    pub table: &'a str,
-    pub outcome: Outcome,
-    pub error: Option<&'a str>,
-    pub rows: u64,
-    pub millis: u64,
-    pub warnings: &'a [String],
-}
-
 /// A table's row in `status`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TableState {
@@ -158,8 +149,27 @@ pub struct TableState {
     pub rows_24h: i64,
 }
 
+impl TableState {
+    /// The runs as a running agent keeps them, over what the store has.
+    pub fn overlay(&mut self, r: &Runs) {
+        self.last_started.clone_from(&r.last_started);
+        self.last_finished.clone_from(&r.last_finished);
+        self.last_outcome.clone_from(&r.last_outcome);
+        self.last_error.clone_from(&r.last_error);
+        self.last_rows = r.last_rows;
+        self.last_ms = r.last_ms;
+        self.next_run.clone_from(&r.next_run);
+        self.warnings.clone_from(&r.warnings);
+        self.failures = r.failures;
+        self.failing_since.clone_from(&r.failing_since);
+        self.last_success.clone_from(&r.last_success);
+    }
+}
+
 pub struct State {
     pool: SqlitePool,
+    /// Each table's runs, kept in memory between writes (see [`runs`]).
+    runs: std::sync::Mutex<std::collections::HashMap<String, runs::Kept>>,
     pub path: PathBuf,
 }
 
@@ -171,7 +181,21 @@ impl State {
             path: path.display().to_string(),
             cause,
         };
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        crate::lock::private_dir(dir).map_err(fail)?;
+        // SQLite gives its -wal and -shm files the mode of the database file.
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                crate::lock::owner_only(&p).map_err(fail)?;
+            }
+        }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| fail(e.to_string()))?
             .filename(&path)
@@ -225,10 +249,18 @@ impl State {
             .execute(&pool)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        Ok(State { pool, path })
+        Ok(State {
+            pool,
+            runs: Default::default(),
+            path,
+        })
     }
 
+    /// Write what is kept in memory, and close.
     pub async fn close(&self) {
+        if let Err(e) = self.flush_runs().await {
+            tracing::warn!("cannot record the tables' last runs: {e}");
+        }
         self.pool.close().await;
     }
 
@@ -348,67 +380,6 @@ impl State {
         Ok(())
     }
 
-    pub async fn cycle_started(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO tables (tbl, last_started) VALUES (?, ?) \
-             ON CONFLICT (tbl) DO UPDATE SET last_started = excluded.last_started",
-        )
-        .bind(table)
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording a cycle"))?;
-        Ok(())
-    }
-
-    pub async fn cycle_finished(&self, c: &CycleEnd<'_>) -> Result<(), StateError> {
-        let e = q("recording a cycle");
-        let mut tx = self.pool.begin().await.map_err(&e)?;
-        sqlx::query("INSERT OR IGNORE INTO tables (tbl) VALUES (?)")
-            .bind(c.table)
-            .execute(&mut *tx)
-            .await
-            .map_err(&e)?;
-        let failed = c.outcome == Outcome::Failed;
-        sqlx::query(
-            "UPDATE tables SET last_finished = ?, last_outcome = ?, last_error = ?, last_rows = ?, \
-             last_ms = ?, warnings = ?, \
-             failures = CASE WHEN ? THEN failures + 1 ELSE 0 END, \
-             last_success = CASE WHEN ? = 'ok' THEN ? ELSE last_success END, \
-             failing_since = CASE WHEN ? THEN COALESCE(failing_since, last_started) ELSE NULL END \
-             WHERE tbl = ?",
-        )
-        .bind(ts(Utc::now()))
-        .bind(c.outcome.as_str())
-        .bind(c.error)
-        .bind(c.rows as i64)
-        .bind(c.millis as i64)
-        .bind(serde_json::to_string(c.warnings).unwrap_or_default())
-        .bind(failed)
-        .bind(c.outcome.as_str())
-        .bind(ts(Utc::now()))
-        .bind(failed)
-        .bind(c.table)
-        .execute(&mut *tx)
-        .await
-        .map_err(&e)?;
-        tx.commit().await.map_err(&e)?;
-        Ok(())
-    }
-
-    pub async fn set_next_run(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO tables (tbl, next_run) VALUES (?, ?) \
-             ON CONFLICT (tbl) DO UPDATE SET next_run = excluded.next_run",
-        )
-        .bind(table)
-        .bind(ts(at))
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording the next run"))?;
-        Ok(())
-    }
-
     /// A value the agent keeps between runs (feedback and mirror positions).
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
         sqlx::query_scalar("SELECT v FROM meta WHERE k = ?")
@@ -474,6 +445,12 @@ impl State {
                 last_success: r.try_get(16).map_err(&e)?,
                 rows_24h: r.try_get(17).map_err(&e)?,
             });
+        }
+        let kept = self.runs_now();
+        for t in &mut out {
+            if let Some(r) = kept.get(&t.table) {
+                t.overlay(r);
+            }
         }
         Ok(out)
     }

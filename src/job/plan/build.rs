@@ -104,6 +104,9 @@ impl Plan {
             unexchanged,
             rules,
             sweep: Default::default(),
+            extras: Default::default(),
+            // The first cycle asks the source afresh.
+            woken: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             tuples: None,
             unique_key: src.has_unique(&key_names),
             row_xids: src.row_xids,

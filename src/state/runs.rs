@@ -1,0 +1,220 @@
+//! What `status` says about each table's runs (when the last began and ended, how long it
+//! took, how it ended, when the next is due), kept in memory and written to the store only
+//! when it changes meaningfully — the outcome, the error, the warnings, rows moved — or when
+//! the last write is a few minutes old. A quiet table's runs then write nothing: hundreds of
+//! tables polled every few seconds would otherwise write to the disk without pause. After a
+//! crash, what the store says of idle runs is at most [`FLUSH_EVERY`] stale; of data, never
+//! (batches commit their watermark and figures themselves).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Outcome, State, StateError, q, ts};
+
+/// Longest time a run is kept in memory only.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(300);
+
+/// A table's runs as `status` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Runs {
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub last_rows: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub next_run: Option<String>,
+    pub warnings: Vec<String>,
+    /// Consecutive failed runs, and since when the table has been failing.
+    pub failures: i64,
+    pub failing_since: Option<String>,
+    pub last_success: Option<String>,
+}
+
+/// One table's runs in memory, and when they were last written.
+#[derive(Debug)]
+pub(super) struct Kept {
+    runs: Runs,
+    written: Option<Instant>,
+    dirty: bool,
+}
+
+/// How one run ended.
+#[derive(Debug)]
+pub struct CycleEnd<'a> {
+    pub table: &'a str,
+    pub outcome: Outcome,
+    pub error: Option<&'a str>,
+    pub rows: u64,
+    pub millis: u64,
+    pub warnings: &'a [String],
+}
+
+const COLUMNS: &str = "last_started, last_finished, last_outcome, last_error, last_rows, \
+     last_ms, next_run, warnings, failures, failing_since, last_success";
+
+impl State {
+    /// A table's runs as kept: in memory, else as the store has them.
+    async fn kept(&self, table: &str) -> Result<Runs, StateError> {
+        if let Some(k) = self.runs().get(table) {
+            return Ok(k.runs.clone());
+        }
+        let e = q("reading a table's runs");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tables WHERE tbl = ?"
+        )))
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(&e)?;
+        let Some(r) = row else {
+            return Ok(Runs::default());
+        };
+        let warnings: Option<String> = r.try_get(7).map_err(&e)?;
+        Ok(Runs {
+            last_started: r.try_get(0).map_err(&e)?,
+            last_finished: r.try_get(1).map_err(&e)?,
+            last_outcome: r.try_get(2).map_err(&e)?,
+            last_error: r.try_get(3).map_err(&e)?,
+            last_rows: r.try_get(4).map_err(&e)?,
+            last_ms: r.try_get(5).map_err(&e)?,
+            next_run: r.try_get(6).map_err(&e)?,
+            warnings: warnings
+                .and_then(|w| serde_json::from_str(&w).ok())
+                .unwrap_or_default(),
+            failures: r.try_get(8).map_err(&e)?,
+            failing_since: r.try_get(9).map_err(&e)?,
+            last_success: r.try_get(10).map_err(&e)?,
+        })
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep a table's runs; write them when `now` says so or they are due.
+    async fn keep(&self, table: &str, runs: Runs, now: bool) -> Result<(), StateError> {
+        let due = {
+            let mut all = self.runs();
+            let k = all.entry(table.to_owned()).or_insert(Kept {
+                runs: Runs::default(),
+                written: None,
+                dirty: false,
+            });
+            k.dirty |= k.runs != runs;
+            k.runs = runs.clone();
+            k.dirty && (now || k.written.is_none_or(|w| w.elapsed() >= FLUSH_EVERY))
+        };
+        if due {
+            self.write_runs(table, &runs).await?;
+            if let Some(k) = self.runs().get_mut(table)
+                && k.runs == runs
+            {
+                k.dirty = false;
+                k.written = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_runs(&self, table: &str, r: &Runs) -> Result<(), StateError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO tables (tbl, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tbl) DO UPDATE SET last_started = excluded.last_started, \
+             last_finished = excluded.last_finished, last_outcome = excluded.last_outcome, \
+             last_error = excluded.last_error, last_rows = excluded.last_rows, \
+             last_ms = excluded.last_ms, next_run = excluded.next_run, \
+             warnings = excluded.warnings, failures = excluded.failures, \
+             failing_since = excluded.failing_since, last_success = excluded.last_success"
+        )))
+        .bind(table)
+        .bind(&r.last_started)
+        .bind(&r.last_finished)
+        .bind(&r.last_outcome)
+        .bind(&r.last_error)
+        .bind(r.last_rows)
+        .bind(r.last_ms)
+        .bind(&r.next_run)
+        .bind(serde_json::to_string(&r.warnings).unwrap_or_default())
+        .bind(r.failures)
+        .bind(&r.failing_since)
+        .bind(&r.last_success)
+        .execute(&self.pool)
+        .await
+        .map_err(q("recording a table's runs"))?;
+        Ok(())
+    }
+
+    pub async fn cycle_started(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+        let mut r = self.kept(table).await?;
+        r.last_started = Some(ts(at));
+        self.keep(table, r, false).await
+    }
+
+    /// A run ended. Written at once when it moved rows, or its outcome, error, warnings or
+    /// failures changed; a quiet run like the one before is kept in memory.
+    pub async fn cycle_finished(&self, c: &CycleEnd<'_>) -> Result<(), StateError> {
+        let before = self.kept(c.table).await?;
+        let now = ts(Utc::now());
+        let failed = c.outcome == Outcome::Failed;
+        let mut r = before.clone();
+        r.last_finished = Some(now.clone());
+        r.last_outcome = Some(c.outcome.as_str().to_owned());
+        r.last_error = c.error.map(str::to_owned);
+        r.last_rows = Some(c.rows as i64);
+        r.last_ms = Some(c.millis as i64);
+        r.warnings = c.warnings.to_vec();
+        if failed {
+            r.failures += 1;
+            r.failing_since = before.failing_since.clone().or(before.last_started.clone());
+        } else {
+            r.failures = 0;
+            r.failing_since = None;
+        }
+        if c.outcome == Outcome::Ok {
+            r.last_success = Some(now);
+        }
+        let meaningful = c.rows > 0
+            || before.last_outcome != r.last_outcome
+            || before.last_error != r.last_error
+            || before.warnings != r.warnings
+            || (before.failures == 0) != (r.failures == 0);
+        self.keep(c.table, r, meaningful).await
+    }
+
+    pub async fn set_next_run(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+        let mut r = self.kept(table).await?;
+        r.next_run = Some(ts(at));
+        self.keep(table, r, false).await
+    }
+
+    /// Every table's runs kept in memory, as a running daemon tells `status`.
+    pub fn runs_now(&self) -> HashMap<String, Runs> {
+        self.runs()
+            .iter()
+            .map(|(t, k)| (t.clone(), k.runs.clone()))
+            .collect()
+    }
+
+    /// Write every table's runs that were kept in memory only (when the agent stops).
+    pub async fn flush_runs(&self) -> Result<(), StateError> {
+        let dirty: Vec<(String, Runs)> = self
+            .runs()
+            .iter()
+            .filter(|(_, k)| k.dirty)
+            .map(|(t, k)| (t.clone(), k.runs.clone()))
+            .collect();
+        for (t, r) in dirty {
+            self.write_runs(&t, &r).await?;
+            if let Some(k) = self.runs().get_mut(&t) {
+                k.dirty = k.runs != r;
+                k.written = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+}
