@@ -474,6 +474,16 @@ impl Daemon {
     }
 }
 
+/// A test that fails half way leaves no daemon behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub async fn pg_admin(sql: &str) {
     let admin = PgPoolOptions::new()
         .max_connections(1)
