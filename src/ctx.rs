@@ -23,6 +23,8 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     /// What the databases read answered last (their time, open transactions, ids).
     pub probes: crate::job::Probes,
+    /// Which quiet tables have rows after their watermark, asked of each database at once.
+    pub watch: crate::job::Watch,
 }
 
 impl Ctx {

@@ -63,6 +63,7 @@ pub async fn connect(
         state: Arc::new(state),
         cancel,
         probes: Default::default(),
+        watch: Default::default(),
     })
 }
 

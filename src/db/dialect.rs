@@ -324,6 +324,47 @@ impl Dialect {
 
     /// `SELECT count(*)` of a table (SQL Server's `count` is an `int`, which a table past
     /// 2^31 rows overflows).
+    /// Which of these tables hold a row meeting their conditions, in one statement: a branch
+    /// per table (`UNION ALL`) answering the table's index when its `EXISTS` holds. Each
+    /// branch is a probe of an index, however large the table.
+    pub fn which_exist(self, tables: &[(&TableName, Vec<Cond<'_>>)]) -> Sql {
+        let mut params = Binds::default();
+        let dual = match self {
+            Dialect::MySql | Dialect::Oracle => " FROM DUAL",
+            _ => "",
+        };
+        let branches: Vec<String> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, (t, conds))| {
+                let k = match self {
+                    Dialect::Postgres | Dialect::MsSql => format!("CAST({i} AS bigint)"),
+                    Dialect::MySql => format!("CAST({i} AS SIGNED)"),
+                    Dialect::Sqlite | Dialect::Oracle => i.to_string(),
+                };
+                let w: Vec<String> = conds.iter().map(|c| self.cond(c, &mut params)).collect();
+                let w = if w.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", w.join(" AND "))
+                };
+                format!(
+                    "SELECT {k} AS k{dual} WHERE EXISTS (SELECT 1 FROM {}{w})",
+                    self.table(t)
+                )
+            })
+            .collect();
+        let types = &params.types;
+        let text = fill(&branches.join(" UNION ALL "), |n| {
+            self.placeholder(n, types.get(n.wrapping_sub(1)).and_then(|t| t.as_deref()))
+        });
+        Sql {
+            text,
+            params: params.values,
+            copy: None,
+        }
+    }
+
     pub fn count(self, table: &TableName) -> String {
         let count = match self {
             Dialect::MsSql => "COUNT_BIG(*)",

@@ -428,3 +428,40 @@ fn rows_after_a_position_or_of_later_transactions() {
     );
     assert!(my.params.is_empty());
 }
+
+#[test]
+fn which_tables_hold_rows_is_one_statement_of_exists_probes() {
+    let id = col("id", ColType::Int, "integer");
+    let flag = col("sync_sign", ColType::Int, "integer");
+    let (after, pending) = ([Value::Int(7)], Value::Int(0));
+    let (t, other) = (table(), TableName::parse("dn_b").expect("table"));
+    let tables = vec![
+        (&t, vec![Cond::After(std::slice::from_ref(&id), &after)]),
+        (&other, vec![Cond::Equals(&flag, &pending)]),
+    ];
+    let pg = Dialect::Postgres.which_exist(&tables);
+    assert_eq!(
+        pg.text,
+        "SELECT CAST(0 AS bigint) AS k WHERE EXISTS (SELECT 1 FROM \"public\".\"up_action\" \
+         WHERE \"id\" > $1::integer) UNION ALL SELECT CAST(1 AS bigint) AS k WHERE EXISTS \
+         (SELECT 1 FROM \"dn_b\" WHERE \"sync_sign\" = $2::integer)"
+    );
+    assert_eq!(pg.params, vec![Value::Int(7), Value::Int(0)]);
+    let my = Dialect::MySql.which_exist(&tables);
+    assert!(
+        my.text.starts_with("SELECT CAST(0 AS SIGNED) AS k FROM DUAL WHERE EXISTS (SELECT 1 FROM `public`.`up_action` WHERE"),
+        "{}",
+        my.text
+    );
+    let lite = Dialect::Sqlite.which_exist(&tables);
+    assert!(
+        lite.text.starts_with("SELECT 0 AS k WHERE EXISTS"),
+        "{}",
+        lite.text
+    );
+    assert!(
+        lite.text.contains(" UNION ALL SELECT 1 AS k WHERE EXISTS"),
+        "{}",
+        lite.text
+    );
+}

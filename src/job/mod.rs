@@ -10,6 +10,7 @@ mod probe;
 mod resubmit;
 pub mod resync;
 mod time;
+mod watch;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use error::{Cause, JobError};
 pub use plan::{Mode, Plan};
 pub use probe::Probes;
 pub use resubmit::{Resubmitted, resubmit};
+pub use watch::Watch;
 
 /// Figures of one cycle.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -280,6 +282,22 @@ impl<'a> Next<'a> {
     }
 }
 
+/// Whether this cycle asks its source afresh rather than share the last answer: a table run
+/// rarely, and a cycle woken because the source announced new rows, do (it is run for rows
+/// that must be within its reach); a table polled every few seconds shares. Asked once per
+/// cycle (it consumes the wake-up).
+pub(super) fn asks_afresh(ctx: &Ctx, plan: &Plan) -> bool {
+    let woken = plan.woken.swap(false, std::sync::atomic::Ordering::Relaxed);
+    let spec = ctx.cfg.tables.iter().find(|t| t.name == plan.name);
+    let frequent = spec.is_some_and(|t| {
+        t.schedule.is_interval() && t.schedule.max_gap(&ctx.cfg.agent.tz) <= FREQUENT
+    });
+    woken || !frequent
+}
+
+/// Tables polled at least this often share their questions to the source.
+const FREQUENT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The current source rows of these keys (source key values), read in chunks; keys the
 /// source no longer has are simply not among them.
 pub async fn rows_by_key(plan: &Plan, keys: &[Vec<Value>]) -> Result<Vec<ReadRow>, JobError> {
@@ -343,6 +361,9 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         .await
         .map_err(|e| JobError::state(&plan.name, e))?
         .filter(|w| w.key.len() == key_cols.len());
+    if !asks_afresh(ctx, plan) && ctx.watch.newer(plan, wm.as_ref()).await == Some(false) {
+        return Ok(());
+    }
     let none = Seen::new();
     let conds = match &wm {
         Some(w) => vec![Cond::After(&key_cols, &w.key)],
@@ -377,6 +398,9 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
     let Some(flag) = &plan.flag else {
         return Err(JobError::new(&plan.name, "planning", "no flag column"));
     };
+    if !asks_afresh(ctx, plan) && ctx.watch.newer(plan, None).await == Some(false) {
+        return Ok(());
+    }
     let key_cols = plan.key_cols();
     let none = Seen::new();
     let pending = [Cond::Equals(&flag.col, &flag.pending)];

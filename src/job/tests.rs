@@ -101,6 +101,7 @@ batch_size = {batch_size}
         state: Arc::new(state),
         cancel: CancellationToken::new(),
         probes: Default::default(),
+        watch: Default::default(),
     };
     Setup {
         _dir: dir,

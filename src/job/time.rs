@@ -57,8 +57,26 @@ pub(super) async fn cycle(
     } else {
         cfg.lag
     };
+    let afresh = super::asks_afresh(ctx, plan);
     let sweep = span::due(plan, &wm, cfg.lookback);
-    let probe = probe(ctx, plan, sweep.due && plan.row_xids).await?;
+    let extras_due = {
+        let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
+        x.at.is_none_or(|t| t.elapsed() >= EXTRAS_EVERY)
+    };
+    // A quiet table with nothing after its watermark ends its cycle here, unless it re-reads
+    // its window or looks for rows in the future this time.
+    if !afresh && !sweep.due && !extras_due && ctx.watch.newer(plan, Some(&wm)).await == Some(false)
+    {
+        let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
+        report.warnings.extend(x.warnings.iter().cloned());
+        return Ok(());
+    }
+    let age = if afresh {
+        Duration::ZERO
+    } else {
+        super::probe::FRESH
+    };
+    let probe = probe(ctx, plan, age, sweep.due && plan.row_xids).await?;
     let guard = transaction_guard(ctx, plan, &probe, report);
     let tz = &ctx.cfg.agent.tz;
     let at = |t| time_value(t, ts_col.ty, tz, &cfg.format);
@@ -88,11 +106,7 @@ pub(super) async fn cycle(
     }
     // Rows dated in the future and rows without a change time are looked for after a cycle
     // that moved rows, else once a minute; their warnings stand meanwhile.
-    let due = {
-        let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
-        moved || x.at.is_none_or(|t| t.elapsed() >= EXTRAS_EVERY)
-    };
-    if !due {
+    if !moved && !extras_due {
         let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
         report.warnings.extend(x.warnings.iter().cloned());
         return Ok(());
@@ -121,7 +135,7 @@ struct Probe {
     oldest: Option<Result<super::probe::Oldest, String>>,
 }
 
-async fn probe(ctx: &Ctx, plan: &Plan, by_xid: bool) -> Result<Probe, JobError> {
+async fn probe(ctx: &Ctx, plan: &Plan, age: Duration, by_xid: bool) -> Result<Probe, JobError> {
     let guard = !ctx.cfg.source.transaction_guard.is_zero();
     let kept = plan
         .sweep
@@ -130,8 +144,7 @@ async fn probe(ctx: &Ctx, plan: &Plan, by_xid: bool) -> Result<Probe, JobError> 
         .reread
         .clone();
     let (taken, prior) = tokio::join!(
-        ctx.probes
-            .take(&plan.ends.read, probe_age(ctx, plan), guard, by_xid),
+        ctx.probes.take(&plan.ends.read, age, guard, by_xid),
         async {
             match (by_xid, kept) {
                 (true, Some(r)) => Ok(Some(r)),
@@ -159,23 +172,6 @@ async fn probe(ctx: &Ctx, plan: &Plan, by_xid: bool) -> Result<Probe, JobError> 
         oldest: taken.oldest,
     })
 }
-
-/// How old an answer of the source this cycle may use: a table polled every few seconds
-/// shares one, a table run rarely (or woken by a notification) asks afresh.
-fn probe_age(ctx: &Ctx, plan: &Plan) -> Duration {
-    let spec = ctx.cfg.tables.iter().find(|t| t.name == plan.name);
-    let frequent = spec.is_some_and(|t| {
-        t.schedule.is_interval() && t.schedule.max_gap(&ctx.cfg.agent.tz) <= FREQUENT
-    });
-    if frequent && !plan.woken.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        super::probe::FRESH
-    } else {
-        Duration::ZERO
-    }
-}
-
-/// Tables polled at least this often share their answers of the source.
-const FREQUENT: Duration = Duration::from_secs(10);
 
 /// How a cycle reads: the change-time column, the (time, key) order, and its span.
 struct Reading<'a> {

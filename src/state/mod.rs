@@ -3,6 +3,7 @@
 //! the daily batch counter. Only the job writes here, and a batch's watermark is committed
 //! together with its ledger entry, after the exchange acknowledged it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -169,7 +170,9 @@ impl TableState {
 pub struct State {
     pool: SqlitePool,
     /// Each table's runs, kept in memory between writes (see [`runs`]).
-    runs: std::sync::Mutex<std::collections::HashMap<String, runs::Kept>>,
+    runs: std::sync::Mutex<HashMap<String, runs::Kept>>,
+    /// Each table's watermark as last committed or read (see [`State::watermark`]).
+    watermarks: std::sync::Mutex<HashMap<String, Option<Watermark>>>,
     pub path: PathBuf,
 }
 
@@ -252,6 +255,7 @@ impl State {
         Ok(State {
             pool,
             runs: Default::default(),
+            watermarks: Default::default(),
             path,
         })
     }
@@ -264,16 +268,27 @@ impl State {
         self.pool.close().await;
     }
 
+    /// A table's watermark: as this process last committed or read it (only the agent that
+    /// holds the state directory's lock commits watermarks), else as the store has it.
     pub async fn watermark(&self, table: &str) -> Result<Option<Watermark>, StateError> {
+        if let Some(w) = self.watermarks().get(table) {
+            return Ok(w.clone());
+        }
         let wm: Option<Option<String>> =
             sqlx::query_scalar("SELECT watermark FROM tables WHERE tbl = ?")
                 .bind(table)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(q("reading a watermark"))?;
-        Ok(wm
+        let wm = wm
             .flatten()
-            .and_then(|s| serde_json::from_str::<Watermark>(&s).ok()))
+            .and_then(|s| serde_json::from_str::<Watermark>(&s).ok());
+        self.watermarks().insert(table.to_owned(), wm.clone());
+        Ok(wm)
+    }
+
+    fn watermarks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Watermark>>> {
+        self.watermarks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Apply an acknowledged batch: ledger, watermark, figures, digests and rejects at once.
@@ -377,6 +392,10 @@ impl State {
             .await
             .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
+        if let Some(w) = c.watermark {
+            self.watermarks()
+                .insert(c.table.to_owned(), Some(w.clone()));
+        }
         Ok(())
     }
 

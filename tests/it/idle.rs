@@ -138,3 +138,57 @@ async fn a_hundred_quiet_tables_write_nothing_and_a_change_still_arrives() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// The shared question on MariaDB, for each mode it serves: a quiet table is skipped, a
+/// change is found.
+#[tokio::test]
+async fn quiet_mariadb_tables_of_every_mode_see_their_changes() {
+    let src = crate::common::MyDb::new("idlemy").await;
+    let tgt = PgDb::new("idlemy").await;
+    src.exec(
+        "CREATE TABLE ts_t (id int PRIMARY KEY, v varchar(20), updated_at datetime(6) NOT NULL); \
+         CREATE TABLE key_t (id int PRIMARY KEY, v varchar(20)); \
+         CREATE TABLE flag_t (id int PRIMARY KEY, v varchar(20), sync_sign int NOT NULL DEFAULT 0); \
+         INSERT INTO ts_t VALUES (1, 'a', '2026-01-01 00:00:00'); \
+         INSERT INTO key_t VALUES (1, 'a'); INSERT INTO flag_t VALUES (1, 'a', 0);",
+    )
+    .await;
+    tgt.exec(
+        "CREATE TABLE ts_t (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL); \
+         CREATE TABLE key_t (id int PRIMARY KEY, v text); \
+         CREATE TABLE flag_t (id int PRIMARY KEY, v text);",
+    )
+    .await;
+    let mut config = header(&src.url, &tgt.url).replace("Asia/Shanghai", "UTC");
+    for (t, w) in [
+        ("ts_t", r#"{ kind = "timestamp", column = "updated_at" }"#),
+        ("key_t", r#"{ kind = "key" }"#),
+        ("flag_t", r#"{ kind = "flag", column = "sync_sign" }"#),
+    ] {
+        config.push_str(&format!(
+            "\n[[table]]\nsource = \"{t}\"\nschedule = \"realtime@1s\"\nwatermark = {w}\n"
+        ));
+    }
+    let agent = Agent::new(&config);
+    let daemon = Daemon::start(&agent, &[]);
+    let count = async |t: &str| tgt.scalar_i64(&format!("SELECT count(*) FROM {t}")).await;
+    wait_for("the first rows", Duration::from_secs(30), async || {
+        count("ts_t").await + count("key_t").await + count("flag_t").await == 3
+    })
+    .await;
+    // Quiet for a few polls, then a change in each.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    src.exec(
+        "INSERT INTO ts_t VALUES (2, 'b', now(6)); INSERT INTO key_t VALUES (2, 'b'); \
+         INSERT INTO flag_t VALUES (2, 'b', 0);",
+    )
+    .await;
+    wait_for("the changes", Duration::from_secs(10), async || {
+        count("ts_t").await + count("key_t").await + count("flag_t").await == 6
+    })
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    src.drop().await;
+    tgt.drop().await;
+}

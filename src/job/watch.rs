@@ -1,0 +1,152 @@
+//! One question for many quiet tables: which of them hold a row after their watermark (or
+//! a row flagged new)? Asked at most once a second for all the tables polled at least every
+//! 10 s that read the same database, in one statement of `EXISTS` probes; a table with
+//! nothing new skips its cycle. A table's re-read of its lookback window (for late commits),
+//! its look for rows in the future, a cycle woken by a notification and every table run
+//! rarely do not ask: they run as always.
+//!
+//! An answer up to a second old is safe: a table with nothing after an older watermark has
+//! nothing after its newer one, and a table said to have something runs its cycle, which
+//! finds what there is.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::plan::{Mode, Plan};
+use crate::db::dialect::Cond;
+use crate::db::{Db, DbError};
+use crate::ident::{Col, TableName};
+use crate::value::{ColType, Value};
+use crate::watermark::Watermark;
+
+/// What a table asks: a row of `table` after `at` in the order of `cols` (or equal to it,
+/// for a flag).
+#[derive(Clone, Debug, PartialEq)]
+struct Ask {
+    table: TableName,
+    cols: Vec<Col>,
+    at: Vec<Value>,
+    flag: bool,
+}
+
+#[derive(Default)]
+struct Round {
+    at: Option<Instant>,
+    asks: HashMap<String, Ask>,
+    newer: HashSet<String>,
+}
+
+/// Each database's last round of questions, shared by the tables that read it.
+#[derive(Default)]
+pub struct Watch {
+    by_db: std::sync::Mutex<HashMap<usize, Arc<tokio::sync::Mutex<Round>>>>,
+}
+
+/// Tables asked about in one statement.
+const PER_STATEMENT: usize = 200;
+
+impl Watch {
+    /// Whether the table may have rows to exchange after its watermark `wm`; `None` when it
+    /// cannot be asked this way (a digest table, no watermark yet, a watermark held back by
+    /// an open transaction) or the question failed: the cycle runs and finds out.
+    pub async fn newer(&self, plan: &Plan, wm: Option<&Watermark>) -> Option<bool> {
+        let ask = ask_of(plan, wm)?;
+        let db = &plan.ends.read;
+        let slot = {
+            let mut by_db = self.by_db.lock().unwrap_or_else(|e| e.into_inner());
+            by_db.entry(Arc::as_ptr(db) as usize).or_default().clone()
+        };
+        let mut round = slot.lock().await;
+        let fresh = round.at.is_some_and(|t| t.elapsed() < super::probe::FRESH);
+        // The next round asks the table's question as it stands now; this one answered its
+        // last: nothing after its watermark then means nothing now (a watermark only moves
+        // forward), something then is worth a cycle.
+        let asked_before = round.asks.insert(plan.name.clone(), ask).is_some();
+        if fresh && asked_before {
+            return Some(round.newer.contains(&plan.name));
+        }
+        match ask_all(db, &round.asks).await {
+            Ok(newer) => {
+                round.newer = newer;
+                round.at = Some(Instant::now());
+                Some(round.newer.contains(&plan.name))
+            }
+            Err(e) => {
+                tracing::debug!(table = %plan.name, "asking which tables have new rows: {e}");
+                round.at = None;
+                None
+            }
+        }
+    }
+}
+
+/// What a table asks, by its mode.
+fn ask_of(plan: &Plan, wm: Option<&Watermark>) -> Option<Ask> {
+    let key = plan.key_cols();
+    let (cols, at, flag) = match plan.mode {
+        Mode::Timestamp | Mode::Control => {
+            let w = wm?;
+            w.ts.as_ref()?;
+            if w.key.len() != key.len() || key.is_empty() {
+                return None;
+            }
+            let mut cols = vec![plan.read_cols[plan.ts?].clone()];
+            cols.extend(key);
+            (cols, super::tuple(w), false)
+        }
+        Mode::Key => {
+            let w = wm?;
+            if w.key.len() != key.len() || key.is_empty() {
+                return None;
+            }
+            (key, w.key.clone(), false)
+        }
+        Mode::Flag => {
+            let f = plan.flag.as_ref()?;
+            (vec![f.col.clone()], vec![f.pending.clone()], true)
+        }
+        Mode::Digest => return None,
+    };
+    Some(Ask {
+        table: plan.source.clone(),
+        cols,
+        at,
+        flag,
+    })
+}
+
+/// The tables among `asks` that hold what they ask for.
+async fn ask_all(db: &Db, asks: &HashMap<String, Ask>) -> Result<HashSet<String>, DbError> {
+    let names: Vec<&String> = asks.keys().collect();
+    let k = [Col {
+        name: crate::ident::Ident::fixed("k"),
+        ty: ColType::Int,
+        native: "bigint".into(),
+    }];
+    let mut newer = HashSet::new();
+    for chunk in names.chunks(PER_STATEMENT) {
+        let tables: Vec<(&TableName, Vec<Cond<'_>>)> = chunk
+            .iter()
+            .filter_map(|n| asks.get(*n))
+            .map(|a| {
+                let cond = if a.flag {
+                    Cond::Equals(&a.cols[0], &a.at[0])
+                } else {
+                    Cond::After(&a.cols, &a.at)
+                };
+                (&a.table, vec![cond])
+            })
+            .collect();
+        let sql = db.dialect().which_exist(&tables);
+        let (rows, _) = db.fetch(&sql, &k, usize::MAX).await?;
+        for r in rows {
+            if let Some(Value::Int(i)) = r.values.first()
+                && let Some(n) = usize::try_from(*i).ok().and_then(|i| chunk.get(i))
+            {
+                newer.insert((*n).clone());
+            }
+        }
+    }
+    Ok(newer)
+}
