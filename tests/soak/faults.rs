@@ -247,8 +247,9 @@ pub async fn run(world: &World, plan: &[Fault], t0: Instant, deadline: Duration)
             break;
         }
         println!(
-            "[{:>6.1}s] fault: {}",
+            "[{:>6.1}s {}] fault: {}",
             t0.elapsed().as_secs_f64(),
+            chrono::Utc::now().format("%H:%M:%S%.3f"),
             f.describe(&world.agents)
         );
         match inject(world, f, &mut counts).await {

@@ -418,10 +418,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
 
     // Let the daemons catch up: wait until the checker finds nothing and every table is
     // healthy, or the settle time is out (then report what is still wrong).
-    println!(
-        "[{:>6.1}s] waiting for the daemons to catch up",
-        t0.elapsed().as_secs_f64()
-    );
+    println!("{} waiting for the daemons to catch up", at(t0));
     let settle_start = Instant::now();
     let mut findings;
     loop {
