@@ -280,7 +280,7 @@ pub async fn sample(agent: &Agent, src: &Db, ex: &Db) -> Result<(u64, Vec<Findin
             }
             checked += 1;
             let behind = match ex_by.get(&r.id) {
-                None => !(r.is_delete() && !tombstone),
+                None => !r.is_delete() || tombstone,
                 Some(e) => e.time < r.time,
             };
             if behind {

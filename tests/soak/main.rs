@@ -128,7 +128,7 @@ fn cleanup(res: &Shared, keep: bool) {
     while start.elapsed() < Duration::from_secs(10)
         && pids.iter().any(|p| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+                .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
         })
     {
         std::thread::sleep(Duration::from_millis(50));
