@@ -282,7 +282,15 @@ pub async fn watch(
             // Faults that stop an agent hold this lock while it is down.
             let _g = expected.lock().await;
             for a in agents.iter() {
-                if let Some(st) = a.exited().await {
+                let gone = match a.exited().await {
+                    Some(st) => Some(st.to_string()),
+                    // A start that failed leaves no child: it must not stay down unnoticed.
+                    None if a.pid().await.is_none() => {
+                        Some("not running after a failed start".into())
+                    }
+                    None => None,
+                };
+                if let Some(st) = gone {
                     let note = format!(
                         "agent {} exited by itself ({st}) at {}; log tail:\n{}",
                         a.name(),
