@@ -32,7 +32,19 @@ pub fn acquire(state_dir: &Path) -> Result<AgentLock, String> {
         .write(true)
         .open(&p)
         .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    match file.try_lock() {
+    // `holder` (every `status`) takes a shared lock for an instant: a start that meets it
+    // tries again for a second before it concludes that another agent runs.
+    let mut tries = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let pid = read_pid(&mut file);
