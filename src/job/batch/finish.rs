@@ -129,15 +129,15 @@ pub async fn finish(
         batch = Some(s.id);
     }
 
-    if let Some(flag) = &plan.flag {
-        mark_flags(ctx, plan, flag, &flag_done, &flag_failed).await?;
-    }
     if batch.is_none()
         && rejects.is_empty()
         && digests.is_empty()
         && dropped.is_empty()
         && new_wm.is_none()
     {
+        if let Some(flag) = &plan.flag {
+            mark_flags(ctx, plan, flag, &flag_done, &flag_failed).await?;
+        }
         return Ok(());
     }
     let commit = Commit {
@@ -161,6 +161,14 @@ pub async fn finish(
         .commit(&commit)
         .await
         .map_err(|e| JobError::new(&plan.name, "committing the watermark", e.to_string()))?;
+    // The extraction flags are the source's own watermark: they move only after the batch
+    // and its quarantined rows are in the state store. Set before, a kill or a full state
+    // directory in between left rows flagged failed (9) at the source, never read again,
+    // with no reject in the ledger (found by the soak). Set after, the same gap only sends
+    // the rows again, which the exchange takes as they are.
+    if let Some(flag) = &plan.flag {
+        mark_flags(ctx, plan, flag, &flag_done, &flag_failed).await?;
+    }
     tracing::debug!(
         table = %plan.name,
         "batch phases (s): prepared and written {:.3} (written alone {:.3}), committed {:.3}",
