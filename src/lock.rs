@@ -99,4 +99,20 @@ mod tests {
         assert_eq!(holder(dir.path()), None);
         assert!(acquire(dir.path()).is_ok());
     }
+
+    /// A `status` looking at the lock (a shared lock for an instant) as a daemon starts
+    /// does not make the daemon refuse to start.
+    #[test]
+    fn a_start_waits_out_a_status_reading_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(path(dir.path()), "4242").expect("write");
+        let reader = File::open(path(dir.path())).expect("open");
+        reader.lock_shared().expect("shared lock");
+        let status = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        assert!(acquire(dir.path()).is_ok());
+        status.join().expect("join");
+    }
 }
