@@ -237,6 +237,8 @@ main() {
     cargo clippy --all-targets -- -D warnings
     say "cargo test"
     cargo test "$@"
+    say "chaos soak: 2 minutes with seed 1, then 2 minutes with a random seed (docs/soak.md)"
+    scripts/soak.sh --profile dev --minutes 2 --seed 1 --seed random
     say "all tests passed (${SECONDS}s)"
 }
 

@@ -27,7 +27,19 @@ pub fn acquire(state_dir: &Path) -> Result<AgentLock, String> {
         .write(true)
         .open(&p)
         .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    match file.try_lock() {
+    // `holder` (every `status`) takes a shared lock for an instant: a start that meets it
+    // tries again for a second before it concludes that another agent runs.
+    let mut tries = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let pid = read_pid(&mut file);
@@ -108,5 +120,21 @@ mod tests {
         drop(lock);
         assert_eq!(holder(dir.path()), None);
         assert!(acquire(dir.path()).is_ok());
+    }
+
+    /// A `status` looking at the lock (a shared lock for an instant) as a daemon starts
+    /// does not make the daemon refuse to start.
+    #[test]
+    fn a_start_waits_out_a_status_reading_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(path(dir.path()), "4242").expect("write");
+        let reader = File::open(path(dir.path())).expect("open");
+        reader.lock_shared().expect("shared lock");
+        let status = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        assert!(acquire(dir.path()).is_ok());
+        status.join().expect("join");
     }
 }

@@ -315,3 +315,27 @@ async fn a_delivery_that_fails_leaves_the_watermark_and_is_sent_again_as_it_was(
     let wm = s.ctx.state.watermark("item").await.expect("watermark");
     assert_eq!(wm.map(|w| w.key), Some(vec![Value::Int(3)]));
 }
+
+#[tokio::test]
+async fn a_digest_table_deletes_a_row_whose_batch_was_never_committed_here() {
+    let s = setup(
+        r#"{ kind = "digest" }"#,
+        10,
+        &[(1, "a"), (2, "b"), (3, "c")],
+    )
+    .await;
+    let plan = plan_of(&s.ctx).await;
+    // The exchange took the rows; the agent died before it committed them.
+    die_after(&s.ctx, &plan, &s.sink, 1).await;
+    assert_eq!(names(&s.sink.rows()).len(), 3);
+    // Meanwhile the source deleted one.
+    exec(&s.ctx.front, "DELETE FROM item WHERE id = 2").await;
+    cycle(&s.ctx, &plan, false).await.expect("cycle");
+    assert_eq!(
+        names(&s.sink.rows()),
+        vec![(1, "a".to_string()), (3, "c".to_string())]
+    );
+    // And nothing more the cycle after.
+    let report = cycle(&s.ctx, &plan, false).await.expect("cycle");
+    assert_eq!((report.sent, report.deleted), (0, 0), "{report:?}");
+}

@@ -7,6 +7,9 @@ use sqlx::Row;
 
 use super::{State, StateError, q};
 
+/// The digest of a key remembered before its row's batch was committed: no row's.
+const UNKNOWN: [u8; 16] = [0; 16];
+
 /// Digest rows per `INSERT` (5 parameters each; SQLite allows 32,766).
 pub(super) const DIGESTS_PER_STATEMENT: usize = 500;
 
@@ -62,6 +65,31 @@ fn unpack_digests(
 }
 
 impl State {
+    /// Remember these rows' keys before their batch is sent, with a digest no row has, for
+    /// the keys not remembered yet: the batch's commit puts their digests in place.
+    pub async fn remember_keys(
+        &self,
+        table: &str,
+        rows: &[super::DigestEntry],
+    ) -> Result<(), StateError> {
+        let e = q("remembering a batch's keys");
+        let mut tx = self.pool.begin().await.map_err(&e)?;
+        for r in rows {
+            sqlx::query(
+                "INSERT OR IGNORE INTO digests (tbl, rkey, digest, ts, kvals) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(table)
+            .bind(&r.rkey)
+            .bind(&UNKNOWN[..])
+            .bind(&r.ts)
+            .bind(&r.kvals)
+            .execute(&mut *tx)
+            .await
+            .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
     /// Digests of a table's remembered rows, optionally only those changed at or after `since`;
     /// with `keys`, each with its key values (JSON), else with an empty text.
     pub async fn digests(

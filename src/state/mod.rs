@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::watermark::Watermark;
 
@@ -212,6 +212,14 @@ impl State {
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection whose transaction did not end cleanly is closed, never reused.
+            // SQLite rolls a transaction back by itself when a write fails with a full disk
+            // (SQLITE_FULL); sqlx's own ROLLBACK then fails and it still counts the
+            // transaction open, so on that connection the next transaction would begin as a
+            // SAVEPOINT that its COMMIT only releases: a write transaction left open for
+            // good, the state store "locked" for every other connection and what is written
+            // on this one never committed.
+            .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(opts)
             .await
             .map_err(|e| fail(e.to_string()))?;

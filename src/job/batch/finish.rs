@@ -1,5 +1,5 @@
 //! A batch's end: the outcome of its write, the rows the exchange refused quarantined, the
-//! extraction flags set, and the batch committed in the state store with its watermark.
+//! batch committed in the state store with its watermark, and then the extraction flags set.
 
 use super::*;
 
@@ -39,15 +39,15 @@ pub async fn finish(
         };
         done.settle(plan, s, refused, up_rows, del_rows, &tuples);
     }
-    if let Some(flag) = &plan.flag {
-        mark_flags(plan, flag, &done.flag_done, &done.flag_failed).await?;
-    }
     if done.batch.is_none()
         && done.rejects.is_empty()
         && p.digests.is_empty()
         && done.dropped.is_empty()
         && p.new_wm.is_none()
     {
+        if let Some(flag) = &plan.flag {
+            mark_flags(plan, flag, &done.flag_done, &done.flag_failed).await?;
+        }
         return Ok(());
     }
     let commit = Commit {
@@ -71,6 +71,14 @@ pub async fn finish(
         .commit(&commit)
         .await
         .map_err(|e| JobError::store(&plan.name, "committing the watermark", e))?;
+    // The extraction flags are the source's own watermark: they move only after the batch
+    // and its quarantined rows are in the state store. Set before, a kill or a full state
+    // directory in between would leave rows flagged failed at the source, never read again,
+    // with no reject in the ledger. Set after, the same gap only sends the rows again, which
+    // the exchange takes as they are.
+    if let Some(flag) = &plan.flag {
+        mark_flags(plan, flag, &done.flag_done, &done.flag_failed).await?;
+    }
     tracing::debug!(
         table = %plan.name,
         "batch phases (s): prepared and written {:.3} (written alone {:.3}), committed {:.3}",

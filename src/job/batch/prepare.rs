@@ -50,6 +50,16 @@ pub async fn prepare(
                 content,
                 sent_at: sent.at,
             };
+            // A digest table finds its deletes only among the keys it remembers: the keys of a
+            // batch are remembered before it is sent, so that a row the exchange took, whose
+            // batch was never committed here and which is deleted at the source meanwhile, is
+            // still deleted at the exchange (and one still there is sent again).
+            if plan.mode == Mode::Digest {
+                ctx.state
+                    .remember_keys(&plan.name, &digests)
+                    .await
+                    .map_err(st)?;
+            }
             ctx.state
                 .batch_started(&entry, Utc::now())
                 .await
