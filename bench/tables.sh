@@ -95,8 +95,10 @@ TOML
     done
     [ "$got" -ge "$want" ] || die "the agent did not exchange the $n tables (see $WORK/run-$n.err)"
     t_start=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    # Let the first runs settle (their records, the first re-reads of the windows).
-    sleep 10
+    # Let the first runs settle: their records, and the first re-reads of the windows that
+    # find nothing (lookback / 10 after the start, 30 s by default), after which a quiet table
+    # re-reads every lookback / 2.
+    sleep "${SETTLE:-40}"
     pids=$(backends)
     c0=$(cpu_of "$agent"); s0=$(cpu_of $pids); w0=$(written_of "$agent"); x0=$(xacts)
     sleep "$DURATION"

@@ -99,6 +99,8 @@ pub struct Sweep {
     /// re-read (an older record only makes the next re-read after a restart read more).
     pub reread: Option<crate::watermark::Reread>,
     pub recorded: Option<std::time::Instant>,
+    /// The last re-read found nothing to send.
+    pub quiet: bool,
 }
 
 impl Plan {

@@ -65,8 +65,12 @@ pub(super) async fn cycle(
     };
     // A quiet table with nothing after its watermark ends its cycle here, unless it re-reads
     // its window or looks for rows in the future this time.
-    if !afresh && !sweep.due && !extras_due && ctx.watch.newer(plan, Some(&wm)).await == Some(false)
-    {
+    let newer = if !afresh && !sweep.due && !extras_due {
+        ctx.watch.newer(plan, Some(&wm)).await
+    } else {
+        None
+    };
+    if newer == Some(false) {
         let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
         report.warnings.extend(x.warnings.iter().cloned());
         return Ok(());
@@ -105,8 +109,9 @@ pub(super) async fn cycle(
         record_sweep(ctx, plan, &ts_col, &w, probe.snap, moved).await?;
     }
     // Rows dated in the future and rows without a change time are looked for after a cycle
-    // that moved rows, else once a minute; their warnings stand meanwhile.
-    if !moved && !extras_due {
+    // that moved rows or read nothing where there were newer rows (rows in the future are
+    // after the watermark too), else every few minutes; their warnings stand meanwhile.
+    if !moved && !extras_due && newer != Some(true) {
         let x = plan.extras.lock().unwrap_or_else(|e| e.into_inner());
         report.warnings.extend(x.warnings.iter().cloned());
         return Ok(());
@@ -123,7 +128,7 @@ pub(super) async fn cycle(
 }
 
 /// How often a quiet table looks for rows in the future or without a change time.
-const EXTRAS_EVERY: Duration = Duration::from_secs(60);
+const EXTRAS_EVERY: Duration = Duration::from_secs(300);
 
 /// What a cycle asks of the source and the state store before it reads: the source's time,
 /// and for a narrowed re-read, the source's transaction ids and the last re-read's record.
@@ -305,6 +310,7 @@ async fn record_sweep(
         let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
         s.at = Some(std::time::Instant::now());
         s.from = w.start.clone();
+        s.quiet = !moved;
         let Some(snap) = snap else {
             return Ok(());
         };

@@ -118,7 +118,9 @@ fn ask_of(plan: &Plan, wm: Option<&Watermark>) -> Option<Ask> {
 
 /// The tables among `asks` that hold what they ask for.
 async fn ask_all(db: &Db, asks: &HashMap<String, Ask>) -> Result<HashSet<String>, DbError> {
-    let names: Vec<&String> = asks.keys().collect();
+    // In a stable order: the same tables make the same statement, prepared once.
+    let mut names: Vec<&String> = asks.keys().collect();
+    names.sort();
     let k = [Col {
         name: crate::ident::Ident::fixed("k"),
         ty: ColType::Int,

@@ -35,13 +35,15 @@ impl Sweep {
 }
 
 /// Re-read the lookback window behind the watermark and skip rows already exchanged: every
-/// cycle, or at most once per `lookback / 10` for tables polled more often than that. A
-/// re-read reaches back from the watermark of the previous one, so a row committed with a
-/// time within the lookback of the watermark then is still found; the cycles between read
-/// only after the watermark.
+/// cycle, or at most once per `lookback / 10` for tables polled more often than that, and
+/// once per `lookback / 2` while its re-reads find nothing new. A re-read reaches back from
+/// the watermark of the previous one, so a row committed with a time within the lookback of
+/// the watermark then is still found however long after; the period only decides how soon.
+/// The cycles between read only after the watermark.
 pub(super) fn due(plan: &Plan, wm: &Watermark, lookback: Duration) -> Sweep {
-    let period = (lookback / 10).max(Duration::from_secs(1));
     let s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
+    let period = if s.quiet { lookback / 2 } else { lookback / 10 };
+    let period = period.max(Duration::from_secs(1));
     let due = s.at.is_none_or(|t| t.elapsed() >= period);
     let base = match (&s.from, &wm.ts) {
         (Some(f), Some(t)) if cmp_values(f, t).is_lt() => Some(f.clone()),
