@@ -428,7 +428,7 @@ impl Pg {
         cols: &[Col],
         max_bytes: usize,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
-        let mut q = sqlx::query(dynamic(&sql.text));
+        let mut q = sqlx::query(statement(&sql.text, &sql.params));
         for p in &sql.params {
             q = bind(q, p);
         }
@@ -455,7 +455,7 @@ impl Pg {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut n = 0;
         for r in rows {
-            let mut q = sqlx::query(dynamic(text));
+            let mut q = sqlx::query(statement(text, r));
             for v in r {
                 q = bind(q, v);
             }
@@ -515,6 +515,29 @@ fn col_type(typname: &str) -> ColType {
 }
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// The text under which a statement with these values is prepared. A connection keeps one
+/// prepared statement per text, typed by the values of its first execution; a NULL is bound
+/// as text, so a statement first run with a NULL where a later run binds a time (or a
+/// number) would take that value's bytes for text ("invalid byte sequence for encoding
+/// UTF8: 0x00"). Each pattern of NULLs therefore gets its own text.
+pub(super) fn statement(text: &str, values: &[Value]) -> sqlx::AssertSqlSafe<String> {
+    use std::fmt::Write;
+    let mut out = text.to_owned();
+    let mut nulls = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| matches!(v, Value::Null))
+        .peekable();
+    if nulls.peek().is_some() {
+        out.push_str(" /* null");
+        for (i, _) in nulls {
+            let _ = write!(out, " {}", i + 1);
+        }
+        out.push_str(" */");
+    }
+    sqlx::AssertSqlSafe(out)
+}
 
 fn bind<'q>(q: PgQuery<'q>, v: &Value) -> PgQuery<'q> {
     match v {

@@ -321,3 +321,46 @@ async fn batches_of_new_keys_are_copied_in_turn_over_one_connection() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// A PostgreSQL connection prepares a statement once, typed by its first execution's values.
+/// The extraction flags of a batch are set by one statement per row over one connection:
+/// a first row whose time is NULL must not make the next row's time read as text (the soak
+/// found every later flag refused with "invalid byte sequence for encoding UTF8: 0x00").
+#[tokio::test]
+async fn flags_are_set_whatever_column_is_null_first() {
+    let src = PgDb::new("flag_nulls").await;
+    let tgt = PgDb::new("flag_nulls").await;
+    src.exec(
+        "CREATE TABLE fn_src (id bigint PRIMARY KEY, happened timestamp(6), amount numeric(12,2), \
+         note text, sync_sign smallint NOT NULL DEFAULT 0, sync_error_desc varchar(200))",
+    )
+    .await;
+    tgt.exec(
+        "CREATE TABLE fn_src (id bigint PRIMARY KEY, happened timestamp(6), amount numeric(12,2), \
+         note text)",
+    )
+    .await;
+    src.exec(
+        "INSERT INTO fn_src (id, happened, amount, note) VALUES \
+         (1, NULL, NULL, NULL), (2, '2026-03-04 05:06:07.123456', 12.50, 'n'), \
+         (3, NULL, 7.00, NULL), (4, '2026-01-01', NULL, 'm')",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&src.url, &tgt.url),
+        table(
+            "source = \"fn_src\"\nbatch_size = 10\n\
+             watermark = { kind = \"flag\", column = \"sync_sign\", error_column = \"sync_error_desc\" }"
+        )
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("fn_src: 4 row(s) sent"), "{out}");
+    let flags = "SELECT id::text, sync_sign::text FROM fn_src ORDER BY id";
+    let want: Vec<Vec<Option<String>>> = (1..=4)
+        .map(|i| vec![Some(i.to_string()), Some("1".into())])
+        .collect();
+    assert_eq!(src.rows(flags).await, want);
+    let all = "SELECT id::text, happened::text, amount::text, note FROM fn_src ORDER BY id";
+    assert_eq!(tgt.rows(all).await, src.rows(all).await);
+}

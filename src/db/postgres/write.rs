@@ -289,7 +289,7 @@ impl PartWriter for PgPart<'_, '_> {
 impl PgPart<'_, '_> {
     async fn deletes(&mut self, d: Range<usize>) -> Result<(), DbError> {
         for del in &self.w.deletes[d] {
-            let mut q = sqlx::query(dynamic(&self.delete));
+            let mut q = sqlx::query(super::statement(&self.delete, del));
             for v in del {
                 q = bind(q, v);
             }
