@@ -52,67 +52,7 @@ impl Pg {
             direct = None;
         }
         if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
-            let mut conn = self
-                .direct_conn()
-                .await
-                .map_err(err("connecting to the exchange for"))?;
-            let range = int_key_range(w, w.rows);
-            let new = match (range, self.known_max(&name)) {
-                (Some((lo, _)), Some(max)) if lo > max => true,
-                _ => {
-                    let (new, max) = new_keys(&mut conn, dr, w, w.rows, range).await?;
-                    self.hold(&name, max);
-                    new
-                }
-            };
-            let copied = if new {
-                match copy_direct(&mut conn, &dr.copy, buf, turn, || {
-                    if let Some((_, hi)) = range {
-                        self.hold(&name, Some(hi));
-                    }
-                })
-                .await
-                {
-                    Ok(()) => true,
-                    Err(Unsent::After) => {
-                        self.hold(&name, None);
-                        return Err(Turn::not_after(E));
-                    }
-                    Err(Unsent::Commit(e)) => {
-                        self.hold(&name, None);
-                        return Err(err("committing the batch into")(e));
-                    }
-                    Err(Unsent::Copy(e)) => {
-                        let e = err("copying rows into")(e);
-                        match e.class() {
-                            ErrorClass::Unavailable | ErrorClass::Transient => {
-                                self.hold(&name, None);
-                                return Err(e);
-                            }
-                            ErrorClass::Data => {}
-                            // The merge may well work where COPY cannot.
-                            ErrorClass::Fatal => {
-                                tracing::info!(
-                                    table = %table,
-                                    "the exchange refuses COPY straight into {table} ({}): its batches are merged from now on",
-                                    e.cause()
-                                );
-                                if let Ok(mut m) = self.merge_only.lock() {
-                                    m.insert(name.clone());
-                                }
-                            }
-                        }
-                        false
-                    }
-                }
-            } else {
-                false
-            };
-            if !copied {
-                self.hold(&name, None);
-            }
-            if copied {
-                self.keep_direct(conn);
+            if self.copy_straight_in(dr, buf, w, turn).await? {
                 if let Some(Payload::Buf(buf)) = encoded {
                     self.give_back(buf);
                 }
@@ -149,6 +89,81 @@ impl Pg {
             .await
             .map_err(err("committing the batch into"))?;
         Ok(refused)
+    }
+
+    /// Copy a batch of only new keys straight into the target, in a transaction of its own:
+    /// `Ok(true)` when it is committed there, `Ok(false)` when the batch must be merged (the
+    /// target holds one of the keys, or refuses the `COPY`).
+    async fn copy_straight_in(
+        &self,
+        dr: &Direct,
+        buf: &Payload<'_>,
+        w: &WriteBatch<'_>,
+        turn: &Turn,
+    ) -> Result<bool, DbError> {
+        let table = w.upsert.table;
+        let err = |doing: &str| DbError::on_table(E, doing, table);
+        let name = table.to_string();
+        let mut conn = self
+            .direct_conn()
+            .await
+            .map_err(err("connecting to the exchange for"))?;
+        let range = int_key_range(w, w.rows);
+        let new = match (range, self.known_max(&name)) {
+            (Some((lo, _)), Some(max)) if lo > max => true,
+            _ => {
+                let (new, max) = new_keys(&mut conn, dr, w, w.rows, range).await?;
+                self.hold(&name, max);
+                new
+            }
+        };
+        if !new {
+            self.hold(&name, None);
+            return Ok(false);
+        }
+        let copied = copy_direct(&mut conn, &dr.copy, buf, turn, || {
+            if let Some((_, hi)) = range {
+                self.hold(&name, Some(hi));
+            }
+        })
+        .await;
+        match copied {
+            Ok(()) => {
+                self.keep_direct(conn);
+                return Ok(true);
+            }
+            Err(Unsent::After) => {
+                self.hold(&name, None);
+                return Err(Turn::not_after(E));
+            }
+            Err(Unsent::Commit(e)) => {
+                self.hold(&name, None);
+                return Err(err("committing the batch into")(e));
+            }
+            Err(Unsent::Copy(e)) => {
+                let e = err("copying rows into")(e);
+                match e.class() {
+                    ErrorClass::Unavailable | ErrorClass::Transient => {
+                        self.hold(&name, None);
+                        return Err(e);
+                    }
+                    ErrorClass::Data => {}
+                    // The merge may well work where COPY cannot.
+                    ErrorClass::Fatal => {
+                        tracing::info!(
+                            table = %table,
+                            "the exchange refuses COPY straight into {table} ({}): its batches are merged from now on",
+                            e.cause()
+                        );
+                        if let Ok(mut m) = self.merge_only.lock() {
+                            m.insert(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        self.hold(&name, None);
+        Ok(false)
     }
 }
 
