@@ -2,8 +2,9 @@
 //! `frontdb-agent resync`, `run --full-resync`); configuration reload on SIGHUP (the new file
 //! is swapped in only if it is valid); systemd readiness, status and watchdog; graceful stop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -159,6 +160,7 @@ async fn request_all(ctx: &Ctx, wakes: Option<&HashMap<String, Arc<Wake>>>) {
         match ctx.state.request_resync(&spec.name).await {
             Ok(_) => {
                 if let Some(w) = wakes.and_then(|w| w.get(&spec.name)) {
+                    w.pending.store(true, Ordering::Relaxed);
                     w.asked.notify_one();
                 }
             }
@@ -173,8 +175,11 @@ async fn control(ctx: Arc<Ctx>, wakes: HashMap<String, Arc<Wake>>) {
     loop {
         let (resyncs, resubmits) =
             tokio::join!(ctx.state.pending_resyncs(), ctx.state.asked_tables());
-        for t in resyncs.into_iter().chain(resubmits).flatten() {
-            if let Some(w) = wakes.get(&t) {
+        let asked: HashSet<String> = resyncs.into_iter().chain(resubmits).flatten().collect();
+        for (t, w) in &wakes {
+            let now = asked.contains(t);
+            w.pending.store(now, Ordering::Relaxed);
+            if now {
                 w.asked.notify_one();
             }
         }

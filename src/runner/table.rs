@@ -50,6 +50,10 @@ pub struct Wake {
     pub asked: Notify,
     /// The source announced new rows (PostgreSQL NOTIFY).
     pub data: Notify,
+    /// The daemon saw something asked of the table (a resync, rejects to send again) the
+    /// last time it looked: a scheduled run asks the state store what, instead of every run
+    /// asking it.
+    pub pending: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +102,8 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
     let mut plan: Option<Plan> = None;
     let mut failures: u32 = 0;
     let mut recorded = None;
+    // What was asked before the start (an interrupted resync) comes before the first cycle.
+    let mut first = true;
     loop {
         if recorded != Some(next) {
             match ctx.state.set_next_run(&spec.name, next).await {
@@ -116,10 +122,16 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
         if reason == Reason::Asked && failures > 0 && Utc::now() < next {
             continue;
         }
-        let what = match (asked(&ctx, &spec.name).await, reason) {
-            (Some(what), _) => what,
-            (None, Reason::Asked) => continue,
-            (None, _) => What::Cycle,
+        let look = std::mem::take(&mut first)
+            || reason == Reason::Asked
+            || wake.pending.load(std::sync::atomic::Ordering::Relaxed);
+        let what = match (look, reason) {
+            (false, _) => What::Cycle,
+            (true, _) => match (asked(&ctx, &spec.name).await, reason) {
+                (Some(what), _) => what,
+                (None, Reason::Asked) => continue,
+                (None, _) => What::Cycle,
+            },
         };
         if let (Reason::Data, Some(p)) = (reason, &plan) {
             p.woken.store(true, std::sync::atomic::Ordering::Relaxed);
