@@ -96,20 +96,33 @@ impl State {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keep a table's runs; write them when `now` says so or they are due.
-    async fn keep(&self, table: &str, runs: Runs, now: bool) -> Result<(), StateError> {
-        let due = {
-            let mut all = self.runs();
-            let k = all.entry(table.to_owned()).or_insert(Kept {
-                runs: Runs::default(),
+    /// Change a table's kept runs in place (read from the store the first time); `f` says
+    /// whether the change is meaningful (written at once). Otherwise they are written when
+    /// the last write is [`FLUSH_EVERY`] old. A quiet run changes its times only, and
+    /// copies nothing.
+    async fn change(
+        &self,
+        table: &str,
+        f: impl FnOnce(&mut Runs) -> bool,
+    ) -> Result<(), StateError> {
+        if !self.runs().contains_key(table) {
+            let runs = self.kept(table).await?;
+            self.runs().entry(table.to_owned()).or_insert(Kept {
+                runs,
                 written: None,
                 dirty: false,
             });
-            k.dirty |= k.runs != runs;
-            k.runs = runs.clone();
-            k.dirty && (now || k.written.is_none_or(|w| w.elapsed() >= FLUSH_EVERY))
+        }
+        let due = {
+            let mut all = self.runs();
+            let Some(k) = all.get_mut(table) else {
+                return Ok(());
+            };
+            let now = f(&mut k.runs);
+            k.dirty = true;
+            (now || k.written.is_none_or(|w| w.elapsed() >= FLUSH_EVERY)).then(|| k.runs.clone())
         };
-        if due {
+        if let Some(runs) = due {
             self.write_runs(table, &runs).await?;
             if let Some(k) = self.runs().get_mut(table)
                 && k.runs == runs
@@ -150,46 +163,56 @@ impl State {
     }
 
     pub async fn cycle_started(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
-        let mut r = self.kept(table).await?;
-        r.last_started = Some(ts(at));
-        self.keep(table, r, false).await
+        self.change(table, |r| {
+            r.last_started = Some(ts(at));
+            false
+        })
+        .await
     }
 
     /// A run ended. Written at once when it moved rows, or its outcome, error, warnings or
     /// failures changed; a quiet run like the one before is kept in memory.
     pub async fn cycle_finished(&self, c: &CycleEnd<'_>) -> Result<(), StateError> {
-        let before = self.kept(c.table).await?;
-        let now = ts(Utc::now());
-        let failed = c.outcome == Outcome::Failed;
-        let mut r = before.clone();
-        r.last_finished = Some(now.clone());
-        r.last_outcome = Some(c.outcome.as_str().to_owned());
-        r.last_error = c.error.map(str::to_owned);
-        r.last_rows = Some(c.rows as i64);
-        r.last_ms = Some(c.millis as i64);
-        r.warnings = c.warnings.to_vec();
-        if failed {
-            r.failures += 1;
-            r.failing_since = before.failing_since.clone().or(before.last_started.clone());
-        } else {
-            r.failures = 0;
-            r.failing_since = None;
-        }
-        if c.outcome == Outcome::Ok {
-            r.last_success = Some(now);
-        }
-        let meaningful = c.rows > 0
-            || before.last_outcome != r.last_outcome
-            || before.last_error != r.last_error
-            || before.warnings != r.warnings
-            || (before.failures == 0) != (r.failures == 0);
-        self.keep(c.table, r, meaningful).await
+        self.change(c.table, |r| {
+            let now = ts(Utc::now());
+            let failed = c.outcome == Outcome::Failed;
+            let outcome = c.outcome.as_str();
+            let meaningful = c.rows > 0
+                || r.last_outcome.as_deref() != Some(outcome)
+                || r.last_error.as_deref() != c.error
+                || r.warnings != c.warnings
+                || (r.failures == 0) == failed;
+            r.last_finished = Some(now.clone());
+            if meaningful {
+                r.last_outcome = Some(outcome.to_owned());
+                r.last_error = c.error.map(str::to_owned);
+                r.warnings = c.warnings.to_vec();
+            }
+            r.last_rows = Some(c.rows as i64);
+            r.last_ms = Some(c.millis as i64);
+            if failed {
+                r.failures += 1;
+                if r.failing_since.is_none() {
+                    r.failing_since = r.last_started.clone();
+                }
+            } else {
+                r.failures = 0;
+                r.failing_since = None;
+            }
+            if c.outcome == Outcome::Ok {
+                r.last_success = Some(now);
+            }
+            meaningful
+        })
+        .await
     }
 
     pub async fn set_next_run(&self, table: &str, at: DateTime<Utc>) -> Result<(), StateError> {
-        let mut r = self.kept(table).await?;
-        r.next_run = Some(ts(at));
-        self.keep(table, r, false).await
+        self.change(table, |r| {
+            r.next_run = Some(ts(at));
+            false
+        })
+        .await
     }
 
     /// Every table's runs kept in memory, as a running daemon tells `status`.
