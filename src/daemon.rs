@@ -68,6 +68,11 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         if cfg.agent.metrics.is_some() {
             crate::metrics::install();
         }
+        for (name, w) in &wakes {
+            let w = w.clone();
+            ctx.watch
+                .wake_with(name, Arc::new(move || w.data.notify_one()));
+        }
         let tracker = TaskTracker::new();
         for (i, spec) in cfg.tables.iter().enumerate() {
             if let Some(w) = wakes.get(&spec.name) {

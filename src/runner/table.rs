@@ -118,8 +118,9 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
             _ = ctx.cancel.cancelled() => break,
         };
         // A failing table waits out its backoff: what was asked of it (its resync or rejects
-        // to send again, which the daemon asks for every second) is done at its next attempt.
-        if reason == Reason::Asked && failures > 0 && Utc::now() < next {
+        // to send again, which the daemon asks for every second) is done at its next attempt,
+        // and new rows announced (which may be what it fails on) are read then too.
+        if reason != Reason::Scheduled && failures > 0 && Utc::now() < next {
             continue;
         }
         let look = std::mem::take(&mut first)
