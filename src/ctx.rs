@@ -22,9 +22,9 @@ pub struct Ctx {
     pub state: Arc<State>,
     pub cancel: CancellationToken,
     /// What the databases read answered last (their time, open transactions, ids).
-    pub probes: crate::job::Probes,
+    pub probes: crate::probe::Probes,
     /// Which quiet tables have rows after their watermark, asked of each database at once.
-    pub watch: crate::job::Watch,
+    pub watch: crate::watch::Watch,
 }
 
 impl Ctx {

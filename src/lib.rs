@@ -13,6 +13,9 @@
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
 //!   store, the signal to stop), and which side each table reads and writes.
+//! - [`probe`], [`watch`]: questions many tables share, asked of a database at most once a
+//!   second — its time, open transactions and ids; which quiet tables have something new
+//!   (and waking those).
 //! - [`job`]: one table's cycle (read -> validate -> map -> deliver -> commit watermark) per
 //!   change-detection mode, its full resync, and rejects sent again on request.
 //! - [`feedback`]: the province's verdicts read through the exchange's receipts, linked and
@@ -51,6 +54,7 @@ pub mod lock;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod probe;
 pub mod rejects;
 pub mod runner;
 pub mod schedule;
@@ -60,4 +64,5 @@ pub mod state;
 pub mod status;
 pub mod validate;
 pub mod value;
+pub mod watch;
 pub mod watermark;

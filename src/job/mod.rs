@@ -6,11 +6,10 @@ pub mod batch;
 mod deliver;
 mod error;
 pub mod plan;
-mod probe;
+mod quiet;
 mod resubmit;
 pub mod resync;
 mod time;
-mod watch;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,9 +29,7 @@ use batch::{Batch, Gone, Remember, Removals, Rows, Seen};
 use deliver::{AbortOnDrop, deliver_reading, settle};
 pub use error::{Cause, JobError};
 pub use plan::{Mode, Plan};
-pub use probe::Probes;
 pub use resubmit::{Resubmitted, resubmit};
-pub use watch::Watch;
 
 /// Figures of one cycle.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -361,7 +358,7 @@ async fn key_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<(
         .await
         .map_err(|e| JobError::state(&plan.name, e))?
         .filter(|w| w.key.len() == key_cols.len());
-    if !asks_afresh(ctx, plan) && ctx.watch.newer(plan, wm.as_ref()).await == Some(false) {
+    if !asks_afresh(ctx, plan) && quiet::newer(ctx, plan, wm.as_ref()).await == Some(false) {
         return Ok(());
     }
     let none = Seen::new();
@@ -398,7 +395,7 @@ async fn flag_cycle(ctx: &Ctx, plan: &Plan, report: &mut CycleReport) -> Result<
     let Some(flag) = &plan.flag else {
         return Err(JobError::new(&plan.name, "planning", "no flag column"));
     };
-    if !asks_afresh(ctx, plan) && ctx.watch.newer(plan, None).await == Some(false) {
+    if !asks_afresh(ctx, plan) && quiet::newer(ctx, plan, None).await == Some(false) {
         return Ok(());
     }
     let key_cols = plan.key_cols();

@@ -66,7 +66,7 @@ pub(super) async fn cycle(
     // A quiet table with nothing after its watermark ends its cycle here, unless it re-reads
     // its window or looks for rows in the future this time.
     let newer = if !afresh && !sweep.due && !extras_due {
-        ctx.watch.newer(plan, Some(&wm)).await
+        super::quiet::newer(ctx, plan, Some(&wm)).await
     } else {
         None
     };
@@ -78,7 +78,7 @@ pub(super) async fn cycle(
     let age = if afresh {
         Duration::ZERO
     } else {
-        super::probe::FRESH
+        crate::probe::FRESH
     };
     let probe = probe(ctx, plan, age, sweep.due && plan.row_xids).await?;
     let guard = transaction_guard(ctx, plan, &probe, report);
@@ -137,7 +137,7 @@ struct Probe {
     snap: Option<Snapshot>,
     prior: Option<Reread>,
     /// The source's oldest open transaction, where the table guards against them.
-    oldest: Option<Result<super::probe::Oldest, String>>,
+    oldest: Option<Result<crate::probe::Oldest, String>>,
 }
 
 async fn probe(ctx: &Ctx, plan: &Plan, age: Duration, by_xid: bool) -> Result<Probe, JobError> {

@@ -16,21 +16,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::plan::{Mode, Plan};
 use crate::db::dialect::Cond;
 use crate::db::{Db, DbError};
 use crate::ident::{Col, TableName};
 use crate::value::{ColType, Value};
-use crate::watermark::Watermark;
 
 /// What a table asks: a row of `table` after `at` in the order of `cols` (or equal to it,
 /// for a flag).
 #[derive(Clone, Debug, PartialEq)]
-struct Ask {
-    table: TableName,
-    cols: Vec<Col>,
-    at: Vec<Value>,
-    flag: bool,
+pub struct Ask {
+    pub table: TableName,
+    pub cols: Vec<Col>,
+    pub at: Vec<Value>,
+    pub flag: bool,
 }
 
 #[derive(Default)]
@@ -63,33 +61,30 @@ impl Watch {
             .insert(table.to_owned(), wake);
     }
 
-    /// Whether the table may have rows to exchange after its watermark `wm`; `None` when it
-    /// cannot be asked this way (a digest table, no watermark yet, a watermark held back by
-    /// an open transaction) or the question failed: the cycle runs and finds out.
-    pub async fn newer(&self, plan: &Plan, wm: Option<&Watermark>) -> Option<bool> {
-        let ask = ask_of(plan, wm)?;
-        let db = &plan.ends.read;
+    /// Whether the table `name`, read from `db`, holds what it asks; `None` when the question
+    /// failed: the cycle runs and finds out.
+    pub async fn newer(&self, db: &Arc<Db>, name: &str, ask: Ask) -> Option<bool> {
         let slot = {
             let mut by_db = self.by_db.lock().unwrap_or_else(|e| e.into_inner());
             by_db.entry(Arc::as_ptr(db) as usize).or_default().clone()
         };
         let mut round = slot.lock().await;
-        let fresh = round.at.is_some_and(|t| t.elapsed() < super::probe::FRESH);
+        let fresh = round.at.is_some_and(|t| t.elapsed() < crate::probe::FRESH);
         // The next round asks the table's question as it stands now; this one answered its
         // last: nothing after its watermark then means nothing now (a watermark only moves
         // forward), something then is worth a cycle.
-        let asked_before = round.asks.insert(plan.name.clone(), ask).is_some();
+        let asked_before = round.asks.insert(name.to_owned(), ask).is_some();
         if fresh && asked_before {
-            return Some(round.newer.contains(&plan.name));
+            return Some(round.newer.contains(name));
         }
         match ask_all(db, &round.asks).await {
             Ok(newer) => {
-                let has = newer.contains(&plan.name);
+                let has = newer.contains(name);
                 let woken: Vec<Waker> = {
                     let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
                     newer
                         .iter()
-                        .filter(|t| **t != plan.name)
+                        .filter(|t| **t != name)
                         .filter_map(|t| wakers.get(t).cloned())
                         .collect()
                 };
@@ -102,47 +97,12 @@ impl Watch {
                 Some(has)
             }
             Err(e) => {
-                tracing::debug!(table = %plan.name, "asking which tables have new rows: {e}");
+                tracing::debug!(table = %name, "asking which tables have new rows: {e}");
                 round.at = None;
                 None
             }
         }
     }
-}
-
-/// What a table asks, by its mode.
-fn ask_of(plan: &Plan, wm: Option<&Watermark>) -> Option<Ask> {
-    let key = plan.key_cols();
-    let (cols, at, flag) = match plan.mode {
-        Mode::Timestamp | Mode::Control => {
-            let w = wm?;
-            w.ts.as_ref()?;
-            if w.key.len() != key.len() || key.is_empty() {
-                return None;
-            }
-            let mut cols = vec![plan.read_cols[plan.ts?].clone()];
-            cols.extend(key);
-            (cols, super::tuple(w), false)
-        }
-        Mode::Key => {
-            let w = wm?;
-            if w.key.len() != key.len() || key.is_empty() {
-                return None;
-            }
-            (key, w.key.clone(), false)
-        }
-        Mode::Flag => {
-            let f = plan.flag.as_ref()?;
-            (vec![f.col.clone()], vec![f.pending.clone()], true)
-        }
-        Mode::Digest => return None,
-    };
-    Some(Ask {
-        table: plan.source.clone(),
-        cols,
-        at,
-        flag,
-    })
 }
 
 /// The tables among `asks` that hold what they ask for.
