@@ -82,6 +82,7 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(control(ctx.clone(), wakes.clone()));
         tracker.spawn(crate::control::serve(ctx.clone()));
         tracker.spawn(housekeeping(ctx.clone()));
+        tracker.spawn(flush(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
         tracker.spawn(crate::health::patrol(ctx.clone()));
         if cfg.agent.metrics.is_some() {
@@ -191,6 +192,20 @@ async fn control(ctx: Arc<Ctx>, wakes: HashMap<String, Arc<Wake>>) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = ctx.cancel.cancelled() => break,
+        }
+    }
+}
+
+/// Write what the state store keeps in memory (quiet runs, quiet re-reads) every few
+/// minutes, all tables in one transaction.
+async fn flush(ctx: Arc<Ctx>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::state::FLUSH_EVERY) => {}
+            _ = ctx.cancel.cancelled() => break,
+        }
+        if let Err(e) = ctx.state.flush().await {
+            tracing::warn!("cannot record the tables' last runs: {e}");
         }
     }
 }

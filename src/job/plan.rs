@@ -94,11 +94,10 @@ pub struct Extras {
 pub struct Sweep {
     pub at: Option<std::time::Instant>,
     pub from: Option<Value>,
-    /// The last complete re-read's record (by transaction id), and when one was last
-    /// written to the state store: a quiet table writes it every few minutes, not at every
-    /// re-read (an older record only makes the next re-read after a restart read more).
+    /// The last complete re-read's record (by transaction id). A quiet table's is written
+    /// by the state store's periodic flush, not at every re-read (an older record only makes
+    /// the next re-read after a restart read more).
     pub reread: Option<crate::watermark::Reread>,
-    pub recorded: Option<std::time::Instant>,
     /// The last re-read found nothing to send.
     pub quiet: bool,
 }

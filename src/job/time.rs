@@ -306,7 +306,7 @@ async fn record_sweep(
     snap: Option<Snapshot>,
     moved: bool,
 ) -> Result<(), JobError> {
-    let write = {
+    let r = {
         let mut s = plan.sweep.lock().unwrap_or_else(|e| e.into_inner());
         s.at = Some(std::time::Instant::now());
         s.from = w.start.clone();
@@ -320,22 +320,13 @@ async fn record_sweep(
             xmin: snap.xmin,
         };
         s.reread = Some(r.clone());
-        let due = moved
-            || s.recorded
-                .is_none_or(|t| t.elapsed() >= crate::state::FLUSH_EVERY);
-        due.then_some(r)
+        r
     };
-    if let Some(r) = write {
-        ctx.state
-            .set_reread(&plan.name, &r)
-            .await
-            .map_err(|e| JobError::state(&plan.name, e))?;
-        plan.sweep
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .recorded = Some(std::time::Instant::now());
-    }
-    Ok(())
+    // A quiet re-read is recorded by the state store's next flush.
+    ctx.state
+        .set_reread(&plan.name, &r, moved)
+        .await
+        .map_err(|e| JobError::state(&plan.name, e))
 }
 
 /// Rows dated after the database's time `now`: exchanged now, while the watermark stays at

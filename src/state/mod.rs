@@ -173,6 +173,8 @@ pub struct State {
     runs: std::sync::Mutex<HashMap<String, runs::Kept>>,
     /// Each table's watermark as last committed or read (see [`State::watermark`]).
     watermarks: std::sync::Mutex<HashMap<String, Option<Watermark>>>,
+    /// Re-reads of quiet tables recorded in memory only, written by the next flush.
+    rereads: std::sync::Mutex<HashMap<String, crate::watermark::Reread>>,
     pub path: PathBuf,
 }
 
@@ -264,13 +266,14 @@ impl State {
             pool,
             runs: Default::default(),
             watermarks: Default::default(),
+            rereads: Default::default(),
             path,
         })
     }
 
     /// Write what is kept in memory, and close.
     pub async fn close(&self) {
-        if let Err(e) = self.flush_runs().await {
+        if let Err(e) = self.flush().await {
             tracing::warn!("cannot record the tables' last runs: {e}");
         }
         self.pool.close().await;

@@ -16,6 +16,14 @@ impl State {
     /// The table's last complete re-read of its lookback window; `None` when none is
     /// recorded (or the record cannot be read, which only makes the next re-read whole).
     pub async fn reread(&self, table: &str) -> Result<Option<Reread>, StateError> {
+        if let Some(r) = self
+            .rereads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+        {
+            return Ok(Some(r.clone()));
+        }
         let r: Option<Option<String>> =
             sqlx::query_scalar("SELECT reread FROM tables WHERE tbl = ?")
                 .bind(table)
@@ -25,21 +33,27 @@ impl State {
         Ok(r.flatten().and_then(|s| serde_json::from_str(&s).ok()))
     }
 
-    /// Record a complete re-read of the table's lookback window.
-    pub async fn set_reread(&self, table: &str, r: &Reread) -> Result<(), StateError> {
-        // As a watermark is (`Watermark::to_json`): a text that does not read back is no
-        // record, and the next re-read is whole.
-        let text = serde_json::to_string(r).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO tables (tbl, reread) VALUES (?, ?) \
-             ON CONFLICT (tbl) DO UPDATE SET reread = excluded.reread",
-        )
-        .bind(table)
-        .bind(text)
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording a re-read"))?;
-        Ok(())
+    /// Record a complete re-read of the table's lookback window: at once when `now` (rows
+    /// moved), else by the next [`State::flush`] (a quiet table's record, whose loss after a
+    /// crash only makes the next re-read whole).
+    pub async fn set_reread(&self, table: &str, r: &Reread, now: bool) -> Result<(), StateError> {
+        if !now {
+            self.rereads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(table.to_owned(), r.clone());
+            return Ok(());
+        }
+        self.rereads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(table);
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(q("recording a re-read"))?;
+        write_reread(&mut conn, table, r).await
     }
 
     /// The latest change time (as stored, sortable text) among the table's remembered rows.
@@ -78,4 +92,24 @@ impl State {
         }
         Ok(out)
     }
+}
+
+pub(super) async fn write_reread(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    r: &Reread,
+) -> Result<(), StateError> {
+    // As a watermark is (`Watermark::to_json`): a text that does not read back is no record,
+    // and the next re-read is whole.
+    let text = serde_json::to_string(r).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO tables (tbl, reread) VALUES (?, ?) \
+         ON CONFLICT (tbl) DO UPDATE SET reread = excluded.reread",
+    )
+    .bind(table)
+    .bind(text)
+    .execute(conn)
+    .await
+    .map_err(q("recording a re-read"))?;
+    Ok(())
 }

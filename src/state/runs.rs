@@ -1,13 +1,14 @@
 //! What `status` says about each table's runs (when the last began and ended, how long it
 //! took, how it ended, when the next is due), kept in memory and written to the store only
-//! when it changes meaningfully — the outcome, the error, the warnings, rows moved — or when
-//! the last write is a few minutes old. A quiet table's runs then write nothing: hundreds of
-//! tables polled every few seconds would otherwise write to the disk without pause. After a
-//! crash, what the store says of idle runs is at most [`FLUSH_EVERY`] stale; of data, never
-//! (batches commit their watermark and figures themselves).
+//! when it changes meaningfully — the outcome, the error, the warnings, rows moved — and
+//! otherwise by a flush every few minutes that writes every table's in one transaction.
+//! Quiet tables then cost the disk one commit every few minutes: hundreds of tables polled
+//! every few seconds would otherwise write to it without pause. After a crash, what the
+//! store says of idle runs is at most [`FLUSH_EVERY`] stale; of data, never (batches commit
+//! their watermark and figures themselves).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,10 @@ pub struct Runs {
     pub last_success: Option<String>,
 }
 
-/// One table's runs in memory, and when they were last written.
+/// One table's runs in memory, and whether they changed since they were written.
 #[derive(Debug)]
 pub(super) struct Kept {
     runs: Runs,
-    written: Option<Instant>,
     dirty: bool,
 }
 
@@ -97,9 +97,8 @@ impl State {
     }
 
     /// Change a table's kept runs in place (read from the store the first time); `f` says
-    /// whether the change is meaningful (written at once). Otherwise they are written when
-    /// the last write is [`FLUSH_EVERY`] old. A quiet run changes its times only, and
-    /// copies nothing.
+    /// whether the change is meaningful (written at once). Otherwise they wait for the next
+    /// [`State::flush`]. A quiet run changes its times only, and copies nothing.
     async fn change(
         &self,
         table: &str,
@@ -107,11 +106,9 @@ impl State {
     ) -> Result<(), StateError> {
         if !self.runs().contains_key(table) {
             let runs = self.kept(table).await?;
-            self.runs().entry(table.to_owned()).or_insert(Kept {
-                runs,
-                written: None,
-                dirty: false,
-            });
+            self.runs()
+                .entry(table.to_owned())
+                .or_insert(Kept { runs, dirty: false });
         }
         let due = {
             let mut all = self.runs();
@@ -120,45 +117,21 @@ impl State {
             };
             let now = f(&mut k.runs);
             k.dirty = true;
-            (now || k.written.is_none_or(|w| w.elapsed() >= FLUSH_EVERY)).then(|| k.runs.clone())
+            now.then(|| k.runs.clone())
         };
         if let Some(runs) = due {
-            self.write_runs(table, &runs).await?;
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(q("recording a table's runs"))?;
+            write_runs(&mut conn, table, &runs).await?;
             if let Some(k) = self.runs().get_mut(table)
                 && k.runs == runs
             {
                 k.dirty = false;
-                k.written = Some(Instant::now());
             }
         }
-        Ok(())
-    }
-
-    async fn write_runs(&self, table: &str, r: &Runs) -> Result<(), StateError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO tables (tbl, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tbl) DO UPDATE SET last_started = excluded.last_started, \
-             last_finished = excluded.last_finished, last_outcome = excluded.last_outcome, \
-             last_error = excluded.last_error, last_rows = excluded.last_rows, \
-             last_ms = excluded.last_ms, next_run = excluded.next_run, \
-             warnings = excluded.warnings, failures = excluded.failures, \
-             failing_since = excluded.failing_since, last_success = excluded.last_success"
-        )))
-        .bind(table)
-        .bind(&r.last_started)
-        .bind(&r.last_finished)
-        .bind(&r.last_outcome)
-        .bind(&r.last_error)
-        .bind(r.last_rows)
-        .bind(r.last_ms)
-        .bind(&r.next_run)
-        .bind(serde_json::to_string(&r.warnings).unwrap_or_default())
-        .bind(r.failures)
-        .bind(&r.failing_since)
-        .bind(&r.last_success)
-        .execute(&self.pool)
-        .await
-        .map_err(q("recording a table's runs"))?;
         Ok(())
     }
 
@@ -223,21 +196,73 @@ impl State {
             .collect()
     }
 
-    /// Write every table's runs that were kept in memory only (when the agent stops).
-    pub async fn flush_runs(&self) -> Result<(), StateError> {
+    /// Write, in one transaction, every table's runs and quiet re-reads kept in memory
+    /// only: every [`FLUSH_EVERY`] while the daemon runs, and when the agent stops. One
+    /// transaction for all the tables, not one each: hundreds of quiet tables then cost the
+    /// disk one commit every few minutes.
+    pub async fn flush(&self) -> Result<(), StateError> {
         let dirty: Vec<(String, Runs)> = self
             .runs()
             .iter()
             .filter(|(_, k)| k.dirty)
             .map(|(t, k)| (t.clone(), k.runs.clone()))
             .collect();
+        let rereads: Vec<(String, crate::watermark::Reread)> = self
+            .rereads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if dirty.is_empty() && rereads.is_empty() {
+            return Ok(());
+        }
+        let e = q("recording the tables' runs");
+        let mut tx = self.pool.begin().await.map_err(&e)?;
+        for (t, r) in &dirty {
+            write_runs(&mut tx, t, r).await?;
+        }
+        for (t, r) in &rereads {
+            super::reread::write_reread(&mut tx, t, r).await?;
+        }
+        tx.commit().await.map_err(&e)?;
+        let mut all = self.runs();
         for (t, r) in dirty {
-            self.write_runs(&t, &r).await?;
-            if let Some(k) = self.runs().get_mut(&t) {
+            if let Some(k) = all.get_mut(&t) {
                 k.dirty = k.runs != r;
-                k.written = Some(Instant::now());
             }
         }
         Ok(())
     }
+}
+
+async fn write_runs(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    r: &Runs,
+) -> Result<(), StateError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tables (tbl, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (tbl) DO UPDATE SET last_started = excluded.last_started, \
+         last_finished = excluded.last_finished, last_outcome = excluded.last_outcome, \
+         last_error = excluded.last_error, last_rows = excluded.last_rows, \
+         last_ms = excluded.last_ms, next_run = excluded.next_run, \
+         warnings = excluded.warnings, failures = excluded.failures, \
+         failing_since = excluded.failing_since, last_success = excluded.last_success"
+    )))
+    .bind(table)
+    .bind(&r.last_started)
+    .bind(&r.last_finished)
+    .bind(&r.last_outcome)
+    .bind(&r.last_error)
+    .bind(r.last_rows)
+    .bind(r.last_ms)
+    .bind(&r.next_run)
+    .bind(serde_json::to_string(&r.warnings).unwrap_or_default())
+    .bind(r.failures)
+    .bind(&r.failing_since)
+    .bind(&r.last_success)
+    .execute(conn)
+    .await
+    .map_err(q("recording a table's runs"))?;
+    Ok(())
 }

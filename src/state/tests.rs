@@ -212,14 +212,22 @@ async fn rereads_and_digests_by_key() {
         from: None,
         xmin: 7,
     };
-    st.set_reread("t", &first).await.expect("record");
+    st.set_reread("t", &first, true).await.expect("record");
     let second = Reread {
         column: "updated_at".into(),
         from: Some(Value::Text("2026-12-06 10:00:00".into())),
         xmin: (5 << 32) + 9,
     };
-    st.set_reread("t", &second).await.expect("record again");
-    assert_eq!(st.reread("t").await.expect("read"), Some(second));
+    st.set_reread("t", &second, false)
+        .await
+        .expect("record again");
+    assert_eq!(st.reread("t").await.expect("read"), Some(second.clone()));
+    // A quiet re-read waits in memory for the next flush: the store still has the first.
+    let other = State::open(dir.path()).await.expect("open again");
+    assert_eq!(other.reread("t").await.expect("read"), Some(first));
+    st.flush().await.expect("flush");
+    assert_eq!(other.reread("t").await.expect("read"), Some(second.clone()));
+    other.close().await;
     assert_eq!(st.reread("u").await.expect("other table"), None);
     let entries: Vec<DigestEntry> = (0..1200)
         .map(|i| DigestEntry {
