@@ -120,8 +120,11 @@ async fn plan_of(ctx: &Ctx) -> Plan {
 }
 
 /// Run a cycle until the sink has recorded `n` deliveries in all, then drop it where it
-/// stands, as a killed agent would stop.
-async fn die_after(ctx: &Ctx, plan: &Plan, sink: &MemorySink, n: usize) {
+/// stands, as a killed agent would stop, and start again: the state store closed (which
+/// waits for what its connections were doing when the cycle was dropped, as a killed
+/// process's last commit either landed or did not) and opened afresh, and a new plan.
+async fn die_after(s: &mut Setup, plan: &Plan, n: usize) -> Plan {
+    let sink = &s.sink;
     sink.silent_after(Some(n));
     let delivered = async {
         while sink.deliveries().len() < n {
@@ -133,11 +136,18 @@ async fn die_after(ctx: &Ctx, plan: &Plan, sink: &MemorySink, n: usize) {
         }
     };
     tokio::select! {
-        r = cycle(ctx, plan, false) => panic!("the cycle ended before delivery {n}: {r:?}"),
+        r = cycle(&s.ctx, plan, false) => panic!("the cycle ended before delivery {n}: {r:?}"),
         () = delivered => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => panic!("no delivery {n} within 30 s"),
     }
     sink.silent_after(None);
+    s.ctx.state.close().await;
+    s.ctx.state = Arc::new(
+        State::open(&s.ctx.cfg.agent.state_dir)
+            .await
+            .expect("state store again"),
+    );
+    plan_of(&s.ctx).await
 }
 
 /// The batch ledger: each batch's id and status.
@@ -210,11 +220,11 @@ async fn a_cycle_delivers_in_order_and_quarantines_what_the_sink_refuses() {
 async fn a_batch_sent_again_after_the_agent_died_is_the_same_batch_byte_for_byte() {
     let rows: Vec<(i64, String)> = (1..=9).map(|i| (i, format!("row {i}"))).collect();
     let rows: Vec<(i64, &str)> = rows.iter().map(|(i, n)| (*i, n.as_str())).collect();
-    let s = setup(r#"{ kind = "key" }"#, 3, &rows).await;
+    let mut s = setup(r#"{ kind = "key" }"#, 3, &rows).await;
     let plan = plan_of(&s.ctx).await;
     // The agent dies once the second batch was delivered, before it heard the
     // acknowledgement (the first may or may not have been committed by then).
-    die_after(&s.ctx, &plan, &s.sink, 2).await;
+    let plan = die_after(&mut s, &plan, 2).await;
     let before = s.sink.deliveries();
     let report = cycle(&s.ctx, &plan, false).await.expect("cycle");
     assert!(report.sent >= 6, "{report:?}");
@@ -239,7 +249,7 @@ async fn a_batch_sent_again_after_the_agent_died_is_the_same_batch_byte_for_byte
 
 #[tokio::test]
 async fn rows_changed_before_they_are_sent_again_travel_under_a_new_id() {
-    let s = setup(
+    let mut s = setup(
         r#"{ kind = "flag", column = "sync_sign" }"#,
         10,
         &[(1, "v1"), (2, "x")],
@@ -247,7 +257,7 @@ async fn rows_changed_before_they_are_sent_again_travel_under_a_new_id() {
     .await;
     let plan = plan_of(&s.ctx).await;
     // Delivered, and the agent dies before it set the flags.
-    die_after(&s.ctx, &plan, &s.sink, 1).await;
+    let plan = die_after(&mut s, &plan, 1).await;
     exec(&s.ctx.front, "UPDATE item SET name = 'v2' WHERE id = 1").await;
     cycle(&s.ctx, &plan, false).await.expect("cycle");
     let d = s.sink.deliveries();
@@ -318,7 +328,7 @@ async fn a_delivery_that_fails_leaves_the_watermark_and_is_sent_again_as_it_was(
 
 #[tokio::test]
 async fn a_digest_table_deletes_a_row_whose_batch_was_never_committed_here() {
-    let s = setup(
+    let mut s = setup(
         r#"{ kind = "digest" }"#,
         10,
         &[(1, "a"), (2, "b"), (3, "c")],
@@ -326,7 +336,7 @@ async fn a_digest_table_deletes_a_row_whose_batch_was_never_committed_here() {
     .await;
     let plan = plan_of(&s.ctx).await;
     // The exchange took the rows; the agent died before it committed them.
-    die_after(&s.ctx, &plan, &s.sink, 1).await;
+    let plan = die_after(&mut s, &plan, 1).await;
     assert_eq!(names(&s.sink.rows()).len(), 3);
     // Meanwhile the source deleted one.
     exec(&s.ctx.front, "DELETE FROM item WHERE id = 2").await;
