@@ -182,10 +182,28 @@ pub struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExchange {
-    /// `database` (the only kind so far). Default `database`.
+    /// `database` (an exchange database) or `http` (JSON batches posted to an interface).
+    /// Default `database`.
     pub kind: Option<String>,
-    /// Database URL of the exchange, as in `[source]`. Required.
+    /// Database URL of the exchange, as in `[source]`; for `http`, the URL batches are
+    /// posted to, where `{table}` stands for the exchange table's name. Required.
     pub url: String,
+    /// `http`: how long one request may take before it is given up and tried again later.
+    /// Default `30s`.
+    pub timeout: Option<String>,
+    /// `http`: send request bodies gzip-compressed (`Content-Encoding: gzip`). Default false.
+    pub gzip: Option<bool>,
+    /// `http`: a PEM file of the certificate authorities trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `http`: a PEM client certificate (with `client_key`) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// `http`: the PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// `http`: most records in one request; a larger batch goes in several. Default: the
+    /// whole batch in one request.
+    pub max_records: Option<usize>,
+    /// `http`: how requests prove who sends them.
+    pub auth: Option<RawHttpAuth>,
     /// Password of the exchange database; never printed.
     pub password: Option<String>,
     /// Most connections to the exchange. Default 4.
@@ -204,6 +222,33 @@ pub struct RawExchange {
     /// Case of the operation letters written to the operation column: `upper` (`I`/`U`/`D`,
     /// default) or `lower`.
     pub operation_case: Option<String>,
+}
+
+/// `[exchange.auth]`: how requests to an `http` exchange are authenticated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpAuth {
+    /// `none` (default), `basic`, `bearer`, `login`, `md5`, `sha1`, `hmac-sha256` or
+    /// `hmac-sm3`.
+    pub kind: Option<String>,
+    /// The application key (user name for `basic`); `${env:..}`/`${file:..}` capable.
+    pub app_key: Option<String>,
+    /// The application secret (password for `basic`, the token for `bearer`, the key of
+    /// the signatures); `${env:..}`/`${file:..}` capable, never printed.
+    pub app_secret: Option<String>,
+    /// `login`: the URL credentials are posted to. Required for `login`.
+    pub login_url: Option<String>,
+    /// `login`: JSON pointer of the token in the login answer. Default `/token`.
+    pub token_pointer: Option<String>,
+    /// `login`: JSON pointer of the token's lifetime in seconds in the login answer.
+    /// Default `/expires_in`; when the answer has none, `token_ttl` applies.
+    pub expires_pointer: Option<String>,
+    /// `login`: how long a token lives when the answer does not say. Default `15m`.
+    pub token_ttl: Option<String>,
+    /// `login`: the request header that carries the token. Default `Authorization`.
+    pub token_header: Option<String>,
+    /// `login`: text before the token in that header. Default `Bearer ` (with its space).
+    pub token_prefix: Option<String>,
 }
 
 /// `[exchange.control_columns]`: a column that the exchange table lacks is simply not filled.

@@ -17,6 +17,7 @@ mod daemon;
 mod engines_live;
 mod examples;
 mod faults;
+mod http;
 mod idle;
 mod long_transactions;
 mod modes;

@@ -1,0 +1,169 @@
+//! What an answer to a posted batch means: accepted (with the records the province
+//! rejected), refused whole, to be tried again later, credentials refused, or a problem
+//! that needs a person.
+
+use std::time::Duration;
+
+/// One record the province rejected: its index in the request, its code and words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub index: usize,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Every record not listed was taken.
+    Accepted(Vec<Rejected>),
+    /// Nothing was taken: the platform refused the request as data.
+    Refused { code: String, message: String },
+    /// The exchange is busy or down: the batch is sent again later (after `after`, where
+    /// it said).
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+    /// 401 or 403.
+    Credentials { status: u16 },
+    /// Anything else: needs a person.
+    Fatal(String),
+}
+
+/// Longest wait a `Retry-After` is honoured for; a longer one is cut to it (the table
+/// still retries, and says so in `status`).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// The meaning of an answer with this status, `Retry-After` header and body.
+pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Answer {
+    match status {
+        200..=299 => built_in(body),
+        401 | 403 => Answer::Credentials { status },
+        429 => Answer::Retry {
+            after: Some(
+                retry_after
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs)
+                    .min(MAX_RETRY_AFTER),
+            ),
+            why: "HTTP 429 (too many requests)".into(),
+        },
+        408 | 500..=599 => Answer::Retry {
+            after: None,
+            why: format!("HTTP {status}{}", excerpt(body)),
+        },
+        _ => Answer::Fatal(format!("HTTP {status}{}", excerpt(body))),
+    }
+}
+
+/// The built-in envelope's answer: `{"code": 0, "rejected": [{"index", "code", "message"}]}`.
+fn built_in(body: &[u8]) -> Answer {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        // A garbled answer may have followed a batch that was taken; sending it again is
+        // safe (the batch id makes it idempotent).
+        return Answer::Retry {
+            after: None,
+            why: format!("an answer that is not JSON{}", excerpt(body)),
+        };
+    };
+    let code = match v.get("code") {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => return Answer::Fatal(format!("an answer without a code{}", excerpt(body))),
+    };
+    let text = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    if code != "0" {
+        return Answer::Refused {
+            code,
+            message: text(v.get("message").or(v.get("msg"))).unwrap_or_default(),
+        };
+    }
+    let mut rejected = Vec::new();
+    for r in v
+        .get("rejected")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(index) = r.get("index").and_then(serde_json::Value::as_u64) else {
+            return Answer::Fatal(format!(
+                "a rejected record without an index in the answer{}",
+                excerpt(body)
+            ));
+        };
+        rejected.push(Rejected {
+            index: index as usize,
+            code: text(r.get("code")),
+            message: text(r.get("message")).unwrap_or_default(),
+        });
+    }
+    Answer::Accepted(rejected)
+}
+
+/// The beginning of a body, for a message.
+fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let s = s.trim();
+    if s.is_empty() {
+        return String::new();
+    }
+    let cut: String = s.chars().take(200).collect();
+    format!(": {cut}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_sorted_by_what_they_mean() {
+        assert_eq!(
+            classify(200, None, br#"{"code":0}"#),
+            Answer::Accepted(Vec::new())
+        );
+        assert_eq!(
+            classify(
+                200,
+                None,
+                br#"{"code":"0","rejected":[{"index":2,"code":"E01","message":"bad uscc"}]}"#
+            ),
+            Answer::Accepted(vec![Rejected {
+                index: 2,
+                code: Some("E01".into()),
+                message: "bad uscc".into()
+            }])
+        );
+        assert_eq!(
+            classify(200, None, br#"{"code":7,"message":"schema"}"#),
+            Answer::Refused {
+                code: "7".into(),
+                message: "schema".into()
+            }
+        );
+        assert_eq!(
+            classify(429, Some("3"), b""),
+            Answer::Retry {
+                after: Some(Duration::from_secs(3)),
+                why: "HTTP 429 (too many requests)".into()
+            }
+        );
+        assert!(matches!(
+            classify(503, None, b"down"),
+            Answer::Retry { after: None, .. }
+        ));
+        assert!(matches!(
+            classify(200, None, b"<html>"),
+            Answer::Retry { .. }
+        ));
+        assert_eq!(
+            classify(401, None, b""),
+            Answer::Credentials { status: 401 }
+        );
+        assert!(matches!(classify(404, None, b""), Answer::Fatal(_)));
+        assert!(matches!(classify(200, None, b"{}"), Answer::Fatal(_)));
+    }
+}

@@ -1,0 +1,446 @@
+//! The HTTP exchange end to end: the agent posts to `exchange-sim` (the reference receiver)
+//! over loopback, from a PostgreSQL source of its own; what the receiver stored is compared
+//! with the source row by row, and its log of requests shows what travelled.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Agent, Daemon, PgDb, rejects, sqlite_rows, wait_for};
+
+/// A running receiver with its directory (configuration and store).
+struct Sim {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`
+    base: String,
+}
+
+impl Sim {
+    fn start(config: &str) -> Sim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sim.toml");
+        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).expect("write");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_frontdb-agent"))
+            .arg("exchange-sim")
+            .arg("--config")
+            .arg(&path)
+            .env("FRONTDB_LOG", "warn")
+            .env("SIM_SECRET", "sim-secret-value")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn exchange-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the sim's address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Sim { child, dir, base }
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.dir.path().join("exchange-sim.db")
+    }
+
+    /// The records stored for a table: id -> values.
+    async fn records(&self, table: &str) -> Vec<serde_json::Value> {
+        let rows = sqlite_rows(
+            &self.store(),
+            &format!("SELECT vals FROM records WHERE tbl = '{table}'"),
+        )
+        .await;
+        let mut out: Vec<serde_json::Value> = rows
+            .into_iter()
+            .filter_map(|r| r[0].as_deref().and_then(|v| serde_json::from_str(v).ok()))
+            .collect();
+        out.sort_by_key(|v| id_of(&v["id"]));
+        out
+    }
+
+    /// The outcomes of every request, in order: (batch, outcome, records as sent).
+    async fn requests(&self) -> Vec<(Option<String>, String, Option<String>)> {
+        sqlite_rows(
+            &self.store(),
+            "SELECT batch, outcome, body FROM requests ORDER BY seq",
+        )
+        .await
+        .into_iter()
+        .map(|mut r| {
+            let body = r.pop().flatten();
+            let outcome = r.pop().flatten().unwrap_or_default();
+            (r.pop().flatten(), outcome, body)
+        })
+        .collect()
+    }
+}
+
+/// A record's id, however the store's JSON holds the number.
+fn id_of(v: &serde_json::Value) -> i64 {
+    v.as_i64()
+        .or_else(|| v.as_f64().map(|f| f as i64))
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not an id: {v:?}"))
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, name text, amount numeric(12,2), \
+    born date, updated_at timestamp(0) NOT NULL);";
+
+/// `n` rows from `from`, each changed at its own second of 2026-01-01.
+fn insert(from: i64, n: i64) -> String {
+    format!(
+        "INSERT INTO t SELECT i, 'name ' || i, i * 1.25, date '2000-01-01' + i, \
+         timestamp '2026-01-01 00:00:00' + i * interval '1 second' \
+         FROM generate_series({from}, {}) i;",
+        from + n - 1
+    )
+}
+
+/// The source's rows as the receiver should hold them, and what it holds, as text.
+async fn both(pg: &PgDb, sim: &Sim) -> (Vec<String>, Vec<String>) {
+    let want: Vec<String> = pg
+        .rows(
+            "SELECT id::text, coalesce(name, '<null>'), amount::text, born::text, \
+             to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS') || '+08:00' FROM t ORDER BY t.id",
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(Option::unwrap_or_default)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let mut got: Vec<String> = sim
+        .records("t")
+        .await
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} {} {} {}",
+                v["id"],
+                v["name"].as_str().unwrap_or("<null>"),
+                v["amount"].as_str().unwrap_or("?"),
+                v["born"].as_str().unwrap_or("?"),
+                v["updated_at"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    got.sort_by_key(|line| line.split(' ').next().and_then(|id| id.parse::<i64>().ok()));
+    (want, got)
+}
+
+fn config(pg: &PgDb, sim: &Sim, exchange_extra: &str, table_extra: &str) -> String {
+    format!(
+        r#"[agent]
+id = "230000-HTTP"
+state_dir = "{{dir}}/state"
+timezone = "Asia/Shanghai"
+retry_max = "1s"
+
+[source]
+url = "{}"
+
+[exchange]
+kind = "http"
+url = "{}/exchange/{{table}}"
+{exchange_extra}
+
+[[table]]
+source = "t"
+watermark = {{ kind = "timestamp", column = "updated_at", lookback = "0s" }}
+{table_extra}
+"#,
+        pg.url, sim.base
+    )
+}
+
+const HMAC: &str = "[exchange.auth]\nkind = \"hmac-sha256\"\napp_key = \"dept-1\"\napp_secret = \"${env:SIM_SECRET}\"\n";
+
+#[tokio::test]
+async fn signed_batches_are_verified_and_stored_as_the_source_has_them() {
+    let pg = PgDb::new("http_signed").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 250))).await;
+    let sim = Sim::start(
+        "[auth]\nkind = \"hmac-sha256\"\napp_key = \"dept-1\"\napp_secret = \"${env:SIM_SECRET}\"\n\
+         [[table]]\nname = \"t\"\nversion = \"updated_at\"\n",
+    );
+    let agent = Agent::new(&config(
+        &pg,
+        &sim,
+        &format!("gzip = true\nmax_records = 40\n{HMAC}"),
+        "batch_size = 100",
+    ));
+    let run = |agent: &Agent| {
+        agent
+            .command()
+            .env("SIM_SECRET", "sim-secret-value")
+            .arg("once")
+            .output()
+            .expect("once")
+    };
+    let out = run(&agent);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (want, got) = both(&pg, &sim).await;
+    assert_eq!(want.len(), 250);
+    assert_eq!(got, want);
+    let requests = sim.requests().await;
+    assert!(
+        requests.iter().all(|(_, o, _)| o == "applied"),
+        "{requests:?}"
+    );
+    // Three batches of 100, 100 and 50 rows, each in requests of at most 40 records.
+    assert_eq!(requests.len(), 3 + 3 + 2);
+
+    // A wrong secret: the receiver refuses the signature, the agent fails the table
+    // naming the endpoint and never the secret.
+    pg.exec(
+        "UPDATE t SET name = 'changed', updated_at = updated_at + interval '1 day' WHERE id = 1",
+    )
+    .await;
+    let out = agent
+        .command()
+        .env("SIM_SECRET", "wrong-secret-value")
+        .arg("once")
+        .output()
+        .expect("once");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("{}/exchange/t", sim.base)), "{err}");
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("wrong-secret-value"), "{err}");
+    assert!(
+        sim.requests()
+            .await
+            .iter()
+            .any(|(_, o, _)| o == "bad signature")
+    );
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn rejected_records_are_in_the_ledger_resent_after_correction_and_cleared() {
+    let pg = PgDb::new("http_rejects").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 20))).await;
+    pg.exec("UPDATE t SET name = NULL WHERE id IN (3, 17)")
+        .await;
+    let sim =
+        Sim::start("[[table]]\nname = \"t\"\nversion = \"updated_at\"\nrequired = [\"name\"]\n");
+    let agent = Agent::new(&config(&pg, &sim, "", ""));
+    agent.ok(&["once"]);
+    let open = rejects(&agent, &["--state", "open"]);
+    assert_eq!(open.len(), 2, "{open:?}");
+    for r in &open {
+        assert_eq!(r["origin"], "province", "{r}");
+        let reasons = r.to_string();
+        assert!(
+            reasons.contains("E_REQUIRED") && reasons.contains("name is required"),
+            "{r}"
+        );
+    }
+    assert_eq!(sim.records("t").await.len(), 18);
+
+    pg.exec("UPDATE t SET name = 'fixed', updated_at = updated_at + interval '1 day' WHERE id IN (3, 17)")
+        .await;
+    agent.ok(&["once"]);
+    assert!(rejects(&agent, &["--state", "open"]).is_empty());
+    assert_eq!(rejects(&agent, &["--state", "cleared"]).len(), 2);
+    let (want, got) = both(&pg, &sim).await;
+    assert_eq!(got, want);
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_whole_is_split_until_the_bad_record_is_alone() {
+    let pg = PgDb::new("http_split").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 16))).await;
+    pg.exec("UPDATE t SET name = NULL WHERE id = 11").await;
+    let sim = Sim::start(
+        "[[table]]\nname = \"t\"\nversion = \"updated_at\"\nrequired = [\"name\"]\nrefuse_whole = true\n",
+    );
+    let agent = Agent::new(&config(&pg, &sim, "", ""));
+    agent.ok(&["once"]);
+    let open = rejects(&agent, &["--state", "open"]);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(sim.records("t").await.len(), 15);
+    let refused = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|(_, o, _)| o == "refused")
+        .count();
+    // 16 records, halved until the one is alone: 16, 8, 4, 2, 1.
+    assert_eq!(refused, 5);
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn errors_and_dropped_connections_lose_nothing_and_apply_no_batch_twice() {
+    let pg = PgDb::new("http_faults").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 400))).await;
+    let sim = Sim::start(
+        "[[table]]\nname = \"t\"\nversion = \"updated_at\"\n\
+         [faults]\nerror_share = 0.3\ndrop_share = 0.1\ndrop_after_share = 0.2\n",
+    );
+    let agent = Agent::new(&config(
+        &pg,
+        &sim,
+        "timeout = \"5s\"",
+        "schedule = \"realtime@200ms\"\nbatch_size = 50",
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    // Changes keep coming while the faults go on: updates, and new rows.
+    for wave in 0..4 {
+        pg.exec(&format!(
+            "UPDATE t SET amount = amount + 1, updated_at = updated_at + interval '1 day' \
+             WHERE id % 7 = {wave}; {}",
+            insert(401 + wave * 50, 50)
+        ))
+        .await;
+        wait_for(
+            "the receiver to hold this wave",
+            Duration::from_secs(120),
+            async || {
+                let (want, got) = both(&pg, &sim).await;
+                want == got
+            },
+        )
+        .await;
+    }
+    let requests = sim.requests().await;
+    let faults = requests
+        .iter()
+        .filter(|(_, o, _)| o == "503" || o == "dropped before")
+        .count();
+    assert!(faults > 5, "the faults were injected: {requests:?}");
+    let mut applied: Vec<&String> = requests
+        .iter()
+        .filter(|(_, o, _)| o.starts_with("applied"))
+        .filter_map(|(b, _, _)| b.as_ref())
+        .collect();
+    let n = applied.len();
+    applied.sort();
+    applied.dedup();
+    assert_eq!(applied.len(), n, "a batch was applied twice");
+    assert!(
+        requests.iter().any(|(_, o, _)| o == "replayed"),
+        "a batch whose answer was lost was sent again and answered from the receiver's memory"
+    );
+    daemon.stop();
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_run_is_renewed_without_losing_a_batch() {
+    let pg = PgDb::new("http_token").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 10))).await;
+    let sim = Sim::start(
+        "[auth]\nkind = \"login\"\napp_key = \"dept-1\"\napp_secret = \"${env:SIM_SECRET}\"\n\
+         token_ttl = \"1h\"\nrevoke_after = \"1s\"\n[[table]]\nname = \"t\"\nversion = \"updated_at\"\n",
+    );
+    let login = format!(
+        "[exchange.auth]\nkind = \"login\"\napp_key = \"dept-1\"\napp_secret = \"${{env:SIM_SECRET}}\"\n\
+         login_url = \"{}/login\"\n",
+        sim.base
+    );
+    let agent = Agent::new(&config(&pg, &sim, &login, "schedule = \"realtime@200ms\""));
+    let mut cmd = agent.command();
+    let log = agent.dir.path().join("daemon.log");
+    let child = cmd
+        .env("SIM_SECRET", "sim-secret-value")
+        .env("FRONTDB_LOG", "info")
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("run");
+    let daemon = Daemon { child, log };
+    let mut next = 11;
+    // Rows keep arriving until the receiver has refused an expired token at least once;
+    // each wave is waited for at the receiver.
+    loop {
+        pg.exec(&insert(next, 5)).await;
+        next += 5;
+        wait_for(
+            "the receiver to hold every row",
+            Duration::from_secs(60),
+            async || {
+                let (want, got) = both(&pg, &sim).await;
+                want == got
+            },
+        )
+        .await;
+        if sim
+            .requests()
+            .await
+            .iter()
+            .any(|(_, o, _)| o == "token expired")
+        {
+            break;
+        }
+        assert!(next < 500, "no token expired: {:?}", sim.requests().await);
+    }
+    let (want, got) = both(&pg, &sim).await;
+    assert_eq!(got, want);
+    let status = agent.status_json().to_string();
+    assert!(!status.contains("sim-secret-value"));
+    daemon.stop();
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn a_kill_between_the_receivers_answer_and_the_commit_resends_the_same_batch() {
+    let pg = PgDb::new("http_kill").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 30))).await;
+    // The second batch applied gets no answer: the agent waits, and is killed meanwhile.
+    let sim = Sim::start(
+        "[[table]]\nname = \"t\"\nversion = \"updated_at\"\n[faults]\nstall_after_batches = 2\n",
+    );
+    let agent = Agent::new(&config(&pg, &sim, "timeout = \"5m\"", "batch_size = 10"));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for(
+        "the receiver to apply the second batch",
+        Duration::from_secs(60),
+        async || {
+            sim.requests()
+                .await
+                .iter()
+                .any(|(_, o, _)| o == "applied, stalled")
+        },
+    )
+    .await;
+    daemon.kill();
+    agent.ok(&["once"]);
+    let requests = sim.requests().await;
+    let (stalled, body) = requests
+        .iter()
+        .find(|(_, o, _)| o == "applied, stalled")
+        .map(|(b, _, body)| (b.clone().expect("batch"), body.clone()))
+        .expect("stalled");
+    let again: Vec<_> = requests
+        .iter()
+        .filter(|(b, o, _)| b.as_deref() == Some(stalled.as_str()) && o == "replayed")
+        .collect();
+    assert_eq!(again.len(), 1, "{requests:?}");
+    assert_eq!(again[0].2, body, "the same records under the same id");
+    let (want, got) = both(&pg, &sim).await;
+    assert_eq!(got, want);
+    pg.drop().await;
+}
