@@ -80,6 +80,29 @@ impl Sim {
     }
 }
 
+/// Wait until the receiver holds what the source has; on a timeout, say what the daemon
+/// logged.
+async fn wait_equal(pg: &PgDb, sim: &Sim, daemon: &Daemon, timeout: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let (want, got) = both(pg, sim).await;
+        if want == got {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let log = daemon.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the receiver holds {} of {} rows after {timeout:?}; the daemon's log ends:\n{}",
+                got.len(),
+                want.len(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A record's id, however the store's JSON holds the number.
 fn id_of(v: &serde_json::Value) -> i64 {
     v.as_i64()
@@ -100,9 +123,14 @@ const TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, name text, amount numer
 
 /// `n` rows from `from`, each changed at its own second of 2026-01-01.
 fn insert(from: i64, n: i64) -> String {
+    insert_on(from, n, "2026-01-01")
+}
+
+/// `n` rows from `from`, each changed at its own second of `day`.
+fn insert_on(from: i64, n: i64, day: &str) -> String {
     format!(
         "INSERT INTO t SELECT i, 'name ' || i, i * 1.25, date '2000-01-01' + i, \
-         timestamp '2026-01-01 00:00:00' + i * interval '1 second' \
+         timestamp '{day} 00:00:00' + i * interval '1 second' \
          FROM generate_series({from}, {}) i;",
         from + n - 1
     )
@@ -308,21 +336,16 @@ async fn errors_and_dropped_connections_lose_nothing_and_apply_no_batch_twice() 
     let daemon = Daemon::start(&agent, &[]);
     // Changes keep coming while the faults go on: updates, and new rows.
     for wave in 0..4 {
+        // Each wave changes rows later than every change before it.
+        let day = format!("2026-03-{:02}", wave + 1);
         pg.exec(&format!(
-            "UPDATE t SET amount = amount + 1, updated_at = updated_at + interval '1 day' \
+            "UPDATE t SET amount = amount + 1, \
+             updated_at = timestamp '{day} 00:00:00' + id * interval '1 second' \
              WHERE id % 7 = {wave}; {}",
-            insert(401 + wave * 50, 50)
+            insert_on(401 + wave * 50, 50, &day)
         ))
         .await;
-        wait_for(
-            "the receiver to hold this wave",
-            Duration::from_secs(120),
-            async || {
-                let (want, got) = both(&pg, &sim).await;
-                want == got
-            },
-        )
-        .await;
+        wait_equal(&pg, &sim, &daemon, Duration::from_secs(120)).await;
     }
     let requests = sim.requests().await;
     let faults = requests
@@ -378,15 +401,7 @@ async fn a_token_that_expires_mid_run_is_renewed_without_losing_a_batch() {
     loop {
         pg.exec(&insert(next, 5)).await;
         next += 5;
-        wait_for(
-            "the receiver to hold every row",
-            Duration::from_secs(60),
-            async || {
-                let (want, got) = both(&pg, &sim).await;
-                want == got
-            },
-        )
-        .await;
+        wait_equal(&pg, &sim, &daemon, Duration::from_secs(60)).await;
         if sim
             .requests()
             .await
@@ -399,7 +414,13 @@ async fn a_token_that_expires_mid_run_is_renewed_without_losing_a_batch() {
     }
     let (want, got) = both(&pg, &sim).await;
     assert_eq!(got, want);
-    let status = agent.status_json().to_string();
+    let status = agent
+        .command()
+        .env("SIM_SECRET", "sim-secret-value")
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout);
     assert!(!status.contains("sim-secret-value"));
     daemon.stop();
     pg.drop().await;
