@@ -465,3 +465,30 @@ async fn a_kill_between_the_receivers_answer_and_the_commit_resends_the_same_bat
     assert_eq!(got, want);
     pg.drop().await;
 }
+
+#[tokio::test]
+async fn a_resync_sends_every_row_again_and_says_it_cannot_remove_rows_gone_from_the_source() {
+    let pg = PgDb::new("http_resync").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 30))).await;
+    let sim = Sim::start("[[table]]\nname = \"t\"\nversion = \"updated_at\"\n");
+    let agent = Agent::new(&config(&pg, &sim, "", "batch_size = 10"));
+    agent.ok(&["once"]);
+    let first: usize = sim.requests().await.len();
+    assert_eq!(first, 3);
+    pg.exec("DELETE FROM t WHERE id = 30").await;
+    let (out, log) = agent.ok_logged(&["resync"], "info");
+    let requests = sim.requests().await;
+    // 29 rows in three new batches, each applied (none answered from memory: the ids are new).
+    let again: Vec<_> = requests[first..].iter().collect();
+    assert_eq!(again.len(), 3, "{requests:?}");
+    assert!(again.iter().all(|(_, o, _)| o == "applied"), "{again:?}");
+    let said = format!("{out}{log}{}", agent.ok(&["status"]));
+    assert!(
+        said.contains("cannot list the keys it holds"),
+        "the resync says rows gone from the source stay at the exchange:\n{said}"
+    );
+    // The row deleted at the source stays at the receiver: an interface cannot be asked
+    // which keys it holds.
+    assert_eq!(sim.records("t").await.len(), 30);
+    pg.drop().await;
+}
