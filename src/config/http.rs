@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::schema::{RawExchange, RawHttpAuth};
+use super::schema::{RawEnvelope, RawExchange, RawHttpAuth};
 use super::secret::{self, Secret};
 use super::validate::V;
 
@@ -20,6 +20,63 @@ pub struct HttpExchange {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub max_records: Option<usize>,
     pub auth: HttpAuth,
+    pub envelope: Envelope,
+}
+
+/// What a record looks like in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordShape {
+    /// `{"op", "key", "values"}`.
+    BuiltIn,
+    /// The values alone: the envelope cannot carry deletes.
+    Values,
+}
+
+/// A request body and its answer, as a province defines them.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub records: String,
+    pub record: RecordShape,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub agent_field: Option<String>,
+    pub table_field: Option<String>,
+    pub batch_field: Option<String>,
+    pub cd_batch_field: Option<String>,
+    pub token_field: Option<String>,
+    pub success: String,
+    pub success_value: String,
+    pub message: String,
+    pub rejected: String,
+    pub date_format: String,
+    /// `None`: RFC 3339.
+    pub time_format: Option<String>,
+    /// `None`: the agent's zone.
+    pub tz: Option<chrono_tz::Tz>,
+    pub json_columns: Vec<String>,
+}
+
+impl Envelope {
+    /// The built-in envelope.
+    pub fn built_in() -> Envelope {
+        Envelope {
+            records: "/records".into(),
+            record: RecordShape::BuiltIn,
+            fields: serde_json::Map::new(),
+            agent_field: Some("agent".into()),
+            table_field: Some("table".into()),
+            batch_field: Some("batch".into()),
+            cd_batch_field: Some("cd_batch".into()),
+            token_field: None,
+            success: "/code".into(),
+            success_value: "0".into(),
+            message: "/message".into(),
+            rejected: "/rejected".into(),
+            date_format: "%Y-%m-%d".into(),
+            time_format: None,
+            tz: None,
+            json_columns: Vec::new(),
+        }
+    }
 }
 
 /// How requests prove who sends them.
@@ -79,6 +136,8 @@ pub struct HttpAuth {
 #[derive(Clone, Debug)]
 pub struct Login {
     pub url: String,
+    pub key_field: String,
+    pub secret_field: String,
     pub token_pointer: String,
     pub expires_pointer: String,
     pub ttl: Duration,
@@ -142,6 +201,16 @@ impl V<'_> {
             self.err("exchange.max_records", "must be at least 1");
         }
         let auth = self.http_auth(e.auth.as_ref());
+        let envelope = match &e.envelope {
+            Some(raw) => self.envelope(raw),
+            None => Envelope::built_in(),
+        };
+        if envelope.token_field.is_some() && auth.kind != AuthKind::Login {
+            self.err(
+                "exchange.envelope.token_field",
+                "carries a login token: needs [exchange.auth] kind = \"login\"",
+            );
+        }
         (self.problems.len() == before).then(|| HttpExchange {
             url,
             timeout,
@@ -150,7 +219,109 @@ impl V<'_> {
             client_cert,
             max_records: e.max_records,
             auth,
+            envelope,
         })
+    }
+
+    fn envelope(&mut self, r: &RawEnvelope) -> Envelope {
+        let built_in = Envelope::built_in();
+        let record = match r.record.as_deref() {
+            None | Some("built-in") => RecordShape::BuiltIn,
+            Some("values") => RecordShape::Values,
+            Some(other) => {
+                self.err(
+                    "exchange.envelope.record",
+                    format!("`{other}` is not a record shape: use built-in or values"),
+                );
+                RecordShape::BuiltIn
+            }
+        };
+        let mut pointer = |key: &str, v: &Option<String>, default: &str| {
+            let p = v.clone().unwrap_or_else(|| default.to_owned());
+            if !p.starts_with('/') {
+                self.err(
+                    format!("exchange.envelope.{key}"),
+                    format!("`{p}` is not a JSON pointer: write e.g. /data"),
+                );
+            }
+            p
+        };
+        let records = pointer("records", &r.records, &built_in.records);
+        let success = pointer("success", &r.success, &built_in.success);
+        let message = pointer("message", &r.message, &built_in.message);
+        let rejected = pointer("rejected", &r.rejected, &built_in.rejected);
+        // The built-in record keeps the built-in wrapper fields unless told otherwise; a
+        // province's own record has only the fields it names.
+        let field = |v: &Option<String>, default: &Option<String>| match v {
+            Some(n) if n.is_empty() => None,
+            Some(n) => Some(n.clone()),
+            None if record == RecordShape::BuiltIn => default.clone(),
+            None => None,
+        };
+        let fields = r
+            .fields
+            .iter()
+            .filter_map(|(k, v)| match serde_json::to_value(v) {
+                Ok(j) => Some((k.clone(), j)),
+                Err(e) => {
+                    self.err(format!("exchange.envelope.fields.{k}"), e.to_string());
+                    None
+                }
+            })
+            .collect();
+        let success_value = match &r.success_value {
+            None => built_in.success_value.clone(),
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::Integer(i)) => i.to_string(),
+            Some(other) => {
+                self.err(
+                    "exchange.envelope.success_value",
+                    format!("`{other}` is not a text or an integer"),
+                );
+                String::new()
+            }
+        };
+        let tz = r.timezone.as_ref().and_then(|z| {
+            z.parse::<chrono_tz::Tz>()
+                .map_err(|_| {
+                    self.err(
+                        "exchange.envelope.timezone",
+                        format!("`{z}` is not a time zone name (e.g. Asia/Ho_Chi_Minh)"),
+                    )
+                })
+                .ok()
+        });
+        for (key, f) in [
+            ("date_format", &r.date_format),
+            ("time_format", &r.time_format),
+        ] {
+            if let Some(f) = f
+                && chrono::format::StrftimeItems::new(f).parse().is_err()
+            {
+                self.err(
+                    format!("exchange.envelope.{key}"),
+                    format!("`{f}` is not a chrono format (e.g. %Y%m%d%H%M%S)"),
+                );
+            }
+        }
+        Envelope {
+            records,
+            record,
+            fields,
+            agent_field: field(&r.agent_field, &built_in.agent_field),
+            table_field: field(&r.table_field, &built_in.table_field),
+            batch_field: field(&r.batch_field, &built_in.batch_field),
+            cd_batch_field: field(&r.cd_batch_field, &built_in.cd_batch_field),
+            token_field: r.token_field.clone().filter(|f| !f.is_empty()),
+            success,
+            success_value,
+            message,
+            rejected,
+            date_format: r.date_format.clone().unwrap_or(built_in.date_format),
+            time_format: r.time_format.clone(),
+            tz,
+            json_columns: r.json_columns.clone(),
+        }
     }
 
     fn http_auth(&mut self, a: Option<&RawHttpAuth>) -> HttpAuth {
@@ -219,6 +390,14 @@ impl V<'_> {
             }
             Login {
                 url,
+                key_field: a
+                    .login_key_field
+                    .clone()
+                    .unwrap_or_else(|| "app_key".into()),
+                secret_field: a
+                    .login_secret_field
+                    .clone()
+                    .unwrap_or_else(|| "app_secret".into()),
                 token_pointer,
                 expires_pointer,
                 ttl: self.duration(
@@ -236,6 +415,8 @@ impl V<'_> {
         if kind != AuthKind::Login {
             for (key, set) in [
                 ("login_url", a.login_url.is_some()),
+                ("login_key_field", a.login_key_field.is_some()),
+                ("login_secret_field", a.login_secret_field.is_some()),
                 ("token_pointer", a.token_pointer.is_some()),
                 ("expires_pointer", a.expires_pointer.is_some()),
                 ("token_ttl", a.token_ttl.is_some()),

@@ -204,6 +204,8 @@ pub struct RawExchange {
     pub max_records: Option<usize>,
     /// `http`: how requests prove who sends them.
     pub auth: Option<RawHttpAuth>,
+    /// `http`: a province's own body and answer, configured over the built-in envelope.
+    pub envelope: Option<RawEnvelope>,
     /// Password of the exchange database; never printed.
     pub password: Option<String>,
     /// Most connections to the exchange. Default 4.
@@ -238,6 +240,10 @@ pub struct RawHttpAuth {
     pub app_secret: Option<String>,
     /// `login`: the URL credentials are posted to. Required for `login`.
     pub login_url: Option<String>,
+    /// `login`: the field names of the key and the secret in the login request. Defaults
+    /// `app_key`, `app_secret`.
+    pub login_key_field: Option<String>,
+    pub login_secret_field: Option<String>,
     /// `login`: JSON pointer of the token in the login answer. Default `/token`.
     pub token_pointer: Option<String>,
     /// `login`: JSON pointer of the token's lifetime in seconds in the login answer.
@@ -249,6 +255,48 @@ pub struct RawHttpAuth {
     pub token_header: Option<String>,
     /// `login`: text before the token in that header. Default `Bearer ` (with its space).
     pub token_prefix: Option<String>,
+}
+
+/// `[exchange.envelope]`: where things go in a province's own request body, and how its
+/// answer says success. Every key defaults to the built-in envelope.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvelope {
+    /// JSON pointer where the records go in the body. Default `/records`.
+    pub records: Option<String>,
+    /// What a record is: `built-in` (`op`, `key`, `values`) or `values` (the values
+    /// alone). Default `built-in`.
+    pub record: Option<String>,
+    /// Constant fields of the body, e.g. `{ service = "DongBoHoSoMC", isUpdating = true }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, toml::Value>,
+    /// Field names of the agent id, exchange table, batch id and batch number in the
+    /// body; an empty name leaves it out. Defaults `agent`, `table`, `batch`, `cd_batch`
+    /// for the built-in record, none otherwise.
+    pub agent_field: Option<String>,
+    pub table_field: Option<String>,
+    pub batch_field: Option<String>,
+    pub cd_batch_field: Option<String>,
+    /// A login token travels in the body under this field instead of a header.
+    pub token_field: Option<String>,
+    /// JSON pointer of the answer's result code. Default `/code`.
+    pub success: Option<String>,
+    /// The result code meaning success (compared as text). Default `0`.
+    pub success_value: Option<toml::Value>,
+    /// JSON pointer of the answer's message. Default `/message`.
+    pub message: Option<String>,
+    /// JSON pointer of the per-record results (`index`, `code`, `message`). Default
+    /// `/rejected`.
+    pub rejected: Option<String>,
+    /// chrono format of dates. Default `%Y-%m-%d`.
+    pub date_format: Option<String>,
+    /// chrono format of times. Default RFC 3339 with the offset.
+    pub time_format: Option<String>,
+    /// IANA zone times are written in. Default `[agent] timezone`.
+    pub timezone: Option<String>,
+    /// Text columns that hold JSON, sent as JSON (lists of documents, fees).
+    #[serde(default)]
+    pub json_columns: Vec<String>,
 }
 
 /// `[exchange.control_columns]`: a column that the exchange table lacks is simply not filled.

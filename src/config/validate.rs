@@ -306,6 +306,7 @@ impl V<'_> {
             ("client_key", e.client_key.is_some()),
             ("max_records", e.max_records.is_some()),
             ("auth", e.auth.is_some()),
+            ("envelope", e.envelope.is_some()),
         ] {
             if set {
                 self.err(

@@ -42,6 +42,12 @@ struct RawSimAuth {
     /// `login`: a token stops being accepted this long after it was issued, whatever was
     /// announced (an expiry the agent cannot foresee). Default: as announced.
     revoke_after: Option<String>,
+    /// `login`: field names of the key and the secret in the login request. Defaults
+    /// `app_key`, `app_secret`.
+    login_key_field: Option<String>,
+    login_secret_field: Option<String>,
+    /// `login`: the field of the answer that holds the token. Default `token`.
+    token_field: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +89,9 @@ pub struct SimAuth {
     pub app_secret: String,
     pub token_ttl: Duration,
     pub revoke_after: Option<Duration>,
+    pub login_key_field: String,
+    pub login_secret_field: String,
+    pub token_field: String,
 }
 
 #[derive(Debug)]
@@ -202,6 +211,12 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
             app_secret,
             token_ttl,
             revoke_after,
+            login_key_field: raw.auth.login_key_field.unwrap_or_else(|| "app_key".into()),
+            login_secret_field: raw
+                .auth
+                .login_secret_field
+                .unwrap_or_else(|| "app_secret".into()),
+            token_field: raw.auth.token_field.unwrap_or_else(|| "token".into()),
         },
         tables: raw
             .tables

@@ -69,6 +69,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/login", post(login))
         .route("/feedback", get(feedback))
         .route("/exchange/{table}", post(batch))
+        .route("/qcvn/{service}", post(qcvn))
         .with_state(sim);
     println!("listening on http://{addr}");
     let stop = async {
@@ -107,8 +108,8 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn login(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     let creds: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
     let a = &sim.cfg.auth;
-    if creds.get("app_key").and_then(Json::as_str) != Some(a.app_key.as_str())
-        || creds.get("app_secret").and_then(Json::as_str) != Some(a.app_secret.as_str())
+    if creds.get(&a.login_key_field).and_then(Json::as_str) != Some(a.app_key.as_str())
+        || creds.get(&a.login_secret_field).and_then(Json::as_str) != Some(a.app_secret.as_str())
     {
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -123,10 +124,67 @@ async fn login(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(token.clone(), Instant::now() + lives);
-    answer(
-        StatusCode::OK,
-        serde_json::json!({"code": 0, "token": token, "expires_in": a.token_ttl.as_secs()}),
-    )
+    let mut body =
+        serde_json::json!({"code": 0, "error_code": "00", "expires_in": a.token_ttl.as_secs()});
+    body[a.token_field.as_str()] = Json::String(token);
+    answer(StatusCode::OK, body)
+}
+
+/// Whether a login token is accepted now.
+fn token_valid(sim: &Sim, token: &str) -> Result<(), &'static str> {
+    let tokens = sim.tokens.lock().unwrap_or_else(|e| e.into_inner());
+    match tokens.get(token) {
+        Some(until) if Instant::now() < *until => Ok(()),
+        Some(_) => Err("token expired"),
+        None => Err("unknown token"),
+    }
+}
+
+/// A QCVN 120 packet (`DongBoHoSoMC`, `CapNhatTienDoHoSoMC`, …): the session from the login,
+/// the unit code and the service are checked, the packet is logged as it came, and the
+/// answer is the standard's `error_code` `"00"`.
+async fn qcvn(
+    State(sim): State<Arc<Sim>>,
+    UrlPath(service): UrlPath<String>,
+    raw: Bytes,
+) -> Response {
+    let fail = |code: &str, message: &str| {
+        answer(
+            StatusCode::OK,
+            serde_json::json!({"error_code": code, "message": message}),
+        )
+    };
+    let Ok(packet) = serde_json::from_slice::<Json>(&raw) else {
+        return fail("99", "not JSON");
+    };
+    let session = packet.get("session").and_then(Json::as_str).unwrap_or("");
+    if let Err(why) = token_valid(&sim, session) {
+        let _ = sim.store.log(None, Some(&service), why, None).await;
+        return fail("02", why);
+    }
+    for field in ["madonvi", "service"] {
+        if packet
+            .get(field)
+            .and_then(Json::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return fail("03", &format!("{field} is missing"));
+        }
+    }
+    if packet.get("service").and_then(Json::as_str) != Some(service.as_str()) {
+        return fail("03", "service does not match the URL");
+    }
+    match sim
+        .store
+        .log(None, Some(&service), "qcvn", Some(&packet.to_string()))
+        .await
+    {
+        Ok(()) => fail("00", "OK"),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error_code": "99", "message": e.to_string()}),
+        ),
+    }
 }
 
 /// Whether the request proves its sender, as the configured auth kind asks.
@@ -142,12 +200,7 @@ fn authorised(sim: &Sim, h: &HeaderMap, path: &str, body: &[u8]) -> Result<(), &
             let token = header(h, "Authorization")
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .ok_or("no token")?;
-            let tokens = sim.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            match tokens.get(token) {
-                Some(until) if Instant::now() < *until => Ok(()),
-                Some(_) => Err("token expired"),
-                None => Err("unknown token"),
-            }
+            token_valid(sim, token)
         }
         AuthKind::HmacSha256 | AuthKind::HmacSm3 => {
             use crate::sink::http::auth;

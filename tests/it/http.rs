@@ -9,15 +9,15 @@ use std::time::Duration;
 use crate::common::{Agent, Daemon, PgDb, rejects, sqlite_rows, wait_for};
 
 /// A running receiver with its directory (configuration and store).
-struct Sim {
+pub struct Sim {
     child: Child,
     dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`
-    base: String,
+    pub base: String,
 }
 
 impl Sim {
-    fn start(config: &str) -> Sim {
+    pub fn start(config: &str) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sim.toml");
         std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).expect("write");
@@ -64,7 +64,7 @@ impl Sim {
     }
 
     /// The outcomes of every request, in order: (batch, outcome, records as sent).
-    async fn requests(&self) -> Vec<(Option<String>, String, Option<String>)> {
+    pub async fn requests(&self) -> Vec<(Option<String>, String, Option<String>)> {
         sqlite_rows(
             &self.store(),
             "SELECT batch, outcome, body FROM requests ORDER BY seq",

@@ -18,6 +18,7 @@ mod engines_live;
 mod examples;
 mod faults;
 mod http;
+mod http_qcvn;
 mod idle;
 mod long_transactions;
 mod modes;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::config::http::Envelope;
+
 /// One record the province rejected: its index in the request, its code and words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
@@ -35,9 +37,9 @@ pub enum Answer {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// The meaning of an answer with this status, `Retry-After` header and body.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Answer {
+pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], env: &Envelope) -> Answer {
     match status {
-        200..=299 => built_in(body),
+        200..=299 => verdicts(body, env),
         401 | 403 => Answer::Credentials { status },
         429 => Answer::Retry {
             after: Some(
@@ -56,8 +58,9 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Answer {
     }
 }
 
-/// The built-in envelope's answer: `{"code": 0, "rejected": [{"index", "code", "message"}]}`.
-fn built_in(body: &[u8]) -> Answer {
+/// The answer's verdicts: the built-in envelope's `{"code": 0, "rejected": [{"index",
+/// "code", "message"}]}`, or the same at the envelope's pointers.
+fn verdicts(body: &[u8], env: &Envelope) -> Answer {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         // A garbled answer may have followed a batch that was taken; sending it again is
         // safe (the batch id makes it idempotent).
@@ -66,7 +69,7 @@ fn built_in(body: &[u8]) -> Answer {
             why: format!("an answer that is not JSON{}", excerpt(body)),
         };
     };
-    let code = match v.get("code") {
+    let code = match v.pointer(&env.success) {
         Some(serde_json::Value::Number(n)) => n.to_string(),
         Some(serde_json::Value::String(s)) => s.clone(),
         _ => return Answer::Fatal(format!("an answer without a code{}", excerpt(body))),
@@ -76,15 +79,15 @@ fn built_in(body: &[u8]) -> Answer {
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    if code != "0" {
+    if code != env.success_value {
         return Answer::Refused {
             code,
-            message: text(v.get("message").or(v.get("msg"))).unwrap_or_default(),
+            message: text(v.pointer(&env.message).or(v.get("msg"))).unwrap_or_default(),
         };
     }
     let mut rejected = Vec::new();
     for r in v
-        .get("rejected")
+        .pointer(&env.rejected)
         .and_then(|r| r.as_array())
         .into_iter()
         .flatten()
@@ -118,6 +121,28 @@ fn excerpt(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Answer {
+        super::classify(status, retry_after, body, &Envelope::built_in())
+    }
+
+    #[test]
+    fn a_provinces_own_success_code_is_read_where_it_says() {
+        let mut env = Envelope::built_in();
+        env.success = "/error_code".into();
+        env.success_value = "00".into();
+        assert_eq!(
+            super::classify(200, None, br#"{"error_code":"00"}"#, &env),
+            Answer::Accepted(Vec::new())
+        );
+        assert_eq!(
+            super::classify(200, None, br#"{"error_code":"01","message":"sai"}"#, &env),
+            Answer::Refused {
+                code: "01".into(),
+                message: "sai".into()
+            }
+        );
+    }
 
     #[test]
     fn answers_are_sorted_by_what_they_mean() {

@@ -218,6 +218,8 @@ mod tests {
     fn a_login_answer_gives_token_and_lifetime() {
         let login = Login {
             url: String::new(),
+            key_field: "app_key".into(),
+            secret_field: "app_secret".into(),
             token_pointer: "/data/session".into(),
             expires_pointer: "/data/ttl".into(),
             ttl: Duration::from_secs(60),

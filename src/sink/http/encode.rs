@@ -6,8 +6,51 @@ use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use serde_json::{Map, Value as Json};
 
+use crate::config::http::{Envelope, RecordShape};
 use crate::sink::{Op, Outgoing, Removal};
 use crate::value::Value;
+
+/// How values are written: the zone of times stored without one, and the envelope's
+/// formats.
+pub struct Format<'a> {
+    /// The agent's zone: a time stored without a zone is a time of it.
+    pub tz: Tz,
+    pub env: &'a Envelope,
+}
+
+impl Format<'_> {
+    /// A value of a column.
+    fn column(&self, name: &str, v: &Value) -> Json {
+        if let Value::Text(s) = v
+            && self.env.json_columns.iter().any(|c| c == name)
+            && let Ok(j) = serde_json::from_str(s)
+        {
+            return j;
+        }
+        match v {
+            Value::Date(d) => Json::String(d.format(&self.env.date_format).to_string()),
+            Value::Timestamp(_) | Value::TimestampTz(_) if self.env.time_format.is_some() => {
+                let utc = match v {
+                    Value::Timestamp(t) => tz_local(*t, self.tz).with_timezone(&chrono::Utc),
+                    Value::TimestampTz(t) => *t,
+                    _ => return Json::Null,
+                };
+                let out = self.env.tz.unwrap_or(self.tz);
+                let f = self.env.time_format.as_deref().unwrap_or_default();
+                Json::String(utc.with_timezone(&out).format(f).to_string())
+            }
+            _ => value(v, self.env.tz.unwrap_or(self.tz)),
+        }
+    }
+}
+
+/// A time without a zone as a time of `tz` (a local time that does not exist or is
+/// ambiguous takes the earlier reading).
+fn tz_local(t: NaiveDateTime, tz: Tz) -> chrono::DateTime<Tz> {
+    tz.from_local_datetime(&t)
+        .earliest()
+        .unwrap_or_else(|| tz.from_utc_datetime(&t))
+}
 
 /// Where a record came from in the batch: a row or a delete, and its index there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,41 +90,43 @@ pub fn value(v: &Value, tz: Tz) -> Json {
     }
 }
 
-/// A time without a zone, read as a time of `tz`, in RFC 3339. A local time that does
-/// not exist or is ambiguous (a daylight-saving change) takes the earlier reading.
+/// A time without a zone, read as a time of `tz`, in RFC 3339.
 fn local(t: NaiveDateTime, tz: Tz) -> String {
-    match tz.from_local_datetime(&t).earliest() {
-        Some(z) => z.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-        None => tz
-            .from_utc_datetime(&t)
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-    }
+    tz_local(t, tz).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
 /// The batch's records: its rows (`I`/`U`, or `D` where a row carries a delete), then its
 /// deletes, each `D` with its key and, where the batch has one, its version column (or the
 /// tombstone's columns).
-pub fn records(b: &Outgoing<'_>, tz: Tz) -> Vec<Record> {
+pub fn records(b: &Outgoing<'_>, f: &Format<'_>) -> Result<Vec<Record>, String> {
     let t = b.target;
+    if f.env.record == RecordShape::Values && !b.deletes.is_empty() {
+        return Err(format!(
+            "{} delete(s) to send, and the configured envelope carries values only \
+             (exchange.envelope.record = \"values\")",
+            b.deletes.len()
+        ));
+    }
+    let col = |i: usize, v: &Value| {
+        (
+            t.columns[i].name.to_string(),
+            f.column(t.columns[i].name.as_str(), v),
+        )
+    };
     let mut out = Vec::with_capacity(b.rows.len() + b.deletes.len());
     for (i, (row, op)) in b.rows.iter().zip(b.ops).enumerate() {
-        let key: Map<String, Json> = t
-            .key
-            .iter()
-            .map(|&k| (t.columns[k].name.to_string(), value(&row[k], tz)))
-            .collect();
-        let values: Map<String, Json> = t
-            .columns
-            .iter()
-            .zip(row)
-            .map(|(c, v)| (c.name.to_string(), value(v, tz)))
-            .collect();
+        let key: Map<String, Json> = t.key.iter().map(|&k| col(k, &row[k])).collect();
+        let values: Map<String, Json> = row.iter().enumerate().map(|(i, v)| col(i, v)).collect();
+        let json = match f.env.record {
+            RecordShape::BuiltIn => record(op.letter(false), key, values),
+            RecordShape::Values => Json::Object(values),
+        };
         out.push(Record {
             origin: Origin {
                 delete: false,
                 index: i,
             },
-            json: record(op.letter(false), key, values),
+            json,
         });
     }
     let n = t.key.len();
@@ -103,11 +148,12 @@ pub fn records(b: &Outgoing<'_>, tz: Tz) -> Vec<Record> {
             .key
             .iter()
             .zip(key_vals)
-            .map(|(&k, v)| (t.columns[k].name.to_string(), value(v, tz)))
+            .map(|(&k, v)| col(k, v))
             .collect();
         let mut values = key.clone();
         for (&c, v) in rest_cols.iter().zip(rest) {
-            values.insert(t.columns[c].name.to_string(), value(v, tz));
+            let (name, j) = col(c, v);
+            values.insert(name, j);
         }
         out.push(Record {
             origin: Origin {
@@ -117,7 +163,7 @@ pub fn records(b: &Outgoing<'_>, tz: Tz) -> Vec<Record> {
             json: record(Op::Delete.letter(false), key, values),
         });
     }
-    out
+    Ok(out)
 }
 
 fn record(op: &str, key: Map<String, Json>, values: Map<String, Json>) -> Json {
@@ -128,25 +174,59 @@ fn record(op: &str, key: Map<String, Json>, values: Map<String, Json>) -> Json {
     Json::Object(m)
 }
 
-/// The request body of some of a batch's records.
-pub fn body(agent: &str, table: &str, batch: &str, cd_batch: &str, records: &[Record]) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        agent: &'a str,
-        table: &'a str,
-        batch: &'a str,
-        cd_batch: &'a str,
-        records: Vec<&'a Json>,
+/// What a request says besides its records.
+pub struct Wrapper<'a> {
+    pub agent: &'a str,
+    pub table: &'a str,
+    pub batch: &'a str,
+    pub cd_batch: &'a str,
+    /// A login token carried in the body.
+    pub token: Option<&'a str>,
+}
+
+/// The request body of some of a batch's records: the envelope's constant fields, the
+/// wrapper fields it names, and the records where it says.
+pub fn body(env: &Envelope, w: &Wrapper<'_>, records: &[Record]) -> Vec<u8> {
+    let mut root = Json::Object(env.fields.clone());
+    let named = [
+        (&env.agent_field, Some(w.agent)),
+        (&env.table_field, Some(w.table)),
+        (&env.batch_field, Some(w.batch)),
+        (&env.cd_batch_field, Some(w.cd_batch)),
+        (&env.token_field, w.token),
+    ];
+    for (field, value) in named {
+        if let (Some(f), Some(v), Json::Object(m)) = (field, value, &mut root) {
+            m.insert(f.clone(), Json::String(v.to_owned()));
+        }
     }
-    let e = Envelope {
-        agent,
-        table,
-        batch,
-        cd_batch,
-        records: records.iter().map(|r| &r.json).collect(),
-    };
+    let list = Json::Array(records.iter().map(|r| r.json.clone()).collect());
+    put(&mut root, &env.records, list);
     // Serialising a tree of JSON values with string keys cannot fail.
-    serde_json::to_vec(&e).unwrap_or_default()
+    serde_json::to_vec(&root).unwrap_or_default()
+}
+
+/// Set the value at a JSON pointer, making the objects on the way.
+fn put(root: &mut Json, pointer: &str, value: Json) {
+    let mut at = root;
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !at.is_object() {
+            *at = Json::Object(Map::new());
+        }
+        let Json::Object(m) = at else { return };
+        if i + 1 == parts.len() {
+            m.insert(p.clone(), value);
+            return;
+        }
+        at = m
+            .entry(p.clone())
+            .or_insert_with(|| Json::Object(Map::new()));
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +306,15 @@ mod tests {
             deletes: &deletes,
             removal: Removal::Versioned,
         };
-        let r = records(&b, chrono_tz::UTC);
+        let env = Envelope::built_in();
+        let r = records(
+            &b,
+            &Format {
+                tz: chrono_tz::UTC,
+                env: &env,
+            },
+        )
+        .expect("records");
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0].json,
@@ -245,10 +333,51 @@ mod tests {
                 index: 0
             }
         );
-        let body: serde_json::Value =
-            serde_json::from_slice(&body("A", "jg_t", "A-t-1", "2026010200001", &r)).expect("json");
+        let w = Wrapper {
+            agent: "A",
+            table: "jg_t",
+            batch: "A-t-1",
+            cd_batch: "2026010200001",
+            token: None,
+        };
+        let body: serde_json::Value = serde_json::from_slice(&body(&env, &w, &r)).expect("json");
         assert_eq!(body["agent"], "A");
         assert_eq!(body["batch"], "A-t-1");
         assert_eq!(body["records"].as_array().map(Vec::len), Some(2));
+
+        // A province's own envelope: values alone under /data, its fields, its formats.
+        let mut qcvn = Envelope::built_in();
+        qcvn.record = RecordShape::Values;
+        qcvn.records = "/data".into();
+        qcvn.agent_field = None;
+        qcvn.table_field = None;
+        qcvn.batch_field = None;
+        qcvn.cd_batch_field = None;
+        qcvn.token_field = Some("session".into());
+        qcvn.fields
+            .insert("isUpdating".into(), serde_json::json!(true));
+        qcvn.time_format = Some("%Y%m%d%H%M%S".into());
+        qcvn.tz = Some("Asia/Ho_Chi_Minh".parse().expect("tz"));
+        let f = Format {
+            tz: "Asia/Shanghai".parse().expect("tz"),
+            env: &qcvn,
+        };
+        assert!(
+            records(&b, &f).is_err(),
+            "values alone cannot carry a delete"
+        );
+        let b = Outgoing { deletes: &[], ..b };
+        let r = records(&b, &f).expect("records");
+        let w = Wrapper {
+            token: Some("s1"),
+            ..w
+        };
+        let packet: serde_json::Value =
+            serde_json::from_slice(&super::body(&qcvn, &w, &r)).expect("json");
+        assert_eq!(
+            packet,
+            serde_json::json!({"isUpdating": true, "session": "s1",
+                "data": [{"id": 1, "name": "a", "updated_at": "20260102020405"}]})
+        );
     }
 }

@@ -154,10 +154,16 @@ impl HttpSink {
             cause,
             class,
         };
-        let body = serde_json::json!({
-            "app_key": self.cfg.auth.app_key.as_ref().map(|k| k.expose()),
-            "app_secret": self.cfg.auth.app_secret.as_ref().map(|s| s.expose()),
-        });
+        let mut body = serde_json::Map::new();
+        body.insert(
+            login.key_field.clone(),
+            self.cfg.auth.app_key.as_ref().map(|k| k.expose()).into(),
+        );
+        body.insert(
+            login.secret_field.clone(),
+            self.cfg.auth.app_secret.as_ref().map(|s| s.expose()).into(),
+        );
+        let body = serde_json::Value::Object(body);
         let resp = self
             .client
             .post(&login.url)
@@ -198,22 +204,29 @@ impl HttpSink {
 
     /// Post one request and say what its answer means. A refused credential is renewed
     /// (a login token) and the request sent once more before the table fails.
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<Answer, SinkError> {
+    async fn post(
+        &self,
+        url: &str,
+        body_with: impl Fn(Option<&str>) -> Vec<u8>,
+    ) -> Result<Answer, SinkError> {
         let path = url::Url::parse(url)
             .map(|u| u.path().to_owned())
             .unwrap_or_else(|_| "/".into());
-        let body = if self.cfg.gzip {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&body)
-                .and_then(|()| gz.finish())
-                .map_err(|e| Self::fatal(url, format!("compressing the body: {e}")))?
-        } else {
-            body
-        };
         let mut renewed = false;
         loop {
             self.honour_retry_after().await;
             let token = self.token(renewed).await?;
+            // A token carried in the body is part of what is signed and compressed.
+            let in_body = self.cfg.envelope.token_field.is_some();
+            let body = body_with(token.as_deref().filter(|_| in_body));
+            let body = if self.cfg.gzip {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body)
+                    .and_then(|()| gz.finish())
+                    .map_err(|e| Self::fatal(url, format!("compressing the body: {e}")))?
+            } else {
+                body
+            };
             let now_ms = chrono::Utc::now().timestamp_millis();
             let nonce = auth::nonce();
             let mut req = self
@@ -228,10 +241,10 @@ impl HttpSink {
             {
                 req = req.header(name, value);
             }
-            if let (Some(t), Some(login)) = (&token, &self.cfg.auth.login) {
+            if let (Some(t), Some(login), false) = (&token, &self.cfg.auth.login, in_body) {
                 req = req.header(login.header.as_str(), format!("{}{t}", login.prefix));
             }
-            let answer = match req.body(body.clone()).send().await {
+            let answer = match req.body(body).send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -240,7 +253,9 @@ impl HttpSink {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
                     match resp.bytes().await {
-                        Ok(b) => answer::classify(status, retry_after.as_deref(), &b),
+                        Ok(b) => {
+                            answer::classify(status, retry_after.as_deref(), &b, &self.cfg.envelope)
+                        }
                         Err(e) => Answer::Retry {
                             after: None,
                             why: transport(&e),
@@ -292,13 +307,16 @@ impl HttpSink {
         let mut queue = VecDeque::from([(id, range)]);
         while let Some((id, range)) = queue.pop_front() {
             let part = &records[range.clone()];
-            let body = encode::body(
-                &self.agent,
-                b.target.table.name.as_str(),
-                &id,
-                b.cd_batch,
-                part,
-            );
+            let body = |token: Option<&str>| {
+                let w = encode::Wrapper {
+                    agent: &self.agent,
+                    table: b.target.table.name.as_str(),
+                    batch: &id,
+                    cd_batch: b.cd_batch,
+                    token,
+                };
+                encode::body(&self.cfg.envelope, &w, part)
+            };
             match self.post(url, body).await? {
                 Answer::Accepted(rejected) => {
                     for r in rejected {
@@ -427,7 +445,11 @@ impl Sink for HttpSink {
                 "the batch before it was not delivered; both are sent again",
             ));
         }
-        let records = encode::records(b, self.tz);
+        let format = encode::Format {
+            tz: self.tz,
+            env: &self.cfg.envelope,
+        };
+        let records = encode::records(b, &format).map_err(|e| Self::fatal(&url, e))?;
         let per = self.cfg.max_records.unwrap_or(usize::MAX).max(1);
         let parts = records.len().div_ceil(per).max(1);
         let mut refusals = Vec::new();
