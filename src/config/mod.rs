@@ -44,6 +44,18 @@ pub enum FeedbackKind {
     Table,
     ErrorTable,
     Flag,
+    /// A feedback endpoint of the HTTP exchange, read after a cursor.
+    Http,
+}
+
+/// `[feedback] kind = "http"`: where rejections are asked for, and where the answer holds
+/// them and the next cursor.
+#[derive(Clone, Debug)]
+pub struct HttpFeedback {
+    pub url: String,
+    pub items: String,
+    pub next: String,
+    pub param: String,
 }
 
 /// Column names of the province's rejection table.
@@ -71,6 +83,7 @@ pub struct Feedback {
     pub failed: Value,
     pub pending: Value,
     pub mirror_table: Option<TableName>,
+    pub http: Option<HttpFeedback>,
 }
 
 #[derive(Debug)]

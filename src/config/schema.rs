@@ -98,6 +98,15 @@ pub struct RawFeedback {
     /// A table of the front-end database that mirrors the rejects for the business system
     /// (DDL: `sql/*/rejects_mirror.sql`). Optional.
     pub mirror_table: Option<String>,
+    /// `http`: the feedback endpoint, asked with `GET url?<cursor_param>=<cursor>` and the
+    /// exchange's credentials. Required for `http`.
+    pub url: Option<String>,
+    /// `http`: JSON pointer of the list of rejections in the answer. Default `/items`.
+    pub items: Option<String>,
+    /// `http`: JSON pointer of the cursor to ask after next. Default `/next`.
+    pub next: Option<String>,
+    /// `http`: the query parameter that carries the cursor. Default `after`.
+    pub cursor_param: Option<String>,
 }
 
 /// `[feedback.columns]`: the rejection table's column names.

@@ -458,14 +458,19 @@ pub fn validate(
     v.source_engine = source.as_ref().map(|s| s.engine);
     let exchange = v.exchange(raw.exchange);
     let feedback = v.feedback(raw.feedback);
-    if let (Some(e), Some(f)) = (&exchange, &feedback)
-        && e.db().is_none()
-        && f.kind != super::FeedbackKind::None
-    {
-        v.err(
-            "feedback.kind",
-            "reads the exchange database, and the exchange is reached over http: use none",
-        );
+    if let (Some(e), Some(f)) = (&exchange, &feedback) {
+        use super::FeedbackKind as K;
+        match (e.db().is_some(), f.kind) {
+            (_, K::None) | (false, K::Http) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (false, _) => v.err(
+                "feedback.kind",
+                "reads the exchange database, and the exchange is reached over http: use http or none",
+            ),
+            (true, K::Http) => v.err(
+                "feedback.kind",
+                "`http` reads the feedback of an http exchange: set [exchange] kind = \"http\"",
+            ),
+        }
     }
     if raw.tables.is_empty() {
         v.err(

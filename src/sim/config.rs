@@ -63,6 +63,10 @@ struct RawSimTable {
     /// A request with a rejected record is refused whole (`code` 1) instead of per record.
     #[serde(default)]
     refuse_whole: bool,
+    /// Columns checked after the record was taken: a record without one is stored, and its
+    /// rejection appears later in the feedback feed (`GET /feedback`).
+    #[serde(default)]
+    later: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +84,8 @@ struct RawFaults {
     slow: Option<String>,
     /// After applying this many batches in all, the last one gets no answer at all.
     stall_after_batches: Option<usize>,
+    /// Seed of the fault draws, so that a run's faults can be repeated. Default: random.
+    seed: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -99,6 +105,7 @@ pub struct SimTable {
     pub version: Option<String>,
     pub required: Vec<String>,
     pub refuse_whole: bool,
+    pub later: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +116,7 @@ pub struct Faults {
     pub slow_share: f64,
     pub slow: Duration,
     pub stall_after_batches: Option<usize>,
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -228,6 +236,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
                         version: t.version,
                         required: t.required,
                         refuse_whole: t.refuse_whole,
+                        later: t.later,
                     },
                 )
             })
@@ -239,6 +248,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
             slow_share: f.slow_share.unwrap_or(0.0),
             slow,
             stall_after_batches: f.stall_after_batches,
+            seed: f.seed,
         },
         stalled: AtomicUsize::new(0),
     })

@@ -38,6 +38,8 @@ struct Sim {
     nonces: Mutex<HashSet<String>>,
     /// Batches are applied one at a time: the idempotency check and the apply are one step.
     applying: tokio::sync::Mutex<()>,
+    /// The fault draws, seeded when the file says.
+    dice: Mutex<rand::rngs::StdRng>,
 }
 
 /// Run the receiver until SIGINT or SIGTERM. Prints `listening on http://ADDR` once it
@@ -58,12 +60,17 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|e| AppError::Runtime(e.to_string()))?;
+    let cfg_seed = cfg.faults.seed;
     let sim = Arc::new(Sim {
         cfg,
         store,
         tokens: Mutex::new(HashMap::new()),
         nonces: Mutex::new(HashSet::new()),
         applying: tokio::sync::Mutex::new(()),
+        dice: Mutex::new(match cfg_seed {
+            Some(s) => rand::SeedableRng::seed_from_u64(s),
+            None => rand::make_rng(),
+        }),
     });
     let app = Router::new()
         .route("/login", post(login))
@@ -252,8 +259,18 @@ fn authorised(sim: &Sim, h: &HeaderMap, path: &str, body: &[u8]) -> Result<(), &
     }
 }
 
-fn chance(share: f64) -> bool {
-    share > 0.0 && rand::random::<f64>() < share
+impl Sim {
+    /// Whether a fault of this share happens now.
+    fn chance(&self, share: f64) -> bool {
+        use rand::RngExt;
+        share > 0.0
+            && self
+                .dice
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random::<f64>()
+                < share
+    }
 }
 
 async fn batch(
@@ -263,17 +280,17 @@ async fn batch(
     raw: Bytes,
 ) -> Response {
     let f = &sim.cfg.faults;
-    if chance(f.slow_share) {
+    if sim.chance(f.slow_share) {
         tokio::time::sleep(f.slow).await;
     }
-    if chance(f.drop_share) {
+    if sim.chance(f.drop_share) {
         let _ = sim
             .store
             .log(None, Some(&table), "dropped before", None)
             .await;
         drop_connection();
     }
-    if chance(f.error_share) {
+    if sim.chance(f.error_share) {
         let _ = sim.store.log(None, Some(&table), "503", None).await;
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -354,7 +371,8 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
     let empty = Map::new();
     let mut applies = Vec::new();
     let mut rejected = Vec::new();
-    let mut refusals = Vec::new();
+    let mut refusals: Vec<String> = Vec::new();
+    let mut later = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let op = r.get("op").and_then(Json::as_str).unwrap_or("");
         let key = r
@@ -367,33 +385,44 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
             "D" => true,
             _ => return Err(format!("record {i}: operation `{op}`")),
         };
-        let missing = rules.into_iter().flat_map(|t| &t.required).find(|c| {
-            !delete
-                && values
-                    .get(c.as_str())
-                    .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
-        });
-        match missing {
+        let empty_in = |cols: Option<&Vec<String>>| -> Option<String> {
+            cols.into_iter()
+                .flatten()
+                .find(|c| {
+                    !delete
+                        && values
+                            .get(c.as_str())
+                            .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+                })
+                .cloned()
+        };
+        match empty_in(rules.map(|t| &t.required)) {
             Some(c) => {
                 rejected.push(serde_json::json!({"index": i, "code": "E_REQUIRED", "message": format!("{c} is required")}));
-                refusals.push((
-                    store::rkey(key),
-                    "E_REQUIRED".to_owned(),
-                    format!("{c} is required"),
-                ));
+                refusals.push(format!("{c} is required"));
             }
-            None => applies.push(Apply {
-                delete,
-                key,
-                values,
-            }),
+            None => {
+                // A later check takes the record now and rejects it in the feed.
+                if let Some(c) = empty_in(rules.map(|t| &t.later)) {
+                    later.push((
+                        store::rkey(key),
+                        "Q_LATER".to_owned(),
+                        format!("{c} is missing"),
+                    ));
+                }
+                applies.push(Apply {
+                    delete,
+                    key,
+                    values,
+                });
+            }
         }
     }
     let whole = rules.is_some_and(|t| t.refuse_whole);
     let answer = if whole && !refusals.is_empty() {
         // The platform refuses the request whole: nothing is applied or remembered, so
         // the agent's smaller requests are judged afresh.
-        let a = serde_json::json!({"code": 1, "message": refusals[0].2});
+        let a = serde_json::json!({"code": 1, "message": refusals[0]});
         sim.store
             .log(Some(&id), Some(table), "refused", Some(&body))
             .await
@@ -404,14 +433,7 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
     };
     let version = rules.and_then(|t| t.version.as_deref());
     sim.store
-        .apply(
-            &id,
-            table,
-            version,
-            &applies,
-            &refusals,
-            &answer.to_string(),
-        )
+        .apply(&id, table, version, &applies, &later, &answer.to_string())
         .await
         .map_err(|e| e.to_string())?;
     let f = &sim.cfg.faults;
@@ -431,7 +453,7 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
     if stall {
         return Ok(Taken::Stall);
     }
-    if chance(f.drop_after_share) {
+    if sim.chance(f.drop_after_share) {
         return Ok(Taken::DropAfter);
     }
     Ok(Taken::Answer(answer))
@@ -439,13 +461,13 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
 
 #[derive(serde::Deserialize)]
 struct After {
-    after: Option<i64>,
+    after: Option<String>,
     limit: Option<i64>,
 }
 
 /// The rejections after a cursor: `{"items": [...], "next": id}`.
 async fn feedback(State(sim): State<Arc<Sim>>, Query(q): Query<After>) -> Response {
-    let after = q.after.unwrap_or(0);
+    let after = q.after.and_then(|a| a.parse().ok()).unwrap_or(0);
     match sim
         .store
         .rejections(after, q.limit.unwrap_or(500).clamp(1, 5000))

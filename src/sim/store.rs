@@ -117,8 +117,9 @@ impl Store {
         Ok(())
     }
 
-    /// Apply the accepted records of a batch, record its rejections and its answer, all in
-    /// one transaction: a batch is applied whole or not at all.
+    /// Apply the accepted records of a batch, record the rejections its later checks make
+    /// (the feedback feed) and its answer, all in one transaction: a batch is applied whole
+    /// or not at all.
     pub async fn apply(
         &self,
         id: &str,

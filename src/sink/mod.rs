@@ -257,14 +257,15 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
     let db = match &cfg.exchange.target {
         crate::config::ExchangeTarget::Database(db) => db,
         crate::config::ExchangeTarget::Http(h) => {
-            let sink = http::HttpSink::new(h, &cfg.agent.id, cfg.agent.tz)?;
+            let sink = Arc::new(http::HttpSink::new(h, &cfg.agent.id, cfg.agent.tz)?);
             if !lazy {
                 sink.health().await?;
             }
-            return Ok(Exchange {
-                sink: Arc::new(sink),
-                receipts: Arc::new(NoReceipts),
-            });
+            let receipts: Arc<dyn Receipts> = match &cfg.feedback.http {
+                Some(fb) => Arc::new(http::HttpReceipts::new(sink.clone(), fb.clone())),
+                None => Arc::new(NoReceipts),
+            };
+            return Ok(Exchange { sink, receipts });
         }
     };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);

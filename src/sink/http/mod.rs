@@ -7,6 +7,9 @@
 pub mod answer;
 pub mod auth;
 pub mod encode;
+mod receipts;
+
+pub use receipts::HttpReceipts;
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -97,7 +100,7 @@ impl HttpSink {
     }
 
     /// The endpoint for messages: scheme, host and path, never a query or credentials.
-    fn endpoint(url: &str) -> String {
+    pub fn endpoint(url: &str) -> String {
         match url::Url::parse(url) {
             Ok(u) => {
                 format!(
@@ -200,6 +203,60 @@ impl HttpSink {
             renew_at: auth::renew_at(Instant::now(), ttl),
         });
         Ok(Some(value))
+    }
+
+    /// GET a JSON answer with the exchange's credentials (a feedback feed): a refused login
+    /// token is renewed once.
+    pub async fn get(&self, url: &str) -> Result<serde_json::Value, SinkError> {
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/".into());
+        let err = |cause: String, class| SinkError::Other {
+            doing: format!("reading {}", Self::endpoint(url)),
+            cause,
+            class,
+        };
+        let mut renewed = false;
+        loop {
+            let token = self.token(renewed).await?;
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let mut req = self.client.get(url).header("X-Agent-Id", &self.agent);
+            for (name, value) in
+                auth::headers(&self.cfg.auth, "GET", &path, b"", now_ms, &auth::nonce())
+            {
+                req = req.header(name, value);
+            }
+            if let (Some(t), Some(login)) = (&token, &self.cfg.auth.login) {
+                req = req.header(login.header.as_str(), format!("{}{t}", login.prefix));
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| err(transport(&e), ErrorClass::Unavailable))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| err(transport(&e), ErrorClass::Unavailable))?;
+            match status {
+                200..=299 => {
+                    return serde_json::from_slice(&bytes).map_err(|_| {
+                        err("the answer is not JSON".into(), ErrorClass::Unavailable)
+                    });
+                }
+                401 | 403 if !renewed => renewed = true,
+                401 | 403 => {
+                    return Err(err(
+                        format!("HTTP {status}: the credentials were refused"),
+                        ErrorClass::Fatal,
+                    ));
+                }
+                408 | 429 | 500..=599 => {
+                    return Err(err(format!("HTTP {status}"), ErrorClass::Unavailable));
+                }
+                _ => return Err(err(format!("HTTP {status}"), ErrorClass::Fatal)),
+            }
+        }
     }
 
     /// Post one request and say what its answer means. A refused credential is renewed
