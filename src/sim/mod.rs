@@ -77,6 +77,8 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/feedback", get(feedback))
         .route("/exchange/{table}", post(batch))
         .route("/qcvn/{service}", post(qcvn))
+        // Batches of thousands of records are megabytes of JSON.
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .with_state(sim);
     println!("listening on http://{addr}");
     let stop = async {

@@ -28,6 +28,8 @@ pub enum Answer {
     },
     /// 401 or 403.
     Credentials { status: u16 },
+    /// 413: the request is larger than the exchange takes; a smaller one may pass.
+    TooLarge,
     /// Anything else: needs a person.
     Fatal(String),
 }
@@ -41,6 +43,7 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], env: &Envel
     match status {
         200..=299 => verdicts(body, env),
         401 | 403 => Answer::Credentials { status },
+        413 => Answer::TooLarge,
         429 => Answer::Retry {
             after: Some(
                 retry_after

@@ -403,6 +403,20 @@ impl HttpSink {
                         by: RefusedBy::Province { code: Some(code) },
                     });
                 }
+                Answer::TooLarge if range.len() > 1 && *budget > 0 => {
+                    // Halves of a request too large are sent as they are: nothing was refused.
+                    *budget -= 1;
+                    let mid = range.start + range.len() / 2;
+                    queue.push_front((format!("{id}.2"), mid..range.end));
+                    queue.push_front((format!("{id}.1"), range.start..mid));
+                }
+                Answer::TooLarge => {
+                    return Err(Self::fatal(
+                        url,
+                        "HTTP 413: the exchange takes no request this large, even split; \
+                         lower exchange.max_records or ask the province for its limit",
+                    ));
+                }
                 Answer::Refused { code, message } => {
                     if *budget == 0 {
                         return Err(Self::fatal(
