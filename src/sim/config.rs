@@ -76,6 +76,8 @@ struct RawFaults {
     error_share: Option<f64>,
     /// Share of requests whose connection drops before anything is applied.
     drop_share: Option<f64>,
+    /// Share of requests answered 429 with `Retry-After: 1` before anything is applied.
+    busy_share: Option<f64>,
     /// Share of applied batches whose connection drops before the answer.
     drop_after_share: Option<f64>,
     /// Share of requests answered only after `slow`.
@@ -112,6 +114,7 @@ pub struct SimTable {
 pub struct Faults {
     pub error_share: f64,
     pub drop_share: f64,
+    pub busy_share: f64,
     pub drop_after_share: f64,
     pub slow_share: f64,
     pub slow: Duration,
@@ -196,6 +199,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
     for (key, share) in [
         ("error_share", f.error_share),
         ("drop_share", f.drop_share),
+        ("busy_share", f.busy_share),
         ("drop_after_share", f.drop_after_share),
         ("slow_share", f.slow_share),
     ] {
@@ -244,6 +248,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
         faults: Faults {
             error_share: f.error_share.unwrap_or(0.0),
             drop_share: f.drop_share.unwrap_or(0.0),
+            busy_share: f.busy_share.unwrap_or(0.0),
             drop_after_share: f.drop_after_share.unwrap_or(0.0),
             slow_share: f.slow_share.unwrap_or(0.0),
             slow,

@@ -292,6 +292,15 @@ async fn batch(
             .await;
         drop_connection();
     }
+    if sim.chance(f.busy_share) {
+        let _ = sim.store.log(None, Some(&table), "429", None).await;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("Retry-After", "1")],
+            "busy",
+        )
+            .into_response();
+    }
     if sim.chance(f.error_share) {
         let _ = sim.store.log(None, Some(&table), "503", None).await;
         return answer(

@@ -326,7 +326,8 @@ async fn errors_and_dropped_connections_lose_nothing_and_apply_no_batch_twice() 
     let seed: u64 = rand::RngExt::random(&mut crate::common::seeded_rng("http faults"));
     let sim = Sim::start(&format!(
         "[[table]]\nname = \"t\"\nversion = \"updated_at\"\n\
-         [faults]\nerror_share = 0.3\ndrop_share = 0.1\ndrop_after_share = 0.3\nseed = {seed}\n",
+         [faults]\nerror_share = 0.3\ndrop_share = 0.1\nbusy_share = 0.1\n\
+         drop_after_share = 0.3\nseed = {seed}\n",
     ));
     let agent = Agent::new(&config(
         &pg,
@@ -352,7 +353,7 @@ async fn errors_and_dropped_connections_lose_nothing_and_apply_no_batch_twice() 
     let requests = sim.requests().await;
     let faults = requests
         .iter()
-        .filter(|(_, o, _)| o == "503" || o == "dropped before")
+        .filter(|(_, o, _)| o == "503" || o == "dropped before" || o == "429")
         .count();
     assert!(faults >= 3, "the faults were injected: {requests:?}");
     let mut applied: Vec<&String> = requests

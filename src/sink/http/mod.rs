@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use super::{
     Capabilities, Deletes, Outgoing, Ready, Refusal, RefusedBy, Sink, SinkError, Target, Turn,
 };
-use crate::config::http::{AuthKind, HttpExchange};
+use crate::config::http::{AuthKind, HttpExchange, RecordShape};
 use crate::db::{ErrorClass, TableSchema};
 use crate::ident::TableName;
 use crate::value::Value;
@@ -485,8 +485,9 @@ impl Sink for HttpSink {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            // The built-in envelope's receiver keeps the newer version of a record.
-            newer_wins: true,
+            // The built-in envelope's receiver keeps the newer version of a record (its
+            // contract); a province's own packet promises nothing of the kind.
+            newer_wins: self.cfg.envelope.record == RecordShape::BuiltIn,
             deletes: Deletes::AsRecords,
             overlapping: false,
             max_rows: None,
