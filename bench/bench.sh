@@ -87,6 +87,7 @@ if wants http; then
     cat >"$WORK/sim/sim.toml" <<TOML
 listen = "127.0.0.1:0"
 store = "sim.db"
+log_bodies = false
 [auth]
 kind = "hmac-sha256"
 app_key = "bench"

@@ -20,6 +20,9 @@ struct RawSim {
     listen: Option<String>,
     /// The SQLite file of what it accepted. Default `exchange-sim.db` beside the file.
     store: Option<PathBuf>,
+    /// Keep every request's records in the request log (what the tests compare). Default
+    /// true; a benchmark turns it off, or the log doubles what the receiver writes.
+    log_bodies: Option<bool>,
     #[serde(default)]
     auth: RawSimAuth,
     /// Per exchange table: key, version column, rules.
@@ -126,6 +129,7 @@ pub struct Faults {
 pub struct SimConfig {
     pub listen: SocketAddr,
     pub store: PathBuf,
+    pub log_bodies: bool,
     pub auth: SimAuth,
     pub tables: HashMap<String, SimTable>,
     pub faults: Faults,
@@ -217,6 +221,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
     Ok(SimConfig {
         listen,
         store: base.join(raw.store.unwrap_or_else(|| "exchange-sim.db".into())),
+        log_bodies: raw.log_bodies.unwrap_or(true),
         auth: SimAuth {
             kind,
             app_key,

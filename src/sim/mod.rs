@@ -367,7 +367,11 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
         .get("records")
         .and_then(Json::as_array)
         .ok_or("no records")?;
-    let body = Json::Array(records.clone()).to_string();
+    let body = if sim.cfg.log_bodies {
+        Json::Array(records.clone()).to_string()
+    } else {
+        String::new()
+    };
     let _one = sim.applying.lock().await;
     if let Some(a) = sim.store.answered(&id).await.map_err(|e| e.to_string())? {
         sim.store
