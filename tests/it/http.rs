@@ -18,9 +18,14 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(config: &str) -> Sim {
+        Sim::start_on("127.0.0.1:0", config)
+    }
+
+    /// A receiver on this address (`127.0.0.1:0`: any free port).
+    pub fn start_on(listen: &str, config: &str) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sim.toml");
-        std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n{config}")).expect("write");
+        std::fs::write(&path, format!("listen = \"{listen}\"\n{config}")).expect("write");
         let mut child = Command::new(env!("CARGO_BIN_EXE_frontdb-agent"))
             .arg("exchange-sim")
             .arg("--config")
@@ -530,5 +535,40 @@ async fn later_rejections_come_back_through_the_feedback_feed_into_the_same_ledg
     assert_eq!(rejects(&agent, &["--state", "cleared"]).len(), 1);
     let (want, got) = both(&pg, &sim).await;
     assert_eq!(got, want);
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn the_table_is_failing_in_status_while_the_exchange_answers_503_and_recovers_after() {
+    let pg = PgDb::new("http_outage").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 20))).await;
+    let down = Sim::start("[faults]\nerror_share = 1.0\n");
+    let agent = Agent::new(&config(&pg, &down, "", "schedule = \"realtime@200ms\""));
+    let daemon = Daemon::start(&agent, &[]);
+    let endpoint = format!("{}/exchange/t", down.base);
+    wait_for(
+        "the table failing on the 503s",
+        Duration::from_secs(30),
+        async || {
+            let t = agent.status_json()["tables"][0].clone();
+            t["failures"].as_i64().is_some_and(|f| f >= 2)
+                && t["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("HTTP 503") && e.contains(&endpoint))
+        },
+    )
+    .await;
+    let failing = agent.ok(&["status"]);
+    assert!(failing.contains("FAILING"), "{failing}");
+    // The exchange comes back on the same address: every row arrives, the table recovers.
+    let addr = down.base.trim_start_matches("http://").to_owned();
+    drop(down);
+    let up = Sim::start_on(&addr, "[[table]]\nname = \"t\"\nversion = \"updated_at\"\n");
+    wait_equal(&pg, &up, &daemon, Duration::from_secs(60)).await;
+    wait_for("the table recovered", Duration::from_secs(30), async || {
+        agent.status_json()["tables"][0]["failures"].as_i64() == Some(0)
+    })
+    .await;
+    daemon.stop();
     pg.drop().await;
 }
