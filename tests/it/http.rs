@@ -572,3 +572,24 @@ async fn the_table_is_failing_in_status_while_the_exchange_answers_503_and_recov
     daemon.stop();
     pg.drop().await;
 }
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_fails_the_run_as_an_outage_to_retry() {
+    let pg = PgDb::new("http_slow").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 5))).await;
+    let sim = Sim::start("[faults]\nslow_share = 1.0\nslow = \"10s\"\n");
+    let agent = Agent::new(&config(&pg, &sim, "timeout = \"1s\"", ""));
+    let started = std::time::Instant::now();
+    let out = agent.run(&["once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no answer in time"), "{err}");
+    assert!(err.contains(&format!("{}/exchange/t", sim.base)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout held"
+    );
+    // Nothing was committed: the watermark did not move.
+    assert!(agent.status_json()["tables"][0]["watermark"].is_null());
+    pg.drop().await;
+}
