@@ -16,6 +16,10 @@
 #   realtime  a writer committing 10 rows every 20 ms (500 rows/s) for RT_SECONDS, the agent on
 #             `realtime@1s`; commit-to-target latency p50/p99 from the target's arrival time
 #   big       peak memory of a full exchange of BIG rows (no limit run)
+#   http      PostgreSQL -> the HTTP exchange (built-in envelope, HMAC-SHA256) received by
+#             `frontdb-agent exchange-sim` on loopback, ROWS rows; the reference is the agent's
+#             own full PG->PG time (scenario full; goal: at most twice it); the receiver's row
+#             count and ids are checked against the source
 #   my2pg     MariaDB -> PostgreSQL; limit: `mariadb --batch` export piped into \copy
 #   pg2my     PostgreSQL -> MariaDB; limit: \copy export piped into LOAD DATA LOCAL INFILE
 #
@@ -28,7 +32,7 @@ ROWS=${ROWS:-1000000}
 CHANGED=${CHANGED:-20000}
 BIG=${BIG:-5000000}
 RT_SECONDS=${RT_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my big"}
+SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my big http"}
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -73,6 +77,55 @@ if wants full || wants incr; then
     measure agent_full "$AGENT" --config "$WORK/pg.toml" once
     same "agent" "$SRC_SUM" "$(pg_sum fdb_bench_tgt supervision)"
     record "full PG→PG ${ROWS} rows" "$LIMIT_S" "$SECS" "$LIMIT_MB" "$RSS_MB"
+    AGENT_FULL_S=$SECS AGENT_FULL_MB=$RSS_MB
+fi
+
+# --- full PostgreSQL -> HTTP (exchange-sim) ----------------------------------------------------
+if wants http; then
+    say "full exchange PostgreSQL -> HTTP (exchange-sim, HMAC-SHA256), $ROWS rows"
+    mkdir -p "$WORK/sim"
+    cat >"$WORK/sim/sim.toml" <<TOML
+listen = "127.0.0.1:0"
+store = "sim.db"
+log_bodies = false
+[auth]
+kind = "hmac-sha256"
+app_key = "bench"
+app_secret = "bench-secret"
+[[table]]
+name = "supervision"
+version = "updated_at"
+TOML
+    "$AGENT" exchange-sim --config "$WORK/sim/sim.toml" >"$WORK/sim/out" 2>"$WORK/sim/err" &
+    SIM_PID=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/sim/out" 2>/dev/null && break; sleep 0.1; done
+    SIM_URL=$(sed -n 's/^listening on //p' "$WORK/sim/out")
+    [ -n "$SIM_URL" ] || die "exchange-sim did not start: $(cat "$WORK/sim/err")"
+    agent_config "$WORK/http.toml" "$PGURL/fdb_bench_src" "$SIM_URL/exchange/{table}" supervision
+    # The database keys of agent_config's [exchange] give way to the http ones.
+    sed -i "s|^\[exchange\]|[exchange]\nkind = \"http\"\nmax_records = 5000|" "$WORK/http.toml"
+    cat >>"$WORK/http.toml" <<TOML
+
+[exchange.auth]
+kind = "hmac-sha256"
+app_key = "bench"
+app_secret = "bench-secret"
+TOML
+    # [exchange.auth] must follow [exchange], not the table: move the table to the end.
+    python3 - "$WORK/http.toml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+head, table = s.split("[[table]]", 1)
+table, auth = table.split("[exchange.auth]", 1)
+open(p, "w").write(head + "[exchange.auth]" + auth + "\n[[table]]" + table)
+PY
+    measure agent_http "$AGENT" --config "$WORK/http.toml" once
+    kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
+    GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*), sum(CAST(rkey AS INTEGER)) FROM records WHERE tbl='supervision'\").fetchone())" "$WORK/sim/sim.db")
+    WANT=$(pgval fdb_bench_src "SELECT '(' || count(*) || ', ' || sum(id) || ')' FROM supervision")
+    same "agent over HTTP (count, sum of ids)" "$WANT" "$GOT"
+    record "full PG→HTTP (exchange-sim) ${ROWS} rows; reference: the agent PG→PG" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
 fi
 
 # --- incremental -------------------------------------------------------------------------------

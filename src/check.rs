@@ -25,10 +25,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         Err(e) => println!("source: FAILED — {e}"),
     }
     match &target {
-        Ok(_) => println!(
-            "exchange: connected ({}, {})",
-            cfg.exchange.db.engine, cfg.exchange.db.redacted
-        ),
+        Ok(_) => println!("exchange: connected ({})", cfg.exchange.describe()),
         Err(e) => println!("exchange: FAILED — {e}"),
     }
     let (source, exchange) = match (source, target) {

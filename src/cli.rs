@@ -58,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// A reference receiver of the HTTP exchange (built-in envelope), to rehearse against;
+    /// `--config` names the receiver's own file, not the agent's.
+    ExchangeSim,
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -129,7 +132,7 @@ impl Command {
 /// The configuration the command needs (`demo` needs none).
 pub fn load(cli: &Cli) -> Result<Option<Config>, AppError> {
     match cli.command {
-        Command::Demo { .. } => Ok(None),
+        Command::Demo { .. } | Command::ExchangeSim => Ok(None),
         _ => Ok(Some(config::load(&cli.config)?)),
     }
 }
@@ -150,6 +153,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
     let Some(cfg) = cfg else {
         return match cli.command {
             Command::Demo { dir } => crate::demo::run(dir).await,
+            Command::ExchangeSim => crate::sim::run(&cli.config).await,
             _ => Err(AppError::Usage("this command needs a configuration".into())),
         };
     };
@@ -167,7 +171,9 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             Ok(())
         }
         Command::Check { offline: false } => crate::check::check(cfg).await,
-        Command::Demo { .. } => Err(AppError::Usage("demo needs no configuration".into())),
+        Command::Demo { .. } | Command::ExchangeSim => Err(AppError::Usage(
+            "this command reads no agent configuration".into(),
+        )),
         Command::Resync { table } => match crate::lock::holder(&cfg.agent.state_dir) {
             Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
             None => crate::runner::resync_now(cfg, table.as_deref()).await,

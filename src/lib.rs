@@ -22,7 +22,10 @@
 //!   recorded; the mirror of the rejects ledger.
 //! - [`sink`]: how a batch reaches the other side and how its verdicts come back: the
 //!   `Sink` and `Receipts` seam, its own types (outgoing batch, refusal, verdict,
-//!   capabilities), and one module per kind ([`sink::database`]).
+//!   capabilities), and one module per kind ([`sink::database`], [`sink::http`]).
+//! - [`sim`]: `exchange-sim`, a reference receiver of the HTTP exchange's built-in envelope
+//!   (signatures, tokens, rules, newer-wins store, feedback feed, faults), for rehearsals
+//!   and the tests; it reuses the sink's signer and nothing of the job.
 //! - [`db`]: one module per engine behind [`db::Db`]; [`db::dialect`] is the only place that
 //!   builds SQL text, from validated [`ident::Ident`]s, always binding values.
 //! - [`mapping`], [`validate`], [`watermark`], [`schedule`]: source row -> exchange row; the
@@ -59,6 +62,7 @@ pub mod rejects;
 pub mod runner;
 pub mod schedule;
 pub mod secret;
+pub mod sim;
 pub mod sink;
 pub mod state;
 pub mod status;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::schema::{RawFeedback, RawFeedbackColumns};
 use super::validate::V;
-use super::{Feedback, FeedbackColumns, FeedbackKind};
+use super::{Feedback, FeedbackColumns, FeedbackKind, HttpFeedback};
 use crate::schedule::Schedule;
 
 impl V<'_> {
@@ -21,16 +21,23 @@ impl V<'_> {
             failed: None,
             pending: None,
             mirror_table: None,
+            url: None,
+            items: None,
+            next: None,
+            cursor_param: None,
         });
         let kind = match f.kind.as_deref() {
             None | Some("none") => FeedbackKind::None,
             Some("table") => FeedbackKind::Table,
             Some("error_table") => FeedbackKind::ErrorTable,
             Some("flag") => FeedbackKind::Flag,
+            Some("http") => FeedbackKind::Http,
             Some(k) => {
                 self.err(
                     "feedback.kind",
-                    format!("`{k}` is not a feedback kind: use none, table, error_table or flag"),
+                    format!(
+                        "`{k}` is not a feedback kind: use none, table, error_table, flag or http"
+                    ),
                 );
                 FeedbackKind::None
             }
@@ -83,6 +90,7 @@ impl V<'_> {
             "feedback.flag_column",
             f.flag_column.as_deref().unwrap_or("sync_sign"),
         );
+        let http = self.http_feedback(kind, &f);
         let failed = self.flag_value("feedback.failed", f.failed, 9);
         let pending = self.flag_value("feedback.pending", f.pending, 0);
         let mirror_table = match &f.mirror_table {
@@ -101,6 +109,52 @@ impl V<'_> {
             failed: failed?,
             pending: pending?,
             mirror_table,
+            http,
+        })
+    }
+
+    /// The keys of `kind = "http"`; refused with any other kind.
+    fn http_feedback(&mut self, kind: FeedbackKind, f: &RawFeedback) -> Option<HttpFeedback> {
+        if kind != FeedbackKind::Http {
+            for (key, set) in [
+                ("url", f.url.is_some()),
+                ("items", f.items.is_some()),
+                ("next", f.next.is_some()),
+                ("cursor_param", f.cursor_param.is_some()),
+            ] {
+                if set {
+                    self.err(format!("feedback.{key}"), "applies only to kind = \"http\"");
+                }
+            }
+            return None;
+        }
+        let url = match &f.url {
+            Some(u) => super::secret::resolve(u, self.base, self.env)
+                .map_err(|m| self.err("feedback.url", m))
+                .ok()?,
+            None => {
+                self.err("feedback.url", "is required by kind = \"http\"");
+                return None;
+            }
+        };
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            self.err("feedback.url", "must be an http:// or https:// URL");
+        }
+        let mut pointer = |key: &str, v: &Option<String>, default: &str| {
+            let p = v.clone().unwrap_or_else(|| default.to_owned());
+            if !p.starts_with('/') {
+                self.err(
+                    format!("feedback.{key}"),
+                    format!("`{p}` is not a JSON pointer: write e.g. /data/items"),
+                );
+            }
+            p
+        };
+        Some(HttpFeedback {
+            url,
+            items: pointer("items", &f.items, "/items"),
+            next: pointer("next", &f.next, "/next"),
+            param: f.cursor_param.clone().unwrap_or_else(|| "after".into()),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
 mod feedback;
+pub mod http;
 mod load;
 mod rules;
 pub mod schema;
@@ -43,6 +44,18 @@ pub enum FeedbackKind {
     Table,
     ErrorTable,
     Flag,
+    /// A feedback endpoint of the HTTP exchange, read after a cursor.
+    Http,
+}
+
+/// `[feedback] kind = "http"`: where rejections are asked for, and where the answer holds
+/// them and the next cursor.
+#[derive(Clone, Debug)]
+pub struct HttpFeedback {
+    pub url: String,
+    pub items: String,
+    pub next: String,
+    pub param: String,
 }
 
 /// Column names of the province's rejection table.
@@ -70,6 +83,7 @@ pub struct Feedback {
     pub failed: Value,
     pub pending: Value,
     pub mirror_table: Option<TableName>,
+    pub http: Option<HttpFeedback>,
 }
 
 #[derive(Debug)]
@@ -103,7 +117,16 @@ impl Config {
     /// that messages can be scrubbed of them.
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for db in [&self.source, &self.exchange.db] {
+        if let ExchangeTarget::Http(h) = &self.exchange.target {
+            let auth = &h.auth;
+            for s in [&auth.app_key, &auth.app_secret].into_iter().flatten() {
+                // A key is not secret, but scrubbing it too costs nothing.
+                if !s.expose().is_empty() {
+                    out.push(s.expose().to_owned());
+                }
+            }
+        }
+        for db in std::iter::once(&self.source).chain(self.exchange.db()) {
             if let Some(p) = &db.password {
                 out.push(p.expose().to_owned());
             }
@@ -124,9 +147,34 @@ fn url_password(url: &str) -> Option<String> {
 
 #[derive(Debug)]
 pub struct Exchange {
-    pub db: DbConfig,
+    pub target: ExchangeTarget,
     pub control: ControlColumns,
     pub lower_ops: bool,
+}
+
+/// What the exchange is.
+#[derive(Debug)]
+pub enum ExchangeTarget {
+    Database(DbConfig),
+    Http(Box<http::HttpExchange>),
+}
+
+impl Exchange {
+    /// The exchange database, when the exchange is one.
+    pub fn db(&self) -> Option<&DbConfig> {
+        match &self.target {
+            ExchangeTarget::Database(d) => Some(d),
+            ExchangeTarget::Http(_) => None,
+        }
+    }
+
+    /// The exchange in words for messages, without any secret.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            ExchangeTarget::Database(d) => format!("{}, {}", d.engine, d.redacted),
+            ExchangeTarget::Http(h) => format!("http, {}", secret::redact_url(&h.url)),
+        }
+    }
 }
 
 /// Names of the exchange control columns the agent fills when a target table has them.
@@ -344,7 +392,10 @@ mod tests {
         .expect("valid");
         assert_eq!(cfg.agent.state_dir, Path::new("/etc/fd/state"));
         assert_eq!(cfg.source.url.expose(), "sqlite:///etc/fd/src.db?mode=ro");
-        assert_eq!(cfg.exchange.db.redacted, "postgres://u:***@h/db");
+        assert_eq!(
+            cfg.exchange.db().map(|d| d.redacted.as_str()),
+            Some("postgres://u:***@h/db")
+        );
         assert_eq!(cfg.secrets(), vec!["pw".to_string()]);
         let t = &cfg.tables[0];
         assert_eq!((t.name.as_str(), t.batch_size), ("t", 5000));

@@ -98,6 +98,15 @@ pub struct RawFeedback {
     /// A table of the front-end database that mirrors the rejects for the business system
     /// (DDL: `sql/*/rejects_mirror.sql`). Optional.
     pub mirror_table: Option<String>,
+    /// `http`: the feedback endpoint, asked with `GET url?<cursor_param>=<cursor>` and the
+    /// exchange's credentials. Required for `http`.
+    pub url: Option<String>,
+    /// `http`: JSON pointer of the list of rejections in the answer. Default `/items`.
+    pub items: Option<String>,
+    /// `http`: JSON pointer of the cursor to ask after next. Default `/next`.
+    pub next: Option<String>,
+    /// `http`: the query parameter that carries the cursor. Default `after`.
+    pub cursor_param: Option<String>,
 }
 
 /// `[feedback.columns]`: the rejection table's column names.
@@ -182,10 +191,30 @@ pub struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExchange {
-    /// `database` (the only kind so far). Default `database`.
+    /// `database` (an exchange database) or `http` (JSON batches posted to an interface).
+    /// Default `database`.
     pub kind: Option<String>,
-    /// Database URL of the exchange, as in `[source]`. Required.
+    /// Database URL of the exchange, as in `[source]`; for `http`, the URL batches are
+    /// posted to, where `{table}` stands for the exchange table's name. Required.
     pub url: String,
+    /// `http`: how long one request may take before it is given up and tried again later.
+    /// Default `30s`.
+    pub timeout: Option<String>,
+    /// `http`: send request bodies gzip-compressed (`Content-Encoding: gzip`). Default false.
+    pub gzip: Option<bool>,
+    /// `http`: a PEM file of the certificate authorities trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `http`: a PEM client certificate (with `client_key`) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// `http`: the PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// `http`: most records in one request; a larger batch goes in several. Default: the
+    /// whole batch in one request.
+    pub max_records: Option<usize>,
+    /// `http`: how requests prove who sends them.
+    pub auth: Option<RawHttpAuth>,
+    /// `http`: a province's own body and answer, configured over the built-in envelope.
+    pub envelope: Option<RawEnvelope>,
     /// Password of the exchange database; never printed.
     pub password: Option<String>,
     /// Most connections to the exchange. Default 4.
@@ -204,6 +233,79 @@ pub struct RawExchange {
     /// Case of the operation letters written to the operation column: `upper` (`I`/`U`/`D`,
     /// default) or `lower`.
     pub operation_case: Option<String>,
+}
+
+/// `[exchange.auth]`: how requests to an `http` exchange are authenticated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpAuth {
+    /// `none` (default), `basic`, `bearer`, `login`, `md5`, `sha1`, `hmac-sha256` or
+    /// `hmac-sm3`.
+    pub kind: Option<String>,
+    /// The application key (user name for `basic`); `${env:..}`/`${file:..}` capable.
+    pub app_key: Option<String>,
+    /// The application secret (password for `basic`, the token for `bearer`, the key of
+    /// the signatures); `${env:..}`/`${file:..}` capable, never printed.
+    pub app_secret: Option<String>,
+    /// `login`: the URL credentials are posted to. Required for `login`.
+    pub login_url: Option<String>,
+    /// `login`: the field names of the key and the secret in the login request. Defaults
+    /// `app_key`, `app_secret`.
+    pub login_key_field: Option<String>,
+    pub login_secret_field: Option<String>,
+    /// `login`: JSON pointer of the token in the login answer. Default `/token`.
+    pub token_pointer: Option<String>,
+    /// `login`: JSON pointer of the token's lifetime in seconds in the login answer.
+    /// Default `/expires_in`; when the answer has none, `token_ttl` applies.
+    pub expires_pointer: Option<String>,
+    /// `login`: how long a token lives when the answer does not say. Default `15m`.
+    pub token_ttl: Option<String>,
+    /// `login`: the request header that carries the token. Default `Authorization`.
+    pub token_header: Option<String>,
+    /// `login`: text before the token in that header. Default `Bearer ` (with its space).
+    pub token_prefix: Option<String>,
+}
+
+/// `[exchange.envelope]`: where things go in a province's own request body, and how its
+/// answer says success. Every key defaults to the built-in envelope.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvelope {
+    /// JSON pointer where the records go in the body. Default `/records`.
+    pub records: Option<String>,
+    /// What a record is: `built-in` (`op`, `key`, `values`) or `values` (the values
+    /// alone). Default `built-in`.
+    pub record: Option<String>,
+    /// Constant fields of the body, e.g. `{ service = "DongBoHoSoMC", isUpdating = true }`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, toml::Value>,
+    /// Field names of the agent id, exchange table, batch id and batch number in the
+    /// body; an empty name leaves it out. Defaults `agent`, `table`, `batch`, `cd_batch`
+    /// for the built-in record, none otherwise.
+    pub agent_field: Option<String>,
+    pub table_field: Option<String>,
+    pub batch_field: Option<String>,
+    pub cd_batch_field: Option<String>,
+    /// A login token travels in the body under this field instead of a header.
+    pub token_field: Option<String>,
+    /// JSON pointer of the answer's result code. Default `/code`.
+    pub success: Option<String>,
+    /// The result code meaning success (compared as text). Default `0`.
+    pub success_value: Option<toml::Value>,
+    /// JSON pointer of the answer's message. Default `/message`.
+    pub message: Option<String>,
+    /// JSON pointer of the per-record results (`index`, `code`, `message`). Default
+    /// `/rejected`.
+    pub rejected: Option<String>,
+    /// chrono format of dates. Default `%Y-%m-%d`.
+    pub date_format: Option<String>,
+    /// chrono format of times. Default RFC 3339 with the offset.
+    pub time_format: Option<String>,
+    /// IANA zone times are written in. Default `[agent] timezone`.
+    pub timezone: Option<String>,
+    /// Text columns that hold JSON, sent as JSON (lists of documents, fees).
+    #[serde(default)]
+    pub json_columns: Vec<String>,
 }
 
 /// `[exchange.control_columns]`: a column that the exchange table lacks is simply not filled.

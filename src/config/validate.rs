@@ -10,8 +10,8 @@ use super::load::Lines;
 use super::schema::{RawAgent, RawConfig, RawExchange, RawTable, RawWatermark};
 use super::secret::{self, Secret};
 use super::{
-    Agent, Config, ControlColumns, DeleteMode, Exchange, LogFormat, Problem, TableSpec,
-    WatermarkSpec, Window,
+    Agent, Config, ControlColumns, DeleteMode, Exchange, ExchangeTarget, LogFormat, Problem,
+    TableSpec, WatermarkSpec, Window,
 };
 use crate::db::{DbConfig, EngineKind};
 use crate::ident::{Ident, TableName};
@@ -296,18 +296,51 @@ impl V<'_> {
         })
     }
 
-    fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
-        match e.kind.as_deref() {
-            None | Some("database") => {}
-            Some(k @ ("http" | "soap" | "file")) => self.err(
-                "exchange.kind",
-                format!("exchange kind `{k}` is not available in this version: use `database`"),
-            ),
-            Some(k) => self.err(
-                "exchange.kind",
-                format!("`{k}` is not an exchange kind: use `database`"),
-            ),
+    /// The `http` keys have no meaning for a database exchange.
+    fn database_only(&mut self, e: &RawExchange) {
+        for (key, set) in [
+            ("timeout", e.timeout.is_some()),
+            ("gzip", e.gzip.is_some()),
+            ("ca_file", e.ca_file.is_some()),
+            ("client_cert", e.client_cert.is_some()),
+            ("client_key", e.client_key.is_some()),
+            ("max_records", e.max_records.is_some()),
+            ("auth", e.auth.is_some()),
+            ("envelope", e.envelope.is_some()),
+        ] {
+            if set {
+                self.err(
+                    format!("exchange.{key}"),
+                    "applies to kind = \"http\", not to a database exchange",
+                );
+            }
         }
+    }
+
+    fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
+        let http = match e.kind.as_deref() {
+            None | Some("database") => {
+                self.database_only(&e);
+                false
+            }
+            Some("http") => true,
+            Some(k @ ("soap" | "file")) => {
+                self.err(
+                    "exchange.kind",
+                    format!(
+                        "exchange kind `{k}` is not available in this version: use `database` or `http`"
+                    ),
+                );
+                false
+            }
+            Some(k) => {
+                self.err(
+                    "exchange.kind",
+                    format!("`{k}` is not an exchange kind: use `database` or `http`"),
+                );
+                false
+            }
+        };
         let lower_ops = match e.operation_case.as_deref() {
             None | Some("upper") => false,
             Some("lower") => true,
@@ -332,23 +365,29 @@ impl V<'_> {
             col("batch", &cc.batch, "cd_batch"),
             col("source", &cc.source, "cd_source"),
         );
-        let db = self.database(
-            "exchange",
-            RawConn {
-                url: &e.url,
-                password: e.password.as_deref(),
-                max_connections: e.max_connections,
-                connect_timeout: e.connect_timeout.as_deref(),
-                bootstrap_sql: e.bootstrap_sql.as_deref(),
-                transaction_guard: Some("0s"),
-                statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
-            },
-        );
+        let target = if http {
+            self.http_exchange(&e)
+                .map(|h| ExchangeTarget::Http(Box::new(h)))
+        } else {
+            self.database(
+                "exchange",
+                RawConn {
+                    url: &e.url,
+                    password: e.password.as_deref(),
+                    max_connections: e.max_connections,
+                    connect_timeout: e.connect_timeout.as_deref(),
+                    bootstrap_sql: e.bootstrap_sql.as_deref(),
+                    transaction_guard: Some("0s"),
+                    statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
+                },
+            )
+            .map(ExchangeTarget::Database)
+        };
         let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
             return None;
         };
         Some(Exchange {
-            db: db?,
+            target: target?,
             control: ControlColumns {
                 operation,
                 time,
@@ -419,6 +458,20 @@ pub fn validate(
     v.source_engine = source.as_ref().map(|s| s.engine);
     let exchange = v.exchange(raw.exchange);
     let feedback = v.feedback(raw.feedback);
+    if let (Some(e), Some(f)) = (&exchange, &feedback) {
+        use super::FeedbackKind as K;
+        match (e.db().is_some(), f.kind) {
+            (_, K::None) | (false, K::Http) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (false, _) => v.err(
+                "feedback.kind",
+                "reads the exchange database, and the exchange is reached over http: use http or none",
+            ),
+            (true, K::Http) => v.err(
+                "feedback.kind",
+                "`http` reads the feedback of an http exchange: set [exchange] kind = \"http\"",
+            ),
+        }
+    }
     if raw.tables.is_empty() {
         v.err(
             "table",

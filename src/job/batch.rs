@@ -17,7 +17,9 @@ use super::{Ctx, CycleReport, JobError};
 use crate::config::DeleteMode;
 use crate::db::ReadRow;
 use crate::mapping::RowCtx;
-use crate::sink::{Op, Outgoing, Refusal, Removal, SinkError, Stage, Target, Tuples, Turn};
+use crate::sink::{
+    Op, Outgoing, Refusal, RefusedBy, Removal, SinkError, Stage, Target, Tuples, Turn,
+};
 use crate::state::{Commit, DigestEntry, LedgerEntry, Origin, Reject};
 use crate::value::{Value, key_text, row_digest};
 use crate::watermark::Watermark;

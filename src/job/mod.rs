@@ -64,21 +64,23 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
                 ),
             )
         })?;
-    let tgt = tgt
-        .map_err(|e| JobError::sink(n, "reading the target's catalog", e))?
-        .ok_or_else(|| {
-            JobError::new(
-                n,
-                "checking the tables",
-                format!(
-                    "exchange table {} does not exist in the {}",
-                    spec.target,
-                    sink.place()
-                ),
-            )
-        })?;
-    let source_dialect = read.dialect();
     let caps = sink.capabilities();
+    let tgt = match tgt.map_err(|e| JobError::sink(n, "reading the target's catalog", e))? {
+        None if !caps.catalog => Some(plan::uncatalogued_target(spec, &src)),
+        t => t,
+    };
+    let tgt = tgt.ok_or_else(|| {
+        JobError::new(
+            n,
+            "checking the tables",
+            format!(
+                "exchange table {} does not exist in the {}",
+                spec.target,
+                sink.place()
+            ),
+        )
+    })?;
+    let source_dialect = read.dialect();
     let mut plan = Plan::build(spec, &src, &tgt, cfg, ends.clone()).map_err(|p| {
         JobError::new(
             n,

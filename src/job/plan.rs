@@ -3,6 +3,9 @@
 //! mismatch is reported in words that name the table and the column.
 
 mod build;
+mod uncatalogued;
+
+pub use uncatalogued::uncatalogued_target;
 
 use std::sync::Arc;
 

@@ -108,6 +108,7 @@ impl MemorySink {
                     delete: false,
                     index: i,
                     message,
+                    by: super::RefusedBy::Exchange,
                 });
                 continue;
             }
@@ -156,6 +157,8 @@ impl Sink for MemorySink {
             lists_keys: true,
             copy_tuples: false,
             text_without_nul: false,
+            catalog: true,
+            verdicts: false,
         }
     }
 
@@ -234,29 +237,4 @@ impl Sink for MemorySink {
     async fn close(&self) {}
 }
 
-/// Receipts that never have a verdict.
-pub struct NoReceipts;
-
-#[async_trait::async_trait]
-impl super::Receipts for NoReceipts {
-    fn feeds(&self, _: &[&crate::config::TableSpec]) -> Vec<super::Feed> {
-        Vec::new()
-    }
-
-    async fn poll(
-        &self,
-        _: &super::Feed,
-        _: Option<&super::ReceiptTable>,
-        _: Option<&str>,
-    ) -> Result<super::Page, SinkError> {
-        Ok(super::Page::default())
-    }
-
-    async fn check(&self, _: &[super::ReceiptTable]) -> Vec<(bool, String)> {
-        Vec::new()
-    }
-
-    async fn health(&self) -> Option<Result<(), SinkError>> {
-        None
-    }
-}
+pub use super::NoReceipts;

@@ -8,6 +8,7 @@
 //! reads the state store: cursors and acknowledgements are the job's to keep.
 
 pub mod database;
+pub mod http;
 #[cfg(test)]
 pub mod memory;
 mod receipts;
@@ -84,6 +85,13 @@ pub struct Capabilities {
     pub copy_tuples: bool,
     /// Its text cannot hold a NUL character (PostgreSQL's cannot).
     pub text_without_nul: bool,
+    /// It can say which columns and keys a table has ([`Sink::describe`]); without a
+    /// catalog, the job takes the source table's columns, renamed and with the constants,
+    /// keyed as at the source.
+    pub catalog: bool,
+    /// The province checks each record as it takes it and answers with its verdicts: a
+    /// record delivered without a refusal is accepted, and a reject of it is cleared at once.
+    pub verdicts: bool,
 }
 
 /// The table a sink writes, as the job resolved it from the configuration and from what
@@ -163,6 +171,16 @@ pub struct Refusal {
     /// Index into the batch's rows (or deletes).
     pub index: usize,
     pub message: String,
+    /// Who refused it: the exchange as a store (a constraint), or the province's checks
+    /// answering the delivery (with the platform's code, where it gives one).
+    pub by: RefusedBy,
+}
+
+/// Who refused a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefusedBy {
+    Exchange,
+    Province { code: Option<String> },
 }
 
 /// A sink that could not do what it was asked.
@@ -236,7 +254,20 @@ pub struct Exchange {
 
 /// Connect to the exchange the configuration names (`lazy`: on first use).
 pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange, SinkError> {
-    let db = &cfg.exchange.db;
+    let db = match &cfg.exchange.target {
+        crate::config::ExchangeTarget::Database(db) => db,
+        crate::config::ExchangeTarget::Http(h) => {
+            let sink = Arc::new(http::HttpSink::new(h, &cfg.agent.id, cfg.agent.tz)?);
+            if !lazy {
+                sink.health().await?;
+            }
+            let receipts: Arc<dyn Receipts> = match &cfg.feedback.http {
+                Some(fb) => Arc::new(http::HttpReceipts::new(sink.clone(), fb.clone())),
+                None => Arc::new(NoReceipts),
+            };
+            return Ok(Exchange { sink, receipts });
+        }
+    };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);
     let receipts = database::DatabaseReceipts::new(
         conn.clone(),
@@ -247,4 +278,31 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
         sink: Arc::new(database::DatabaseSink::new(conn, db.statement_timeout)),
         receipts: Arc::new(receipts),
     })
+}
+
+/// Receipts that never have a verdict: no feedback is configured.
+pub struct NoReceipts;
+
+#[async_trait::async_trait]
+impl Receipts for NoReceipts {
+    fn feeds(&self, _: &[&crate::config::TableSpec]) -> Vec<Feed> {
+        Vec::new()
+    }
+
+    async fn poll(
+        &self,
+        _: &Feed,
+        _: Option<&ReceiptTable>,
+        _: Option<&str>,
+    ) -> Result<Page, SinkError> {
+        Ok(Page::default())
+    }
+
+    async fn check(&self, _: &[ReceiptTable]) -> Vec<(bool, String)> {
+        Vec::new()
+    }
+
+    async fn health(&self) -> Option<Result<(), SinkError>> {
+        None
+    }
 }

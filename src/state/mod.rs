@@ -121,6 +121,8 @@ pub struct Commit<'a> {
     pub resync_key: Option<&'a str>,
     /// Why open rejects among `delivered` were sent again (for their history).
     pub resubmit_why: &'a str,
+    /// The exchange checked the delivered rows as it took them: their rejects are cleared.
+    pub accepted: bool,
 }
 
 /// A table's row in `status`.
@@ -399,9 +401,16 @@ impl State {
             .await
             .map_err(&e)?;
         }
-        rejects::resubmitted(&mut tx, c.table, c.delivered, c.resubmit_why, &now)
-            .await
-            .map_err(&e)?;
+        rejects::resubmitted(
+            &mut tx,
+            c.table,
+            c.delivered,
+            c.resubmit_why,
+            &now,
+            c.accepted,
+        )
+        .await
+        .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
         if let Some(w) = c.watermark {
             self.watermarks()

@@ -120,13 +120,16 @@ async fn upsert(
     }
 }
 
-/// Open rejects of these keys were sent again (inside a batch's commit).
+/// Open rejects of these keys were sent again (inside a batch's commit); `accepted`: the
+/// exchange checked them as it took them, so they are cleared at once rather than after
+/// the confirmation window.
 pub(super) async fn resubmitted(
     tx: &mut SqliteConnection,
     table: &str,
     keys: &[String],
     why: &str,
     now: &str,
+    accepted: bool,
 ) -> Result<(), sqlx::Error> {
     if keys.is_empty() {
         return Ok(());
@@ -152,6 +155,17 @@ pub(super) async fn resubmitted(
         .await?;
         if let Some(id) = id {
             event(tx, id, now, why, None).await?;
+            if accepted {
+                sqlx::query(
+                    "UPDATE rejects SET state = 'cleared', cleared = ?, updated = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                event(tx, id, now, "cleared: the exchange accepted it", None).await?;
+            }
         }
     }
     Ok(())
@@ -238,7 +252,7 @@ impl State {
         let e = q("recording a resubmission");
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await.map_err(&e)?;
-        resubmitted(&mut tx, table, keys, why, &now)
+        resubmitted(&mut tx, table, keys, why, &now, false)
             .await
             .map_err(&e)?;
         tx.commit().await.map_err(&e)

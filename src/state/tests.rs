@@ -65,6 +65,7 @@ async fn commits_are_atomic_and_counters_daily() {
         table: "t",
         delivered: &["7".to_string()],
         resubmit_why: "re-sent after it changed at the source",
+        accepted: false,
         ..Commit::default()
     })
     .await

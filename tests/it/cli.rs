@@ -95,7 +95,7 @@ fn semantic_problems_are_all_reported_before_connecting() {
         ":4: agent.region_code:",
         ":6: source.url: `oracle2` is not a supported database",
         ":7: source.password: environment variable FRONTDB_TEST_UNSET_VARIABLE is not set",
-        ":9: exchange.kind: exchange kind `http` is not available",
+        ":10: exchange.url: must be an http:// or https:// URL",
         ":13: table[0].schedule: table `a` holds supervision behaviour (监管行为) data",
         "requires at least daily; schedule `weekly` runs only weekly",
         ":15: table[0].watermark.lookback: `soon` is not a duration",

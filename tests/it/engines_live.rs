@@ -91,9 +91,13 @@ async fn connect(engine_url: &str, pg_url: &str) -> (Db, Db) {
     let engine = Db::connect(&cfg.source, "source", false)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let pg = Db::connect(&cfg.exchange.db, "exchange", false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pg = Db::connect(
+        cfg.exchange.db().expect("a database exchange"),
+        "exchange",
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     (engine, pg)
 }
 

@@ -17,6 +17,8 @@ mod daemon;
 mod engines_live;
 mod examples;
 mod faults;
+mod http;
+mod http_qcvn;
 mod idle;
 mod long_transactions;
 mod modes;

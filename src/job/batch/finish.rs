@@ -65,6 +65,7 @@ pub async fn finish(
         delivered: &done.delivered,
         resync_key: p.resync_key.as_deref(),
         resubmit_why: p.why,
+        accepted: plan.ends.sink.capabilities().verdicts,
     };
     let committing = std::time::Instant::now();
     ctx.state
@@ -118,13 +119,13 @@ impl Done {
         del_rows: Vec<Vec<Value>>,
         tuples: &Tuples,
     ) {
-        let mut refused_ups: HashMap<usize, String> = HashMap::new();
-        let mut refused_dels: HashMap<usize, String> = HashMap::new();
+        let mut refused_ups: HashMap<usize, Refusal> = HashMap::new();
+        let mut refused_dels: HashMap<usize, Refusal> = HashMap::new();
         for r in refused {
             if r.delete {
-                refused_dels.insert(r.index, r.message)
+                refused_dels.insert(r.index, r)
             } else {
-                refused_ups.insert(r.index, r.message)
+                refused_ups.insert(r.index, r)
             };
         }
         let mut dels = s.dels;
@@ -151,7 +152,7 @@ impl Done {
         {
             for (i, o) in list.into_iter().enumerate() {
                 match refused.get(&i) {
-                    Some(msg) => self.refused(plan, o, msg),
+                    Some(r) => self.refused(plan, o, r),
                     None => self.delivered(plan, o, is_delete),
                 }
             }
@@ -160,17 +161,28 @@ impl Done {
         self.batch = Some(s.id);
     }
 
-    fn refused(&mut self, plan: &Plan, o: Out, msg: &str) {
-        let reason = format!("the exchange refused the row: {msg}");
+    fn refused(&mut self, plan: &Plan, o: Out, r: &Refusal) {
+        // The province's own checks answering a delivery are its rejections, as if read
+        // back later: the reject carries its origin and the platform's code.
+        let (origin, reason) = match &r.by {
+            RefusedBy::Exchange => (
+                Origin::Target,
+                format!("the exchange refused the row: {}", r.message),
+            ),
+            RefusedBy::Province { code: Some(c) } => {
+                (Origin::Province, format!("[{c}] {}", r.message))
+            }
+            RefusedBy::Province { code: None } => (Origin::Province, r.message.clone()),
+        };
         if let (Some(v), Some(_)) = (&o.src, &plan.flag) {
             self.flag_failed.push((v.clone(), reason.clone()));
         }
         let r = match &o.src {
-            Some(v) => reject(plan, &o.rkey, v, Origin::Target, vec![reason]),
+            Some(v) => reject(plan, &o.rkey, v, origin, vec![reason]),
             None => Reject {
                 rkey: o.rkey.clone(),
                 kvals: serde_json::to_string(&o.values).unwrap_or_default(),
-                origin: Origin::Target,
+                origin,
                 reasons: vec![reason],
                 row_json: "{}".into(),
                 digest: None,

@@ -98,6 +98,8 @@ impl Sink for DatabaseSink {
             lists_keys: true,
             copy_tuples: self.db.dialect() == Dialect::Postgres,
             text_without_nul: self.db.dialect() == Dialect::Postgres,
+            catalog: true,
+            verdicts: false,
         }
     }
 
@@ -158,6 +160,7 @@ impl Sink for DatabaseSink {
                             delete,
                             index,
                             message,
+                            by: super::RefusedBy::Exchange,
                         })
                         .collect());
                 }

@@ -257,7 +257,8 @@ impl DatabaseReceipts {
 impl Receipts for DatabaseReceipts {
     fn feeds(&self, tables: &[&TableSpec]) -> Vec<Feed> {
         match self.fb.kind {
-            FeedbackKind::None => Vec::new(),
+            // An http feedback is never read from a database (validation refuses the pair).
+            FeedbackKind::None | FeedbackKind::Http => Vec::new(),
             FeedbackKind::Table => vec![Feed {
                 table: None,
                 cursor_key: Some("feedback:table".into()),
@@ -301,7 +302,7 @@ impl Receipts for DatabaseReceipts {
     async fn check(&self, tables: &[ReceiptTable]) -> Vec<(bool, String)> {
         let mut out = Vec::new();
         match self.fb.kind {
-            FeedbackKind::None => {}
+            FeedbackKind::None | FeedbackKind::Http => {}
             FeedbackKind::Table => out.push(self.check_table().await),
             FeedbackKind::ErrorTable => {
                 for t in tables {
