@@ -356,13 +356,13 @@ impl HttpSink {
         url: &str,
         b: &Outgoing<'_>,
         records: &[Record],
-        id: String,
         range: Range<usize>,
         budget: &mut usize,
     ) -> Result<Vec<Refusal>, SinkError> {
         let mut refusals = Vec::new();
-        let mut queue = VecDeque::from([(id, range)]);
-        while let Some((id, range)) = queue.pop_front() {
+        let mut queue = VecDeque::from([range]);
+        while let Some(range) = queue.pop_front() {
+            let id = part_id(b.id, &range, records.len());
             let part = &records[range.clone()];
             let body = |token: Option<&str>| {
                 let w = encode::Wrapper {
@@ -407,8 +407,8 @@ impl HttpSink {
                     // Halves of a request too large are sent as they are: nothing was refused.
                     *budget -= 1;
                     let mid = range.start + range.len() / 2;
-                    queue.push_front((format!("{id}.2"), mid..range.end));
-                    queue.push_front((format!("{id}.1"), range.start..mid));
+                    queue.push_front(mid..range.end);
+                    queue.push_front(range.start..mid);
                 }
                 Answer::TooLarge => {
                     return Err(Self::fatal(
@@ -428,11 +428,9 @@ impl HttpSink {
                         ));
                     }
                     *budget -= 1;
-                    // Each half has an id of its own, derived from its parent's, so a half
-                    // sent again after a crash carries the same id and the same records.
                     let mid = range.start + range.len() / 2;
-                    queue.push_front((format!("{id}.2"), mid..range.end));
-                    queue.push_front((format!("{id}.1"), range.start..mid));
+                    queue.push_front(mid..range.end);
+                    queue.push_front(range.start..mid);
                 }
                 // `post` returns nothing else.
                 other => return Err(Self::fatal(url, format!("unexpected answer {other:?}"))),
@@ -528,13 +526,8 @@ impl Sink for HttpSink {
         let mut budget = SPLIT_BUDGET;
         for p in 0..parts {
             let range = p * per..((p + 1) * per).min(records.len());
-            let id = if parts == 1 {
-                b.id.to_owned()
-            } else {
-                format!("{}.p{}", b.id, p + 1)
-            };
             refusals.extend(
-                self.post_isolating(&url, b, &records, id, range, &mut budget)
+                self.post_isolating(&url, b, &records, range, &mut budget)
                     .await?,
             );
         }
@@ -569,4 +562,18 @@ impl Sink for HttpSink {
     }
 
     async fn close(&self) {}
+}
+
+/// The id of a request carrying the records `range` of a batch of `len`: the batch's own id
+/// for all of them, else the batch's id and the records' positions (`<batch>.r1-50`). A batch
+/// sent again is the same records in the same order (see the sink seam), so a part sent again
+/// carries the same id and the same records; a part cut differently (another `max_records`,
+/// a split) has other positions, so a receiver that keeps the ids it applied never takes it
+/// for one it has.
+fn part_id(batch: &str, range: &Range<usize>, len: usize) -> String {
+    if range.start == 0 && range.end == len {
+        batch.to_owned()
+    } else {
+        format!("{batch}.r{}-{}", range.start + 1, range.end)
+    }
 }
