@@ -34,9 +34,10 @@ pub enum Kind {
     ResyncTable,
     ResyncAll,
     ClockJump,
+    SimKill,
 }
 
-pub const ALL: [Kind; 16] = [
+pub const ALL: [Kind; 17] = [
     Kind::AgentKill,
     Kind::AgentTerm,
     Kind::PgRestartFast,
@@ -53,6 +54,7 @@ pub const ALL: [Kind; 16] = [
     Kind::ResyncTable,
     Kind::ResyncAll,
     Kind::ClockJump,
+    Kind::SimKill,
 ];
 
 impl Kind {
@@ -74,13 +76,14 @@ impl Kind {
             Kind::ResyncTable => "resync --table (CLI) mid-run",
             Kind::ResyncAll => "SIGUSR1 (resync of every table)",
             Kind::ClockJump => "agent clock jump (libfaketime)",
+            Kind::SimKill => "exchange-sim SIGKILL + restart",
         }
     }
 
     /// How long the fault is held, drawn from the seed.
     fn hold(self, rng: &mut StdRng) -> Duration {
         let ms = match self {
-            Kind::AgentKill | Kind::AgentTerm => rng.random_range(200..3000),
+            Kind::AgentKill | Kind::AgentTerm | Kind::SimKill => rng.random_range(200..3000),
             Kind::ProxyStall => rng.random_range(2000..9000),
             Kind::ProxyDropNew => rng.random_range(2000..7000),
             Kind::ProxySlow => rng.random_range(3000..9000),
@@ -96,6 +99,7 @@ impl Kind {
     fn overhead(self) -> Duration {
         Duration::from_millis(match self {
             Kind::AgentKill | Kind::AgentTerm => 1500,
+            Kind::SimKill => 800,
             Kind::PgRestartImmediate => 4000,
             Kind::PgRestartFast | Kind::MyRestartFast | Kind::MyRestartImmediate => 2500,
             _ => 300,
@@ -108,7 +112,8 @@ pub struct Fault {
     pub at: Duration,
     pub kind: Kind,
     pub hold: Duration,
-    /// Which agent (kill, reload, resync, clock) or which server's proxy (0 PostgreSQL, 1 MariaDB).
+    /// Which agent (kill, reload, resync, clock) or which server's proxy (0 PostgreSQL, 1
+    /// MariaDB, 2 exchange-sim).
     pub target: usize,
     /// The table index (resync), the configuration variant (reload), the clock offset in
     /// seconds (clock jump).
@@ -122,11 +127,9 @@ impl Fault {
             Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxyReset | Kind::ProxySlow => {
                 format!(
                     " ({} proxy)",
-                    if self.target == 0 {
-                        "PostgreSQL"
-                    } else {
-                        "MariaDB"
-                    }
+                    ["PostgreSQL", "MariaDB", "exchange-sim"]
+                        .get(self.target)
+                        .unwrap_or(&"?")
                 )
             }
             Kind::AgentKill | Kind::AgentTerm | Kind::ResyncAll => format!(" (agent {})", agent()),
@@ -156,8 +159,15 @@ impl Fault {
     }
 }
 
-/// The schedule of a run of `total`, for `agents` agents of the given table counts.
-pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
+/// The schedule of a run of `total`, for agents of the given table counts, each saying
+/// whether it delivers over HTTP.
+///
+/// The clock of an HTTP agent jumps by at most 4 minutes: its requests carry their time
+/// (`X-Timestamp`, signed) and the sim refuses one more than 5 minutes from its own clock
+/// (401, which fails the table until the clock is right); a larger jump would stop that
+/// agent for the rest of the run instead of testing it.
+pub fn schedule(seed: u64, total: Duration, agents: &[(usize, bool)]) -> Vec<Fault> {
+    let tables: Vec<usize> = agents.iter().map(|a| a.0).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17_5c4e_d01e_0000);
     let end = total.saturating_sub(Duration::from_secs(10));
     let mut kinds: Vec<Kind> = ALL.to_vec();
@@ -184,8 +194,9 @@ pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
         }
         let target = match kind {
             Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxyReset | Kind::ProxySlow => {
-                rng.random_range(0..2)
+                rng.random_range(0..3)
             }
+            Kind::SimKill => 0,
             _ => rng.random_range(0..tables.len()),
         };
         let param = match kind {
@@ -195,7 +206,11 @@ pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
                 variants[target]
             }
             Kind::ClockJump => {
-                let s = rng.random_range(300..43_200);
+                let s = if agents[target].1 {
+                    rng.random_range(20..240)
+                } else {
+                    rng.random_range(300..43_200)
+                };
                 if rng.random_bool(0.5) { s } else { -s }
             }
             _ => 0,
@@ -217,7 +232,8 @@ pub struct World {
     pub agents: Arc<Vec<Arc<Agent>>>,
     pub pg: Arc<Postgres>,
     pub my: Arc<MariaDb>,
-    pub proxies: [Proxy; 2],
+    pub sim: Arc<crate::sim::Sim>,
+    pub proxies: [Proxy; 3],
     /// The tmpfs holding every state directory, when it could be mounted.
     pub tmpfs: Option<std::path::PathBuf>,
     /// Held while an agent is down on purpose.
@@ -383,6 +399,16 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
         }
         Kind::ClockJump => {
             agent()?.set_clock(f.param)?;
+        }
+        Kind::SimKill => {
+            let sim = w.sim.clone();
+            let hold = f.hold;
+            blocking(move || {
+                sim.kill()?;
+                std::thread::sleep(hold);
+                sim.up()
+            })
+            .await?;
         }
     }
     Ok(true)
