@@ -346,6 +346,11 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
             let p = &w.proxies[f.target];
             let n = (f.hold.as_millis() / 700).max(1);
             for _ in 0..n {
+                println!(
+                    "    resetting {} open connection(s) of the {} proxy",
+                    p.open.load(Ordering::Relaxed),
+                    p.name
+                );
                 p.reset_all();
                 tokio::time::sleep(Duration::from_millis(700)).await;
             }

@@ -30,6 +30,8 @@ pub struct Proxy {
     reset: watch::Sender<u64>,
     pub connections: Arc<AtomicU64>,
     pub resets: Arc<AtomicU64>,
+    /// Connections open now.
+    pub open: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -47,6 +49,7 @@ impl Proxy {
             reset,
             connections: Arc::new(AtomicU64::new(0)),
             resets: Arc::new(AtomicU64::new(0)),
+            open: Arc::new(AtomicU64::new(0)),
         };
         let q = p.clone();
         tokio::spawn(async move { q.accept(listener, upstream).await });
@@ -80,7 +83,13 @@ impl Proxy {
         }
     }
 
-    async fn pipe(self, mut client: TcpStream, upstream: u16) {
+    async fn pipe(self, client: TcpStream, upstream: u16) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.pipe_open(client, upstream).await;
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn pipe_open(&self, mut client: TcpStream, upstream: u16) {
         let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
             hard_close(&client);
             return;
