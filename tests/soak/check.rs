@@ -140,8 +140,15 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
     out
 }
 
-/// The open entries of an agent's rejects ledger: (table, key).
-pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
+/// An open entry of the rejects ledger: where it came from and why.
+#[derive(Clone, Debug, Default)]
+pub struct Open {
+    pub origin: String,
+    pub reasons: String,
+}
+
+/// The open entries of an agent's rejects ledger, by (table, key).
+pub async fn open_rejects(a: &Agent) -> Result<BTreeMap<(String, String), Open>> {
     let (code, out, err) = a
         .cli(
             &["rejects", "list", "--state", "open", "--json"],
@@ -155,8 +162,14 @@ pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
             a.iter()
                 .map(|r| {
                     (
-                        r["table"].as_str().unwrap_or_default().to_owned(),
-                        r["key"].as_str().unwrap_or_default().to_owned(),
+                        (
+                            r["table"].as_str().unwrap_or_default().to_owned(),
+                            r["key"].as_str().unwrap_or_default().to_owned(),
+                        ),
+                        Open {
+                            origin: r["origin"].as_str().unwrap_or_default().to_owned(),
+                            reasons: r["reasons"].to_string(),
+                        },
                     )
                 })
                 .collect()
@@ -164,25 +177,48 @@ pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
         .unwrap_or_default())
 }
 
-/// Bad rows at the source against the open rejects of the ledger.
+/// Bad rows at the source against the open rejects of the ledger. At the HTTP exchange the
+/// entry must also say who refused the row: the agent's rule (`rule`) for a bad code, else
+/// the sim's verdict (`province`, naming the column it requires).
 pub fn compare_rejects(
     t: &Table,
     src: &[(Rec, Extra)],
-    open: &BTreeSet<(String, String)>,
+    open: &BTreeMap<(String, String), Open>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let bad: BTreeSet<String> = src
-        .iter()
-        .filter(|(r, _)| t.is_bad(r))
-        .map(|(r, _)| r.id.to_string())
-        .collect();
-    for k in &bad {
-        if !open.contains(&(t.name.clone(), k.clone())) {
-            out.push(Finding::new(
+    for (r, _) in src.iter().filter(|(r, _)| t.is_bad(r)) {
+        let k = r.id.to_string();
+        match open.get(&(t.name.clone(), k.clone())) {
+            None => out.push(Finding::new(
                 "a refused row not open in the rejects ledger",
                 &t.name,
                 format!("id={k}"),
-            ));
+            )),
+            Some(o) if t.http => {
+                let by_rule = !crate::tables::code_is_good(&r.code);
+                let ok = if by_rule {
+                    o.origin == "rule"
+                } else {
+                    o.origin == "province" && o.reasons.contains("happened")
+                };
+                if !ok {
+                    out.push(Finding::new(
+                        "a reject in the ledger from the wrong origin",
+                        &t.name,
+                        format!(
+                            "id={k}: origin {} reasons {} (want {})",
+                            o.origin,
+                            o.reasons,
+                            if by_rule {
+                                "rule"
+                            } else {
+                                "province, happened is required"
+                            }
+                        ),
+                    ));
+                }
+            }
+            Some(_) => {}
         }
     }
     // A reject may stay open for a row deleted at the source before its corrected version
@@ -192,7 +228,7 @@ pub fn compare_rejects(
         .filter(|(r, _)| !t.is_bad(r) && !r.is_delete())
         .map(|(r, _)| r.id.to_string())
         .collect();
-    for (tbl, k) in open {
+    for (tbl, k) in open.keys() {
         if tbl == &t.name && good.contains(k) {
             out.push(Finding::new(
                 "an open reject for a row that is good at the source",

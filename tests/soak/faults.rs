@@ -35,9 +35,10 @@ pub enum Kind {
     ResyncAll,
     ClockJump,
     SimKill,
+    SimCutReplies,
 }
 
-pub const ALL: [Kind; 17] = [
+pub const ALL: [Kind; 18] = [
     Kind::AgentKill,
     Kind::AgentTerm,
     Kind::PgRestartFast,
@@ -55,6 +56,7 @@ pub const ALL: [Kind; 17] = [
     Kind::ResyncAll,
     Kind::ClockJump,
     Kind::SimKill,
+    Kind::SimCutReplies,
 ];
 
 impl Kind {
@@ -77,6 +79,7 @@ impl Kind {
             Kind::ResyncAll => "SIGUSR1 (resync of every table)",
             Kind::ClockJump => "agent clock jump (libfaketime)",
             Kind::SimKill => "exchange-sim SIGKILL + restart",
+            Kind::SimCutReplies => "exchange-sim proxy cuts its answers",
         }
     }
 
@@ -87,6 +90,7 @@ impl Kind {
             Kind::ProxyStall => rng.random_range(2000..9000),
             Kind::ProxyDropNew => rng.random_range(2000..7000),
             Kind::ProxySlow => rng.random_range(3000..9000),
+            Kind::SimCutReplies => rng.random_range(2000..6000),
             Kind::DiskFull => rng.random_range(3000..9000),
             Kind::ProxyReset => rng.random_range(1..4) * 700,
             Kind::ReloadInvalid => 1500,
@@ -196,7 +200,7 @@ pub fn schedule(seed: u64, total: Duration, agents: &[(usize, bool)]) -> Vec<Fau
             Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxyReset | Kind::ProxySlow => {
                 rng.random_range(0..3)
             }
-            Kind::SimKill => 0,
+            Kind::SimKill | Kind::SimCutReplies => 2,
             _ => rng.random_range(0..tables.len()),
         };
         let param = match kind {
@@ -332,11 +336,12 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
             };
             blocking(move || my.restart(how)).await?;
         }
-        Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxySlow => {
+        Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxySlow | Kind::SimCutReplies => {
             let p = &w.proxies[f.target];
             p.set(match f.kind {
                 Kind::ProxyStall => Mode::Stall,
                 Kind::ProxyDropNew => Mode::DropNew,
+                Kind::SimCutReplies => Mode::CutReplies,
                 _ => Mode::Slow,
             });
             tokio::time::sleep(f.hold).await;

@@ -94,10 +94,11 @@ impl Report<'_> {
         for p in self.proxies {
             let _ = writeln!(
                 s,
-                "  {} proxy: {} connections proxied, {} reset or refused",
+                "  {} proxy: {} connections proxied, {} reset or refused ({} as the answer came)",
                 p.name,
                 p.connections.load(Ordering::Relaxed),
-                p.resets.load(Ordering::Relaxed)
+                p.resets.load(Ordering::Relaxed),
+                p.cuts.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(s, "  {}", self.sim_summary);
