@@ -457,11 +457,36 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
     println!("{} waiting for the daemons to catch up", at(t0));
     let settle_start = Instant::now();
     let mut findings;
+    let mut said = Instant::now();
     loop {
         findings = compare_all(&agents, &dbs, &sim).await?;
         findings.extend(status_findings(&agents).await);
         if findings.is_empty() || settle_start.elapsed() > o.settle {
             break;
+        }
+        // A slow catch-up says what it is waiting for (the report says it only at the end).
+        if said.elapsed() > Duration::from_secs(15) {
+            said = Instant::now();
+            let mut waiting: std::collections::BTreeMap<(&str, &str), usize> =
+                std::collections::BTreeMap::new();
+            for f in &findings {
+                *waiting.entry((f.what, f.table.as_str())).or_default() += 1;
+            }
+            let first = findings
+                .iter()
+                .find(|f| f.what == "status shows a failing table")
+                .map(|f| format!("; {}: {}", f.table, f.detail))
+                .unwrap_or_default();
+            println!(
+                "{} still waiting for: {}{}",
+                at(t0),
+                waiting
+                    .iter()
+                    .map(|((w, t), n)| format!("{t} {w} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                first.chars().take(300).collect::<String>()
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
