@@ -370,7 +370,7 @@ pub async fn write_lock_free(state_dir: &Path) -> Result<bool> {
 /// one `applied` per idempotency key, a key sent again answered `replayed`), no batch id
 /// carrying other records than the first time it came, and the `batches` table agreeing with
 /// the log (every batch logged applied is in it, with as many records applied as the
-/// request carried minus those the sim rejected).
+/// request carried minus those its answer rejected).
 pub async fn sim_batches(sim: &Sim) -> Result<Vec<Finding>> {
     let reqs = sim.requests().await?;
     let batches = sim.batches().await?;
@@ -390,11 +390,10 @@ pub async fn sim_batches(sim: &Sim) -> Result<Vec<Finding>> {
             id,
         ));
     }
-    let table_of: BTreeMap<(&str, &str), i64> = batches
+    let table_of: BTreeMap<(&str, &str), (i64, i64)> = batches
         .iter()
-        .map(|(id, tbl, n)| ((tbl.as_str(), id.as_str()), *n))
+        .map(|(id, tbl, n, rejected)| ((tbl.as_str(), id.as_str()), (*n, *rejected)))
         .collect();
-    let rejected = sim.rejected_per_batch().await?;
     for r in reqs.iter().filter(|r| r.outcome.starts_with("applied")) {
         let (Some(id), Some(tbl)) = (r.batch.as_deref(), r.table.as_deref()) else {
             continue;
@@ -405,14 +404,13 @@ pub async fn sim_batches(sim: &Sim) -> Result<Vec<Finding>> {
             .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
             .and_then(|v| v.as_array().map(Vec::len))
             .unwrap_or(0) as i64;
-        let refused = rejected.get(id).copied().unwrap_or(0);
         match table_of.get(&(tbl, id)) {
             None => out.push(Finding::new(
                 "a batch logged applied is not in the sim's batches",
                 tbl,
                 id.to_owned(),
             )),
-            Some(&n) if n != sent - refused => out.push(Finding::new(
+            Some(&(n, refused)) if n != sent - refused => out.push(Finding::new(
                 "a batch applied a wrong number of records",
                 tbl,
                 format!("{id}: {n} applied of {sent} sent, {refused} rejected"),
@@ -435,9 +433,9 @@ pub async fn sim_summary(sim: &Sim) -> String {
     }
     let parts = batches
         .iter()
-        .filter(|(id, _, _)| id.contains(".p"))
+        .filter(|(id, _, _, _)| id.contains(".p"))
         .count();
-    let records: i64 = batches.iter().map(|(_, _, n)| n).sum();
+    let records: i64 = batches.iter().map(|(_, _, n, _)| n).sum();
     format!(
         "exchange-sim: {} requests ({}), {} batch ids applied ({} of them parts of a split batch), {} records applied, started {} time(s)",
         reqs.len(),

@@ -217,29 +217,22 @@ impl Sim {
             .collect()
     }
 
-    /// Records the sim rejected, per batch id.
-    pub async fn rejected_per_batch(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+    /// The batches table: (id, table, records applied, records the answer rejected).
+    pub async fn batches(&self) -> Result<Vec<(String, String, i64, i64)>> {
         let mut c = self.connect().await?;
-        let rows = sqlx::query(
-            "SELECT batch, count(*) FROM rejections WHERE batch IS NOT NULL GROUP BY batch",
-        )
-        .fetch_all(&mut c)
-        .await?;
-        let _ = sqlx::Connection::close(c).await;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
-    /// The batches table: (id, table, records applied).
-    pub async fn batches(&self) -> Result<Vec<(String, String, i64)>> {
-        let mut c = self.connect().await?;
-        let rows = sqlx::query("SELECT id, tbl, records FROM batches")
+        let rows = sqlx::query("SELECT id, tbl, records, answer FROM batches")
             .fetch_all(&mut c)
             .await?;
         let _ = sqlx::Connection::close(c).await;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| {
+                let answer: String = r.try_get(3)?;
+                let rejected = serde_json::from_str::<Json>(&answer)
+                    .ok()
+                    .and_then(|a| a.get("rejected").and_then(Json::as_array).map(Vec::len))
+                    .unwrap_or(0) as i64;
+                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, rejected))
+            })
             .collect()
     }
 }
