@@ -16,7 +16,8 @@
 # scripts/test.sh does, to stay within CI's time; release checks use the default.
 # Exit: 0 pass (with --broken: the checker caught the broken build), 1 fail, 2 could not run.
 # Needs root: the servers run as the postgres user, and the state directories live on a
-# small tmpfs that the out-of-space fault fills.
+# small tmpfs that the out-of-space fault fills. CARGO_TARGET_DIR is honoured (the broken build
+# goes to its soak-broken/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,7 +70,7 @@ cleanup() {
     for d in "$work"/run*/pg/data; do
         [ -f "$d/postmaster.pid" ] && runuser -u postgres -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
     done
-    for d in "$work"/run*/my/mysqld.pid; do [ -f "$d" ] && kill -9 "$(cat "$d")" 2>/dev/null || true; done
+    for d in "$work"/run*/my/mysqld.pid "$work"/run*/sim/sim.pid; do [ -f "$d" ] && kill -9 "$(cat "$d")" 2>/dev/null || true; done
     rmdir "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -84,11 +85,12 @@ if [ "$broken" = 1 ]; then
     tar --exclude=./target --exclude=./.git -cf - . | tar -C "$src" -xf -
     (cd "$src" && patch -p1 --quiet < scripts/soak/broken-watermark.patch) \
         || die "scripts/soak/broken-watermark.patch no longer applies to src/job/batch/finish.rs: make it again (see docs/soak.md)"
-    broken_target="$PWD/target/soak-broken"
-    if [ ! -d "$broken_target/soak" ] && [ -d target/soak ]; then
+    target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+    broken_target="$target_dir/soak-broken"
+    if [ ! -d "$broken_target/soak" ] && [ -d "$target_dir/soak" ]; then
         # Start from the good build's dependencies: only the agent (and the vendored sqlx-core,
         # whose path differs) are compiled again.
-        mkdir -p "$broken_target" && cp -a target/soak "$broken_target/soak"
+        mkdir -p "$broken_target" && cp -a "$target_dir/soak" "$broken_target/soak"
     fi
     say "building the deliberately broken agent ($src)"
     CARGO_TARGET_DIR="$broken_target" cargo build --profile soak --bin frontdb-agent --manifest-path "$src/Cargo.toml"

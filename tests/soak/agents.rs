@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::tables::{Engine, Pair};
+use crate::tables::{Engine, Exchange, Pair};
 
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
@@ -20,6 +20,8 @@ pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT
 pub struct Ports {
     pub pg: u16,
     pub my: u16,
+    /// The exchange-sim's proxy.
+    pub sim: u16,
 }
 
 pub struct Agent {
@@ -83,17 +85,35 @@ impl Agent {
     /// must refuse it and keep running the old one).
     pub fn config_text(&self, variant: usize, broken: bool) -> String {
         let p = &self.pair;
+        let exchange = match p.ex {
+            Exchange::Db(e) => format!(
+                "[exchange]\nurl = \"{}\"\nconnect_timeout = \"5s\"\nstatement_timeout = \"20s\"\n",
+                url(e, self.ports, &p.ex_db())
+            ),
+            // Signed batches through the sim's proxy; a request times out before most
+            // proxy stalls end, and a batch of more than `max_records` goes in several
+            // requests (ids `BATCH.pN`). `max_records` is the same in every variant: the
+            // part ids number the parts, so a batch sent again after a reload that changed
+            // it would reuse ids for other records (see docs/soak.md).
+            Exchange::Http => format!(
+                "[exchange]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/exchange/{{table}}\"\n\
+                 timeout = \"5s\"\nmax_records = 50\n\n\
+                 [exchange.auth]\nkind = \"hmac-sha256\"\napp_key = \"{key}\"\n\
+                 app_secret = \"${{env:{env}}}\"\n",
+                port = self.ports.sim,
+                key = crate::sim::APP_KEY,
+                env = crate::sim::SECRET_ENV,
+            ),
+        };
         let mut s = format!(
             "[agent]\nid = \"soak-{agent}\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
              region_code = \"230000\"\ndepartment_code = \"SOAK\"\nretry_max = \"3s\"\n\
              stop_timeout = \"20s\"\n{typo}\n\
-             [source]\nurl = \"{src}\"\nconnect_timeout = \"5s\"\n\n\
-             [exchange]\nurl = \"{ex}\"\nconnect_timeout = \"5s\"\nstatement_timeout = \"20s\"\n",
+             [source]\nurl = \"{src}\"\nconnect_timeout = \"5s\"\n\n{exchange}",
             agent = p.agent,
             state = self.state_dir.display(),
             typo = if broken { "retry_maxx = \"1s\"\n" } else { "" },
             src = url(p.src, self.ports, &p.src_db()),
-            ex = url(p.ex, self.ports, &p.ex_db()),
         );
         for t in &p.tables {
             s.push_str(&crate::tables::config(t, variant));
@@ -116,6 +136,7 @@ impl Agent {
         c.arg("--config").arg(&self.config);
         c.env("FRONTDB_LOG", "info,sqlx=warn");
         c.env_remove("FRONTDB_CONFIG");
+        c.env(crate::sim::SECRET_ENV, crate::sim::SECRET);
         if faked {
             c.env("LD_PRELOAD", FAKETIME_LIB)
                 .env("FAKETIME_TIMESTAMP_FILE", &self.clock)

@@ -12,7 +12,9 @@ use chrono::NaiveDateTime;
 use sqlx::Row;
 
 use crate::agents::Agent;
-use crate::tables::{Db, Extra, Mode, Rec, Table};
+use crate::receivers;
+use crate::sim::{self, Sim};
+use crate::tables::{Db, End, Extra, Mode, Rec, Table};
 
 #[derive(Clone, Debug)]
 pub struct Finding {
@@ -54,7 +56,7 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
     let src_by: BTreeMap<i64, &Rec> = src.iter().map(|(r, _)| (r.id, r)).collect();
     let ex_by: BTreeMap<i64, (&Rec, &Extra)> = ex.iter().map(|(r, e)| (r.id, (r, e))).collect();
     for (r, _) in src {
-        if r.is_bad() || (r.is_delete() && !tombstone) {
+        if t.is_bad(r) || (r.is_delete() && !tombstone) {
             continue;
         }
         match ex_by.get(&r.id) {
@@ -74,7 +76,7 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
     }
     for (id, (e, extra)) in &ex_by {
         match src_by.get(id) {
-            Some(r) if r.is_bad() => out.push(Finding::new(
+            Some(r) if t.is_bad(r) => out.push(Finding::new(
                 "a refused row at the exchange",
                 &t.name,
                 format!("source {} / exchange {}", show(r), show(e)),
@@ -95,7 +97,16 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
             )),
             Some(_) => {}
         }
+        if !extra.typing.is_empty() {
+            out.push(Finding::new(
+                "typed wrongly at the exchange",
+                &t.name,
+                format!("id={id}: {}", extra.typing.join("; ")),
+            ));
+        }
+        // An interface gets the batch number in the envelope, not in the record.
         if matches!(t.mode, Mode::Control { .. })
+            && !t.http
             && (extra.cd_source.as_deref() != Some("230000SOAK")
                 || extra.cd_batch.as_ref().is_none_or(|b| b.len() != 13))
         {
@@ -111,7 +122,7 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
     }
     if t.mode == Mode::Flag {
         for (r, x) in src {
-            let want = if r.is_bad() { 9 } else { 1 };
+            let want = if t.is_bad(r) { 9 } else { 1 };
             if x.flag != Some(want)
                 || (want == 9 && x.flag_error.as_deref().is_none_or(str::is_empty))
             {
@@ -129,8 +140,15 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
     out
 }
 
-/// The open entries of an agent's rejects ledger: (table, key).
-pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
+/// An open entry of the rejects ledger: where it came from and why.
+#[derive(Clone, Debug, Default)]
+pub struct Open {
+    pub origin: String,
+    pub reasons: String,
+}
+
+/// The open entries of an agent's rejects ledger, by (table, key).
+pub async fn open_rejects(a: &Agent) -> Result<BTreeMap<(String, String), Open>> {
     let (code, out, err) = a
         .cli(
             &["rejects", "list", "--state", "open", "--json"],
@@ -144,8 +162,14 @@ pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
             a.iter()
                 .map(|r| {
                     (
-                        r["table"].as_str().unwrap_or_default().to_owned(),
-                        r["key"].as_str().unwrap_or_default().to_owned(),
+                        (
+                            r["table"].as_str().unwrap_or_default().to_owned(),
+                            r["key"].as_str().unwrap_or_default().to_owned(),
+                        ),
+                        Open {
+                            origin: r["origin"].as_str().unwrap_or_default().to_owned(),
+                            reasons: r["reasons"].to_string(),
+                        },
                     )
                 })
                 .collect()
@@ -153,35 +177,58 @@ pub async fn open_rejects(a: &Agent) -> Result<BTreeSet<(String, String)>> {
         .unwrap_or_default())
 }
 
-/// Bad rows at the source against the open rejects of the ledger.
+/// Bad rows at the source against the open rejects of the ledger. At the HTTP exchange the
+/// entry must also say who refused the row: the agent's rule (`rule`) for a bad code, else
+/// the sim's verdict (`province`, naming the column it requires).
 pub fn compare_rejects(
     t: &Table,
     src: &[(Rec, Extra)],
-    open: &BTreeSet<(String, String)>,
+    open: &BTreeMap<(String, String), Open>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let bad: BTreeSet<String> = src
-        .iter()
-        .filter(|(r, _)| r.is_bad())
-        .map(|(r, _)| r.id.to_string())
-        .collect();
-    for k in &bad {
-        if !open.contains(&(t.name.clone(), k.clone())) {
-            out.push(Finding::new(
+    for (r, _) in src.iter().filter(|(r, _)| t.is_bad(r)) {
+        let k = r.id.to_string();
+        match open.get(&(t.name.clone(), k.clone())) {
+            None => out.push(Finding::new(
                 "a refused row not open in the rejects ledger",
                 &t.name,
                 format!("id={k}"),
-            ));
+            )),
+            Some(o) if t.http => {
+                let by_rule = !crate::tables::code_is_good(&r.code);
+                let ok = if by_rule {
+                    o.origin == "rule"
+                } else {
+                    o.origin == "province" && o.reasons.contains("happened")
+                };
+                if !ok {
+                    out.push(Finding::new(
+                        "a reject in the ledger from the wrong origin",
+                        &t.name,
+                        format!(
+                            "id={k}: origin {} reasons {} (want {})",
+                            o.origin,
+                            o.reasons,
+                            if by_rule {
+                                "rule"
+                            } else {
+                                "province, happened is required"
+                            }
+                        ),
+                    ));
+                }
+            }
+            Some(_) => {}
         }
     }
     // A reject may stay open for a row deleted at the source before its corrected version
     // was read (nothing left to send): only a row still there, good, must have none.
     let good: BTreeSet<String> = src
         .iter()
-        .filter(|(r, _)| !r.is_bad() && !r.is_delete())
+        .filter(|(r, _)| !t.is_bad(r) && !r.is_delete())
         .map(|(r, _)| r.id.to_string())
         .collect();
-    for (tbl, k) in open {
+    for (tbl, k) in open.keys() {
         if tbl == &t.name && good.contains(k) {
             out.push(Finding::new(
                 "an open reject for a row that is good at the source",
@@ -246,7 +293,7 @@ fn at_or_before(t: &Table, r: &Rec, w: &Position) -> bool {
 /// the watermark, then the exchange, then the source again. A good row of the first read at
 /// or before the watermark, unchanged in the second, must be at the exchange (or deleted
 /// there) in its version or a newer one.
-pub async fn sample(agent: &Agent, src: &Db, ex: &Db) -> Result<(u64, Vec<Finding>)> {
+pub async fn sample(agent: &Agent, src: &Db, ex: &End) -> Result<(u64, Vec<Finding>)> {
     let tables: Vec<&Table> = agent
         .pair
         .tables
@@ -260,7 +307,7 @@ pub async fn sample(agent: &Agent, src: &Db, ex: &Db) -> Result<(u64, Vec<Findin
     let wms = watermarks(&agent.state_dir).await?;
     let mut exchange = BTreeMap::new();
     for t in &tables {
-        exchange.insert(t.name.clone(), ex.read(t, true).await?);
+        exchange.insert(t.name.clone(), ex.read(t).await?);
     }
     let mut out = Vec::new();
     let mut checked = 0u64;
@@ -275,7 +322,7 @@ pub async fn sample(agent: &Agent, src: &Db, ex: &Db) -> Result<(u64, Vec<Findin
         let ex_by: BTreeMap<i64, &Rec> = exchange[&t.name].iter().map(|(r, _)| (r.id, r)).collect();
         let tombstone = matches!(t.mode, Mode::Control { tombstone: true });
         for (r, _) in &before[&t.name] {
-            if r.is_bad() || !at_or_before(t, r, w) || after.get(&r.id) != Some(r) {
+            if t.is_bad(r) || !at_or_before(t, r, w) || after.get(&r.id) != Some(r) {
                 continue;
             }
             checked += 1;
@@ -317,4 +364,89 @@ pub async fn write_lock_free(state_dir: &Path) -> Result<bool> {
     }
     let _ = sqlx::Connection::close(c).await;
     Ok(free)
+}
+
+/// The batches the exchange-sim took: no batch id applied twice (the sim's `requests` log:
+/// one `applied` per idempotency key, a key sent again answered `replayed`), no batch id
+/// carrying other records than the first time it came, and the `batches` table agreeing with
+/// the log (every batch logged applied is in it, with as many records applied as the
+/// request carried minus those its answer rejected).
+pub async fn sim_batches(sim: &Sim) -> Result<Vec<Finding>> {
+    let reqs = sim.requests().await?;
+    let batches = sim.batches().await?;
+    let receipts = sim::receipts(&reqs);
+    let mut out = Vec::new();
+    for (id, n) in receivers::applied_twice(&receipts) {
+        out.push(Finding::new(
+            "a batch id applied twice at the exchange-sim",
+            "",
+            format!("{id}: applied {n} times"),
+        ));
+    }
+    for id in receivers::id_reused(&receipts) {
+        out.push(Finding::new(
+            "a batch id sent again with other records",
+            "",
+            id,
+        ));
+    }
+    let table_of: BTreeMap<(&str, &str), (i64, i64)> = batches
+        .iter()
+        .map(|(id, tbl, n, rejected)| ((tbl.as_str(), id.as_str()), (*n, *rejected)))
+        .collect();
+    for r in reqs.iter().filter(|r| r.outcome.starts_with("applied")) {
+        let (Some(id), Some(tbl)) = (r.batch.as_deref(), r.table.as_deref()) else {
+            continue;
+        };
+        let sent = r
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0) as i64;
+        match table_of.get(&(tbl, id)) {
+            None => out.push(Finding::new(
+                "a batch logged applied is not in the sim's batches",
+                tbl,
+                id.to_owned(),
+            )),
+            Some(&(n, refused)) if n != sent - refused => out.push(Finding::new(
+                "a batch applied a wrong number of records",
+                tbl,
+                format!("{id}: {n} applied of {sent} sent, {refused} rejected"),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What the exchange-sim saw, for the report.
+pub async fn sim_summary(sim: &Sim) -> String {
+    let (reqs, batches) = match (sim.requests().await, sim.batches().await) {
+        (Ok(r), Ok(b)) => (r, b),
+        (Err(e), _) | (_, Err(e)) => return format!("exchange-sim: cannot read its store: {e:#}"),
+    };
+    let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &reqs {
+        *outcomes.entry(r.outcome.as_str()).or_default() += 1;
+    }
+    let parts = batches
+        .iter()
+        .filter(|(id, _, _, _)| id.contains(".p"))
+        .count();
+    let records: i64 = batches.iter().map(|(_, _, n, _)| n).sum();
+    format!(
+        "exchange-sim: {} requests ({}), {} batch ids applied ({} of them parts of a split batch), {} records applied, started {} time(s)",
+        reqs.len(),
+        outcomes
+            .iter()
+            .map(|(o, n)| format!("{o} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        batches.len(),
+        parts,
+        records,
+        sim.starts.load(std::sync::atomic::Ordering::SeqCst)
+    )
 }

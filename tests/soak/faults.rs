@@ -34,9 +34,11 @@ pub enum Kind {
     ResyncTable,
     ResyncAll,
     ClockJump,
+    SimKill,
+    SimCutReplies,
 }
 
-pub const ALL: [Kind; 16] = [
+pub const ALL: [Kind; 18] = [
     Kind::AgentKill,
     Kind::AgentTerm,
     Kind::PgRestartFast,
@@ -53,6 +55,8 @@ pub const ALL: [Kind; 16] = [
     Kind::ResyncTable,
     Kind::ResyncAll,
     Kind::ClockJump,
+    Kind::SimKill,
+    Kind::SimCutReplies,
 ];
 
 impl Kind {
@@ -74,16 +78,19 @@ impl Kind {
             Kind::ResyncTable => "resync --table (CLI) mid-run",
             Kind::ResyncAll => "SIGUSR1 (resync of every table)",
             Kind::ClockJump => "agent clock jump (libfaketime)",
+            Kind::SimKill => "exchange-sim SIGKILL + restart",
+            Kind::SimCutReplies => "exchange-sim proxy cuts its answers",
         }
     }
 
     /// How long the fault is held, drawn from the seed.
     fn hold(self, rng: &mut StdRng) -> Duration {
         let ms = match self {
-            Kind::AgentKill | Kind::AgentTerm => rng.random_range(200..3000),
+            Kind::AgentKill | Kind::AgentTerm | Kind::SimKill => rng.random_range(200..3000),
             Kind::ProxyStall => rng.random_range(2000..9000),
             Kind::ProxyDropNew => rng.random_range(2000..7000),
             Kind::ProxySlow => rng.random_range(3000..9000),
+            Kind::SimCutReplies => rng.random_range(2000..6000),
             Kind::DiskFull => rng.random_range(3000..9000),
             Kind::ProxyReset => rng.random_range(1..4) * 700,
             Kind::ReloadInvalid => 1500,
@@ -96,6 +103,7 @@ impl Kind {
     fn overhead(self) -> Duration {
         Duration::from_millis(match self {
             Kind::AgentKill | Kind::AgentTerm => 1500,
+            Kind::SimKill => 800,
             Kind::PgRestartImmediate => 4000,
             Kind::PgRestartFast | Kind::MyRestartFast | Kind::MyRestartImmediate => 2500,
             _ => 300,
@@ -108,7 +116,8 @@ pub struct Fault {
     pub at: Duration,
     pub kind: Kind,
     pub hold: Duration,
-    /// Which agent (kill, reload, resync, clock) or which server's proxy (0 PostgreSQL, 1 MariaDB).
+    /// Which agent (kill, reload, resync, clock) or which server's proxy (0 PostgreSQL, 1
+    /// MariaDB, 2 exchange-sim).
     pub target: usize,
     /// The table index (resync), the configuration variant (reload), the clock offset in
     /// seconds (clock jump).
@@ -122,11 +131,9 @@ impl Fault {
             Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxyReset | Kind::ProxySlow => {
                 format!(
                     " ({} proxy)",
-                    if self.target == 0 {
-                        "PostgreSQL"
-                    } else {
-                        "MariaDB"
-                    }
+                    ["PostgreSQL", "MariaDB", "exchange-sim"]
+                        .get(self.target)
+                        .unwrap_or(&"?")
                 )
             }
             Kind::AgentKill | Kind::AgentTerm | Kind::ResyncAll => format!(" (agent {})", agent()),
@@ -156,8 +163,15 @@ impl Fault {
     }
 }
 
-/// The schedule of a run of `total`, for `agents` agents of the given table counts.
-pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
+/// The schedule of a run of `total`, for agents of the given table counts, each saying
+/// whether it delivers over HTTP.
+///
+/// The clock of an HTTP agent jumps by at most 4 minutes: its requests carry their time
+/// (`X-Timestamp`, signed) and the sim refuses one more than 5 minutes from its own clock
+/// (401, which fails the table until the clock is right); a larger jump would stop that
+/// agent for the rest of the run instead of testing it.
+pub fn schedule(seed: u64, total: Duration, agents: &[(usize, bool)]) -> Vec<Fault> {
+    let tables: Vec<usize> = agents.iter().map(|a| a.0).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xfa17_5c4e_d01e_0000);
     let end = total.saturating_sub(Duration::from_secs(10));
     let mut kinds: Vec<Kind> = ALL.to_vec();
@@ -184,8 +198,9 @@ pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
         }
         let target = match kind {
             Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxyReset | Kind::ProxySlow => {
-                rng.random_range(0..2)
+                rng.random_range(0..3)
             }
+            Kind::SimKill | Kind::SimCutReplies => 2,
             _ => rng.random_range(0..tables.len()),
         };
         let param = match kind {
@@ -195,7 +210,11 @@ pub fn schedule(seed: u64, total: Duration, tables: &[usize]) -> Vec<Fault> {
                 variants[target]
             }
             Kind::ClockJump => {
-                let s = rng.random_range(300..43_200);
+                let s = if agents[target].1 {
+                    rng.random_range(20..240)
+                } else {
+                    rng.random_range(300..43_200)
+                };
                 if rng.random_bool(0.5) { s } else { -s }
             }
             _ => 0,
@@ -217,7 +236,8 @@ pub struct World {
     pub agents: Arc<Vec<Arc<Agent>>>,
     pub pg: Arc<Postgres>,
     pub my: Arc<MariaDb>,
-    pub proxies: [Proxy; 2],
+    pub sim: Arc<crate::sim::Sim>,
+    pub proxies: [Proxy; 3],
     /// The tmpfs holding every state directory, when it could be mounted.
     pub tmpfs: Option<std::path::PathBuf>,
     /// Held while an agent is down on purpose.
@@ -316,11 +336,12 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
             };
             blocking(move || my.restart(how)).await?;
         }
-        Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxySlow => {
+        Kind::ProxyStall | Kind::ProxyDropNew | Kind::ProxySlow | Kind::SimCutReplies => {
             let p = &w.proxies[f.target];
             p.set(match f.kind {
                 Kind::ProxyStall => Mode::Stall,
                 Kind::ProxyDropNew => Mode::DropNew,
+                Kind::SimCutReplies => Mode::CutReplies,
                 _ => Mode::Slow,
             });
             tokio::time::sleep(f.hold).await;
@@ -330,6 +351,11 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
             let p = &w.proxies[f.target];
             let n = (f.hold.as_millis() / 700).max(1);
             for _ in 0..n {
+                println!(
+                    "    resetting {} open connection(s) of the {} proxy",
+                    p.open.load(Ordering::Relaxed),
+                    p.name
+                );
                 p.reset_all();
                 tokio::time::sleep(Duration::from_millis(700)).await;
             }
@@ -383,6 +409,16 @@ async fn inject(w: &World, f: &Fault, counts: &mut Counts) -> Result<bool> {
         }
         Kind::ClockJump => {
             agent()?.set_clock(f.param)?;
+        }
+        Kind::SimKill => {
+            let sim = w.sim.clone();
+            let hold = f.hold;
+            blocking(move || {
+                sim.kill()?;
+                std::thread::sleep(hold);
+                sim.up()
+            })
+            .await?;
         }
     }
     Ok(true)

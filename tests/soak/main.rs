@@ -9,7 +9,9 @@
 //! - `agents`: the `frontdb-agent run` processes, their configurations, clocks and CLI;
 //! - `faults`: the seeded fault schedule and how each fault is injected and healed;
 //! - `check`: the checker (final comparison, rejects, flags, watermark samples);
-//! - `receivers`: the seam where an HTTP/SOAP receiver and its batch-id check plug in;
+//! - `receivers`: the batch-id checks of a receiver of batches (HTTP, SOAP);
+//! - `sim`: the HTTP exchange (`frontdb-agent exchange-sim`), killed and restarted by a fault,
+//!   its SQLite store read by the checker;
 //! - `report`: the closing report.
 
 mod agents;
@@ -19,6 +21,7 @@ mod proxy;
 mod receivers;
 mod report;
 mod servers;
+mod sim;
 mod tables;
 mod workload;
 
@@ -33,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use agents::{Agent, Ports};
 use check::Finding;
 use servers::{MariaDb, Postgres};
-use tables::{Db, Engine};
+use sim::Sim;
+use tables::{Db, End, Engine, Exchange};
 
 pub struct Opts {
     pub minutes: f64,
@@ -102,6 +106,7 @@ struct Resources {
     dir: Option<PathBuf>,
     pg: Option<Arc<Postgres>>,
     my: Option<Arc<MariaDb>>,
+    sim: Option<Arc<Sim>>,
     agents: Vec<Arc<Agent>>,
     tmpfs: Option<PathBuf>,
     /// Cancelled first at cleanup: the watcher must not restart the agents being killed.
@@ -138,6 +143,9 @@ fn cleanup(res: &Shared, keep: bool) {
     }
     if let Some(my) = r.my.take() {
         my.stop();
+    }
+    if let Some(sim) = r.sim.take() {
+        sim.stop();
     }
     if let Some(m) = r.tmpfs.take() {
         if keep {
@@ -274,13 +282,34 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
 
     let pairs = tables::pairs();
     tables::create(&pairs, pg.port, my.port).await?;
+    let http_tables: Vec<tables::Table> = pairs
+        .iter()
+        .filter(|p| p.ex == Exchange::Http)
+        .flat_map(|p| p.tables.clone())
+        .collect();
+    let sim = {
+        let (d, bin) = (dir.join("sim"), o.agent_bin.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || Sim::start(&d, &bin, &http_tables))
+                .await?
+                .context("the soak's exchange-sim")?,
+        )
+    };
+    lock(&res)?.sim = Some(sim.clone());
+    println!(
+        "exchange-sim on {} (store {})",
+        sim.port,
+        sim.store.display()
+    );
     let proxies = [
         proxy::Proxy::start("postgres", pg.port).await?,
         proxy::Proxy::start("mariadb", my.port).await?,
+        proxy::Proxy::start("exchange-sim", sim.port).await?,
     ];
     let ports = Ports {
         pg: proxies[0].port,
         my: proxies[1].port,
+        sim: proxies[2].port,
     };
     let mut list = Vec::new();
     for p in &pairs {
@@ -300,14 +329,20 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
     for p in &pairs {
         dbs.push((
             Db::connect(p.src, port_of(p.src), &p.src_db()).await?,
-            Db::connect(p.ex, port_of(p.ex), &p.ex_db()).await?,
+            match p.ex {
+                Exchange::Db(e) => End::Db(Db::connect(e, port_of(e), &p.ex_db()).await?),
+                Exchange::Http => End::Sim(sim.clone()),
+            },
         ));
     }
 
     let plan = faults::schedule(
         o.seed,
         total,
-        &pairs.iter().map(|p| p.tables.len()).collect::<Vec<_>>(),
+        &pairs
+            .iter()
+            .map(|p| (p.tables.len(), p.ex == Exchange::Http))
+            .collect::<Vec<_>>(),
     );
     println!("fault schedule ({} faults):", plan.len());
     for f in &plan {
@@ -394,6 +429,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         agents: agents.clone(),
         pg: pg.clone(),
         my: my.clone(),
+        sim: sim.clone(),
         proxies: proxies.clone(),
         tmpfs: tmpfs.clone(),
         expected: expected.clone(),
@@ -421,11 +457,36 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
     println!("{} waiting for the daemons to catch up", at(t0));
     let settle_start = Instant::now();
     let mut findings;
+    let mut said = Instant::now();
     loop {
-        findings = compare_all(&agents, &dbs).await?;
+        findings = compare_all(&agents, &dbs, &sim).await?;
         findings.extend(status_findings(&agents).await);
         if findings.is_empty() || settle_start.elapsed() > o.settle {
             break;
+        }
+        // A slow catch-up says what it is waiting for (the report says it only at the end).
+        if said.elapsed() > Duration::from_secs(15) {
+            said = Instant::now();
+            let mut waiting: std::collections::BTreeMap<(&str, &str), usize> =
+                std::collections::BTreeMap::new();
+            for f in &findings {
+                *waiting.entry((f.what, f.table.as_str())).or_default() += 1;
+            }
+            let first = findings
+                .iter()
+                .find(|f| f.what == "status shows a failing table")
+                .map(|f| format!("; {}: {}", f.table, f.detail))
+                .unwrap_or_default();
+            println!(
+                "{} still waiting for: {}{}",
+                at(t0),
+                waiting
+                    .iter()
+                    .map(|((w, t), n)| format!("{t} {w} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                first.chars().take(300).collect::<String>()
+            );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -481,6 +542,13 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
             detail: c.clone(),
         });
     }
+    if let Some(st) = sim.exited() {
+        findings.push(Finding {
+            what: "exchange-sim exited by itself",
+            table: String::new(),
+            detail: format!("{st}: {}", sim.tail(20)),
+        });
+    }
     for e in &counts.errors {
         findings.push(Finding {
             what: "a fault step failed",
@@ -525,7 +593,8 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         }
         once_out.push((a.name(), out.trim().to_owned()));
     }
-    let after_once = compare_all(&agents, &dbs).await?;
+    let after_once = compare_all(&agents, &dbs, &sim).await?;
+    let sim_summary = check::sim_summary(&sim).await;
     for f in after_once {
         findings.push(Finding {
             what: "after `once`",
@@ -550,6 +619,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         once_out: &once_out,
         findings: &findings,
         proxies: &proxies,
+        sim_summary: &sim_summary,
     };
     let text = rep.render();
     println!("{text}");
@@ -561,6 +631,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         src.close().await;
         ex.close().await;
     }
+    sim.stop();
     if o.expect_loss {
         let caught = findings.iter().any(Finding::is_loss);
         println!(
@@ -590,8 +661,9 @@ fn lock(res: &Shared) -> Result<std::sync::MutexGuard<'_, Resources>> {
         .map_err(|_| anyhow::anyhow!("the resources' lock is poisoned"))
 }
 
-/// The whole comparison: every table's two ends, rejects, flags.
-async fn compare_all(agents: &[Arc<Agent>], dbs: &[(Db, Db)]) -> Result<Vec<Finding>> {
+/// The whole comparison: every table's two ends, rejects, flags; the batch ids the
+/// exchange-sim applied.
+async fn compare_all(agents: &[Arc<Agent>], dbs: &[(Db, End)], sim: &Sim) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     for (a, (src, ex)) in agents.iter().zip(dbs) {
         let open = match check::open_rejects(a).await {
@@ -611,13 +683,18 @@ async fn compare_all(agents: &[Arc<Agent>], dbs: &[(Db, Db)]) -> Result<Vec<Find
                 .await
                 .with_context(|| format!("reading source {}", t.name))?;
             let e = ex
-                .read(t, true)
+                .read(t)
                 .await
                 .with_context(|| format!("reading exchange {}", t.name))?;
             out.extend(check::compare_table(t, &s, &e));
             out.extend(check::compare_rejects(t, &s, &open));
         }
     }
+    out.extend(
+        check::sim_batches(sim)
+            .await
+            .context("reading the exchange-sim's batches and requests")?,
+    );
     Ok(out)
 }
 

@@ -1,7 +1,8 @@
 //! A TCP proxy in front of a server: the agents connect through it, the workload and the
 //! checker do not. Its mode can be changed at any time: pass, stall (connections stay open,
 //! nothing moves), drop new connections (accepted, then reset at once), slow (every chunk
-//! waits); and every connection open at a moment can be reset.
+//! waits), cut replies (the request goes through, the connection is reset as the answer
+//! comes back); and every connection open at a moment can be reset.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub enum Mode {
     Stall,
     DropNew,
     Slow,
+    /// Whatever the server answers resets the connection instead of reaching the client
+    /// (the request was delivered and acted on; its answer is lost).
+    CutReplies,
 }
 
 /// The handle the faults use; the proxy runs in its own task.
@@ -30,6 +34,10 @@ pub struct Proxy {
     reset: watch::Sender<u64>,
     pub connections: Arc<AtomicU64>,
     pub resets: Arc<AtomicU64>,
+    /// Connections open now.
+    pub open: Arc<AtomicU64>,
+    /// Connections reset as their answer came (`Mode::CutReplies`).
+    pub cuts: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -47,6 +55,8 @@ impl Proxy {
             reset,
             connections: Arc::new(AtomicU64::new(0)),
             resets: Arc::new(AtomicU64::new(0)),
+            open: Arc::new(AtomicU64::new(0)),
+            cuts: Arc::new(AtomicU64::new(0)),
         };
         let q = p.clone();
         tokio::spawn(async move { q.accept(listener, upstream).await });
@@ -80,7 +90,13 @@ impl Proxy {
         }
     }
 
-    async fn pipe(self, mut client: TcpStream, upstream: u16) {
+    async fn pipe(self, client: TcpStream, upstream: u16) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.pipe_open(client, upstream).await;
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn pipe_open(&self, mut client: TcpStream, upstream: u16) {
         let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
             hard_close(&client);
             return;
@@ -91,11 +107,30 @@ impl Proxy {
         let reset = {
             let (mut cr, mut cw) = client.split();
             let (mut sr, mut sw) = server.split();
-            let m1 = self.mode.subscribe();
-            let m2 = self.mode.subscribe();
-            tokio::select! {
-                _ = async { tokio::join!(copy(&mut cr, &mut sw, m1), copy(&mut sr, &mut cw, m2)) } => false,
-                _ = reset_rx.changed() => true,
+            let up = copy(&mut cr, &mut sw, self.mode.subscribe(), false);
+            let down = copy(&mut sr, &mut cw, self.mode.subscribe(), true);
+            tokio::pin!(up, down);
+            let (mut up_done, mut down_done) = (false, false);
+            loop {
+                tokio::select! {
+                    cut = &mut down, if !down_done => {
+                        if cut {
+                            self.cuts.fetch_add(1, Ordering::Relaxed);
+                            break true;
+                        }
+                        down_done = true;
+                        if up_done {
+                            break false;
+                        }
+                    }
+                    _ = &mut up, if !up_done => {
+                        up_done = true;
+                        if down_done {
+                            break false;
+                        }
+                    }
+                    _ = reset_rx.changed() => break true,
+                }
             }
         };
         if reset {
@@ -106,8 +141,9 @@ impl Proxy {
     }
 }
 
-/// Copy one direction, obeying the proxy's mode before every chunk.
-async fn copy<R, W>(r: &mut R, w: &mut W, mut mode: watch::Receiver<Mode>)
+/// Copy one direction, obeying the proxy's mode before every chunk; true when it stopped
+/// because a reply was cut (`reply`: this is the server's direction).
+async fn copy<R, W>(r: &mut R, w: &mut W, mut mode: watch::Receiver<Mode>, reply: bool) -> bool
 where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
@@ -117,7 +153,7 @@ where
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = w.shutdown().await;
-                return;
+                return false;
             }
             Ok(n) => n,
         };
@@ -126,18 +162,19 @@ where
             match m {
                 Mode::Stall => {
                     if mode.changed().await.is_err() {
-                        return;
+                        return false;
                     }
                 }
                 Mode::Slow => {
                     tokio::time::sleep(Duration::from_millis(40 + (n as u64 % 160))).await;
                     break;
                 }
-                Mode::Pass | Mode::DropNew => break,
+                Mode::CutReplies if reply => return true,
+                Mode::Pass | Mode::DropNew | Mode::CutReplies => break,
             }
         }
         if w.write_all(&buf[..n]).await.is_err() {
-            return;
+            return false;
         }
     }
 }

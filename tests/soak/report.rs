@@ -39,6 +39,8 @@ pub struct Report<'a> {
     pub once_out: &'a [(&'static str, String)],
     pub findings: &'a [Finding],
     pub proxies: &'a [Proxy],
+    /// What the exchange-sim saw (requests by outcome, batches, records).
+    pub sim_summary: &'a str,
 }
 
 impl Report<'_> {
@@ -92,12 +94,14 @@ impl Report<'_> {
         for p in self.proxies {
             let _ = writeln!(
                 s,
-                "  {} proxy: {} connections proxied, {} reset or refused",
+                "  {} proxy: {} connections proxied, {} reset or refused ({} as the answer came)",
                 p.name,
                 p.connections.load(Ordering::Relaxed),
-                p.resets.load(Ordering::Relaxed)
+                p.resets.load(Ordering::Relaxed),
+                p.cuts.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(s, "  {}", self.sim_summary);
         let _ = writeln!(
             s,
             "agent restarts: {} ({} by faults, {} after an exit nobody asked for)",
@@ -179,7 +183,7 @@ impl Report<'_> {
         if pass {
             let _ = writeln!(
                 s,
-                "RESULT: PASS (every table equal at both ends, every refused row open in the rejects ledger and absent at the exchange, no watermark ahead of the exchange, every daemon alive with a clean status)"
+                "RESULT: PASS (every table equal at both ends, every refused row open in the rejects ledger and absent at the exchange, no watermark ahead of the exchange, no batch id applied twice or reused at the exchange-sim, every daemon alive with a clean status)"
             );
         } else {
             let mut by: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();

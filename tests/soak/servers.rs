@@ -35,7 +35,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) ->
     bail!("{what} within {timeout:?}")
 }
 
-fn tcp_answers(port: u16) -> bool {
+pub fn tcp_answers(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),

@@ -57,14 +57,39 @@ impl Mode {
 pub struct Table {
     pub name: String,
     pub mode: Mode,
+    /// Exchanged over HTTP (to exchange-sim): a row is bad when its code breaks the rule or
+    /// its `happened` is NULL (the sim's rule); a negative amount is good there.
+    pub http: bool,
 }
 
-/// One agent: a source database and an exchange database (each on one of the soak's servers).
+impl Table {
+    /// Whether the row is refused: quarantined by the agent's rule, or refused by the
+    /// exchange (the database's CHECK on `amount`, the sim's rule on `happened`).
+    pub fn is_bad(&self, r: &Rec) -> bool {
+        !code_is_good(&r.code)
+            || if self.http {
+                r.happened.is_none()
+            } else {
+                r.amount.starts_with('-')
+            }
+    }
+}
+
+/// Where an agent delivers: a database on one of the soak's servers, or the HTTP
+/// exchange-sim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exchange {
+    Db(Engine),
+    Http,
+}
+
+/// One agent: a source database and an exchange (a database on one of the soak's servers, or
+/// the exchange-sim).
 #[derive(Clone, Debug)]
 pub struct Pair {
     pub agent: &'static str,
     pub src: Engine,
-    pub ex: Engine,
+    pub ex: Exchange,
     pub tables: Vec<Table>,
 }
 
@@ -78,17 +103,22 @@ impl Pair {
 }
 
 /// PostgreSQL→PostgreSQL, PostgreSQL→MariaDB and MariaDB→PostgreSQL: both engines as source
-/// and as exchange, every mode read from each source engine.
+/// and as exchange, every mode read from each source engine; and PostgreSQL→HTTP (the
+/// exchange-sim) with a timestamp, a control and a flag table (the modes an interface that
+/// cannot list its keys serves fully: deletes travel as records, the sim's verdicts set the
+/// flag). Key and digest tables stay with the databases: a digest table's rows deleted
+/// during a resync would stay at an interface (it cannot list what it holds).
 pub fn pairs() -> Vec<Pair> {
     let t = |agent: &str, suffix: &str, mode| Table {
         name: format!("{agent}_{suffix}"),
         mode,
+        http: agent == "ph",
     };
     vec![
         Pair {
             agent: "pp",
             src: Engine::Pg,
-            ex: Engine::Pg,
+            ex: Exchange::Db(Engine::Pg),
             tables: vec![
                 t("pp", "ts", Mode::Timestamp),
                 t("pp", "ctl", Mode::Control { tombstone: false }),
@@ -99,7 +129,7 @@ pub fn pairs() -> Vec<Pair> {
         Pair {
             agent: "pm",
             src: Engine::Pg,
-            ex: Engine::My,
+            ex: Exchange::Db(Engine::My),
             tables: vec![
                 t("pm", "ts", Mode::Timestamp),
                 t("pm", "ctl", Mode::Control { tombstone: true }),
@@ -109,13 +139,23 @@ pub fn pairs() -> Vec<Pair> {
         Pair {
             agent: "mp",
             src: Engine::My,
-            ex: Engine::Pg,
+            ex: Exchange::Db(Engine::Pg),
             tables: vec![
                 t("mp", "ts", Mode::Timestamp),
                 t("mp", "ctl", Mode::Control { tombstone: false }),
                 t("mp", "flag", Mode::Flag),
                 t("mp", "key", Mode::Key),
                 t("mp", "dig", Mode::Digest),
+            ],
+        },
+        Pair {
+            agent: "ph",
+            src: Engine::Pg,
+            ex: Exchange::Http,
+            tables: vec![
+                t("ph", "ts", Mode::Timestamp),
+                t("ph", "ctl", Mode::Control { tombstone: false }),
+                t("ph", "flag", Mode::Flag),
             ],
         },
     ]
@@ -247,12 +287,11 @@ pub struct Extra {
     pub flag_error: Option<String>,
     pub cd_batch: Option<String>,
     pub cd_source: Option<String>,
+    /// What breaks the envelope's typing in a record the exchange-sim stored.
+    pub typing: Vec<String>,
 }
 
 impl Rec {
-    pub fn is_bad(&self) -> bool {
-        !code_is_good(&self.code) || self.amount.starts_with('-')
-    }
     pub fn is_delete(&self) -> bool {
         self.op.as_deref() == Some("D")
     }
@@ -422,12 +461,40 @@ impl Db {
     }
 }
 
-/// Create the databases of every pair on their servers, and their tables.
+/// The exchange end of a pair, as the checker reads it.
+#[derive(Clone)]
+pub enum End {
+    Db(Db),
+    Sim(std::sync::Arc<crate::sim::Sim>),
+}
+
+impl End {
+    /// Every row (record) of `t` at the exchange, in key order.
+    pub async fn read(&self, t: &Table) -> Result<Vec<(Rec, Extra)>> {
+        match self {
+            End::Db(db) => db.read(t, true).await,
+            End::Sim(sim) => sim.read(t).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        if let End::Db(db) = self {
+            db.close().await;
+        }
+    }
+}
+
+/// Create the databases of every pair on their servers, and their tables (an HTTP exchange
+/// has none: the sim makes its store).
 pub async fn create(pairs: &[Pair], pg_port: u16, my_port: u16) -> Result<()> {
     let pg = Db::connect(Engine::Pg, pg_port, "postgres").await?;
     let my = Db::connect(Engine::My, my_port, "mysql").await?;
     for p in pairs {
-        for (engine, db) in [(p.src, p.src_db()), (p.ex, p.ex_db())] {
+        let mut dbs = vec![(p.src, p.src_db())];
+        if let Exchange::Db(e) = p.ex {
+            dbs.push((e, p.ex_db()));
+        }
+        for (engine, db) in dbs {
             match engine {
                 Engine::Pg => pg.exec(&format!("CREATE DATABASE {db}")).await?,
                 Engine::My => {
@@ -440,17 +507,21 @@ pub async fn create(pairs: &[Pair], pg_port: u16, my_port: u16) -> Result<()> {
         }
         let port = |e| if e == Engine::Pg { pg_port } else { my_port };
         let src = Db::connect(p.src, port(p.src), &p.src_db()).await?;
-        let ex = Db::connect(p.ex, port(p.ex), &p.ex_db()).await?;
         for t in &p.tables {
             for s in ddl(t, p.src, false) {
                 src.exec(&s).await.with_context(|| s.clone())?;
             }
-            for s in ddl(t, p.ex, true) {
-                ex.exec(&s).await.with_context(|| s.clone())?;
-            }
         }
         src.close().await;
-        ex.close().await;
+        if let Exchange::Db(e) = p.ex {
+            let ex = Db::connect(e, port(e), &p.ex_db()).await?;
+            for t in &p.tables {
+                for s in ddl(t, e, true) {
+                    ex.exec(&s).await.with_context(|| s.clone())?;
+                }
+            }
+            ex.close().await;
+        }
     }
     pg.close().await;
     my.close().await;

@@ -94,7 +94,11 @@ const ODD: &[&str] = &[
     "",
 ];
 
-fn vals(rng: &mut StdRng, id: i64, bad: bool) -> Vals {
+/// A row's values; `bad` makes it refused. At a database exchange a bad row has a code the
+/// rule quarantines or a negative amount the CHECK refuses; at the HTTP exchange (`http`) the
+/// negative amount is good (the sim has no such rule, 5 % of its good rows carry one) and the
+/// sim's refusal is a NULL `happened` (which a good row there never has).
+fn vals(rng: &mut StdRng, id: i64, bad: bool, http: bool) -> Vals {
     let letters = b"ABCDEFGHJKLMNPQRTUWXY";
     let mut code = String::new();
     for _ in 0..2 {
@@ -102,12 +106,16 @@ fn vals(rng: &mut StdRng, id: i64, bad: bool) -> Vals {
     }
     code.push_str(&format!("{:04}", rng.random_range(0..10_000)));
     let mut cents: i64 = rng.random_range(0..10_000_000);
+    let mut no_happened = false;
     if bad {
         match rng.random_range(0..3) {
             0 => code = format!("bad-{id}"),
+            1 if http => no_happened = true,
             1 => cents = -rng.random_range(1..100_000),
             _ => code = code.to_lowercase(),
         }
+    } else if http && rng.random_bool(0.05) {
+        cents = -rng.random_range(1..100_000);
     }
     let amount = format!(
         "{}{}.{:02}",
@@ -115,7 +123,7 @@ fn vals(rng: &mut StdRng, id: i64, bad: bool) -> Vals {
         cents.abs() / 100,
         cents.abs() % 100
     );
-    let happened = rng.random_bool(0.9).then(|| {
+    let happened = (rng.random_bool(0.9) || (http && !bad)).then(|| {
         let base = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .unwrap_or_default();
@@ -138,7 +146,7 @@ fn vals(rng: &mut StdRng, id: i64, bad: bool) -> Vals {
         name,
         code,
         amount,
-        happened,
+        happened: happened.filter(|_| !no_happened),
         note,
     }
 }
@@ -427,10 +435,10 @@ pub async fn writer(
         for o in &ops {
             match o {
                 Op::Insert(id, bad) => {
-                    planned.push((*id, Some(vals(&mut rng, *id, *bad)), 'i', *bad))
+                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t.http)), 'i', *bad))
                 }
                 Op::Update(id, bad) => {
-                    planned.push((*id, Some(vals(&mut rng, *id, *bad)), 'u', *bad))
+                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t.http)), 'u', *bad))
                 }
                 Op::Delete(id) => planned.push((*id, None, 'd', false)),
             }
@@ -494,7 +502,7 @@ pub async fn key_writer(t: Table, db: Db, seed: u64, stop: CancellationToken, st
     while !stop.is_cancelled() {
         id += 1;
         let bad = rng.random_bool(0.1);
-        let v = vals(&mut rng, id, bad);
+        let v = vals(&mut rng, id, bad, t.http);
         let tbl = t.clone();
         match transact(&db, Duration::ZERO, |now| {
             vec![insert(e, &tbl, id, v, now, "I")]
