@@ -235,6 +235,9 @@ main() {
     cargo fmt --check
     say "cargo clippy --all-targets -- -D warnings"
     cargo clippy --all-targets -- -D warnings
+    # The soak's harness is a test target with `test = false`, which --all-targets leaves out.
+    say "cargo clippy --test soak -- -D warnings"
+    cargo clippy --test soak -- -D warnings
     say "cargo test"
     cargo test "$@"
     say "chaos soak: 2 minutes with seed 1, then 2 minutes with a random seed (docs/soak.md)"

@@ -92,15 +92,15 @@ impl Agent {
             ),
             // Signed batches through the sim's proxy; a request times out before most
             // proxy stalls end, and a batch of more than `max_records` goes in several
-            // requests (ids `BATCH.pN`). `max_records` is the same in every variant: the
-            // part ids number the parts, so a batch sent again after a reload that changed
-            // it would reuse ids for other records (see docs/soak.md).
+            // requests (ids `BATCH.r1-50`, by the records' positions). A reload changes
+            // `max_records`: a batch sent again is then cut differently, under other ids.
             Exchange::Http => format!(
                 "[exchange]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/exchange/{{table}}\"\n\
-                 timeout = \"5s\"\nmax_records = 50\n\n\
+                 timeout = \"5s\"\nmax_records = {per}\n\n\
                  [exchange.auth]\nkind = \"hmac-sha256\"\napp_key = \"{key}\"\n\
                  app_secret = \"${{env:{env}}}\"\n",
                 port = self.ports.sim,
+                per = [50, 37, 64][variant % 3],
                 key = crate::sim::APP_KEY,
                 env = crate::sim::SECRET_ENV,
             ),
