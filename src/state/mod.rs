@@ -443,24 +443,24 @@ impl State {
     /// Every table the store knows, for `status`.
     pub async fn tables(&self) -> Result<Vec<TableState>, StateError> {
         let e = q("reading table states");
-        let rows = sqlx::query(
-            "SELECT t.tbl, t.watermark, t.rows_total, t.deletes_total, t.newest_change, t.last_started, \
-             t.last_finished, t.last_outcome, t.last_error, t.last_rows, t.last_ms, t.next_run, t.warnings, \
+        // The runs' columns (`runs::COLUMNS`, from position 5) name the table's own: the
+        // subqueries read other tables under their own names.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t.tbl, t.watermark, t.rows_total, t.deletes_total, t.newest_change, {}, \
              (SELECT count(*) FROM rejects r WHERE r.tbl = t.tbl AND r.state = 'open'), \
-             t.failures, t.failing_since, t.last_success, \
              (SELECT coalesce(sum(b.rows + b.deletes), 0) FROM batches b \
               WHERE b.tbl = t.tbl AND b.status = 'acked' AND b.finished >= ?) \
              FROM tables t ORDER BY t.tbl",
-        )
+            runs::COLUMNS
+        )))
         .bind(ts(Utc::now() - chrono::Duration::hours(24)))
         .fetch_all(&self.pool)
         .await
         .map_err(&e)?;
         let mut out = Vec::new();
         for r in rows {
-            let warnings: Option<String> = r.try_get(12).map_err(&e)?;
             let watermark: Option<String> = r.try_get(1).map_err(&e)?;
-            out.push(TableState {
+            let mut t = TableState {
                 table: r.try_get(0).map_err(&e)?,
                 watermark: watermark
                     .and_then(|w| serde_json::from_str::<Watermark>(&w).ok())
@@ -468,22 +468,12 @@ impl State {
                 rows_total: r.try_get(2).map_err(&e)?,
                 deletes_total: r.try_get(3).map_err(&e)?,
                 newest_change: r.try_get(4).map_err(&e)?,
-                last_started: r.try_get(5).map_err(&e)?,
-                last_finished: r.try_get(6).map_err(&e)?,
-                last_outcome: r.try_get(7).map_err(&e)?,
-                last_error: r.try_get(8).map_err(&e)?,
-                last_rows: r.try_get(9).map_err(&e)?,
-                last_ms: r.try_get(10).map_err(&e)?,
-                next_run: r.try_get(11).map_err(&e)?,
-                warnings: warnings
-                    .and_then(|w| serde_json::from_str(&w).ok())
-                    .unwrap_or_default(),
-                open_rejects: r.try_get(13).map_err(&e)?,
-                failures: r.try_get(14).map_err(&e)?,
-                failing_since: r.try_get(15).map_err(&e)?,
-                last_success: r.try_get(16).map_err(&e)?,
+                open_rejects: r.try_get(16).map_err(&e)?,
                 rows_24h: r.try_get(17).map_err(&e)?,
-            });
+                ..TableState::default()
+            };
+            t.overlay(&runs::runs_at(&r, 5).map_err(&e)?);
+            out.push(t);
         }
         let kept = self.runs_now();
         for t in &mut out {

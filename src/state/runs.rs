@@ -54,7 +54,7 @@ pub struct CycleEnd<'a> {
     pub warnings: &'a [String],
 }
 
-const COLUMNS: &str = "last_started, last_finished, last_outcome, last_error, last_rows, \
+pub(super) const COLUMNS: &str = "last_started, last_finished, last_outcome, last_error, last_rows, \
      last_ms, next_run, warnings, failures, failing_since, last_success";
 
 impl State {
@@ -71,25 +71,10 @@ impl State {
         .fetch_optional(&self.pool)
         .await
         .map_err(&e)?;
-        let Some(r) = row else {
-            return Ok(Runs::default());
-        };
-        let warnings: Option<String> = r.try_get(7).map_err(&e)?;
-        Ok(Runs {
-            last_started: r.try_get(0).map_err(&e)?,
-            last_finished: r.try_get(1).map_err(&e)?,
-            last_outcome: r.try_get(2).map_err(&e)?,
-            last_error: r.try_get(3).map_err(&e)?,
-            last_rows: r.try_get(4).map_err(&e)?,
-            last_ms: r.try_get(5).map_err(&e)?,
-            next_run: r.try_get(6).map_err(&e)?,
-            warnings: warnings
-                .and_then(|w| serde_json::from_str(&w).ok())
-                .unwrap_or_default(),
-            failures: r.try_get(8).map_err(&e)?,
-            failing_since: r.try_get(9).map_err(&e)?,
-            last_success: r.try_get(10).map_err(&e)?,
-        })
+        match row {
+            Some(r) => runs_at(&r, 0).map_err(&e),
+            None => Ok(Runs::default()),
+        }
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
@@ -265,4 +250,24 @@ async fn write_runs(
     .await
     .map_err(q("recording a table's runs"))?;
     Ok(())
+}
+
+/// A table's runs from a row that holds [`COLUMNS`] from position `at` on.
+pub(super) fn runs_at(r: &sqlx::sqlite::SqliteRow, at: usize) -> Result<Runs, sqlx::Error> {
+    let warnings: Option<String> = r.try_get(at + 7)?;
+    Ok(Runs {
+        last_started: r.try_get(at)?,
+        last_finished: r.try_get(at + 1)?,
+        last_outcome: r.try_get(at + 2)?,
+        last_error: r.try_get(at + 3)?,
+        last_rows: r.try_get(at + 4)?,
+        last_ms: r.try_get(at + 5)?,
+        next_run: r.try_get(at + 6)?,
+        warnings: warnings
+            .and_then(|w| serde_json::from_str(&w).ok())
+            .unwrap_or_default(),
+        failures: r.try_get(at + 8)?,
+        failing_since: r.try_get(at + 9)?,
+        last_success: r.try_get(at + 10)?,
+    })
 }
