@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # frontdb-agent benchmark: the agent against the databases' own bulk paths, in the same run.
 #
-#   bench/bench.sh                 # every scenario, 1,000,000 rows (about 6 minutes)
+#   bench/bench.sh                 # every scenario on every shape, 1,000,000 rows (about 25 minutes)
+#   SHAPE=scattered bench/bench.sh # one shape of the dataset (bench/lib.sh: time, scattered,
+#                                  # text, composite); SHAPES="time text" for some
+#   BEFORE=/path/to/old/frontdb-agent bench/bench.sh  # and an older build, shape by shape
 #   ROWS=50000 BIG=0 RT_SECONDS=10 bench/bench.sh     # a smoke run
 #   SCENARIOS="full incr" bench/bench.sh              # some scenarios only
 #   AGENT=/path/to/frontdb-agent bench/bench.sh         # another build of the agent
@@ -36,14 +39,35 @@ SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my big http"}
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-. bench/lib.sh
-fresh_work "${BENCH_DIR:-${TMPDIR:-/tmp}/frontdb-bench}"
+BASE=${BENCH_DIR:-${TMPDIR:-/tmp}/frontdb-bench}
 
 if [ -z "${AGENT:-}" ]; then
-    say "building the agent (release)"
+    printf '\n== building the agent (release)\n' >&2
     cargo build --release --quiet
     AGENT="$ROOT/target/release/frontdb-agent"
 fi
+
+# Without SHAPE: every scenario on each of SHAPES and, with BEFORE=/path/to/another/build,
+# with that build too, right before this one on the same shape; then one table of them all.
+if [ -z "${SHAPE:-}" ]; then
+    SHAPES=${SHAPES:-time scattered text composite}
+    rm -rf "$BASE"
+    for shape in $SHAPES; do
+        for build in ${BEFORE:+before} agent; do
+            bin=$AGENT
+            [ "$build" = before ] && bin=$BEFORE
+            SHAPE=$shape AGENT=$bin BENCH_DIR="$BASE/$shape-$build" "$0"
+        done
+    done
+    printf '\n== all shapes (agent: %s%s)\n' "$AGENT" "${BEFORE:+; before: $BEFORE}" >&2
+    # shellcheck disable=SC2086
+    python3 bench/shapes.py "$BASE" $SHAPES | tee "$BASE/results.md"
+    exit 0
+fi
+
+. bench/lib.sh
+fresh_work "$BASE"
+say "shape: $SHAPE (key: $KEY_COLS)"
 
 
 # --- dataset ---------------------------------------------------------------------------------
@@ -122,8 +146,14 @@ open(p, "w").write(head + "[exchange.auth]" + auth + "\n[[table]]" + table)
 PY
     measure agent_http "$AGENT" --config "$WORK/http.toml" once
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
-    GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*), sum(CAST(rkey AS INTEGER)) FROM records WHERE tbl='supervision'\").fetchone())" "$WORK/sim/sim.db")
-    WANT=$(pgval fdb_bench_src "SELECT '(' || count(*) || ', ' || sum(id) || ')' FROM supervision")
+    # The receiver's keys are their JSON text: a sum of the ids where the key is the id.
+    if [ "$KEY_COLS" = id ]; then
+        GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*), sum(CAST(rkey AS INTEGER)) FROM records WHERE tbl='supervision'\").fetchone())" "$WORK/sim/sim.db")
+        WANT=$(pgval fdb_bench_src "SELECT '(' || count(*) || ', ' || sum(id) || ')' FROM supervision")
+    else
+        GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(DISTINCT rkey) FROM records WHERE tbl='supervision'\").fetchone()[0])" "$WORK/sim/sim.db")
+        WANT=$(pgval fdb_bench_src "SELECT count(*) FROM supervision")
+    fi
     same "agent over HTTP (count, sum of ids)" "$WANT" "$GOT"
     record "full PG→HTTP (exchange-sim) ${ROWS} rows; reference: the agent PG→PG" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
 fi
@@ -148,12 +178,13 @@ if wants incr; then
     # The same rows upserted by PostgreSQL alone (newer wins), into a copy of the exchange table
     # as the agent will find it: the limit for changing rows in place rather than appending.
     psql -X -q "$PGURL/postgres" -c "CREATE DATABASE fdb_bench_limit TEMPLATE fdb_bench_tgt"
-    sets=$(echo "$COLS" | tr -d ' \n' | tr ',' '\n' | grep -v '^id$' | sed 's/.*/& = excluded.&/' | paste -sd,)
+    sets=$(echo "$COLS" | tr -d ' \n' | tr ',' '\n' | grep -vx -e "$(echo "$KEY_COLS" | sed 's/, */\n/g')" \
+        | sed 's/.*/& = excluded.&/' | paste -sd,)
     cat >"$WORK/upsert.sql" <<SQL
 BEGIN;
 CREATE TEMP TABLE s (LIKE supervision) ON COMMIT DROP;
 \\copy s FROM pstdin (FORMAT binary)
-INSERT INTO supervision SELECT * FROM s ON CONFLICT (id) DO UPDATE SET $sets
+INSERT INTO supervision SELECT * FROM s ON CONFLICT ($KEY_COLS) DO UPDATE SET $sets
     WHERE supervision.updated_at <= excluded.updated_at;
 COMMIT;
 SQL

@@ -41,13 +41,33 @@ measure() {
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
 # --- schema and data -----------------------------------------------------------------------
+# SHAPE: how the keys and change times of the dataset lie, as front-end tables have them.
+#   time       bigint key; change times rise with the keys (rows appended, never updated)
+#   scattered  bigint key; change times scattered against the keys (rows updated after they
+#              were inserted, in no order of their keys)
+#   text       key record_no, a varchar code (JC + date + number), in another order than
+#              the change times
+#   composite  key (region_code, record_no)
+SHAPE=${SHAPE:-time}
+case "$SHAPE" in
+    time | scattered) KEY_COLS="id" ;;
+    text) KEY_COLS="record_no" ;;
+    composite) KEY_COLS="region_code, record_no" ;;
+    *) die "SHAPE=$SHAPE: use time, scattered, text or composite" ;;
+esac
+# The change time of row i.
+if [ "$SHAPE" = scattered ]; then
+    UPDATED_AT="timestamp '2019-01-01 09:00:00' + ((i * 7919) % 1000003) * interval '73 seconds' + (i % 997) * interval '1 microsecond'"
+else
+    UPDATED_AT="timestamp '2019-01-01 09:00:00' + i * interval '73 seconds' + (i % 997) * interval '1 microsecond'"
+fi
 COLS="id, record_no, uscc, org_name, legal_person, region_code, address, category, inspector,
       inspected_at, result_code, penalty_amount, remark, is_public, created_at, updated_at, version"
 
 pg_ddl() { # TABLE [EXTRA]
     cat <<SQL
 CREATE TABLE $1 (
-    id             bigint PRIMARY KEY,
+    id             bigint NOT NULL,
     record_no      varchar(32) NOT NULL,
     uscc           char(18),
     org_name       varchar(200) NOT NULL,
@@ -63,7 +83,8 @@ CREATE TABLE $1 (
     is_public      boolean,
     created_at     timestamp(6) NOT NULL,
     updated_at     timestamp(6) NOT NULL,
-    version        integer NOT NULL${2:-}
+    version        integer NOT NULL${2:-},
+    PRIMARY KEY ($KEY_COLS)
 );
 CREATE INDEX ${1}_updated ON $1 (updated_at);
 SQL
@@ -72,7 +93,7 @@ SQL
 my_ddl() {
     cat <<SQL
 CREATE TABLE $1 (
-    id             bigint PRIMARY KEY,
+    id             bigint NOT NULL,
     record_no      varchar(32) NOT NULL,
     uscc           char(18),
     org_name       varchar(200) NOT NULL,
@@ -89,6 +110,7 @@ CREATE TABLE $1 (
     created_at     datetime(6) NOT NULL,
     updated_at     datetime(6) NOT NULL,
     version        int NOT NULL,
+    PRIMARY KEY ($KEY_COLS),
     KEY ${1}_updated (updated_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 SQL
@@ -120,7 +142,7 @@ SELECT i,
                  || '，已责令整改。' || repeat('复查意见：按期完成。', (i % 4)::int) END,
        i % 2 = 0,
        timestamp '2019-01-01 08:00:00' + i * interval '73 seconds' + (i % 1000) * interval '1 microsecond',
-       timestamp '2019-01-01 09:00:00' + i * interval '73 seconds' + (i % 997) * interval '1 microsecond',
+       $UPDATED_AT,
        1
 FROM generate_series($3::bigint, $4::bigint) AS i;
 SQL
@@ -172,7 +194,7 @@ url = "$3"
 
 [[table]]
 source = "$4"
-key = ["id"]
+key = [$(echo "$KEY_COLS" | sed 's/\([a-z_][a-z_]*\)/"\1"/g')]
 watermark = { kind = "timestamp", column = "updated_at" }
 ${5:-}
 TOML

@@ -596,6 +596,7 @@ mod pg;
 
 #[path = "dialect_upsert.rs"]
 mod upsert;
+pub use pg::key_array;
 use pg::{pg_setting_expr, pg_setting_text};
 
 #[cfg(test)]

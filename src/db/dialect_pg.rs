@@ -57,13 +57,35 @@ impl Dialect {
         format!("SELECT {}", sets.join(", "))
     }
 
-    /// PostgreSQL: whether the target has any of the keys bound as one array (`$1`).
-    pub fn pg_any_key(self, table: &TableName, key: &Col) -> String {
-        format!(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
-            self.table(table),
-            self.quote(&key.name)
-        )
+    /// PostgreSQL: whether the target has any of the keys bound as one array per key column
+    /// (`$1`, `$2`, ...), each of the type [`key_array`] gave; an index lookup per key.
+    pub fn pg_any_key(self, table: &TableName, key: &[&Col], arrays: &[&str]) -> String {
+        let t = self.table(table);
+        match (key, arrays) {
+            ([k], [a]) => format!(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE {} = ANY($1::{a}[]))",
+                self.quote(&k.name)
+            ),
+            _ => {
+                let arrays: Vec<String> = arrays
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("${}::{a}[]", i + 1))
+                    .collect();
+                let names: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+                let on: Vec<String> = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("tgt.{} = k.k{i}", self.quote(&k.name)))
+                    .collect();
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM unnest({}) AS k({}) JOIN {t} AS tgt ON {})",
+                    arrays.join(", "),
+                    names.join(", "),
+                    on.join(" AND ")
+                )
+            }
+        }
     }
 
     /// PostgreSQL: whether the target has any key from `$1` to `$2` (one range of its key's
@@ -159,4 +181,18 @@ pub(super) fn pg_setting_text(v: &Value) -> Option<String> {
 /// Whether PostgreSQL reads a year written with four digits as it is (no BC, no 10000).
 fn pg_year(y: i32) -> bool {
     (1..=9999).contains(&y)
+}
+
+/// The array type a key column's values are bound as to look them up ([`Dialect::pg_any_key`]),
+/// so that the lookup compares as the column's index does; `None` for a column whose keys
+/// are not looked up that way (the batch is then merged).
+pub fn key_array(native: &str, v: &Value) -> Option<&'static str> {
+    let native = native.split('(').next().unwrap_or(native).trim();
+    match (v, native) {
+        (Value::Int(_), "smallint" | "integer" | "bigint") => Some("int8"),
+        (Value::Text(_), "text" | "character varying") => Some("text"),
+        (Value::Text(_), "character" | "bpchar") => Some("bpchar"),
+        (Value::Text(_), "uuid") => Some("uuid"),
+        _ => None,
+    }
 }

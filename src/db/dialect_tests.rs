@@ -465,3 +465,30 @@ fn which_tables_hold_rows_is_one_statement_of_exists_probes() {
         lite.text
     );
 }
+
+#[test]
+fn keys_are_looked_up_as_their_columns_index_compares_them() {
+    let t = TableName::parse("ex.t").expect("name");
+    let id = col("id", ColType::Int, "integer");
+    let region = col("region", ColType::Text, "character(6)");
+    let code = col("code", ColType::Text, "character varying(18)");
+    assert_eq!(
+        Dialect::Postgres.pg_any_key(&t, &[&id], &["int8"]),
+        r#"SELECT EXISTS (SELECT 1 FROM "ex"."t" WHERE "id" = ANY($1::int8[]))"#
+    );
+    assert_eq!(
+        Dialect::Postgres.pg_any_key(&t, &[&region, &id], &["bpchar", "int8"]),
+        r#"SELECT EXISTS (SELECT 1 FROM unnest($1::bpchar[], $2::int8[]) AS k(k0, k1) JOIN "ex"."t" AS tgt ON tgt."region" = k.k0 AND tgt."id" = k.k1)"#
+    );
+    let text = Value::Text("x".into());
+    assert_eq!(key_array(&id.native, &Value::Int(1)), Some("int8"));
+    assert_eq!(key_array(&region.native, &text), Some("bpchar"));
+    assert_eq!(key_array(&code.native, &text), Some("text"));
+    assert_eq!(key_array("uuid", &text), Some("uuid"));
+    // Keys of other types, or a value not of its column's kind, are not looked up.
+    assert_eq!(
+        key_array("numeric(10,0)", &Value::Decimal("1".into())),
+        None
+    );
+    assert_eq!(key_array(&id.native, &Value::Null), None);
+}

@@ -20,6 +20,7 @@ mod faults;
 mod http;
 mod http_qcvn;
 mod idle;
+mod key_shapes;
 mod long_transactions;
 mod modes;
 mod operators;

@@ -10,8 +10,9 @@ use sqlx::postgres::PgConnection;
 
 use super::{DbError, E, Pg, bind, dynamic, pgbinary};
 use crate::db::dialect::Dialect;
+use crate::db::dialect::key_array;
 use crate::db::{ErrorClass, PartWriter, Refused, Turn, WriteBatch, isolate};
-use crate::ident::Ident;
+use crate::ident::{Col, Ident};
 use crate::value::Value;
 
 impl Pg {
@@ -31,28 +32,34 @@ impl Pg {
         let err = |doing: &str| DbError::on_table(E, doing, table);
         let d = Dialect::Postgres;
         let stage = stage_name(w);
-        let mut direct = match w.upsert.key {
-            [k] => Some(Direct {
-                any: d.pg_any_key(table, &w.upsert.columns[*k]),
-                range: d.pg_key_range(table, &w.upsert.columns[*k]),
-                copy: format!(
-                    "{} (FORMAT binary)",
-                    d.pg_copy_into(table, w.upsert.columns)
-                ),
-            }),
-            _ => None,
-        };
-        // Only new keys and nothing to delete (a first exchange, rows appended since the last):
-        // one binary COPY straight into the target, a transaction of its own. Whether the
-        // target has none of the keys is asked first, unless they all lie above the greatest
-        // key it is known to hold. Should the target refuse the COPY (a key it has, a row it
-        // does not take), the batch takes the transaction below.
+        let mut direct = (!w.upsert.key.is_empty()).then(|| Direct {
+            range: match w.upsert.key {
+                [k] => Some(d.pg_key_range(table, &w.upsert.columns[*k])),
+                _ => None,
+            },
+            copy: d.pg_copy_into(table, w.upsert.columns),
+        });
+        // Only new keys and nothing to delete (a first exchange, rows appended since the last,
+        // in whatever order of their keys): one binary COPY straight into the target, a
+        // transaction of its own. Whether the target has none of the keys is asked first,
+        // unless they all lie above the greatest key it is known to hold. Should the target
+        // refuse the COPY (a key it has, a row it does not take), the batch takes the
+        // transaction below.
         let name = table.to_string();
         if self.merge_only.lock().is_ok_and(|m| m.contains(&name)) {
             direct = None;
         }
-        if let (Some(dr), Some(buf), true) = (&direct, &encoded, w.deletes.is_empty()) {
-            if self.copy_straight_in(dr, buf, w, turn).await? {
+        if let (Some(dr), true) = (&direct, w.deletes.is_empty()) {
+            // Rows of values of no binary form here go in text format.
+            let text;
+            let (statement, buf) = match &encoded {
+                Some(buf) => (format!("{} (FORMAT binary)", dr.copy), buf),
+                None => {
+                    text = Payload::Buf(copy_text_rows(w.rows));
+                    (dr.copy.clone(), &text)
+                }
+            };
+            if self.copy_straight_in(dr, &statement, buf, w, turn).await? {
                 if let Some(Payload::Buf(buf)) = encoded {
                     self.give_back(buf);
                 }
@@ -97,6 +104,7 @@ impl Pg {
     async fn copy_straight_in(
         &self,
         dr: &Direct,
+        statement: &str,
         buf: &Payload<'_>,
         w: &WriteBatch<'_>,
         turn: &Turn,
@@ -121,7 +129,7 @@ impl Pg {
             self.hold(&name, None);
             return Ok(false);
         }
-        let copied = copy_direct(&mut conn, &dr.copy, buf, turn, || {
+        let copied = copy_direct(&mut conn, statement, buf, turn, || {
             if let Some((_, hi)) = range {
                 self.hold(&name, Some(hi));
             }
@@ -185,11 +193,10 @@ fn stage_name(w: &WriteBatch<'_>) -> Ident {
 
 /// The statements of a part whose keys the target does not have yet.
 struct Direct {
-    /// Whether the target has any of the keys bound as one array.
-    any: String,
-    /// Whether it has any key between the two bound (integer keys).
-    range: String,
-    /// `COPY` into the target itself.
+    /// Whether it has any key between the two bound, and its greatest key (a one-column
+    /// integer key).
+    range: Option<String>,
+    /// `COPY` into the target itself, in text format.
     copy: String,
 }
 
@@ -256,14 +263,18 @@ impl PartWriter for PgPart<'_, '_> {
             // Rows whose keys the target does not have yet go straight in: an upsert of new
             // keys is an insert. Should one arrive meanwhile, the part is merged after all.
             let new = match &self.direct {
-                Some(direct) if binary => {
+                Some(direct) => {
                     let range = int_key_range(self.w, rows);
                     new_keys(self.tx, direct, self.w, rows, range).await?.0
                 }
-                _ => false,
+                None => false,
             };
             if let (true, Some(direct)) = (new, &self.direct) {
-                let into = direct.copy.clone();
+                let into = if binary {
+                    format!("{} (FORMAT binary)", direct.copy)
+                } else {
+                    direct.copy.clone()
+                };
                 self.exec("SAVEPOINT frontdb_direct").await?;
                 match copy_in(self.tx, &into, &buf).await {
                     Ok(()) => {
@@ -331,10 +342,12 @@ fn int_key_range(w: &WriteBatch<'_>, rows: &[Vec<Value>]) -> Option<(i64, i64)> 
     range
 }
 
-/// Whether the target has none of these rows' keys (a one-column integer or text key);
-/// false when that cannot be asked in one statement. Integer keys are asked as one range
-/// (`range`, their [`int_key_range`]: a first exchange, and rows appended since the last,
-/// find it empty), along with the greatest key the target holds.
+/// Whether the target has none of these rows' keys; false when that cannot be asked (a key
+/// column of a type not looked up, see [`key_array`]). A one-column integer key is first
+/// asked as one range (`range`, their [`int_key_range`]: a first exchange in key order, and
+/// rows appended since the last, find it empty), along with the greatest key the target
+/// holds; keys in a range the target holds others in, and any other key, are looked up one
+/// by one in its index.
 async fn new_keys(
     conn: &mut PgConnection,
     direct: &Direct,
@@ -342,44 +355,77 @@ async fn new_keys(
     rows: &[Vec<Value>],
     range: Option<(i64, i64)>,
 ) -> Result<(bool, Option<i64>), DbError> {
-    let [k] = w.upsert.key else {
-        return Ok((false, None));
-    };
     let asking = |e| DbError::query(E, format!("looking up keys in {}", w.upsert.table), e);
-    let q = match rows.first().and_then(|r| r.get(*k)) {
-        Some(Value::Int(_)) => {
-            let Some((lo, hi)) = range else {
-                return Ok((false, None));
-            };
-            let (any, max) = sqlx::query_as::<_, (bool, Option<i64>)>(dynamic(&direct.range))
-                .bind(lo)
-                .bind(hi)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(asking)?;
-            return Ok((!any, max));
+    let mut max = None;
+    if let (Some(sql), Some((lo, hi))) = (&direct.range, range) {
+        let (any, m) = sqlx::query_as::<_, (bool, Option<i64>)>(dynamic(sql))
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(asking)?;
+        if !any {
+            return Ok((true, m));
         }
-        // `character(n)` compares as text only after a cast, which its index cannot serve.
-        Some(Value::Text(_))
-            if matches!(w.upsert.columns[*k].native.as_str(), "text")
-                || w.upsert.columns[*k].native.starts_with("character varying") =>
-        {
-            let keys: Option<Vec<&str>> = rows
-                .iter()
-                .map(|r| match r.get(*k) {
-                    Some(Value::Text(s)) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect();
-            match keys {
-                Some(keys) => sqlx::query_scalar::<_, bool>(dynamic(&direct.any)).bind(keys),
-                None => return Ok((false, None)),
-            }
-        }
-        _ => return Ok((false, None)),
+        max = m;
+    }
+    let Some(keys) = KeyArrays::of(w, rows) else {
+        return Ok((false, max));
     };
+    let cols: Vec<&Col> = w.upsert.key.iter().map(|&k| &w.upsert.columns[k]).collect();
+    let sql = Dialect::Postgres.pg_any_key(w.upsert.table, &cols, &keys.types);
+    let mut q = sqlx::query_scalar::<_, bool>(dynamic(&sql));
+    for a in keys.values {
+        q = match a {
+            KeyValues::Int(v) => q.bind(v),
+            KeyValues::Text(v) => q.bind(v),
+        };
+    }
     let any = q.fetch_one(&mut *conn).await.map_err(asking)?;
-    Ok((!any, None))
+    Ok((!any, max))
+}
+
+/// The keys of a batch's rows, one array per key column, to look them up in the target.
+struct KeyArrays<'r> {
+    types: Vec<&'static str>,
+    values: Vec<KeyValues<'r>>,
+}
+
+enum KeyValues<'r> {
+    Int(Vec<i64>),
+    Text(Vec<&'r str>),
+}
+
+impl<'r> KeyArrays<'r> {
+    /// `None` when a key column is of a type not looked up, or a key value is not of its
+    /// column's kind (a NULL).
+    fn of(w: &WriteBatch<'_>, rows: &'r [Vec<Value>]) -> Option<KeyArrays<'r>> {
+        let mut types = Vec::with_capacity(w.upsert.key.len());
+        let mut values = Vec::with_capacity(w.upsert.key.len());
+        for &k in w.upsert.key {
+            let first = rows.first()?.get(k)?;
+            types.push(key_array(&w.upsert.columns[k].native, first)?);
+            values.push(match first {
+                Value::Int(_) => KeyValues::Int(
+                    rows.iter()
+                        .map(|r| match r.get(k) {
+                            Some(Value::Int(i)) => Some(*i),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()?,
+                ),
+                _ => KeyValues::Text(
+                    rows.iter()
+                        .map(|r| match r.get(k) {
+                            Some(Value::Text(s)) => Some(s.as_str()),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()?,
+                ),
+            });
+        }
+        Some(KeyArrays { types, values })
+    }
 }
 
 /// A batch's rows as binary `COPY` data: encoded from their values into a buffer, or their
