@@ -88,8 +88,7 @@ if [ "$broken" = 1 ]; then
     target_dir=${CARGO_TARGET_DIR:-$PWD/target}
     broken_target="$target_dir/soak-broken"
     if [ ! -d "$broken_target/soak" ] && [ -d "$target_dir/soak" ]; then
-        # Start from the good build's dependencies: only the agent (and the vendored sqlx-core,
-        # whose path differs) are compiled again.
+        # Start from the good build's dependencies: only the agent is compiled again.
         mkdir -p "$broken_target" && cp -a "$target_dir/soak" "$broken_target/soak"
     fi
     say "building the deliberately broken agent ($src)"
