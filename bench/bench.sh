@@ -25,17 +25,18 @@
 #             count and ids are checked against the source
 #   my2pg     MariaDB -> PostgreSQL; limit: `mariadb --batch` export piped into \copy
 #   pg2my     PostgreSQL -> MariaDB; limit: \copy export piped into LOAD DATA LOCAL INFILE
+#   lite2pg   SQLite -> PostgreSQL; limit: `sqlite3 -csv` export piped into \copy (FORMAT csv)
 #
 # Every agent run is followed by a checksum of source and target (count and the sum of a hash
 # of every row's canonical text, the same on both engines); a mismatch fails the run.
-# Needs: psql, mariadb, /usr/bin/time, cargo. Uses databases fdb_bench_* and drops them.
+# Needs: psql, mariadb, sqlite3 (lite2pg), /usr/bin/time, cargo. Uses databases fdb_bench_* and drops them.
 set -euo pipefail
 
 ROWS=${ROWS:-1000000}
 CHANGED=${CHANGED:-20000}
 BIG=${BIG:-5000000}
 RT_SECONDS=${RT_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my big http"}
+SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my lite2pg big http"}
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -327,6 +328,43 @@ if wants pg2my; then
 fi
 if wants my2pg || wants pg2my; then
     mariadb "${MYSQL_ARGS[@]}" -e "DROP DATABASE fdb_bench_my"
+fi
+
+# --- SQLite -> PostgreSQL -----------------------------------------------------------------------
+if wants lite2pg; then
+    command -v sqlite3 >/dev/null || die "sqlite3 not found (Debian package: sqlite3)"
+    say "full exchange SQLite -> PostgreSQL, $ROWS rows"
+    # SQLite keeps decimals exact only as text, date-times as their text, booleans as 0/1.
+    sqlite_ddl=$(pg_ddl supervision | sed -n '/^CREATE TABLE/,/^);/p' \
+        | sed 's/numeric(14,2)/text/; s/ bigint / integer /')
+    rm -f "$WORK/src.sqlite"
+    # NULL travels as an unquoted \N; no value of the dataset is that text.
+    psql -X -q "$PGURL/fdb_bench_src" -c "\\copy (SELECT $COLS FROM supervision) TO '$WORK/supervision.csv' (FORMAT csv, NULL '\\N')"
+    cols_nulls=$(echo "$COLS" | tr -d ' \n' | tr ',' '\n' \
+        | sed "s/^is_public\$/CASE nullif(is_public, '\\\\N') WHEN 't' THEN 1 WHEN 'f' THEN 0 END/; t; s/.*/nullif(&, '\\\\N')/" | paste -sd,)
+    sqlite3 "$WORK/src.sqlite" <<SQL
+PRAGMA journal_mode = WAL;
+$sqlite_ddl
+CREATE TABLE raw ($(echo "$COLS" | tr -d ' \n' | sed 's/,/ text,/g') text);
+.import --csv $WORK/supervision.csv raw
+INSERT INTO supervision SELECT $cols_nulls FROM raw;
+DROP TABLE raw;
+VACUUM;
+SQL
+    pg_fresh fdb_bench_limit
+    pg_ddl supervision | psqlq fdb_bench_limit
+    measure copy_lite2pg bash -c "sqlite3 -csv -nullvalue '\\N' '$WORK/src.sqlite' 'SELECT $COLS FROM supervision' \
+        | psql -X -q '$PGURL/fdb_bench_limit' -c \"\\copy supervision FROM STDIN (FORMAT csv, NULL '\\N')\""
+    LIMIT_S=$SECS LIMIT_MB=$RSS_MB
+    same "sqlite3 | \\copy" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_limit supervision)"
+    psql -X -q "$PGURL/postgres" -c "DROP DATABASE fdb_bench_limit"
+    pg_fresh fdb_bench_tgt
+    pg_ddl supervision | psqlq fdb_bench_tgt
+    agent_config "$WORK/lite2pg.toml" "sqlite://$WORK/src.sqlite" "$PGURL/fdb_bench_tgt" supervision
+    measure agent_lite2pg "$AGENT" --config "$WORK/lite2pg.toml" once
+    same "agent" "$(pg_sum fdb_bench_src supervision)" "$(pg_sum fdb_bench_tgt supervision)"
+    record "full SQLite→PG ${ROWS} rows" "$LIMIT_S" "$SECS" "$LIMIT_MB" "$RSS_MB"
+    psql -X -q "$PGURL/postgres" -c "DROP DATABASE fdb_bench_tgt"
 fi
 
 # --- memory on a big table ---------------------------------------------------------------------
