@@ -1,12 +1,32 @@
 //! A table's scope as a condition: `LIKE` a bound, escaped prefix pattern, or `IN` a list of
 //! bound values.
 
-use super::{Binds, Dialect, bind_as};
-use crate::ident::Col;
+use super::{Binds, Cond, Dialect, Sql, bind_as, fill};
+use crate::ident::{Col, TableName};
 use crate::shape::Scope;
 use crate::value::Value;
 
 impl Dialect {
+    /// `SELECT count(*)` of the rows of a table meeting `conds` (its scope).
+    pub fn count_where(self, table: &TableName, conds: &[Cond<'_>]) -> Sql {
+        let mut params = Binds::default();
+        let mut text = self.count(table);
+        if !conds.is_empty() {
+            let parts: Vec<String> = conds.iter().map(|c| self.cond(c, &mut params)).collect();
+            text.push_str(" WHERE ");
+            text.push_str(&parts.join(" AND "));
+        }
+        let types = &params.types;
+        let text = fill(&text, |n| {
+            self.placeholder(n, types.get(n.wrapping_sub(1)).and_then(|t| t.as_deref()))
+        });
+        Sql {
+            text,
+            params: params.values,
+            copy: None,
+        }
+    }
+
     pub(super) fn within(self, col: &Col, scope: &Scope, params: &mut Binds) -> String {
         let q = self.quote(&col.name);
         match scope {
@@ -84,5 +104,11 @@ mod tests {
             "SELECT \"region_code\" FROM \"t\" WHERE \"region_code\" IN ($1::varchar(6), $2::varchar(6))"
         );
         assert_eq!(sql.params.len(), 2);
+        let count = Dialect::MySql.count_where(&t, &[Cond::Within(&c, &prefix)]);
+        assert_eq!(
+            count.text,
+            "SELECT count(*) FROM `t` WHERE `region_code` LIKE ? ESCAPE '!'"
+        );
+        assert_eq!(count.params, vec![Value::Text("23'01!_%".into())]);
     }
 }

@@ -84,7 +84,7 @@ async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
             let total = plan
                 .ends
                 .read
-                .count(&plan.source)
+                .count_where(&plan.source, &plan.scoped(Vec::new()))
                 .await
                 .map_err(|e| JobError::db(n, "counting the source rows", e))?;
             if plan.mode == Mode::Digest {

@@ -238,9 +238,13 @@ async fn masked_scenario(receiver: Receiver) {
     logs.push_str(&out);
     logs.push_str(&err);
     receiver.reject_row_4().await;
-    let (out, err) = agent.ok_logged(&["once"], "debug");
-    logs.push_str(&out);
-    logs.push_str(&err);
+    // The province's rejection is read, then every reject is sent again on request (the
+    // rules refuse rows 3 and 5 again, exchange-sim row 4).
+    for args in [&["once"][..], &["rejects", "resubmit", "--all"], &["once"]] {
+        let (out, err) = agent.ok_logged(args, "debug");
+        logs.push_str(&out);
+        logs.push_str(&err);
+    }
 
     // What arrived: the four rows the rules let through (exchange-sim refused row 4 after
     // it arrived), masked.
@@ -293,6 +297,7 @@ async fn masked_scenario(receiver: Receiver) {
     for r in &list {
         shown.push_str(&agent.ok(&["rejects", "show", &r["id"].to_string()]));
     }
+    assert!(shown.contains("re-sent on request"), "{shown}");
     let export = agent.ok(&["rejects", "export", "--csv"]);
     assert!(export.lines().count() == 4, "{export}");
     assert_clean(

@@ -92,8 +92,13 @@ async fn a_prefix_scope_holds_through_moves_and_a_resync() {
             "8 2301 h"
         ]
     );
-    let out = agent.ok(&["resync"]);
-    assert!(out.contains("removed") || out.contains("deleted"), "{out}");
+    agent.ok(&["resync"]);
+    let resync = &agent.status_json()["tables"][0]["resync"];
+    assert_eq!(
+        (&resync["total"], &resync["deleted"]),
+        (&3.into(), &2.into()),
+        "the rows in scope, and the two that left: {resync}"
+    );
     assert_eq!(pg_lines(&tgt, ALL).await, pg_lines(&src, IN_SCOPE).await);
     assert_eq!(
         pg_lines(&tgt, ALL).await,
@@ -228,4 +233,44 @@ async fn a_scope_holds_in_the_key_control_and_flag_modes() {
         assert_eq!(pg_lines(&tgt, ALL).await, want, "{mode}");
         assert!(pg_lines(&tgt, ALL).await.len() >= 2, "{mode}");
     }
+}
+
+/// A prefix's `_` and `%` match themselves on every engine (`23_1` is not `2301`), and a
+/// quote in it is bound, not spliced: PostgreSQL, MariaDB and SQLite sources.
+#[tokio::test]
+async fn a_prefix_with_wildcard_characters_matches_them_literally() {
+    let tgt = PgDb::new("scope_lit").await;
+    let rows = "(1, '23_1xx', 'a'), (2, '2301xx', 'b'), (3, '23_1', 'c'), (4, '23x1', 'd'), \
+                (5, '2''_1', 'e'), (6, '23%1', 'f')";
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, region_code varchar(6), name varchar(20))";
+    let filter = "watermark = { kind = \"key\" }\nfilter = { column = \"region_code\", prefix = \"23_1\" }\n";
+    let want = vec!["1 23_1xx a".to_owned(), "3 23_1 c".to_owned()];
+    let pg = PgDb::new("scope_lit").await;
+    pg.exec(&format!("{ddl}; INSERT INTO t VALUES {rows}"))
+        .await;
+    let my = MyDb::new("scope_lit").await;
+    my.exec(ddl).await;
+    my.exec(&format!("INSERT INTO t VALUES {rows}")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lite = dir.path().join("src.db");
+    crate::common::sqlite_exec(&lite, &format!("{ddl}; INSERT INTO t VALUES {rows}")).await;
+    for src in [
+        pg.url.clone(),
+        my.url.clone(),
+        format!("sqlite://{}", lite.display()),
+    ] {
+        tgt.exec(&format!("DROP TABLE IF EXISTS t; {ddl}")).await;
+        let agent = Agent::new(&config(&src, &tgt.url, filter));
+        agent.ok(&["once"]);
+        assert_eq!(pg_lines(&tgt, ALL).await, want, "{src}");
+    }
+    // A quote in a prefix is a value like any other.
+    tgt.exec(&format!("DROP TABLE IF EXISTS t; {ddl}")).await;
+    let agent = Agent::new(&config(
+        &pg.url,
+        &tgt.url,
+        "watermark = { kind = \"key\" }\nfilter = { column = \"region_code\", prefix = \"2'\" }\n",
+    ));
+    agent.ok(&["once"]);
+    assert_eq!(pg_lines(&tgt, ALL).await, vec!["5 2'_1 e"]);
 }
