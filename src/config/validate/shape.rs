@@ -21,7 +21,7 @@ impl V<'_> {
                 _ => ok = false,
             }
         }
-        self.masked_columns_exchanged(p, &name, t, &masks);
+        self.masks_allowed(p, &name, t, &masks);
         let sharing = match t.sharing.as_deref() {
             None => Sharing::Unconditional,
             Some(s) => Sharing::parse(s).unwrap_or_else(|| {
@@ -66,9 +66,10 @@ impl V<'_> {
         })
     }
 
-    /// A masked column must be exchanged, and must not be one the exchange finds rows or
-    /// versions by (see docs/configuration.md, "Outbound shaping").
-    fn masked_columns_exchanged(
+    /// A masked column must not be one the exchange finds rows or versions by (see
+    /// docs/configuration.md, "Outbound shaping"). One that is not exchanged may still be
+    /// masked: a rule may read it, and reject copies then show it masked.
+    fn masks_allowed(
         &mut self,
         p: &str,
         name: &str,
@@ -78,16 +79,6 @@ impl V<'_> {
         for col in masks.keys() {
             let c = col.as_str();
             let mp = format!("{p}.mask.{c}");
-            if let Some(cols) = &t.columns
-                && !cols.iter().any(|x| x == c)
-            {
-                self.err(
-                    &mp,
-                    format!(
-                        "column `{c}` of table `{name}` is masked but not in its `columns` list"
-                    ),
-                );
-            }
             if t.key.as_ref().is_some_and(|k| k.iter().any(|x| x == c)) {
                 self.err(&mp, key_masked(name, c));
             }
@@ -381,11 +372,6 @@ mod tests {
                 "key = [\"id\"]\nmask = { id = { hash = \"sm3\" } }\n",
                 "table[0].mask.id",
                 "key column of table `people`",
-            ),
-            (
-                "columns = [\"id\"]\nmask = { a = { null = true } }\n",
-                "table[0].mask.a",
-                "not in its `columns` list",
             ),
         ];
         for (extra, path, words) in cases {
