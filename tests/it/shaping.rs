@@ -417,7 +417,34 @@ async fn sharing_none_is_refused_and_conditional_is_shown() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("column `id` is a key column of table `people` and cannot be masked"),
+        text.contains("column `id` is a key column of table `people` and cannot be masked")
+            && text.contains("Exchange a surrogate key and mask the identifying column instead"),
+        "{text}"
+    );
+    // A prefix of a column that is not text is refused, and a filter of a column that
+    // does not exist.
+    agent.rewrite(&one_table(
+        &src,
+        &tgt,
+        "filter = { column = \"id\", prefix = \"1\" }\n",
+    ));
+    let out = agent.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("filter: column `id` of source table public.people is `integer`, and a prefix needs a text column (use in = [...] for other kinds)"),
+        "{text}"
+    );
+    agent.rewrite(&one_table(
+        &src,
+        &tgt,
+        "filter = { column = \"region\", in = [1] }\n",
+    ));
+    let out = agent.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("filter column `region` is not a column of source table public.people"),
         "{text}"
     );
     // A text mask on a column the exchange holds as a number is refused too.

@@ -69,13 +69,7 @@ impl V<'_> {
     /// A masked column must not be one the exchange finds rows or versions by (see
     /// docs/configuration.md, "Outbound shaping"). One that is not exchanged may still be
     /// masked: a rule may read it, and reject copies then show it masked.
-    fn masks_allowed(
-        &mut self,
-        p: &str,
-        name: &str,
-        t: &RawTable,
-        masks: &BTreeMap<Ident, Mask>,
-    ) {
+    fn masks_allowed(&mut self, p: &str, name: &str, t: &RawTable, masks: &BTreeMap<Ident, Mask>) {
         for col in masks.keys() {
             let c = col.as_str();
             let mp = format!("{p}.mask.{c}");
@@ -234,7 +228,7 @@ pub fn key_masked(table: &str, col: &str) -> String {
     format!(
         "column `{col}` is a key column of table `{table}` and cannot be masked: the exchange \
          finds rows by their key (updates, deletes, a resync's reconciliation) and the province \
-         names the records it rejects by it, which a masked key would break or merge; exchange a \
+         names the records it rejects by it, which a masked key would break or merge. Exchange a \
          surrogate key and mask the identifying column instead"
     )
 }

@@ -52,7 +52,7 @@ impl Builder<'_> {
                 if mask.gives_text() && !holds_text(c.ty) {
                     self.problems.push(format!(
                         "mask of `{name}`: `{mask}` gives text, and exchange column {} of {} \
-                         is `{}`; mask it with replace or null, or exchange it into a text column",
+                         is `{}`: mask it with replace or null, or exchange it into a text column",
                         c.name, self.tgt.name, c.native
                     ));
                 }
@@ -66,7 +66,8 @@ impl Builder<'_> {
         let col = self.src_col("filter column", scope.column())?;
         if matches!(scope, Scope::Prefix { .. }) && !holds_text(col.ty) {
             self.problems.push(format!(
-                "filter: column `{}` of source table {} is `{}`; a prefix needs a text column                  (use in = [...] for other kinds)",
+                "filter: column `{}` of source table {} is `{}`, and a prefix needs a text column \
+                 (use in = [...] for other kinds)",
                 col.name, self.src.name, col.native
             ));
             return None;
