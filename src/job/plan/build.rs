@@ -72,7 +72,7 @@ impl Plan {
         let m_key = b.exchange_key(&key_read);
         let version = b.version(ts_read);
         b.check_tombstones(w.mode, has_op);
-        b.check_masks(&key_src);
+        b.check_masks(&key_src, version);
         let scope = b.scope();
         if !b.problems.is_empty() {
             return Err(b.problems);

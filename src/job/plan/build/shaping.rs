@@ -21,7 +21,7 @@ impl Builder<'_> {
 
     /// Every masked column: a column of the source, not a key column, and sent into a column
     /// that takes what its mask gives.
-    pub(super) fn check_masks(&mut self, key: &[Option<Col>]) {
+    pub(super) fn check_masks(&mut self, key: &[Option<Col>], version: Option<usize>) {
         for (name, mask) in &self.spec.shape.masks {
             if self.src.column(name).is_none() {
                 self.problems.push(format!(
@@ -38,17 +38,25 @@ impl Builder<'_> {
                 self.problems
                     .push(key_masked(&self.spec.name, name.as_str()));
             }
-            let fed: Vec<&Col> = self
+            let fed: Vec<(usize, &Col)> = self
                 .m_src
                 .iter()
                 .zip(&self.m_cols)
-                .filter(|(s, _)| {
+                .enumerate()
+                .filter(|(_, (s, _))| {
                     matches!(s, Source::Column(j)
                         if self.read_cols[*j].name.as_str().eq_ignore_ascii_case(name.as_str()))
                 })
-                .map(|(_, c)| c)
+                .map(|(i, (_, c))| (i, c))
                 .collect();
-            for c in fed {
+            for (i, c) in fed {
+                if version == Some(i) {
+                    self.problems.push(format!(
+                        "mask: `{name}` feeds exchange column {}, which tells the exchange which \
+                         version of a row is newer: it cannot be masked",
+                        c.name
+                    ));
+                }
                 if mask.gives_text() && !holds_text(c.ty) {
                     self.problems.push(format!(
                         "mask of `{name}`: `{mask}` gives text, and exchange column {} of {} \
