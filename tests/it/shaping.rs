@@ -465,4 +465,22 @@ async fn sharing_none_is_refused_and_conditional_is_shown() {
         text.contains("gives text, and exchange column phone"),
         "{text}"
     );
+    agent.rewrite(&one_table(
+        &src,
+        &tgt,
+        "mask = { phone = { replace = \"n/a\" } }\n",
+    ));
+    let out = agent.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("mask of `phone`: the replacement does not fit exchange column phone"),
+        "{text}"
+    );
+    agent.rewrite(&one_table(
+        &src,
+        &tgt,
+        "mask = { phone = { replace = 0 } }\n",
+    ));
+    agent.ok(&["check"]);
 }

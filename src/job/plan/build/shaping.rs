@@ -57,6 +57,15 @@ impl Builder<'_> {
                         c.name
                     ));
                 }
+                if let Mask::Replace(v) = mask
+                    && let Err(e) = v.clone().coerce(c.ty, &self.cfg.agent.tz)
+                {
+                    self.problems.push(format!(
+                        "mask of `{name}`: the replacement does not fit exchange column {} of {} \
+                         (`{}`): {e}",
+                        c.name, self.tgt.name, c.native
+                    ));
+                }
                 if mask.gives_text() && !holds_text(c.ty) {
                     self.problems.push(format!(
                         "mask of `{name}`: `{mask}` gives text, and exchange column {} of {} \
