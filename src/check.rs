@@ -79,6 +79,12 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
                 if !plan.rules.is_empty() {
                     println!("  {} quality rule(s)", plan.rules.len());
                 }
+                let shape = &spec.shape;
+                let masked = crate::shape::describe_masks(&shape.masks);
+                let filter = shape.scope.as_ref().map(ToString::to_string);
+                for n in crate::shape::notes(shape.sharing.as_str(), &masked, filter.as_deref()) {
+                    println!("  {n}");
+                }
                 let lookback = plan.window.as_ref().is_some_and(|w| !w.lookback.is_zero());
                 if lookback && plan.row_xids && xids {
                     println!(

@@ -62,6 +62,7 @@ pub mod rejects;
 pub mod runner;
 pub mod schedule;
 pub mod secret;
+pub mod shape;
 pub mod sim;
 pub mod sink;
 pub mod state;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::ident::Col;
+use crate::shape::Mask;
 use crate::sink::Op;
 use crate::value::{ColType, Value};
 
@@ -47,6 +48,8 @@ pub struct Mapping {
     /// The source's text cannot hold NUL (PostgreSQL's cannot): values taken over from its
     /// columns need not be searched for one.
     nul_free_source: bool,
+    /// Per exchange column: the mask of the source column it is fed by (outbound shaping).
+    masks: Vec<Option<Mask>>,
 }
 
 /// Per-batch values of the generated columns.
@@ -100,6 +103,30 @@ impl Mapping {
             identity,
             text_without_nul,
             nul_free_source: false,
+            masks: Vec::new(),
+        }
+    }
+
+    /// Mask the exchange columns fed by these source columns (indexes into the columns
+    /// read): their values are masked before anything else happens to them, so that no
+    /// unmasked value goes out, nor into a message about it. A masked row is never passed on
+    /// as it was read.
+    pub fn mask(&mut self, read_masks: &[Option<Mask>]) {
+        self.masks = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                Source::Column(j) => read_masks.get(*j).cloned().flatten(),
+                _ => None,
+            })
+            .collect();
+        for (sole, m) in self.sole.iter_mut().zip(&self.masks) {
+            if m.is_some() {
+                *sole = false;
+            }
+        }
+        if self.masks.iter().any(Option::is_some) {
+            self.identity = false;
         }
     }
 
@@ -151,7 +178,10 @@ impl Mapping {
                         out.push(Value::Null);
                         continue;
                     }
-                    Some(v) => v.clone(),
+                    Some(v) => match self.masks.get(i).and_then(Option::as_ref) {
+                        Some(m) => m.apply(v),
+                        None => v.clone(),
+                    },
                     None => Value::Null,
                 },
                 Source::Constant(v) => v.clone(),
@@ -545,3 +575,7 @@ mod tests {
         assert_eq!(char_limit("character varying(10)[]"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "mapping_mask_tests.rs"]
+mod mask_tests;

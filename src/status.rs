@@ -27,6 +27,10 @@ pub struct TableStatus {
     pub lag_seconds: Option<i64>,
     /// The table's last or current full resync.
     pub resync: Option<Resync>,
+    /// Outbound shaping: the sharing class, the masked columns, the scope.
+    pub sharing: &'static str,
+    pub masked: Vec<String>,
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +132,9 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 state,
                 lag_seconds,
                 resync: resyncs.remove(&spec.name),
+                sharing: spec.shape.sharing.as_str(),
+                masked: crate::shape::describe_masks(&spec.shape.masks),
+                filter: spec.shape.scope.as_ref().map(ToString::to_string),
             }
         })
         .collect();
@@ -323,7 +330,7 @@ fn print_tables(st: &Status, local: &Local) {
 /// warnings, its resync.
 fn notes(t: &TableStatus, local: &Local) -> Vec<String> {
     let s = &t.state;
-    let mut notes = Vec::new();
+    let mut notes = crate::shape::notes(t.sharing, &t.masked, t.filter.as_deref());
     if let Some(w) = &s.watermark {
         notes.push(format!("{} watermark {w}", t.mode));
     }

@@ -29,6 +29,8 @@ pub struct Ask {
     pub cols: Vec<Col>,
     pub at: Vec<Value>,
     pub flag: bool,
+    /// The table's scope: a row outside it is no news.
+    pub scope: Option<(Col, crate::shape::Scope)>,
 }
 
 #[derive(Default)]
@@ -126,7 +128,11 @@ async fn ask_all(db: &Db, asks: &HashMap<String, Ask>) -> Result<HashSet<String>
                 } else {
                     Cond::After(&a.cols, &a.at)
                 };
-                (&a.table, vec![cond])
+                let mut conds = vec![cond];
+                if let Some((c, s)) = &a.scope {
+                    conds.push(Cond::Within(c, s));
+                }
+                (&a.table, conds)
             })
             .collect();
         let sql = db.dialect().which_exist(&tables);

@@ -21,6 +21,7 @@ use crate::ident::{Ident, TableName};
 use crate::schedule::Schedule;
 use crate::value::Value;
 pub use secret::Secret;
+pub use validate::key_masked;
 
 /// Where the configuration is read from when neither `--config` nor `FRONTDB_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/frontdb-agent/agent.toml";
@@ -126,6 +127,15 @@ impl Config {
                 }
             }
         }
+        for t in &self.tables {
+            for m in t.shape.masks.values() {
+                if let crate::shape::Mask::Hash { salt: Some(s), .. } = m
+                    && !s.expose().is_empty()
+                {
+                    out.push(s.expose().to_owned());
+                }
+            }
+        }
         for db in std::iter::once(&self.source).chain(self.exchange.db()) {
             if let Some(p) = &db.password {
                 out.push(p.expose().to_owned());
@@ -216,6 +226,17 @@ pub struct TableSpec {
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
+    /// Outbound shaping: masked source columns, the sharing class, the scope.
+    pub shape: Shape,
+}
+
+/// What of a table may leave the department (see [`crate::shape`]).
+#[derive(Clone, Debug, Default)]
+pub struct Shape {
+    /// Source column -> its mask.
+    pub masks: BTreeMap<Ident, crate::shape::Mask>,
+    pub sharing: crate::shape::Sharing,
+    pub scope: Option<crate::shape::Scope>,
 }
 
 #[derive(Clone, Debug)]

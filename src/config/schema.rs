@@ -379,6 +379,46 @@ pub struct RawTable {
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
+    /// Source column = how its values are masked wherever they leave the front-end
+    /// database: `{ keep = [first, last] }`, `{ replace = value }`, `{ hash = "sm3" |
+    /// "sha256", salt = "${file:..}" }` or `{ null = true }`. Default: none.
+    #[serde(default)]
+    pub mask: BTreeMap<String, RawMask>,
+    /// `unconditional` (default), `conditional` (needs `mask` or `columns`) or `none` (the
+    /// table is refused).
+    pub sharing: Option<String>,
+    /// Only the rows of the department's jurisdiction are read and sent:
+    /// `{ column = "region_code", prefix = "2301" }` or `{ column = ..., in = [...] }`.
+    pub filter: Option<RawFilter>,
+}
+
+/// One column's `mask = { ... }`: exactly one of `keep`, `replace`, `hash`, `null`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMask {
+    /// Characters kept at the start and at the end; the others become `*`.
+    pub keep: Option<Vec<i64>>,
+    /// A fixed value (text, integer, float or boolean).
+    pub replace: Option<toml::Value>,
+    /// `sm3` or `sha256`: the hex digest of the value.
+    pub hash: Option<String>,
+    /// `hash`: a secret key (`${env:..}`/`${file:..}`); the hash is then an HMAC.
+    pub salt: Option<String>,
+    /// `true`: NULL instead of the value.
+    pub null: Option<bool>,
+}
+
+/// `filter = { column = ..., prefix = ... }` or `{ column = ..., in = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    /// The source column that says whose the row is. Required.
+    pub column: String,
+    /// Rows whose column's text begins with this.
+    pub prefix: Option<String>,
+    /// Rows whose column's value is one of these (texts or integers).
+    #[serde(rename = "in")]
+    pub values: Option<Vec<toml::Value>>,
 }
 
 /// `watermark = { kind = ..., ... }`

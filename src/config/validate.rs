@@ -18,6 +18,8 @@ use crate::ident::{Ident, TableName};
 use crate::schedule::{self, Schedule};
 use crate::value::Value;
 
+mod shape;
+pub use shape::key_masked;
 mod table;
 
 /// Default schedule of a table that names none.

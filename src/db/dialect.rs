@@ -70,6 +70,9 @@ pub enum Cond<'a> {
     /// the server does, modulo 2^32; an id more than 2^31 older than this one reads as
     /// newer). Elsewhere rows carry no such id and every row qualifies.
     AfterOrWrittenSince(&'a [Col], &'a [Value], u32),
+    /// The column is within a table's scope (its `filter`): a prefix of its text, or one of
+    /// a list of values.
+    Within(&'a Col, &'a crate::shape::Scope),
 }
 
 /// A `SELECT` of some columns of one table.
@@ -266,6 +269,7 @@ impl Dialect {
             Cond::IsNotNull(col) => format!("{} IS NOT NULL", self.quote(&col.name)),
             Cond::UpTo(cols, vals) => format!("NOT ({})", self.after(cols, vals, params)),
             Cond::AnyOf(cols, tuples) => self.any_of(cols, tuples, params),
+            Cond::Within(col, scope) => self.within(col, scope, params),
             Cond::AfterOrWrittenSince(cols, vals, xid) => match self {
                 Dialect::Postgres => {
                     let after = self.after(cols, vals, params);
@@ -596,6 +600,9 @@ mod pg;
 
 #[path = "dialect_upsert.rs"]
 mod upsert;
+
+#[path = "dialect_scope.rs"]
+mod scope;
 pub use pg::key_array;
 use pg::{pg_setting_expr, pg_setting_text};
 

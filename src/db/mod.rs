@@ -295,11 +295,16 @@ impl Db {
 
     /// Number of rows of a table.
     pub async fn count(&self, t: &TableName) -> Result<i64, DbError> {
-        let sql = Sql {
-            text: self.dialect().count(t),
-            params: Vec::new(),
-            copy: None,
-        };
+        self.count_where(t, &[]).await
+    }
+
+    /// The rows of a table meeting `conds` (a table's scope).
+    pub async fn count_where(
+        &self,
+        t: &TableName,
+        conds: &[dialect::Cond<'_>],
+    ) -> Result<i64, DbError> {
+        let sql = self.dialect().count_where(t, conds);
         let col = [crate::ident::Col {
             name: Ident::fixed("count"),
             ty: crate::value::ColType::Int,

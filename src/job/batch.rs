@@ -232,7 +232,15 @@ pub(crate) fn reject(
         .read_cols
         .iter()
         .zip(values)
-        .map(|(c, v)| {
+        .enumerate()
+        .map(|(i, (c, v))| {
+            // A masked column's copy is masked as it would have left.
+            let masked = plan
+                .read_masks
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|m| m.apply(v));
+            let v = masked.as_ref().unwrap_or(v);
             let j = if v.is_null() {
                 serde_json::Value::Null
             } else {

@@ -221,7 +221,7 @@ fn read_sql(plan: &Plan, conds: Vec<Cond<'_>>, order: &[Col]) -> crate::db::dial
     plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
-        conds,
+        conds: plan.scoped(conds),
         order,
         limit: Some(plan.batch_size),
     })
@@ -234,7 +234,7 @@ pub(super) fn open(plan: &Plan, conds: &[Cond<'_>], order: &[Col]) -> Option<cra
     let sql = plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
-        conds: conds.to_vec(),
+        conds: plan.scoped(conds.to_vec()),
         order,
         limit: None,
     });
@@ -308,7 +308,7 @@ pub async fn rows_by_key(plan: &Plan, keys: &[Vec<Value>]) -> Result<Vec<ReadRow
         let sql = read.dialect().select(&Select {
             table: &plan.source,
             columns: &plan.read_cols,
-            conds: vec![Cond::AnyOf(&key_cols, chunk)],
+            conds: plan.scoped(vec![Cond::AnyOf(&key_cols, chunk)]),
             order: &key_cols,
             limit: None,
         });

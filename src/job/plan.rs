@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{DeleteMode, Window};
 use crate::ctx::Ends;
-use crate::db::dialect::Dialect;
+use crate::db::dialect::{Cond, Dialect};
 use crate::ident::{Col, TableName};
 use crate::mapping::Mapping;
 use crate::sink::{Capabilities, Target};
@@ -54,6 +54,12 @@ pub struct Plan {
     pub flag: Option<FlagPlan>,
     pub window: Option<Window>,
     pub mapping: Mapping,
+    /// The mask of each column read (outbound shaping): a row's values are masked wherever
+    /// they are written outside the exchange rows too (rejects, messages).
+    pub read_masks: Vec<Option<crate::shape::Mask>>,
+    /// The rows of the table that may leave (its `filter`), with the source column it
+    /// reads: a condition of every read of the source.
+    pub scope: Option<(Col, crate::shape::Scope)>,
     pub deletes: DeleteMode,
     /// With tombstones: indexes into the mapping's columns that a tombstone sets in place
     /// (operation, times, batch number) for a row gone from the source.
@@ -106,6 +112,14 @@ pub struct Sweep {
 }
 
 impl Plan {
+    /// The conditions of a read of the source: `conds`, and the table's scope.
+    pub fn scoped<'a>(&'a self, mut conds: Vec<Cond<'a>>) -> Vec<Cond<'a>> {
+        if let Some((c, s)) = &self.scope {
+            conds.push(Cond::Within(c, s));
+        }
+        conds
+    }
+
     pub fn key_cols(&self) -> Vec<Col> {
         self.key
             .iter()

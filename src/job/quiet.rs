@@ -46,5 +46,6 @@ pub(super) fn ask_of(plan: &Plan, wm: Option<&Watermark>) -> Option<Ask> {
         cols,
         at,
         flag,
+        scope: plan.scope.clone(),
     })
 }

@@ -84,7 +84,7 @@ async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
             let total = plan
                 .ends
                 .read
-                .count(&plan.source)
+                .count_where(&plan.source, &plan.scoped(Vec::new()))
                 .await
                 .map_err(|e| JobError::db(n, "counting the source rows", e))?;
             if plan.mode == Mode::Digest {
@@ -139,7 +139,7 @@ async fn chunk(
     let sql = plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &plan.read_cols,
-        conds,
+        conds: plan.scoped(conds),
         order: &key_cols,
         limit: Some(plan.batch_size),
     });
@@ -340,7 +340,8 @@ async fn gone_page(
         let sql = read.dialect().select(&Select {
             table: &plan.source,
             columns: &src_key,
-            conds: vec![Cond::AnyOf(&src_key, &tuples)],
+            // A source row out of the table's scope is not the exchange's to keep.
+            conds: plan.scoped(vec![Cond::AnyOf(&src_key, &tuples)]),
             order: &[],
             limit: None,
         });

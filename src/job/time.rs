@@ -485,7 +485,7 @@ async fn null_times(plan: &Plan, ts_col: &Col, report: &mut CycleReport) -> Resu
     let sql = plan.ends.read.dialect().select(&Select {
         table: &plan.source,
         columns: &key_cols,
-        conds: vec![Cond::IsNull(ts_col)],
+        conds: plan.scoped(vec![Cond::IsNull(ts_col)]),
         order: &[],
         limit: Some(SHOWN + 1),
     });

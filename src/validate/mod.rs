@@ -96,6 +96,19 @@ pub enum Check {
 }
 
 impl Check {
+    /// What a failure of a check whose details quote parts of the value (a birth date, a
+    /// character) says instead, for a masked column.
+    fn without_value(&self) -> Option<&'static str> {
+        Some(match self {
+            Check::Uscc => "is not a valid unified social credit code",
+            Check::IdNumber => "is not a valid citizen ID number",
+            Check::UsccOrIdNumber => "is neither a valid credit code nor a valid ID number",
+            Check::Region(_) => "is not a valid region code",
+            Check::Date { .. } => "is not a date, or a date out of the range allowed",
+            _ => return None,
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Check::Required => "required",
@@ -132,6 +145,11 @@ pub struct Rule {
     pub other: Option<(usize, String)>,
     pub check: Check,
     pub message: Option<String>,
+    /// The mask of the checked column: a failure shows the masked value, and says what is
+    /// wrong without quoting any part of the value.
+    pub mask: Option<crate::shape::Mask>,
+    /// The mask of the other column of a comparison.
+    pub other_mask: Option<crate::shape::Mask>,
 }
 
 fn blank(v: &Value) -> bool {
@@ -241,12 +259,25 @@ impl Rule {
                 if blank(w) || op.holds(cmp_values(&comparable(v), &comparable(w))) {
                     Ok(())
                 } else {
-                    Err(format!("must be {op} {other} (`{}`)", w.to_text()))
+                    let shown = match &self.other_mask {
+                        Some(m) => m.show(w),
+                        None => w.to_text(),
+                    };
+                    Err(format!("must be {op} {other} (`{shown}`)"))
                 }
             }
         };
-        let why = detail.err()?;
-        let shown: String = v.to_text().chars().take(60).collect();
+        let mut why = detail.err()?;
+        let text = match &self.mask {
+            Some(m) => {
+                if let Some(generic) = self.check.without_value() {
+                    why = generic.into();
+                }
+                m.show(v)
+            }
+            None => v.to_text(),
+        };
+        let shown: String = text.chars().take(60).collect();
         let value = if v.is_null() {
             String::new()
         } else {
@@ -296,7 +327,49 @@ mod tests {
             other: Some((1, "d".into())),
             check,
             message: None,
+            mask: None,
+            other_mask: None,
         }
+    }
+
+    #[test]
+    fn a_masked_column_fails_with_its_masked_value_and_no_part_of_it() {
+        use crate::shape::Mask;
+        let keep = || Some(Mask::Keep { first: 3, last: 4 });
+        // A real date of birth, a wrong check character.
+        let id = Value::Text("110101199003071235".into());
+        let plain = rule(Check::IdNumber).failure(&[id.clone(), Value::Null], &tz());
+        assert!(
+            plain
+                .as_deref()
+                .is_some_and(|m| m.contains("110101199003071235"))
+        );
+        let masked = Rule {
+            mask: keep(),
+            ..rule(Check::IdNumber)
+        };
+        let msg = masked
+            .failure(&[id.clone(), Value::Null], &tz())
+            .expect("fails");
+        assert!(msg.contains("110***********1235"), "{msg}");
+        for part in ["19900307", "110101", "should be"] {
+            assert!(!msg.contains(part), "{part} in {msg}");
+        }
+        let late = Value::Text("2099-01-01".into());
+        let cmp = Rule {
+            other_mask: Some(Mask::Replace(Value::Text("<hidden>".into()))),
+            ..rule(Check::Compare {
+                op: CmpOp::Lt,
+                other: crate::ident::Ident::new("d").expect("ident"),
+            })
+        };
+        let msg = cmp
+            .failure(&[late, Value::Text("2000-01-01".into())], &tz())
+            .expect("fails");
+        assert!(
+            msg.contains("<hidden>") && !msg.contains("2000-01-01"),
+            "{msg}"
+        );
     }
 
     fn tz() -> Tz {

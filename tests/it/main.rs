@@ -32,4 +32,5 @@ mod rejects;
 mod rejects_more;
 mod reread;
 mod service;
+mod shaping;
 mod types;

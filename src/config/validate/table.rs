@@ -115,8 +115,9 @@ impl V<'_> {
         }
     }
 
-    pub(super) fn table(&mut self, i: usize, t: RawTable) -> Option<TableSpec> {
+    pub(super) fn table(&mut self, i: usize, mut t: RawTable) -> Option<TableSpec> {
         let p = format!("table[{i}]");
+        let shape = self.shape(&p, &mut t);
         let source = self.table_name(&format!("{p}.source"), &t.source);
         let target = match &t.target {
             Some(s) => self.table_name(&format!("{p}.target"), s),
@@ -210,6 +211,7 @@ impl V<'_> {
             max_lag,
             rules,
             feedback_table,
+            shape: shape?,
         })
     }
 
@@ -241,7 +243,7 @@ impl V<'_> {
     }
 
     /// Exchange columns given a constant: text, numbers or booleans.
-    fn constants(
+    pub(super) fn constants(
         &mut self,
         p: &str,
         raw: impl IntoIterator<Item = (String, toml::Value)>,

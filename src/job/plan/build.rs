@@ -14,6 +14,8 @@ use crate::mapping::{Mapping, Source, holds_text};
 use crate::sink::Target;
 use crate::value::Value;
 
+mod shaping;
+
 /// The plan being built: both tables, what is read, what is written, and what is wrong.
 struct Builder<'a> {
     spec: &'a TableSpec,
@@ -70,10 +72,21 @@ impl Plan {
         let m_key = b.exchange_key(&key_read);
         let version = b.version(ts_read);
         b.check_tombstones(w.mode, has_op);
+        b.check_masks(&key_src, version);
+        let scope = b.scope();
         if !b.problems.is_empty() {
             return Err(b.problems);
         }
         let tombstone = b.tombstone();
+        let read_masks = b.read_masks();
+        let mut mapping = Mapping::new(
+            b.m_cols.clone(),
+            b.m_src.clone(),
+            m_key.clone(),
+            version,
+            caps.text_without_nul,
+        );
+        mapping.mask(&read_masks);
         let out = Arc::new(Target {
             table: tgt.name.clone(),
             columns: b.m_cols.clone(),
@@ -94,7 +107,9 @@ impl Plan {
             op: op_read,
             flag: w.flag,
             window: w.window,
-            mapping: Mapping::new(b.m_cols, b.m_src, m_key, version, caps.text_without_nul),
+            mapping,
+            read_masks,
+            scope,
             deletes: spec.deletes,
             tombstone,
             batch_size: caps
@@ -312,6 +327,11 @@ impl Builder<'_> {
                 other,
                 check: r.check.clone(),
                 message: r.message.clone(),
+                mask: self.mask_of(&c.name),
+                other_mask: match &r.check {
+                    crate::validate::Check::Compare { other, .. } => self.mask_of(other),
+                    _ => None,
+                },
             });
         }
         rules
