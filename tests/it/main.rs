@@ -31,4 +31,5 @@ mod rejects;
 mod rejects_more;
 mod reread;
 mod service;
+mod soap;
 mod types;
