@@ -369,3 +369,6 @@ impl Sink for SoapSink {
 
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests;
