@@ -264,10 +264,46 @@ async fn a_record_the_webservice_rejects_is_in_the_ledger_and_resent_after_corre
         .await;
     pg.exec("UPDATE t SET name = NULL WHERE id IN (3, 17)")
         .await;
-    let sim = Sim::start(&format!("{SIM_TABLE}required = [\"name\"]\n"));
-    let agent = Agent::new(&config(&pg, &sim, "", "", ""));
-    agent.ok(&["once"]);
-    let open = rejects(&agent, &["--state", "open"]);
+    // A login token, asked of the receiver and carried in a header, as for http.
+    let sim = Sim::start(&format!(
+        "[auth]\nkind = \"login\"\napp_key = \"dept-1\"\napp_secret = \"${{env:SIM_SECRET}}\"\n\
+         {SIM_TABLE}required = [\"name\"]\n"
+    ));
+    let login = format!(
+        "[exchange.auth]\nkind = \"login\"\napp_key = \"dept-1\"\n\
+         app_secret = \"${{env:SIM_SECRET}}\"\nlogin_url = \"{}/login\"\n",
+        sim.base
+    );
+    let agent = Agent::new(&config(&pg, &sim, "version = \"1.2\"", &login, ""));
+    // Every command needs the secret; none prints it. Returns stdout.
+    let ok = |args: &[&str]| {
+        let out = agent
+            .command()
+            .env("SIM_SECRET", "sim-secret-value")
+            .args(args)
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("sim-secret-value"));
+        stdout
+    };
+    let rejects = |state: &str| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&ok(&[
+            "rejects", "list", "--json", "--state", state,
+        ]))
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    };
+    let check = ok(&["check"]);
+    assert!(check.contains("soap"), "{check}");
+    ok(&["once"]);
+    let open = rejects("open");
     assert_eq!(open.len(), 2, "{open:?}");
     for r in &open {
         assert_eq!(r["origin"], "province", "{r}");
@@ -277,7 +313,7 @@ async fn a_record_the_webservice_rejects_is_in_the_ledger_and_resent_after_corre
             "{r}"
         );
     }
-    let listed = agent.ok(&["rejects", "list"]);
+    let listed = ok(&["rejects", "list"]);
     assert!(listed.contains("name is required"), "{listed}");
     assert_eq!(sim.records("t").await.len(), 18);
 
@@ -286,9 +322,9 @@ async fn a_record_the_webservice_rejects_is_in_the_ledger_and_resent_after_corre
          WHERE id IN (3, 17)",
     )
     .await;
-    agent.ok(&["once"]);
-    assert!(rejects(&agent, &["--state", "open"]).is_empty());
-    assert_eq!(rejects(&agent, &["--state", "cleared"]).len(), 2);
+    ok(&["once"]);
+    assert!(rejects("open").is_empty());
+    assert_eq!(rejects("cleared").len(), 2);
     let (want, got) = both(&pg, &sim).await;
     assert_eq!(got, want);
     pg.drop().await;
@@ -369,4 +405,49 @@ fn a_bad_soap_configuration_names_every_key_and_line() {
         t.contains(":9: exchange.soap: applies to kind = \"soap\""),
         "{t}"
     );
+}
+
+#[tokio::test]
+async fn a_kill_between_the_answer_and_the_commit_makes_the_same_call_again() {
+    let pg = PgDb::new("soap_kill").await;
+    pg.exec(&format!("{TABLE}{}", insert(1, 30, "2026-01-01")))
+        .await;
+    // The second call applied gets no answer: the agent waits, and is killed meanwhile.
+    let sim = Sim::start(&format!("{SIM_TABLE}[faults]\nstall_after_batches = 2\n"));
+    let agent = Agent::new(&config(
+        &pg,
+        &sim,
+        "payload = \"json-gzip-base64\"",
+        "timeout = \"5m\"",
+        "batch_size = 10",
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for(
+        "the receiver to apply the second call",
+        Duration::from_secs(60),
+        async || {
+            sim.requests()
+                .await
+                .iter()
+                .any(|(_, o, _)| o == "applied, stalled")
+        },
+    )
+    .await;
+    daemon.kill();
+    agent.ok(&["once"]);
+    let requests = sim.requests().await;
+    let (stalled, body) = requests
+        .iter()
+        .find(|(_, o, _)| o == "applied, stalled")
+        .map(|(b, _, body)| (b.clone().expect("batch"), body.clone()))
+        .expect("stalled");
+    let again: Vec<_> = requests
+        .iter()
+        .filter(|(b, o, _)| b.as_deref() == Some(stalled.as_str()) && o == "replayed")
+        .collect();
+    assert_eq!(again.len(), 1, "{requests:?}");
+    assert_eq!(again[0].2, body, "the same records under the same id");
+    let (want, got) = both(&pg, &sim).await;
+    assert_eq!(got, want);
+    pg.drop().await;
 }
