@@ -310,11 +310,12 @@ impl Sink for SoapSink {
         };
         let records =
             encode::records(b, &format).map_err(|e| Self::error(&url, e, ErrorClass::Fatal))?;
+        let xml = self.cfg.payload == Payload::Xml;
         if let Some(bad) = b
             .target
             .columns
             .iter()
-            .find(|c| !crate::config::soap::xml_name(c.name.as_str()))
+            .find(|c| xml && !crate::config::soap::xml_name(c.name.as_str()))
         {
             return Err(Self::error(
                 &url,
