@@ -451,3 +451,55 @@ async fn a_kill_between_the_answer_and_the_commit_makes_the_same_call_again() {
     assert_eq!(got, want);
     pg.drop().await;
 }
+
+#[tokio::test]
+async fn deletes_travel_with_their_key_and_version_and_remove_the_record() {
+    let pg = PgDb::new("soap_deletes").await;
+    pg.exec(
+        "CREATE TABLE c (cd_id int PRIMARY KEY, name text, cd_operation varchar(1) NOT NULL, \
+         cd_time timestamp(6) NOT NULL); \
+         INSERT INTO c SELECT i, '名称 ' || i, 'I', timestamp '2026-11-01 08:00:00' + i * interval '1 second' \
+         FROM generate_series(1, 10) i;",
+    )
+    .await;
+    for payload in ["xml", "csv-gzip-base64"] {
+        let sim = Sim::start("[[table]]\nname = \"c\"\nversion = \"cd_time\"\nkey = [\"cd_id\"]\n");
+        let text = config(&pg, &sim, &format!("payload = \"{payload}\""), "", "")
+            .replace("source = \"t\"", "source = \"c\"")
+            .replace(
+                "{ kind = \"timestamp\", column = \"updated_at\", lookback = \"0s\" }",
+                "{ kind = \"control\", lookback = \"0s\" }",
+            );
+        let agent = Agent::new(&text);
+        agent.ok(&["once"]);
+        let held =
+            crate::common::sqlite_rows(&sim.store(), "SELECT CAST(count(*) AS TEXT) FROM records")
+                .await;
+        assert_eq!(held[0][0].as_deref(), Some("10"), "{payload}");
+        pg.exec(
+            "UPDATE c SET cd_operation = 'D', cd_time = cd_time + interval '1 day' \
+             WHERE cd_id IN (3, 7)",
+        )
+        .await;
+        agent.ok(&["once"]);
+        let ids: Vec<String> = crate::common::sqlite_rows(
+            &sim.store(),
+            "SELECT rkey FROM records WHERE tbl = 'c' ORDER BY CAST(rkey AS INTEGER)",
+        )
+        .await
+        .into_iter()
+        .filter_map(|mut r| r.pop().flatten())
+        .collect();
+        assert_eq!(ids, ["1", "2", "4", "5", "6", "8", "9", "10"], "{payload}");
+        let requests = sim.requests().await;
+        let last = requests.last().and_then(|r| r.2.clone()).expect("body");
+        assert!(
+            last.contains("\"op\":\"D\"") && last.contains("cd_time"),
+            "{payload}: a delete carries its key and version: {last}"
+        );
+        // Back to inserts for the next payload.
+        pg.exec("UPDATE c SET cd_operation = 'I', cd_time = cd_time - interval '1 day' WHERE cd_id IN (3, 7)")
+            .await;
+    }
+    pg.drop().await;
+}
