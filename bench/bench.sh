@@ -23,6 +23,9 @@
 #             `frontdb-agent exchange-sim` on loopback, ROWS rows; the reference is the agent's
 #             own full PG->PG time (scenario full; goal: at most twice it); the receiver's row
 #             count and ids are checked against the source
+#   soap      the same through the SOAP exchange (SOAP 1.1, HMAC-SHA256, 5,000 records a call,
+#             SOAP_PAYLOAD=xml by default, or json-gzip-base64 / csv-gzip-base64) to
+#             exchange-sim's WebService; the receiver's row count and ids are checked
 #   my2pg     MariaDB -> PostgreSQL; limit: `mariadb --batch` export piped into \copy
 #   pg2my     PostgreSQL -> MariaDB; limit: \copy export piped into LOAD DATA LOCAL INFILE
 #   lite2pg   SQLite -> PostgreSQL; limit: `sqlite3 -csv` export piped into \copy (FORMAT csv)
@@ -36,7 +39,8 @@ ROWS=${ROWS:-1000000}
 CHANGED=${CHANGED:-20000}
 BIG=${BIG:-5000000}
 RT_SECONDS=${RT_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my lite2pg big http"}
+SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my lite2pg big http soap"}
+SOAP_PAYLOAD=${SOAP_PAYLOAD:-xml}
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -84,6 +88,20 @@ printf '   %s rows, %s, generated in %.1fs\n' "$ROWS" \
 SRC_SUM=$(pg_sum fdb_bench_src supervision)
 
 wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# sim_same WHAT SIM_DB: exchange-sim's store holds the source's rows: their count and the sum of
+# their ids where the key is the id (its keys are their JSON text), else their distinct keys.
+sim_same() {
+    local got want
+    if [ "$KEY_COLS" = id ]; then
+        got=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*), sum(CAST(rkey AS INTEGER)) FROM records WHERE tbl='supervision'\").fetchone())" "$2")
+        want=$(pgval fdb_bench_src "SELECT '(' || count(*) || ', ' || sum(id) || ')' FROM supervision")
+    else
+        got=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(DISTINCT rkey) FROM records WHERE tbl='supervision'\").fetchone()[0])" "$2")
+        want=$(pgval fdb_bench_src "SELECT count(*) FROM supervision")
+    fi
+    same "$1 (count, sum of ids or distinct keys)" "$want" "$got"
+}
 
 # --- full PostgreSQL -> PostgreSQL -------------------------------------------------------------
 if wants full || wants incr; then
@@ -147,16 +165,60 @@ open(p, "w").write(head + "[exchange.auth]" + auth + "\n[[table]]" + table)
 PY
     measure agent_http "$AGENT" --config "$WORK/http.toml" once
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
-    # The receiver's keys are their JSON text: a sum of the ids where the key is the id.
-    if [ "$KEY_COLS" = id ]; then
-        GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(*), sum(CAST(rkey AS INTEGER)) FROM records WHERE tbl='supervision'\").fetchone())" "$WORK/sim/sim.db")
-        WANT=$(pgval fdb_bench_src "SELECT '(' || count(*) || ', ' || sum(id) || ')' FROM supervision")
-    else
-        GOT=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"SELECT count(DISTINCT rkey) FROM records WHERE tbl='supervision'\").fetchone()[0])" "$WORK/sim/sim.db")
-        WANT=$(pgval fdb_bench_src "SELECT count(*) FROM supervision")
-    fi
-    same "agent over HTTP (count, sum of ids)" "$WANT" "$GOT"
+    sim_same "agent over HTTP" "$WORK/sim/sim.db"
     record "full PG→HTTP (exchange-sim) ${ROWS} rows; reference: the agent PG→PG" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
+fi
+
+# --- full PostgreSQL -> SOAP (exchange-sim) ----------------------------------------------------
+if wants soap; then
+    say "full exchange PostgreSQL -> SOAP 1.1 (exchange-sim, HMAC-SHA256, payload $SOAP_PAYLOAD), $ROWS rows"
+    rm -rf "$WORK/soapsim"; mkdir -p "$WORK/soapsim"
+    cat >"$WORK/soapsim/sim.toml" <<TOML
+listen = "127.0.0.1:0"
+store = "sim.db"
+log_bodies = false
+[auth]
+kind = "hmac-sha256"
+app_key = "bench"
+app_secret = "bench-secret"
+[[table]]
+name = "supervision"
+version = "updated_at"
+key = ["id"]
+TOML
+    "$AGENT" exchange-sim --config "$WORK/soapsim/sim.toml" >"$WORK/soapsim/out" 2>"$WORK/soapsim/err" &
+    SIM_PID=$!
+    for _ in $(seq 100); do grep -q listening "$WORK/soapsim/out" 2>/dev/null && break; sleep 0.1; done
+    SIM_URL=$(sed -n 's/^listening on //p' "$WORK/soapsim/out")
+    [ -n "$SIM_URL" ] || die "exchange-sim did not start: $(cat "$WORK/soapsim/err")"
+    agent_config "$WORK/soap.toml" "$PGURL/fdb_bench_src" "$SIM_URL/soap/{table}" supervision
+    sed -i "s|^\[exchange\]|[exchange]\nkind = \"soap\"\nmax_records = 5000|" "$WORK/soap.toml"
+    cat >>"$WORK/soap.toml" <<TOML
+
+[exchange.auth]
+kind = "hmac-sha256"
+app_key = "bench"
+app_secret = "bench-secret"
+
+[exchange.soap]
+version = "1.1"
+namespace = "http://exchange.example.gov.cn/ws"
+operation = "pushData"
+payload = "$SOAP_PAYLOAD"
+TOML
+    # The [exchange.*] tables must follow [exchange], not the table: move the table to the end.
+    python3 - "$WORK/soap.toml" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+head, table = s.split("[[table]]", 1)
+table, rest = table.split("[exchange.auth]", 1)
+open(p, "w").write(head + "[exchange.auth]" + rest + "\n[[table]]" + table)
+PY
+    measure agent_soap "$AGENT" --config "$WORK/soap.toml" once
+    kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
+    sim_same "agent over SOAP" "$WORK/soapsim/sim.db"
+    record "full PG→SOAP $SOAP_PAYLOAD (exchange-sim) ${ROWS} rows; reference: the agent PG→PG" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
 fi
 
 # --- incremental -------------------------------------------------------------------------------

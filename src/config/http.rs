@@ -147,7 +147,9 @@ pub struct Login {
 
 impl V<'_> {
     /// The `http` keys of `[exchange]`; `None` after a problem.
-    pub(super) fn http_exchange(&mut self, e: &RawExchange) -> Option<HttpExchange> {
+    /// `kind` names the exchange kind in messages (`http`, or `soap`, which reaches its
+    /// endpoint the same way).
+    pub(super) fn http_exchange(&mut self, e: &RawExchange, kind: &str) -> Option<HttpExchange> {
         let before = self.problems.len();
         for (key, set) in [
             ("password", e.password.is_some()),
@@ -159,7 +161,7 @@ impl V<'_> {
             if set {
                 self.err(
                     format!("exchange.{key}"),
-                    "applies to a database exchange, not to kind = \"http\"",
+                    format!("applies to a database exchange, not to kind = \"{kind}\""),
                 );
             }
         }

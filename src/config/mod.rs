@@ -7,6 +7,7 @@ mod load;
 mod rules;
 pub mod schema;
 pub mod secret;
+pub mod soap;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -118,7 +119,12 @@ impl Config {
     /// that messages can be scrubbed of them.
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let ExchangeTarget::Http(h) = &self.exchange.target {
+        let http = match &self.exchange.target {
+            ExchangeTarget::Http(h) => Some(&**h),
+            ExchangeTarget::Soap(s) => Some(&s.http),
+            ExchangeTarget::Database(_) => None,
+        };
+        if let Some(h) = http {
             let auth = &h.auth;
             for s in [&auth.app_key, &auth.app_secret].into_iter().flatten() {
                 // A key is not secret, but scrubbing it too costs nothing.
@@ -167,6 +173,7 @@ pub struct Exchange {
 pub enum ExchangeTarget {
     Database(DbConfig),
     Http(Box<http::HttpExchange>),
+    Soap(Box<soap::SoapExchange>),
 }
 
 impl Exchange {
@@ -174,7 +181,7 @@ impl Exchange {
     pub fn db(&self) -> Option<&DbConfig> {
         match &self.target {
             ExchangeTarget::Database(d) => Some(d),
-            ExchangeTarget::Http(_) => None,
+            ExchangeTarget::Http(_) | ExchangeTarget::Soap(_) => None,
         }
     }
 
@@ -183,6 +190,7 @@ impl Exchange {
         match &self.target {
             ExchangeTarget::Database(d) => format!("{}, {}", d.engine, d.redacted),
             ExchangeTarget::Http(h) => format!("http, {}", secret::redact_url(&h.url)),
+            ExchangeTarget::Soap(s) => format!("soap, {}", secret::redact_url(&s.http.url)),
         }
     }
 }

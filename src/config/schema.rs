@@ -191,7 +191,8 @@ pub struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExchange {
-    /// `database` (an exchange database) or `http` (JSON batches posted to an interface).
+    /// `database` (an exchange database), `http` (JSON batches posted to an interface) or
+    /// `soap` (a WebService operation).
     /// Default `database`.
     pub kind: Option<String>,
     /// Database URL of the exchange, as in `[source]`; for `http`, the URL batches are
@@ -215,6 +216,8 @@ pub struct RawExchange {
     pub auth: Option<RawHttpAuth>,
     /// `http`: a province's own body and answer, configured over the built-in envelope.
     pub envelope: Option<RawEnvelope>,
+    /// `soap`: the WebService's version, namespace, operation, payload and answer.
+    pub soap: Option<super::soap::RawSoap>,
     /// Password of the exchange database; never printed.
     pub password: Option<String>,
     /// Most connections to the exchange. Default 4.

@@ -320,17 +320,18 @@ impl V<'_> {
     }
 
     fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
+        let soap = e.kind.as_deref() == Some("soap");
         let http = match e.kind.as_deref() {
             None | Some("database") => {
                 self.database_only(&e);
                 false
             }
-            Some("http") => true,
-            Some(k @ ("soap" | "file")) => {
+            Some("http" | "soap") => true,
+            Some(k @ "file") => {
                 self.err(
                     "exchange.kind",
                     format!(
-                        "exchange kind `{k}` is not available in this version: use `database` or `http`"
+                        "exchange kind `{k}` is not available in this version: use `database`, `http` or `soap`"
                     ),
                 );
                 false
@@ -338,11 +339,17 @@ impl V<'_> {
             Some(k) => {
                 self.err(
                     "exchange.kind",
-                    format!("`{k}` is not an exchange kind: use `database` or `http`"),
+                    format!("`{k}` is not an exchange kind: use `database`, `http` or `soap`"),
                 );
                 false
             }
         };
+        if e.soap.is_some() && !soap {
+            self.err(
+                "exchange.soap",
+                "applies to kind = \"soap\" only: set [exchange] kind = \"soap\" or remove it",
+            );
+        }
         let lower_ops = match e.operation_case.as_deref() {
             None | Some("upper") => false,
             Some("lower") => true,
@@ -367,8 +374,11 @@ impl V<'_> {
             col("batch", &cc.batch, "cd_batch"),
             col("source", &cc.source, "cd_source"),
         );
-        let target = if http {
-            self.http_exchange(&e)
+        let target = if soap {
+            self.soap_exchange(&e)
+                .map(|s| ExchangeTarget::Soap(Box::new(s)))
+        } else if http {
+            self.http_exchange(&e, "http")
                 .map(|h| ExchangeTarget::Http(Box::new(h)))
         } else {
             self.database(
@@ -463,7 +473,13 @@ pub fn validate(
     if let (Some(e), Some(f)) = (&exchange, &feedback) {
         use super::FeedbackKind as K;
         match (e.db().is_some(), f.kind) {
-            (_, K::None) | (false, K::Http) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (_, K::None) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (false, K::Http) if matches!(e.target, ExchangeTarget::Http(_)) => {}
+            (false, K::Http) if matches!(e.target, ExchangeTarget::Soap(_)) => v.err(
+                "feedback.kind",
+                "`http` reads the feedback feed of an http exchange; a soap exchange's \
+                 rejections come in its answers: use none",
+            ),
             (false, _) => v.err(
                 "feedback.kind",
                 "reads the exchange database, and the exchange is reached over http: use http or none",

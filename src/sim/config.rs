@@ -70,6 +70,9 @@ struct RawSimTable {
     /// rejection appears later in the feedback feed (`GET /feedback`).
     #[serde(default)]
     later: Vec<String>,
+    /// The key columns, for a SOAP call's CSV payload, whose records do not mark them.
+    #[serde(default)]
+    key: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +114,7 @@ pub struct SimTable {
     pub required: Vec<String>,
     pub refuse_whole: bool,
     pub later: Vec<String>,
+    pub key: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +250,7 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
                         required: t.required,
                         refuse_whole: t.refuse_whole,
                         later: t.later,
+                        key: t.key,
                     },
                 )
             })

@@ -2,9 +2,11 @@
 //! before the province is ready and for the tests. It checks signatures and tokens, runs
 //! simple quality rules, stores what it accepts in SQLite (newer wins, deletes applied, a
 //! batch id seen before answered the same without being applied again), serves the
-//! rejections as a feedback feed, and injects faults on request.
+//! rejections as a feedback feed, and injects faults on request. It serves the SOAP exchange's
+//! operation too (`POST /soap/{table}`), into the same store.
 
 mod config;
+mod soap;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +79,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/feedback", get(feedback))
         .route("/exchange/{table}", post(batch))
         .route("/qcvn/{service}", post(qcvn))
+        .route("/soap/{table}", post(soap::call))
         // Batches of thousands of records are megabytes of JSON.
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .with_state(sim);

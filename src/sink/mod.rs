@@ -12,6 +12,7 @@ pub mod http;
 #[cfg(test)]
 pub mod memory;
 mod receipts;
+pub mod soap;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -266,6 +267,17 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
                 None => Arc::new(NoReceipts),
             };
             return Ok(Exchange { sink, receipts });
+        }
+        crate::config::ExchangeTarget::Soap(s) => {
+            let sink = Arc::new(soap::SoapSink::new(s, &cfg.agent.id, cfg.agent.tz)?);
+            if !lazy {
+                sink.health().await?;
+            }
+            // Its verdicts come in its answers.
+            return Ok(Exchange {
+                sink,
+                receipts: Arc::new(NoReceipts),
+            });
         }
     };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);

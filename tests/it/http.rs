@@ -54,7 +54,7 @@ impl Sim {
     }
 
     /// The records stored for a table: id -> values.
-    async fn records(&self, table: &str) -> Vec<serde_json::Value> {
+    pub async fn records(&self, table: &str) -> Vec<serde_json::Value> {
         let rows = sqlite_rows(
             &self.store(),
             &format!("SELECT vals FROM records WHERE tbl = '{table}'"),

@@ -33,4 +33,5 @@ mod rejects_more;
 mod reread;
 mod service;
 mod shaping;
+mod soap;
 mod types;

@@ -31,7 +31,7 @@ use encode::Record;
 
 /// Most requests spent isolating the records of one refused request; a batch needing
 /// more waits for a person (the exchange refuses much more than a few records).
-const SPLIT_BUDGET: usize = 64;
+pub(crate) const SPLIT_BUDGET: usize = 64;
 
 pub struct HttpSink {
     client: reqwest::Client,
@@ -94,6 +94,11 @@ impl HttpSink {
         })
     }
 
+    /// The client, with the exchange's TLS settings and timeout (the SOAP exchange's too).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The URL a table's batches are posted to.
     fn url(&self, table: &TableName) -> String {
         self.cfg.url.replace("{table}", table.name.as_str())
@@ -140,7 +145,7 @@ impl HttpSink {
 
     /// The login token: the one held, or a new one when none is held, it is due for
     /// renewal, or `renew` (the exchange refused it).
-    async fn token(&self, renew: bool) -> Result<Option<String>, SinkError> {
+    pub(crate) async fn token(&self, renew: bool) -> Result<Option<String>, SinkError> {
         let Some(login) = &self.cfg.auth.login else {
             return Ok(None);
         };
@@ -441,7 +446,7 @@ impl HttpSink {
 }
 
 /// A transport error in words, without the URL (which the message names already).
-fn transport(e: &reqwest::Error) -> String {
+pub(crate) fn transport(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "no answer in time"
     } else if e.is_connect() {
@@ -570,7 +575,7 @@ impl Sink for HttpSink {
 /// carries the same id and the same records; a part cut differently (another `max_records`,
 /// a split) has other positions, so a receiver that keeps the ids it applied never takes it
 /// for one it has.
-fn part_id(batch: &str, range: &Range<usize>, len: usize) -> String {
+pub(crate) fn part_id(batch: &str, range: &Range<usize>, len: usize) -> String {
     if range.start == 0 && range.end == len {
         batch.to_owned()
     } else {
