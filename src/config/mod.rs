@@ -2,6 +2,7 @@
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
 mod feedback;
+pub mod file;
 pub mod http;
 mod load;
 mod rules;
@@ -157,6 +158,7 @@ pub struct Exchange {
 pub enum ExchangeTarget {
     Database(DbConfig),
     Http(Box<http::HttpExchange>),
+    File(Box<file::FileExchange>),
 }
 
 impl Exchange {
@@ -164,7 +166,7 @@ impl Exchange {
     pub fn db(&self) -> Option<&DbConfig> {
         match &self.target {
             ExchangeTarget::Database(d) => Some(d),
-            ExchangeTarget::Http(_) => None,
+            ExchangeTarget::Http(_) | ExchangeTarget::File(_) => None,
         }
     }
 
@@ -173,6 +175,7 @@ impl Exchange {
         match &self.target {
             ExchangeTarget::Database(d) => format!("{}, {}", d.engine, d.redacted),
             ExchangeTarget::Http(h) => format!("http, {}", secret::redact_url(&h.url)),
+            ExchangeTarget::File(f) => format!("file, {}", f.dir.display()),
         }
     }
 }
@@ -216,6 +219,8 @@ pub struct TableSpec {
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
+    /// Resource classification code that begins the names of the table's files.
+    pub class_code: Option<String>,
 }
 
 #[derive(Clone, Debug)]

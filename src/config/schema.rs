@@ -191,12 +191,26 @@ pub struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExchange {
-    /// `database` (an exchange database) or `http` (JSON batches posted to an interface).
-    /// Default `database`.
+    /// `database` (an exchange database), `http` (JSON batches posted to an interface) or
+    /// `file` (a file per batch in a directory). Default `database`.
     pub kind: Option<String>,
     /// Database URL of the exchange, as in `[source]`; for `http`, the URL batches are
-    /// posted to, where `{table}` stands for the exchange table's name. Required.
-    pub url: String,
+    /// posted to, where `{table}` stands for the exchange table's name. Required, except
+    /// for `file`.
+    pub url: Option<String>,
+    /// `file`: the directory each batch's file and manifest are written to (local or
+    /// mounted). Required for `file`.
+    pub dir: Option<PathBuf>,
+    /// `file`: `csv` (RFC 4180 with a header row, default) or `jsonl`.
+    pub format: Option<String>,
+    /// `file`: `utf-8` (default) or `gb18030`, for the files written and the error files read.
+    pub encoding: Option<String>,
+    /// `file`: also upload every file and manifest over SFTP.
+    pub sftp: Option<super::file::RawSftp>,
+    /// `file`: the directory where the platform puts its error files. Default: none.
+    pub return_dir: Option<PathBuf>,
+    /// `file`: `csv` (default), `json` or `jsonl`: how the error files are written.
+    pub return_format: Option<String>,
     /// `http`: how long one request may take before it is given up and tried again later.
     /// Default `30s`.
     pub timeout: Option<String>,
@@ -379,6 +393,9 @@ pub struct RawTable {
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
+    /// `[exchange] kind = "file"` and `export`: the resource classification code (5 letters
+    /// or digits) that begins the names of this table's files.
+    pub class_code: Option<String>,
 }
 
 /// `watermark = { kind = ..., ... }`

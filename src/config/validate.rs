@@ -318,27 +318,32 @@ impl V<'_> {
     }
 
     fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
-        let http = match e.kind.as_deref() {
+        let kind = match e.kind.as_deref() {
             None | Some("database") => {
                 self.database_only(&e);
-                false
+                self.not_file(&e, "database");
+                Kind::Database
             }
-            Some("http") => true,
-            Some(k @ ("soap" | "file")) => {
+            Some("http") => {
+                self.not_file(&e, "http");
+                Kind::Http
+            }
+            Some("file") => Kind::File,
+            Some(k @ "soap") => {
                 self.err(
                     "exchange.kind",
                     format!(
-                        "exchange kind `{k}` is not available in this version: use `database` or `http`"
+                        "exchange kind `{k}` is not available in this version: use `database`, `http` or `file`"
                     ),
                 );
-                false
+                Kind::Database
             }
             Some(k) => {
                 self.err(
                     "exchange.kind",
-                    format!("`{k}` is not an exchange kind: use `database` or `http`"),
+                    format!("`{k}` is not an exchange kind: use `database`, `http` or `file`"),
                 );
-                false
+                Kind::Database
             }
         };
         let lower_ops = match e.operation_case.as_deref() {
@@ -365,23 +370,31 @@ impl V<'_> {
             col("batch", &cc.batch, "cd_batch"),
             col("source", &cc.source, "cd_source"),
         );
-        let target = if http {
-            self.http_exchange(&e)
-                .map(|h| ExchangeTarget::Http(Box::new(h)))
-        } else {
-            self.database(
-                "exchange",
-                RawConn {
-                    url: &e.url,
-                    password: e.password.as_deref(),
-                    max_connections: e.max_connections,
-                    connect_timeout: e.connect_timeout.as_deref(),
-                    bootstrap_sql: e.bootstrap_sql.as_deref(),
-                    transaction_guard: Some("0s"),
-                    statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
-                },
-            )
-            .map(ExchangeTarget::Database)
+        let target = match kind {
+            Kind::Http => self
+                .http_exchange(&e)
+                .map(|h| ExchangeTarget::Http(Box::new(h))),
+            Kind::File => self
+                .file_exchange(&e)
+                .map(|f| ExchangeTarget::File(Box::new(f))),
+            Kind::Database => {
+                if e.url.is_none() {
+                    self.err("exchange.url", "is required: the exchange database's URL");
+                }
+                self.database(
+                    "exchange",
+                    RawConn {
+                        url: e.url.as_deref().unwrap_or_default(),
+                        password: e.password.as_deref(),
+                        max_connections: e.max_connections,
+                        connect_timeout: e.connect_timeout.as_deref(),
+                        bootstrap_sql: e.bootstrap_sql.as_deref(),
+                        transaction_guard: Some("0s"),
+                        statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
+                    },
+                )
+                .map(ExchangeTarget::Database)
+            }
         };
         let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
             return None;
@@ -397,6 +410,14 @@ impl V<'_> {
             lower_ops,
         })
     }
+}
+
+/// The exchange kinds, as validation tells them apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Database,
+    Http,
+    File,
 }
 
 /// The system's time zone, or UTC when it cannot be determined.
@@ -441,6 +462,13 @@ pub fn validate(
         env,
         source_engine: None,
     };
+    let file_kind = raw.exchange.kind.as_deref() == Some("file");
+    if file_kind && raw.agent.region_code.is_none() {
+        v.err(
+            "agent.region_code",
+            "is required by [exchange] kind = \"file\": every file name carries it (6 digits)",
+        );
+    }
     let agent = v.agent(raw.agent);
     let s = &raw.source;
     let source = v.database(
@@ -461,7 +489,12 @@ pub fn validate(
     if let (Some(e), Some(f)) = (&exchange, &feedback) {
         use super::FeedbackKind as K;
         match (e.db().is_some(), f.kind) {
-            (_, K::None) | (false, K::Http) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (_, K::None) => {}
+            (false, _) if file_kind => v.err(
+                "feedback.kind",
+                "a file exchange's verdicts come back as error files in exchange.return_dir: use none",
+            ),
+            (false, K::Http) | (true, K::Table | K::ErrorTable | K::Flag) => {}
             (false, _) => v.err(
                 "feedback.kind",
                 "reads the exchange database, and the exchange is reached over http: use http or none",
@@ -486,6 +519,13 @@ pub fn validate(
             v.err(
                 format!("table[{i}].name"),
                 format!("table name `{name}` is used twice; give one of them a `name`"),
+            );
+        }
+        if file_kind && t.class_code.is_none() && t.enabled != Some(false) {
+            v.err(
+                format!("table[{i}].class_code"),
+                "is required by [exchange] kind = \"file\": the resource classification code \
+                 (5 letters or digits) that begins the names of the table's files",
             );
         }
         if let Some(spec) = v.table(i, t) {

@@ -8,6 +8,7 @@
 //! reads the state store: cursors and acknowledgements are the job's to keep.
 
 pub mod database;
+pub mod file;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
@@ -263,6 +264,17 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
             }
             let receipts: Arc<dyn Receipts> = match &cfg.feedback.http {
                 Some(fb) => Arc::new(http::HttpReceipts::new(sink.clone(), fb.clone())),
+                None => Arc::new(NoReceipts),
+            };
+            return Ok(Exchange { sink, receipts });
+        }
+        crate::config::ExchangeTarget::File(f) => {
+            let sink = Arc::new(file::FileSink::new(cfg, f)?);
+            if !lazy {
+                sink.health().await?;
+            }
+            let receipts: Arc<dyn Receipts> = match file::FileReceipts::new(cfg, f) {
+                Some(r) => Arc::new(r),
                 None => Arc::new(NoReceipts),
             };
             return Ok(Exchange { sink, receipts });
