@@ -230,12 +230,20 @@ impl V<'_> {
 
     fn sftp(&mut self, s: &RawSftp) -> Option<Sftp> {
         let before = self.problems.len();
-        if s.host.trim().is_empty() || s.host.starts_with('-') || s.host.contains(char::is_whitespace)
+        if s.host.trim().is_empty()
+            || s.host.starts_with('-')
+            || s.host.contains(char::is_whitespace)
         {
-            self.err("exchange.sftp.host", format!("`{}` is not a host name", s.host));
+            self.err(
+                "exchange.sftp.host",
+                format!("`{}` is not a host name", s.host),
+            );
         }
         if s.user.is_empty() || s.user.starts_with('-') || s.user.contains(['@', ' ', ':']) {
-            self.err("exchange.sftp.user", format!("`{}` is not a user name", s.user));
+            self.err(
+                "exchange.sftp.user",
+                format!("`{}` is not a user name", s.user),
+            );
         }
         if s.port == Some(0) {
             self.err("exchange.sftp.port", "must be a port number (1-65535)");

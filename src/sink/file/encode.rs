@@ -138,7 +138,9 @@ pub fn encode(text: &str, enc: FileEncoding) -> Vec<u8> {
 
 /// Bytes of a file in its encoding as text; `None` where they are not text of it.
 pub fn decode(bytes: &[u8], enc: FileEncoding) -> Option<String> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
     match enc {
         FileEncoding::Utf8 => String::from_utf8(bytes.to_vec()).ok(),
         FileEncoding::Gb18030 => {
@@ -195,12 +197,21 @@ mod tests {
                 serde_json::json!({"op": "U", "key": {"id": "1"}, "values": {"id": "1", "name": "a,\"b\"\nc"}}),
             ),
             rec(serde_json::json!({"op": "D", "key": {"id": "2"}, "values": {"id": "2"}})),
-            rec(serde_json::json!({"op": "I", "key": {"id": "3"}, "values": {"id": "3", "name": null}})),
+            rec(
+                serde_json::json!({"op": "I", "key": {"id": "3"}, "values": {"id": "3", "name": null}}),
+            ),
         ];
         let body = String::from_utf8(s.lines(&recs).expect("lines")).expect("utf8");
         assert_eq!(body, "1,\"a,\"\"b\"\"\nc\",U\r\n2,,D\r\n3,,I\r\n");
-        let lower = Shape { lower_ops: true, ..s };
-        assert!(String::from_utf8(lower.lines(&recs[1..2]).expect("l")).expect("u").ends_with(",d\r\n"));
+        let lower = Shape {
+            lower_ops: true,
+            ..s
+        };
+        assert!(
+            String::from_utf8(lower.lines(&recs[1..2]).expect("l"))
+                .expect("u")
+                .ends_with(",d\r\n")
+        );
     }
 
     #[test]
@@ -210,7 +221,13 @@ mod tests {
         assert_ne!(bytes, text.as_bytes());
         assert_eq!(decode(&bytes, FileEncoding::Gb18030).as_deref(), Some(text));
         assert_eq!(decode(&bytes, FileEncoding::Utf8), None);
-        let jsonl = Shape::new(&target(), FileFormat::Jsonl, FileEncoding::Gb18030, "op", false);
+        let jsonl = Shape::new(
+            &target(),
+            FileFormat::Jsonl,
+            FileEncoding::Gb18030,
+            "op",
+            false,
+        );
         let line = jsonl
             .lines(&[rec(serde_json::json!({"op": "I", "key": {"id": "1"}, "values": {"id": "1", "name": "张三"}}))])
             .expect("lines");

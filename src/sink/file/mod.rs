@@ -249,10 +249,15 @@ impl FileSink {
     }
 
     fn job(&self, b: &Outgoing<'_>) -> Result<Job, SinkError> {
-        let doing = format!("writing a batch of table {} to {}", b.label, self.files.dir.display());
-        let class = self.classes.get(b.label).ok_or_else(|| {
-            fatal(&doing, format!("table {} has no class_code", b.label))
-        })?;
+        let doing = format!(
+            "writing a batch of table {} to {}",
+            b.label,
+            self.files.dir.display()
+        );
+        let class = self
+            .classes
+            .get(b.label)
+            .ok_or_else(|| fatal(&doing, format!("table {} has no class_code", b.label)))?;
         let (bytes, records) = self.files.content(b).map_err(|e| fatal(&doing, e))?;
         let now = Utc::now().with_timezone(&self.files.tz);
         Ok(Job {
@@ -320,7 +325,11 @@ impl Sink for FileSink {
         turn: &Turn,
     ) -> Result<Vec<Refusal>, SinkError> {
         ready.await;
-        let doing = format!("writing a batch of table {} to {}", b.label, self.files.dir.display());
+        let doing = format!(
+            "writing a batch of table {} to {}",
+            b.label,
+            self.files.dir.display()
+        );
         if !turn.before_committed().await {
             return Err(unavailable(
                 &doing,

@@ -98,7 +98,9 @@ impl Names {
     fn reservation_path(&self, table: &str) -> PathBuf {
         use sha2::Digest as _;
         let h = hex::encode(sha2::Sha256::digest(table.as_bytes()));
-        self.root.join("reserved").join(format!("{}.json", &h[..24]))
+        self.root
+            .join("reserved")
+            .join(format!("{}.json", &h[..24]))
     }
 
     /// The table's last reservation, where it has one.
@@ -141,7 +143,11 @@ impl Names {
         };
         let path = self.reservation_path(table);
         let bytes = serde_json::to_vec(&r).map_err(io::Error::other)?;
-        write::atomic(path.parent().unwrap_or(&self.root), &file_name(&path), &bytes)?;
+        write::atomic(
+            path.parent().unwrap_or(&self.root),
+            &file_name(&path),
+            &bytes,
+        )?;
         Ok(r)
     }
 

@@ -122,7 +122,9 @@ impl FileReceipts {
         let mut verdicts = Vec::with_capacity(items.len());
         for (line, item) in items {
             let table = item.get("table").cloned().or_else(|| table.clone());
-            verdicts.push(verdict(item, table, batch.clone()).map_err(|e| format!("line {line}: {e}"))?);
+            verdicts.push(
+                verdict(item, table, batch.clone()).map_err(|e| format!("line {line}: {e}"))?,
+            );
         }
         Ok((verdicts, sha))
     }
@@ -149,7 +151,9 @@ impl FileReceipts {
         let note = format!("{}: {why}\n", name);
         let note_name = format!(
             "{}.error.txt",
-            to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            to.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         );
         write::atomic(&self.return_dir.join("bad"), &note_name, note.as_bytes())?;
         tracing::warn!(
@@ -232,8 +236,8 @@ fn csv_items(text: &str) -> Result<Items, String> {
 }
 
 fn json_items(text: &str) -> Result<Items, String> {
-    let doc: Json = serde_json::from_str(text)
-        .map_err(|e| format!("line {}: not JSON ({e})", e.line()))?;
+    let doc: Json =
+        serde_json::from_str(text).map_err(|e| format!("line {}: not JSON ({e})", e.line()))?;
     let list = match &doc {
         Json::Array(a) => a,
         Json::Object(o) => o
@@ -244,7 +248,11 @@ fn json_items(text: &str) -> Result<Items, String> {
     };
     list.iter()
         .enumerate()
-        .map(|(i, j)| object(j).map(|o| (i + 1, o)).map_err(|e| format!("item {}: {e}", i + 1)))
+        .map(|(i, j)| {
+            object(j)
+                .map(|o| (i + 1, o))
+                .map_err(|e| format!("item {}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -256,7 +264,10 @@ fn jsonl_items(text: &str) -> Result<Items, String> {
         }
         let j: Json =
             serde_json::from_str(line).map_err(|e| format!("line {}: not JSON ({e})", i + 1))?;
-        out.push((i + 1, object(&j).map_err(|e| format!("line {}: {e}", i + 1))?));
+        out.push((
+            i + 1,
+            object(&j).map_err(|e| format!("line {}: {e}", i + 1))?,
+        ));
     }
     Ok(out)
 }
@@ -355,7 +366,10 @@ impl Receipts for FileReceipts {
                     self.return_dir.display()
                 ),
             ),
-            Err(e) => (true, format!("feedback: {}: {e}", self.return_dir.display())),
+            Err(e) => (
+                true,
+                format!("feedback: {}: {e}", self.return_dir.display()),
+            ),
         }];
         if set_aside > 0 {
             out.push((

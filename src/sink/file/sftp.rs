@@ -47,7 +47,10 @@ async fn run(cfg: &Sftp, script: &str) -> Result<(), String> {
         .args(["-o", "PasswordAuthentication=no"])
         .args(["-o", "ServerAliveInterval=10"])
         .args(["-o", "ServerAliveCountMax=3"])
-        .args(["-o", &format!("ConnectTimeout={}", cfg.timeout.as_secs().clamp(1, 60))]);
+        .args([
+            "-o",
+            &format!("ConnectTimeout={}", cfg.timeout.as_secs().clamp(1, 60)),
+        ]);
     if let Some(k) = &cfg.known_hosts {
         cmd.arg("-o")
             .arg(format!("UserKnownHostsFile={}", k.display()));

@@ -135,7 +135,10 @@ mod tests {
         let name = "A01012026230100000001.csv";
         let mut p = Pending::create(dir.path(), name).expect("create");
         p.write_all(b"id\r\n1\r\n").expect("write");
-        assert!(!dir.path().join(name).exists(), "nothing under the final name yet");
+        assert!(
+            !dir.path().join(name).exists(),
+            "nothing under the final name yet"
+        );
         assert!(dir.path().join(temp_name(name)).exists());
         let (sha, len) = p.finish().expect("finish");
         assert_eq!(len, 7);
@@ -147,7 +150,10 @@ mod tests {
         std::fs::write(dir.path().join(temp_name(&m)), b"half").expect("w");
         std::fs::write(dir.path().join(".other.tmp"), b"x").expect("w");
         assert_eq!(remove_temps(dir.path()).expect("sweep"), 2);
-        assert!(dir.path().join(".other.tmp").exists(), "not ours: left alone");
+        assert!(
+            dir.path().join(".other.tmp").exists(),
+            "not ours: left alone"
+        );
         assert!(dir.path().join(name).exists());
     }
 }
