@@ -157,6 +157,7 @@ impl Job {
                 ));
             }
             Some(m) if m.sha256 == sha && write::sha256_of(&data).ok().as_ref() == Some(&sha) => {
+                tracing::info!(batch = %self.batch, file = %r.name, "batch sent again: its files are in place");
                 return Ok(r.name);
             }
             _ => {}
@@ -388,4 +389,106 @@ impl Sink for FileSink {
     }
 
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(names: &Arc<Names>, dir: &Path, batch: &str, bytes: &[u8], now: &str) -> Job {
+        Job {
+            names: names.clone(),
+            dir: dir.to_owned(),
+            label: "t".into(),
+            batch: batch.into(),
+            table: "jg_t".into(),
+            prefix: names::prefix("A0101", 2026, "230100"),
+            format: FileFormat::Csv,
+            encoding: FileEncoding::Utf8,
+            now: now.into(),
+            bytes: bytes.to_vec(),
+            records: 1,
+        }
+    }
+
+    /// Every file of a directory and its bytes.
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| {
+                let e = e.expect("e");
+                let n = e.file_name().into_string().expect("utf-8");
+                (n, std::fs::read(e.path()).expect("read"))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_batch_sent_again_after_a_crash_at_any_step_keeps_its_name_and_bytes() {
+        let state = tempfile::tempdir().expect("tmp");
+        let out = tempfile::tempdir().expect("tmp");
+        let dir = out.path();
+        let names = Arc::new(Names::new(state.path().to_owned(), dir.to_owned()));
+        let body = b"id,cd_operation\r\n1,I\r\n";
+        let name = job(&names, dir, "b1", body, "t0").run().expect("write");
+        assert_eq!(name, "A01012026230100000001.csv");
+        let delivered = snapshot(dir);
+        assert_eq!(delivered.len(), 2);
+        let manifest = dir.join(names::manifest_of(&name));
+        let m = read_manifest(&manifest).expect("read").expect("manifest");
+        assert_eq!(
+            (m.batch_id.as_str(), m.records, m.created_at.as_str()),
+            ("b1", 1, "t0")
+        );
+        assert_eq!(m.sha256, write::sha256_of(&dir.join(&name)).expect("sha"));
+
+        // Sent again with everything in place; after a crash before the manifest; after a
+        // crash half way through the data file; after the platform took both files.
+        let crashes: [&dyn Fn(); 4] = [
+            &|| {},
+            &|| std::fs::remove_file(&manifest).expect("rm"),
+            &|| {
+                std::fs::remove_file(&manifest).expect("rm");
+                std::fs::remove_file(dir.join(&name)).expect("rm");
+                std::fs::write(dir.join(write::temp_name(&name)), b"id,cd_op").expect("w");
+            },
+            &|| {
+                std::fs::remove_file(&manifest).expect("rm");
+                std::fs::remove_file(dir.join(&name)).expect("rm");
+            },
+        ];
+        for (i, crash) in crashes.iter().enumerate() {
+            crash();
+            let again = job(&names, dir, "b1", body, "later").run().expect("again");
+            assert_eq!(again, name, "case {i}");
+            assert_eq!(snapshot(dir), delivered, "case {i}: same files, same bytes");
+        }
+
+        // The next batch takes the next number; a batch whose manifest was never written is
+        // not delivered, and goes when the table's next batch comes.
+        let n2 = job(&names, dir, "b2", b"x\r\n", "t2").run().expect("b2");
+        assert_eq!(n2, "A01012026230100000002.csv");
+        std::fs::remove_file(dir.join(names::manifest_of(&n2))).expect("rm");
+        let n3 = job(&names, dir, "b3", b"y\r\n", "t3").run().expect("b3");
+        assert_eq!(n3, "A01012026230100000003.csv");
+        assert!(!dir.join(&n2).exists(), "the undelivered file went");
+        assert_eq!(snapshot(dir).len(), 4);
+
+        // Another batch's manifest under the reserved name is never overwritten.
+        let stranger = Manifest {
+            batch_id: "other".into(),
+            ..m
+        };
+        std::fs::write(
+            dir.join(names::manifest_of(&n3)),
+            serde_json::to_vec(&stranger).expect("json"),
+        )
+        .expect("w");
+        let e = job(&names, dir, "b3", b"y\r\n", "t4")
+            .run()
+            .expect_err("refused");
+        assert!(e.contains("belongs to batch other"), "{e}");
+    }
 }

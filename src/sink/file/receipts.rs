@@ -221,10 +221,10 @@ fn csv_items(text: &str) -> Result<Items, String> {
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| match e.position() {
-            Some(p) => format!("line {}: {e}", p.line()),
+            Some(p) => format!("line {}: {}", line_at(text, p.byte()), csv_words(&e)),
             None => e.to_string(),
         })?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
+        let line = rec.position().map_or(0, |p| line_at(text, p.byte()));
         let item = header
             .iter()
             .cloned()
@@ -233,6 +233,29 @@ fn csv_items(text: &str) -> Result<Items, String> {
         out.push((line, item));
     }
     Ok(out)
+}
+
+/// The line of a byte offset the CSV reader gives: it may point at the line end before the
+/// record, which counts as the record's line.
+fn line_at(text: &str, byte: u64) -> usize {
+    let end = usize::try_from(byte)
+        .unwrap_or(usize::MAX)
+        .min(text.len().saturating_sub(1));
+    text.as_bytes()[..=end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A CSV reader's error without its own (differently counted) position.
+fn csv_words(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields where the header has {expected_len}"),
+        _ => e.to_string(),
+    }
 }
 
 fn json_items(text: &str) -> Result<Items, String> {
@@ -390,5 +413,42 @@ impl Receipts for FileReceipts {
                 .map(drop)
                 .map_err(|e| err("reading the returned files", e.to_string())),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_files_are_read_whole_or_say_where_they_are_wrong() {
+        let csv = csv_items("Key,Code,Message\r\n1,E1,a\r\n\"2\",E2,\"b,\r\nc\"\r\n").expect("csv");
+        assert_eq!(csv.len(), 2);
+        assert_eq!((csv[0].0, csv[1].0), (2, 3));
+        assert_eq!(csv[1].1["message"], "b,\r\nc");
+        let e = csv_items("key,code,message\n1,E1,a\n2,E2\n").expect_err("short");
+        assert!(
+            e.starts_with("line 3: 2 fields where the header has 3"),
+            "{e}"
+        );
+        let e = csv_items("id,why\n1,x\n").expect_err("header");
+        assert!(e.contains("no `key` column"), "{e}");
+
+        let j =
+            json_items(r#"{"items": [{"key": 7, "code": "E", "message": "m"}]}"#).expect("json");
+        let v = verdict(j[0].1.clone(), Some("jg_t".into()), Some("b1".into())).expect("verdict");
+        assert_eq!(v.key, RecordKey::Joined("7".into()));
+        assert_eq!(
+            (v.reason.as_str(), v.batch.as_deref()),
+            ("[E] m", Some("b1"))
+        );
+        let e = jsonl_items("{\"key\": \"1\"}\n\nnot json\n").expect_err("jsonl");
+        assert!(e.starts_with("line 3: not JSON"), "{e}");
+        let no_key = verdict(
+            HashMap::from([("message".into(), "m".into())]),
+            Some("t".into()),
+            None,
+        );
+        assert_eq!(no_key.expect_err("no key"), "no key");
     }
 }
