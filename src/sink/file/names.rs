@@ -6,9 +6,10 @@
 //! its prefix is moved first, then the reservation (batch id, name, creation time) is
 //! recorded, each written under a temporary name, synced and renamed. A crash between the
 //! two leaves a gap in the sequence, never two batches under one name; a batch sent again
-//! finds its reservation and is written under the same name with the same manifest. Only
-//! the table's last batch can be sent again (a table's batches go one after another, each
-//! after the one before it was acknowledged), so one reservation per table suffices.
+//! finds its reservation and is written under the same name with the same manifest. A
+//! table's batches are written one after another, but a batch may be written before the
+//! one before it was committed in the state store, so a few of them can be sent again after
+//! a crash: each table keeps its last [`KEPT`] reservations.
 
 use std::collections::HashMap;
 use std::io;
@@ -21,6 +22,9 @@ use super::write;
 
 /// The highest sequence number a name can carry.
 pub const MAX_SEQ: u32 = 999_999;
+
+/// Reservations kept per table: far more than the batches of a table in flight at once.
+pub const KEPT: usize = 64;
 
 /// The suffix of a data file's manifest.
 pub const MANIFEST: &str = ".manifest.json";
@@ -103,18 +107,23 @@ impl Names {
             .join(format!("{}.json", &h[..24]))
     }
 
-    /// The table's last reservation, where it has one.
-    pub fn reserved(&self, table: &str) -> io::Result<Option<Reservation>> {
+    /// The table's reservations, oldest first.
+    fn journal(&self, table: &str) -> io::Result<Vec<Reservation>> {
         match std::fs::read(self.reservation_path(table)) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("the name reservation of table {table} is unreadable: {e}"),
+                    format!("the name reservations of table {table} are unreadable: {e}"),
                 )
             }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The table's last reservation, where it has one.
+    pub fn reserved(&self, table: &str) -> io::Result<Option<Reservation>> {
+        Ok(self.journal(table)?.pop())
     }
 
     /// The name of batch `batch` of `table`: the one it reserved before, or a new one with
@@ -128,12 +137,14 @@ impl Names {
         ext: &str,
         now: &str,
     ) -> io::Result<Reservation> {
+        let mut journal = self.journal(table)?;
         // The batch keeps its name even where the prefix has changed since (a new year).
-        if let Some(r) = self.reserved(table)?
-            && r.batch == batch
-            && r.name.ends_with(&format!(".{ext}"))
+        if let Some(r) = journal
+            .iter()
+            .rev()
+            .find(|r| r.batch == batch && r.name.ends_with(&format!(".{ext}")))
         {
-            return Ok(r);
+            return Ok(r.clone());
         }
         let seq = self.next(prefix)?;
         let r = Reservation {
@@ -141,8 +152,11 @@ impl Names {
             name: name(prefix, seq, ext),
             created_at: now.to_owned(),
         };
+        journal.push(r.clone());
+        let drop = journal.len().saturating_sub(KEPT);
+        journal.drain(..drop);
         let path = self.reservation_path(table);
-        let bytes = serde_json::to_vec(&r).map_err(io::Error::other)?;
+        let bytes = serde_json::to_vec(&journal).map_err(io::Error::other)?;
         write::atomic(
             path.parent().unwrap_or(&self.root),
             &file_name(&path),
@@ -227,6 +241,8 @@ mod tests {
         assert_eq!(again, a, "the same batch keeps its name and creation time");
         let b = names.reserve("t", "b2", &p, "csv", "t2").expect("reserve");
         assert_eq!(b.name, "A01012026230100000043.csv");
+        // The batch before, sent again after it (it was written, not yet committed).
+        assert_eq!(names.reserve("t", "b1", &p, "csv", "t5").expect("r"), a);
         let other = names.reserve("u", "c1", &p, "csv", "t3").expect("reserve");
         assert_eq!(other.name, "A01012026230100000044.csv");
         // A new process reads the counter and the reservations back.
