@@ -394,9 +394,10 @@ impl Receipts for FileReceipts {
                 format!("feedback: {}: {e}", self.return_dir.display()),
             ),
         }];
+        // A note, not a configuration problem: a person looks at the files.
         if set_aside > 0 {
             out.push((
-                true,
+                false,
                 format!(
                     "feedback: {set_aside} error file(s) could not be read and were set aside in \
                      {} (see the .error.txt beside each)",

@@ -52,11 +52,6 @@ impl Pending {
         })
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.bytes
-    }
-
     /// Sync the file, give it its final name, sync the directory; returns its SHA-256
     /// (hex) and size.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
