@@ -4,31 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::schema::RawExchange;
+use super::schema::{RawExchange, RawSftp};
 use super::validate::V;
-
-/// `[exchange.sftp]`: the files are also uploaded to an SFTP server.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSftp {
-    /// The server's host name or address. Required.
-    pub host: String,
-    /// Its port. Default 22.
-    pub port: Option<u16>,
-    /// The user logged in as. Required.
-    pub user: String,
-    /// The private key file (OpenSSH format, without a passphrase). Required.
-    pub key_file: PathBuf,
-    /// The directory on the server the files go to. Required.
-    pub remote_dir: String,
-    /// A `known_hosts` file holding the server's host key (it is always checked). Default:
-    /// the service user's `~/.ssh/known_hosts`.
-    pub known_hosts: Option<PathBuf>,
-    /// How long one upload may take before it is given up and tried again. Default `2m`.
-    pub timeout: Option<String>,
-}
 
 /// How a batch's records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

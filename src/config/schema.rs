@@ -206,7 +206,7 @@ pub struct RawExchange {
     /// `file`: `utf-8` (default) or `gb18030`, for the files written and the error files read.
     pub encoding: Option<String>,
     /// `file`: also upload every file and manifest over SFTP.
-    pub sftp: Option<super::file::RawSftp>,
+    pub sftp: Option<RawSftp>,
     /// `file`: the directory where the platform puts its error files. Default: none.
     pub return_dir: Option<PathBuf>,
     /// `file`: `csv` (default), `json` or `jsonl`: how the error files are written.
@@ -247,6 +247,27 @@ pub struct RawExchange {
     /// Case of the operation letters written to the operation column: `upper` (`I`/`U`/`D`,
     /// default) or `lower`.
     pub operation_case: Option<String>,
+}
+
+/// `[exchange.sftp]`: the files are also uploaded to an SFTP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSftp {
+    /// The server's host name or address. Required.
+    pub host: String,
+    /// Its port. Default 22.
+    pub port: Option<u16>,
+    /// The user logged in as. Required.
+    pub user: String,
+    /// The private key file (OpenSSH format, without a passphrase). Required.
+    pub key_file: PathBuf,
+    /// The directory on the server the files go to. Required.
+    pub remote_dir: String,
+    /// A `known_hosts` file holding the server's host key (it is always checked). Default:
+    /// the service user's `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// How long one upload may take before it is given up and tried again. Default `2m`.
+    pub timeout: Option<String>,
 }
 
 /// `[exchange.auth]`: how requests to an `http` exchange are authenticated.
