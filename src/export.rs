@@ -61,6 +61,17 @@ pub async fn run(cfg: Config, req: Request<'_>) -> Result<(), AppError> {
     }
     std::fs::create_dir_all(req.out)
         .map_err(|e| AppError::Usage(format!("cannot create {}: {e}", req.out.display())))?;
+    // The exchange numbers its files in its directory as it goes: an export beside it would
+    // take the same numbers.
+    if let ExchangeTarget::File(f) = &cfg.exchange.target
+        && req.out.canonicalize().ok() == f.dir.canonicalize().ok()
+    {
+        return Err(AppError::Usage(format!(
+            "--out {} is the file exchange's directory (exchange.dir): export into another \
+             directory and hand its files over from there",
+            req.out.display()
+        )));
+    }
     let encoding = req.encoding.unwrap_or(match &cfg.exchange.target {
         ExchangeTarget::File(f) => f.encoding,
         _ => FileEncoding::Utf8,

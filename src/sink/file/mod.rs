@@ -132,16 +132,40 @@ impl Job {
             self.drop_undelivered(&prev.name)
                 .map_err(|e| io(&format!("removing {} (never delivered)", prev.name), e))?;
         }
-        let r = self
-            .names
-            .reserve(
-                &self.label,
-                &self.batch,
-                &self.prefix,
-                self.format.extension(),
-                &self.now,
-            )
-            .map_err(|e| io("reserving the file name", e))?;
+        let reserve = |fresh| {
+            self.names
+                .reserve(
+                    &self.label,
+                    &self.batch,
+                    (&self.prefix, self.format.extension()),
+                    &self.now,
+                    fresh,
+                )
+                .map_err(|e| io("reserving the file name", e))
+        };
+        let (mut r, mut new) = reserve(false)?;
+        // A name held by files this agent did not write (another writer in the directory) is
+        // never overwritten: the batch takes the next number.
+        for attempt in 0.. {
+            let taken = match read_manifest(&self.dir.join(names::manifest_of(&r.name)))
+                .map_err(|e| io("reading", e))?
+            {
+                Some(m) => m.batch_id != self.batch,
+                None => new && self.dir.join(&r.name).exists(),
+            };
+            if !taken {
+                break;
+            }
+            if attempt == 100 {
+                return Err(format!(
+                    "{} and the 100 names after it are taken by files this agent did not write",
+                    r.name
+                ));
+            }
+            tracing::warn!(file = %r.name, batch = %self.batch,
+                "the name is taken by a file this agent did not write; the batch takes the next number");
+            (r, new) = reserve(true)?;
+        }
         let data = self.dir.join(&r.name);
         let manifest_name = names::manifest_of(&r.name);
         let sha = {
@@ -149,13 +173,6 @@ impl Job {
             hex::encode(sha2::Sha256::digest(&self.bytes))
         };
         match read_manifest(&self.dir.join(&manifest_name)).map_err(|e| io("reading", e))? {
-            Some(m) if m.batch_id != self.batch => {
-                return Err(format!(
-                    "{manifest_name} belongs to batch {}, not to {}: the exchange directory \
-                     holds files this agent did not reserve; nothing was overwritten",
-                    m.batch_id, self.batch
-                ));
-            }
             Some(m) if m.sha256 == sha && write::sha256_of(&data).ok().as_ref() == Some(&sha) => {
                 tracing::info!(batch = %self.batch, file = %r.name, "batch sent again: its files are in place");
                 return Ok(r.name);
@@ -476,19 +493,32 @@ mod tests {
         assert!(!dir.join(&n2).exists(), "the undelivered file went");
         assert_eq!(snapshot(dir).len(), 4);
 
-        // Another batch's manifest under the reserved name is never overwritten.
+        // Files another writer put under the names the batches reserve are never overwritten:
+        // the batch takes the next free number.
         let stranger = Manifest {
             batch_id: "other".into(),
             ..m
         };
-        std::fs::write(
-            dir.join(names::manifest_of(&n3)),
-            serde_json::to_vec(&stranger).expect("json"),
-        )
-        .expect("w");
-        let e = job(&names, dir, "b3", b"y\r\n", "t4")
+        let foreign = serde_json::to_vec(&stranger).expect("json");
+        std::fs::write(dir.join(names::manifest_of(&n3)), &foreign).expect("w");
+        std::fs::write(dir.join("A01012026230100000004.csv"), b"theirs").expect("w");
+        let n = job(&names, dir, "b3", b"y\r\n", "t4")
             .run()
-            .expect_err("refused");
-        assert!(e.contains("belongs to batch other"), "{e}");
+            .expect("moved on");
+        assert_eq!(n, "A01012026230100000005.csv");
+        assert_eq!(
+            std::fs::read(dir.join(names::manifest_of(&n3))).expect("r"),
+            foreign
+        );
+        assert_eq!(
+            std::fs::read(dir.join("A01012026230100000004.csv")).expect("r"),
+            b"theirs"
+        );
+        assert_eq!(std::fs::read(dir.join(&n)).expect("r"), b"y\r\n");
+        // Sent again, it keeps the new name.
+        assert_eq!(
+            job(&names, dir, "b3", b"y\r\n", "t5").run().expect("again"),
+            n
+        );
     }
 }

@@ -126,25 +126,27 @@ impl Names {
         Ok(self.journal(table)?.pop())
     }
 
-    /// The name of batch `batch` of `table`: the one it reserved before, or a new one with
-    /// the next sequence of `prefix` (recorded before it is returned). `ext` is the files'
-    /// extension; `now` the creation time of a new reservation.
+    /// The name of batch `batch` of `table`: the one it reserved before (unless `fresh`),
+    /// or a new one with the next sequence of `prefix` (recorded before it is returned), and
+    /// whether it is new. `ext` is the files' extension; `now` the creation time of a new
+    /// reservation.
     pub fn reserve(
         &self,
         table: &str,
         batch: &str,
-        prefix: &str,
-        ext: &str,
+        (prefix, ext): (&str, &str),
         now: &str,
-    ) -> io::Result<Reservation> {
+        fresh: bool,
+    ) -> io::Result<(Reservation, bool)> {
         let mut journal = self.journal(table)?;
         // The batch keeps its name even where the prefix has changed since (a new year).
         if let Some(r) = journal
             .iter()
             .rev()
             .find(|r| r.batch == batch && r.name.ends_with(&format!(".{ext}")))
+            .filter(|_| !fresh)
         {
-            return Ok(r.clone());
+            return Ok((r.clone(), false));
         }
         let seq = self.next(prefix)?;
         let r = Reservation {
@@ -162,7 +164,7 @@ impl Names {
             &file_name(&path),
             &bytes,
         )?;
-        Ok(r)
+        Ok((r, true))
     }
 
     /// Take the next sequence of `prefix`, recorded before it is used.
@@ -235,20 +237,47 @@ mod tests {
         std::fs::write(dir.path().join("A01012026230100000041.csv"), b"x").expect("write");
         let names = Names::new(state.path().to_owned(), dir.path().to_owned());
         let p = prefix("A0101", 2026, "230100");
-        let a = names.reserve("t", "b1", &p, "csv", "t0").expect("reserve");
+        let a = names
+            .reserve("t", "b1", (&p, "csv"), "t0", false)
+            .map(|r| r.0)
+            .expect("reserve");
         assert_eq!(a.name, "A01012026230100000042.csv");
-        let again = names.reserve("t", "b1", &p, "csv", "t1").expect("reserve");
+        let again = names
+            .reserve("t", "b1", (&p, "csv"), "t1", false)
+            .map(|r| r.0)
+            .expect("reserve");
         assert_eq!(again, a, "the same batch keeps its name and creation time");
-        let b = names.reserve("t", "b2", &p, "csv", "t2").expect("reserve");
+        let b = names
+            .reserve("t", "b2", (&p, "csv"), "t2", false)
+            .map(|r| r.0)
+            .expect("reserve");
         assert_eq!(b.name, "A01012026230100000043.csv");
         // The batch before, sent again after it (it was written, not yet committed).
-        assert_eq!(names.reserve("t", "b1", &p, "csv", "t5").expect("r"), a);
-        let other = names.reserve("u", "c1", &p, "csv", "t3").expect("reserve");
+        assert_eq!(
+            names
+                .reserve("t", "b1", (&p, "csv"), "t5", false)
+                .map(|r| r.0)
+                .expect("r"),
+            a
+        );
+        let other = names
+            .reserve("u", "c1", (&p, "csv"), "t3", false)
+            .map(|r| r.0)
+            .expect("reserve");
         assert_eq!(other.name, "A01012026230100000044.csv");
         // A new process reads the counter and the reservations back.
         let names = Names::new(state.path().to_owned(), dir.path().to_owned());
-        assert_eq!(names.reserve("t", "b2", &p, "csv", "x").expect("r"), b);
-        let c = names.reserve("t", "b3", &p, "csv", "t4").expect("reserve");
+        assert_eq!(
+            names
+                .reserve("t", "b2", (&p, "csv"), "x", false)
+                .map(|r| r.0)
+                .expect("r"),
+            b
+        );
+        let c = names
+            .reserve("t", "b3", (&p, "csv"), "t4", false)
+            .map(|r| r.0)
+            .expect("reserve");
         assert_eq!(c.name, "A01012026230100000045.csv");
     }
 }
