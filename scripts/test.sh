@@ -202,12 +202,24 @@ ensure_mariadb() {
     fi
 }
 
+# --- OpenSSH ------------------------------------------------------------------------------
+
+# The file exchange's SFTP test (tests/it/files_sftp.rs) starts an sshd of its own on a
+# loopback port, with its own host key and authorized_keys: it needs the server, the sftp
+# client and ssh-keygen, not a running service.
+ensure_openssh() {
+    if [ ! -x /usr/sbin/sshd ] || ! command -v sftp >/dev/null || ! command -v ssh-keygen >/dev/null; then
+        install_packages "OpenSSH (server and client, for the SFTP test)" openssh-server openssh-client
+    fi
+}
+
 # --- The suite ----------------------------------------------------------------------------
 
 main() {
     cd "$(dirname "$0")/.."
     # The tests signal the agent with kill(1), which minimal images lack.
     type -P kill >/dev/null || install_packages "kill(1)" procps
+    ensure_openssh
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then
         ensure_postgres
         # Databases left behind by an interrupted run.

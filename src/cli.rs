@@ -61,6 +61,25 @@ pub enum Command {
     /// A reference receiver of the HTTP exchange (built-in envelope), to rehearse against;
     /// `--config` names the receiver's own file, not the agent's.
     ExchangeSim,
+    /// A whole table as files named by the 15-character rule, each with its manifest, for
+    /// the platform's format-file import of historical data.
+    Export {
+        /// The table (its `name`, by default its source table).
+        #[arg(long)]
+        table: String,
+        /// csv or jsonl.
+        #[arg(long, value_parser = ["csv", "jsonl"])]
+        format: String,
+        /// The directory the files are written to (created when missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// utf-8 or gb18030; default: the file exchange's encoding, else utf-8.
+        #[arg(long, value_parser = ["utf-8", "gb18030"])]
+        encoding: Option<String>,
+        /// Most records in one file.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows_per_file: u64,
+    },
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -123,6 +142,7 @@ impl Command {
             self,
             Command::Status { .. }
                 | Command::Check { .. }
+                | Command::Export { .. }
                 | Command::Rejects { .. }
                 | Command::Demo { .. }
         )
@@ -178,6 +198,25 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
             None => crate::runner::resync_now(cfg, table.as_deref()).await,
         },
+        Command::Export {
+            table,
+            format,
+            out,
+            encoding,
+            rows_per_file,
+        } => {
+            let req = crate::export::Request {
+                table: &table,
+                format: config::file::FileFormat::parse(&format)
+                    .unwrap_or(config::file::FileFormat::Csv),
+                encoding: encoding
+                    .as_deref()
+                    .and_then(config::file::FileEncoding::parse),
+                out: &out,
+                rows_per_file,
+            };
+            crate::export::run(cfg, req).await
+        }
         Command::Rejects { action, json } => match action {
             None => crate::rejects::list(&cfg, None, None, json).await,
             Some(RejectsCommand::List { table, state }) => {

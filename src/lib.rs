@@ -10,7 +10,8 @@
 //! - [`cli`], [`daemon`], [`runner`], [`control`]: the command line (`main.rs` only wires it
 //!   up); `run` with its signals, reloads and requests; `once`, an in-process resync, and each
 //!   table's loop on its schedule; the daemon's answers to `status` over a local socket.
-//! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions.
+//! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions;
+//!   [`export`], a whole table as named, manifested files for a format-file import.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
 //!   store, the signal to stop), and which side each table reads and writes.
 //! - [`probe`], [`watch`]: questions many tables share, asked of a database at most once a
@@ -22,7 +23,8 @@
 //!   recorded; the mirror of the rejects ledger.
 //! - [`sink`]: how a batch reaches the other side and how its verdicts come back: the
 //!   `Sink` and `Receipts` seam, its own types (outgoing batch, refusal, verdict,
-//!   capabilities), and one module per kind ([`sink::database`], [`sink::http`]).
+//!   capabilities), and one module per kind ([`sink::database`], [`sink::http`],
+//!   [`sink::file`]).
 //! - [`sim`]: `exchange-sim`, a reference receiver of the HTTP exchange's built-in envelope
 //!   (signatures, tokens, rules, newer-wins store, feedback feed, faults), for rehearsals
 //!   and the tests; it reuses the sink's signer and nothing of the job.
@@ -49,6 +51,7 @@ pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod feedback;
 pub mod health;
 pub mod ident;

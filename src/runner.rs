@@ -334,7 +334,11 @@ pub async fn once(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
 
 /// Whether a feedback pass has anything to do.
 pub fn feedback_wanted(cfg: &Config) -> bool {
-    cfg.feedback.kind != crate::config::FeedbackKind::None || cfg.feedback.mirror_table.is_some()
+    let returns = matches!(&cfg.exchange.target,
+        crate::config::ExchangeTarget::File(f) if f.return_dir.is_some());
+    cfg.feedback.kind != crate::config::FeedbackKind::None
+        || cfg.feedback.mirror_table.is_some()
+        || returns
 }
 
 /// The daemon's feedback task: a pass on `[feedback] schedule`.

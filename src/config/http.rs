@@ -165,8 +165,12 @@ impl V<'_> {
                 );
             }
         }
-        let url = match secret::resolve(&e.url, self.base, self.env) {
-            Ok(u) => u,
+        let url = match secret::resolve(e.url.as_deref().unwrap_or_default(), self.base, self.env) {
+            Ok(u) if e.url.is_some() => u,
+            Ok(_) => {
+                self.err("exchange.url", "is required by kind = \"http\"");
+                String::new()
+            }
             Err(m) => {
                 self.err("exchange.url", m);
                 String::new()

@@ -2,6 +2,7 @@
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
 mod feedback;
+pub mod file;
 pub mod http;
 mod load;
 mod rules;
@@ -122,7 +123,7 @@ impl Config {
         let http = match &self.exchange.target {
             ExchangeTarget::Http(h) => Some(&**h),
             ExchangeTarget::Soap(s) => Some(&s.http),
-            ExchangeTarget::Database(_) => None,
+            ExchangeTarget::Database(_) | ExchangeTarget::File(_) => None,
         };
         if let Some(h) = http {
             let auth = &h.auth;
@@ -174,6 +175,7 @@ pub enum ExchangeTarget {
     Database(DbConfig),
     Http(Box<http::HttpExchange>),
     Soap(Box<soap::SoapExchange>),
+    File(Box<file::FileExchange>),
 }
 
 impl Exchange {
@@ -181,7 +183,7 @@ impl Exchange {
     pub fn db(&self) -> Option<&DbConfig> {
         match &self.target {
             ExchangeTarget::Database(d) => Some(d),
-            ExchangeTarget::Http(_) | ExchangeTarget::Soap(_) => None,
+            ExchangeTarget::Http(_) | ExchangeTarget::Soap(_) | ExchangeTarget::File(_) => None,
         }
     }
 
@@ -191,6 +193,7 @@ impl Exchange {
             ExchangeTarget::Database(d) => format!("{}, {}", d.engine, d.redacted),
             ExchangeTarget::Http(h) => format!("http, {}", secret::redact_url(&h.url)),
             ExchangeTarget::Soap(s) => format!("soap, {}", secret::redact_url(&s.http.url)),
+            ExchangeTarget::File(f) => format!("file, {}", f.dir.display()),
         }
     }
 }
@@ -234,6 +237,8 @@ pub struct TableSpec {
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
+    /// Resource classification code that begins the names of the table's files.
+    pub class_code: Option<String>,
     /// Outbound shaping: masked source columns, the sharing class, the scope.
     pub shape: Shape,
 }

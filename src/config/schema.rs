@@ -192,12 +192,26 @@ pub struct RawDatabase {
 #[serde(deny_unknown_fields)]
 pub struct RawExchange {
     /// `database` (an exchange database), `http` (JSON batches posted to an interface) or
-    /// `soap` (a WebService operation).
+    /// `soap` (a WebService operation), `file` (a file per batch in a directory).
     /// Default `database`.
     pub kind: Option<String>,
     /// Database URL of the exchange, as in `[source]`; for `http`, the URL batches are
-    /// posted to, where `{table}` stands for the exchange table's name. Required.
-    pub url: String,
+    /// posted to, where `{table}` stands for the exchange table's name. Required, except
+    /// for `file`.
+    pub url: Option<String>,
+    /// `file`: the directory each batch's file and manifest are written to (local or
+    /// mounted). Required for `file`.
+    pub dir: Option<PathBuf>,
+    /// `file`: `csv` (RFC 4180 with a header row, default) or `jsonl`.
+    pub format: Option<String>,
+    /// `file`: `utf-8` (default) or `gb18030`, for the files written and the error files read.
+    pub encoding: Option<String>,
+    /// `file`: also upload every file and manifest over SFTP.
+    pub sftp: Option<RawSftp>,
+    /// `file`: the directory where the platform puts its error files. Default: none.
+    pub return_dir: Option<PathBuf>,
+    /// `file`: `csv` (default), `json` or `jsonl`: how the error files are written.
+    pub return_format: Option<String>,
     /// `http`: how long one request may take before it is given up and tried again later.
     /// Default `30s`.
     pub timeout: Option<String>,
@@ -236,6 +250,27 @@ pub struct RawExchange {
     /// Case of the operation letters written to the operation column: `upper` (`I`/`U`/`D`,
     /// default) or `lower`.
     pub operation_case: Option<String>,
+}
+
+/// `[exchange.sftp]`: the files are also uploaded to an SFTP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSftp {
+    /// The server's host name or address. Required.
+    pub host: String,
+    /// Its port. Default 22.
+    pub port: Option<u16>,
+    /// The user logged in as. Required.
+    pub user: String,
+    /// The private key file (OpenSSH format, without a passphrase). Required.
+    pub key_file: PathBuf,
+    /// The directory on the server the files go to. Required.
+    pub remote_dir: String,
+    /// A `known_hosts` file holding the server's host key (it is always checked). Default:
+    /// the service user's `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// How long one upload may take before it is given up and tried again. Default `2m`.
+    pub timeout: Option<String>,
 }
 
 /// `[exchange.auth]`: how requests to an `http` exchange are authenticated.
@@ -382,6 +417,9 @@ pub struct RawTable {
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
+    /// `[exchange] kind = "file"` and `export`: the resource classification code (5 letters
+    /// or digits) that begins the names of this table's files.
+    pub class_code: Option<String>,
     /// Source column = how its values are masked wherever they leave the front-end
     /// database: `{ keep = [first, last] }`, `{ replace = value }`, `{ hash = "sm3" |
     /// "sha256", salt = "${file:..}" }` or `{ null = true }`. Default: none.

@@ -320,31 +320,39 @@ impl V<'_> {
     }
 
     fn exchange(&mut self, e: RawExchange) -> Option<Exchange> {
-        let soap = e.kind.as_deref() == Some("soap");
-        let http = match e.kind.as_deref() {
+        let kind = match e.kind.as_deref() {
             None | Some("database") => {
                 self.database_only(&e);
-                false
+                self.not_file(&e, "database");
+                Kind::Database
             }
-            Some("http" | "soap") => true,
-            Some(k @ "file") => {
+            Some("http") => {
+                self.not_file(&e, "http");
+                Kind::Http
+            }
+            Some("soap") => {
+                self.not_file(&e, "soap");
+                Kind::Soap
+            }
+            Some("file") => Kind::File,
+            Some(k @ "sftp") => {
                 self.err(
                     "exchange.kind",
                     format!(
-                        "exchange kind `{k}` is not available in this version: use `database`, `http` or `soap`"
+                        "`{k}` is not an exchange kind: an SFTP upload is [exchange.sftp] of kind = \"file\""
                     ),
                 );
-                false
+                Kind::Database
             }
             Some(k) => {
                 self.err(
                     "exchange.kind",
-                    format!("`{k}` is not an exchange kind: use `database`, `http` or `soap`"),
+                    format!("`{k}` is not an exchange kind: use `database`, `http`, `soap` or `file`"),
                 );
-                false
+                Kind::Database
             }
         };
-        if e.soap.is_some() && !soap {
+        if e.soap.is_some() && !matches!(kind, Kind::Soap) {
             self.err(
                 "exchange.soap",
                 "applies to kind = \"soap\" only: set [exchange] kind = \"soap\" or remove it",
@@ -374,26 +382,34 @@ impl V<'_> {
             col("batch", &cc.batch, "cd_batch"),
             col("source", &cc.source, "cd_source"),
         );
-        let target = if soap {
-            self.soap_exchange(&e)
-                .map(|s| ExchangeTarget::Soap(Box::new(s)))
-        } else if http {
-            self.http_exchange(&e, "http")
-                .map(|h| ExchangeTarget::Http(Box::new(h)))
-        } else {
-            self.database(
-                "exchange",
-                RawConn {
-                    url: &e.url,
-                    password: e.password.as_deref(),
-                    max_connections: e.max_connections,
-                    connect_timeout: e.connect_timeout.as_deref(),
-                    bootstrap_sql: e.bootstrap_sql.as_deref(),
-                    transaction_guard: Some("0s"),
-                    statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
-                },
-            )
-            .map(ExchangeTarget::Database)
+        let target = match kind {
+            Kind::Http => self
+                .http_exchange(&e, "http")
+                .map(|h| ExchangeTarget::Http(Box::new(h))),
+            Kind::Soap => self
+                .soap_exchange(&e)
+                .map(|s| ExchangeTarget::Soap(Box::new(s))),
+            Kind::File => self
+                .file_exchange(&e)
+                .map(|f| ExchangeTarget::File(Box::new(f))),
+            Kind::Database => {
+                if e.url.is_none() {
+                    self.err("exchange.url", "is required: the exchange database's URL");
+                }
+                self.database(
+                    "exchange",
+                    RawConn {
+                        url: e.url.as_deref().unwrap_or_default(),
+                        password: e.password.as_deref(),
+                        max_connections: e.max_connections,
+                        connect_timeout: e.connect_timeout.as_deref(),
+                        bootstrap_sql: e.bootstrap_sql.as_deref(),
+                        transaction_guard: Some("0s"),
+                        statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
+                    },
+                )
+                .map(ExchangeTarget::Database)
+            }
         };
         let (Some(operation), Some(time), Some(batch), Some(source)) = control else {
             return None;
@@ -409,6 +425,15 @@ impl V<'_> {
             lower_ops,
         })
     }
+}
+
+/// The exchange kinds, as validation tells them apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Database,
+    Http,
+    Soap,
+    File,
 }
 
 /// The system's time zone, or UTC when it cannot be determined.
@@ -453,6 +478,13 @@ pub fn validate(
         env,
         source_engine: None,
     };
+    let file_kind = raw.exchange.kind.as_deref() == Some("file");
+    if file_kind && raw.agent.region_code.is_none() {
+        v.err(
+            "agent.region_code",
+            "is required by [exchange] kind = \"file\": every file name carries it (6 digits)",
+        );
+    }
     let agent = v.agent(raw.agent);
     let s = &raw.source;
     let source = v.database(
@@ -473,7 +505,12 @@ pub fn validate(
     if let (Some(e), Some(f)) = (&exchange, &feedback) {
         use super::FeedbackKind as K;
         match (e.db().is_some(), f.kind) {
-            (_, K::None) | (true, K::Table | K::ErrorTable | K::Flag) => {}
+            (_, K::None) => {}
+            (false, _) if file_kind => v.err(
+                "feedback.kind",
+                "a file exchange's verdicts come back as error files in exchange.return_dir: use none",
+            ),
+            (true, K::Table | K::ErrorTable | K::Flag) => {}
             (false, K::Http) if matches!(e.target, ExchangeTarget::Http(_)) => {}
             (false, K::Http) if matches!(e.target, ExchangeTarget::Soap(_)) => v.err(
                 "feedback.kind",
@@ -504,6 +541,13 @@ pub fn validate(
             v.err(
                 format!("table[{i}].name"),
                 format!("table name `{name}` is used twice; give one of them a `name`"),
+            );
+        }
+        if file_kind && t.class_code.is_none() && t.enabled != Some(false) {
+            v.err(
+                format!("table[{i}].class_code"),
+                "is required by [exchange] kind = \"file\": the resource classification code \
+                 (5 letters or digits) that begins the names of the table's files",
             );
         }
         if let Some(spec) = v.table(i, t) {

@@ -8,6 +8,7 @@
 //! reads the state store: cursors and acknowledgements are the job's to keep.
 
 pub mod database;
+pub mod file;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
@@ -278,6 +279,17 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
                 sink,
                 receipts: Arc::new(NoReceipts),
             });
+        }
+        crate::config::ExchangeTarget::File(f) => {
+            let sink = Arc::new(file::FileSink::new(cfg, f)?);
+            if !lazy {
+                sink.health().await?;
+            }
+            let receipts: Arc<dyn Receipts> = match file::FileReceipts::new(cfg, f) {
+                Some(r) => Arc::new(r),
+                None => Arc::new(NoReceipts),
+            };
+            return Ok(Exchange { sink, receipts });
         }
     };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);

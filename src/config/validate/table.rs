@@ -186,6 +186,14 @@ impl V<'_> {
             Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
             None => None,
         };
+        if let Some(c) = &t.class_code
+            && !super::super::file::class_code_ok(c)
+        {
+            self.err(
+                format!("{p}.class_code"),
+                format!("`{c}` is not a resource classification code: 5 letters or digits"),
+            );
+        }
         let version_column = match &t.version_column {
             Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
             None => None,
@@ -212,6 +220,7 @@ impl V<'_> {
             rules,
             feedback_table,
             shape: shape?,
+            class_code: t.class_code,
         })
     }
 

@@ -1,0 +1,154 @@
+//! Files that appear whole or not at all: written under a hidden temporary name in the same
+//! directory, synced, renamed to their final name, and the directory synced so that the
+//! rename survives a power cut. A crash leaves at most a temporary file, which the next
+//! start removes; never a partial file under a final name.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The temporary name of `name` while it is written.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp")
+}
+
+/// Sync a directory, so that the names created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Write `bytes` to `dir/name` atomically (creating `dir` when needed).
+pub fn atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut f = Pending::create(dir, name)?;
+    f.write_all(bytes)?;
+    f.finish().map(drop)
+}
+
+/// A file being written under its temporary name, hashed as it is written.
+pub struct Pending {
+    dir: PathBuf,
+    name: String,
+    temp: PathBuf,
+    out: BufWriter<File>,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Pending {
+    /// Begin `dir/name` (under its temporary name, replacing one left by a crash).
+    pub fn create(dir: &Path, name: &str) -> io::Result<Pending> {
+        let temp = dir.join(temp_name(name));
+        let file = File::create(&temp)?;
+        Ok(Pending {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            temp,
+            out: BufWriter::with_capacity(1 << 16, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Sync the file, give it its final name, sync the directory; returns its SHA-256
+    /// (hex) and size.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        self.out.flush()?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.temp, self.dir.join(&self.name))?;
+        sync_dir(&self.dir)?;
+        Ok((hex::encode(self.hash.finalize()), self.bytes))
+    }
+}
+
+impl Write for Pending {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Remove the temporary files a crash left in `dir`; returns how many.
+pub fn remove_temps(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.strip_suffix(super::names::MANIFEST).or(Some(n)))
+            .and_then(super::names::parse)
+            .is_some();
+        if ours && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(n)
+}
+
+/// The SHA-256 (hex) of a file, read in pieces.
+pub fn sha256_of(path: &Path) -> io::Result<String> {
+    use io::Read as _;
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_appears_whole_under_its_name_and_temporaries_are_swept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = "A01012026230100000001.csv";
+        let mut p = Pending::create(dir.path(), name).expect("create");
+        p.write_all(b"id\r\n1\r\n").expect("write");
+        assert!(
+            !dir.path().join(name).exists(),
+            "nothing under the final name yet"
+        );
+        assert!(dir.path().join(temp_name(name)).exists());
+        let (sha, len) = p.finish().expect("finish");
+        assert_eq!(len, 7);
+        assert_eq!(sha, sha256_of(&dir.path().join(name)).expect("sha"));
+        assert!(!dir.path().join(temp_name(name)).exists());
+        // What a crash leaves: a temporary data file and manifest, and a stranger's file.
+        std::fs::write(dir.path().join(temp_name(name)), b"half").expect("w");
+        let m = super::super::names::manifest_of(name);
+        std::fs::write(dir.path().join(temp_name(&m)), b"half").expect("w");
+        std::fs::write(dir.path().join(".other.tmp"), b"x").expect("w");
+        assert_eq!(remove_temps(dir.path()).expect("sweep"), 2);
+        assert!(
+            dir.path().join(".other.tmp").exists(),
+            "not ours: left alone"
+        );
+        assert!(dir.path().join(name).exists());
+    }
+}
