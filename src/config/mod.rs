@@ -1,6 +1,7 @@
 //! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
+pub mod down;
 mod feedback;
 pub mod http;
 mod load;
@@ -20,6 +21,7 @@ use crate::db::DbConfig;
 use crate::ident::{Ident, TableName};
 use crate::schedule::Schedule;
 use crate::value::Value;
+pub use down::{ArrivalFlag, Direction, FeedbackDb, Notice, ResyncNotice};
 pub use secret::Secret;
 
 /// Where the configuration is read from when neither `--config` nor `FRONTDB_CONFIG` is given.
@@ -35,6 +37,8 @@ pub struct Config {
     pub exchange: Exchange,
     pub feedback: Feedback,
     pub tables: Vec<TableSpec>,
+    /// How the province is told of a full resync.
+    pub resync: ResyncNotice,
 }
 
 /// How the province's rejections come back.
@@ -84,6 +88,8 @@ pub struct Feedback {
     pub pending: Value,
     pub mirror_table: Option<TableName>,
     pub http: Option<HttpFeedback>,
+    /// Where a rejection table or the error tables are read.
+    pub database: FeedbackDb,
 }
 
 #[derive(Debug)]
@@ -216,6 +222,9 @@ pub struct TableSpec {
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
+    pub direction: Direction,
+    /// `down`: a front-end column set on every arriving row.
+    pub arrival: Option<ArrivalFlag>,
 }
 
 #[derive(Clone, Debug)]

@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// One entry per exchanged table (`[[table]]`).
     #[serde(default, rename = "table")]
     pub tables: Vec<RawTable>,
+    /// How the province is told of a full resync, and how its batches are marked. Default:
+    /// not told, not marked.
+    pub resync: Option<super::down::RawResync>,
 }
 
 /// `[agent]`
@@ -107,6 +110,9 @@ pub struct RawFeedback {
     pub next: Option<String>,
     /// `http`: the query parameter that carries the cursor. Default `after`.
     pub cursor_param: Option<String>,
+    /// `table`, `error_table`: the database the province writes its rejections into:
+    /// `exchange` (default) or `source` (the department's front-end database).
+    pub database: Option<String>,
 }
 
 /// `[feedback.columns]`: the rejection table's column names.
@@ -379,6 +385,13 @@ pub struct RawTable {
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
+    /// `up` (default): read at the front-end database, written to the exchange. `down`:
+    /// read at the exchange database (`source` names the exchange table), written to the
+    /// front-end database (`target` names the front-end table).
+    pub direction: Option<String>,
+    /// `down`: a column of the front-end table set on every row that arrives, so that the
+    /// business system sees it is new, e.g. `{ column = "sync_flag", value = 0 }`.
+    pub arrival_flag: Option<super::down::RawArrivalFlag>,
 }
 
 /// `watermark = { kind = ..., ... }`

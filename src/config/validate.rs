@@ -478,7 +478,9 @@ pub fn validate(
             "no [[table]] is configured: there is nothing to exchange",
         );
     }
+    let resync = v.resync(raw.resync);
     let mut tables = Vec::new();
+    let mut places = Vec::new();
     let mut names = HashSet::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
         let name = t.name.clone().unwrap_or_else(|| t.source.clone());
@@ -490,7 +492,12 @@ pub fn validate(
         }
         if let Some(spec) = v.table(i, t) {
             tables.push(spec);
+            places.push(i);
         }
+    }
+    if let (Some(e), Some(r)) = (&exchange, &resync) {
+        let indexed: Vec<(usize, &TableSpec)> = places.iter().copied().zip(&tables).collect();
+        v.directions_fit(&e.target, r, &indexed);
     }
     // A listener keeps one of the source's connections for as long as the agent runs.
     if let (Some(s), Some(t)) = (&source, tables.iter().find(|t| t.notify.is_some()))
@@ -505,8 +512,10 @@ pub fn validate(
             ),
         );
     }
-    match (agent, source, exchange, feedback) {
-        (Some(agent), Some(source), Some(exchange), Some(feedback)) if v.problems.is_empty() => {
+    match (agent, source, exchange, feedback, resync) {
+        (Some(agent), Some(source), Some(exchange), Some(feedback), Some(resync))
+            if v.problems.is_empty() =>
+        {
             Ok(Config {
                 file: file.to_owned(),
                 agent,
@@ -514,6 +523,7 @@ pub fn validate(
                 exchange,
                 feedback,
                 tables,
+                resync,
             })
         }
         _ => Err(v.problems),

@@ -91,7 +91,7 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
     plan.mapping
         .nul_free_source(source_dialect == crate::db::dialect::Dialect::Postgres);
     plan.pass_through(source_dialect, &caps);
-    load_code_sets(&ends.read, &mut plan).await?;
+    load_code_sets(&ends.codes, &mut plan).await?;
     Ok(plan)
 }
 

@@ -161,6 +161,9 @@ pub struct Outgoing<'a> {
     /// Deletes, their values as `removal` says.
     pub deletes: &'a [Vec<Value>],
     pub removal: Removal,
+    /// A field and its value that say what kind of batch this is (a full resync's or an
+    /// increment), for sinks whose requests carry such fields; `None`: not asked for.
+    pub mark: Option<(&'a str, &'a str)>,
 }
 
 /// A row or delete the other side refused, with its words; the rest of the batch was
@@ -250,6 +253,8 @@ pub trait Sink: Send + Sync {
 pub struct Exchange {
     pub sink: Arc<dyn Sink>,
     pub receipts: Arc<dyn Receipts>,
+    /// The exchange database, where the exchange is one (`down` tables read it).
+    pub db: Option<Arc<crate::db::Db>>,
 }
 
 /// Connect to the exchange the configuration names (`lazy`: on first use).
@@ -265,7 +270,11 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
                 Some(fb) => Arc::new(http::HttpReceipts::new(sink.clone(), fb.clone())),
                 None => Arc::new(NoReceipts),
             };
-            return Ok(Exchange { sink, receipts });
+            return Ok(Exchange {
+                sink,
+                receipts,
+                db: None,
+            });
         }
     };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);
@@ -275,8 +284,12 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
         cfg.exchange.control.batch.clone(),
     );
     Ok(Exchange {
-        sink: Arc::new(database::DatabaseSink::new(conn, db.statement_timeout)),
+        sink: Arc::new(database::DatabaseSink::new(
+            conn.clone(),
+            db.statement_timeout,
+        )),
         receipts: Arc::new(receipts),
+        db: Some(conn),
     })
 }
 

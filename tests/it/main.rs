@@ -14,6 +14,7 @@ mod common;
 
 mod cli;
 mod daemon;
+mod downstream;
 mod engines_live;
 mod examples;
 mod faults;

@@ -185,6 +185,7 @@ impl V<'_> {
             Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
             None => None,
         };
+        let (direction, arrival) = self.direction(&p, t.direction.as_deref(), t.arrival_flag);
         let version_column = match &t.version_column {
             Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
             None => None,
@@ -210,6 +211,8 @@ impl V<'_> {
             max_lag,
             rules,
             feedback_table,
+            direction,
+            arrival,
         })
     }
 

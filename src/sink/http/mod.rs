@@ -371,6 +371,7 @@ impl HttpSink {
                     batch: &id,
                     cd_batch: b.cd_batch,
                     token,
+                    mark: b.mark,
                 };
                 encode::body(&self.cfg.envelope, &w, part)
             };

@@ -1,0 +1,276 @@
+//! Data the province sends down (`direction = "down"`): a PostgreSQL exchange's `dn_` table
+//! applied to a MariaDB front-end table with its control columns (inserts, updates,
+//! deletes), through a kill -9; a table going up and one coming down in one agent; a full
+//! resync of a down table; error rows the province writes into the front-end database.
+
+use std::time::Duration;
+
+use crate::common::{self, Agent, Daemon, MyDb, PgDb, header};
+
+/// The province's table at the exchange.
+const EXCHANGE_DDL: &str = "CREATE TABLE dn_notice (id int PRIMARY KEY, title text NOT NULL, \
+     amount numeric(12,2), cd_operation varchar(1) NOT NULL, cd_time timestamp(6) NOT NULL, \
+     cd_batch varchar(32) NOT NULL); CREATE INDEX dn_notice_t ON dn_notice (cd_time, id)";
+
+/// The department's copy at the front-end: the same columns, and the flag its business
+/// system clears once it has taken a row.
+const FRONT_DDL: &str = "CREATE TABLE dn_notice (id int PRIMARY KEY, title text NOT NULL, \
+     amount decimal(12,2), cd_operation varchar(1) NOT NULL, cd_time datetime(6) NOT NULL, \
+     cd_batch varchar(32) NOT NULL, sync_flag int NOT NULL DEFAULT 1)";
+
+/// Every live row at the exchange (deletes travel as rows marked D), as text.
+const EXCHANGE_ROWS: &str = "SELECT id::text, title, amount::text, cd_operation, \
+     to_char(cd_time, 'YYYY-MM-DD HH24:MI:SS.US'), cd_batch FROM dn_notice \
+     WHERE cd_operation <> 'D' ORDER BY dn_notice.id";
+
+/// Every row at the front-end, as text.
+const FRONT_ROWS: &str = "SELECT CAST(id AS char), title, CAST(amount AS char), cd_operation, \
+     DATE_FORMAT(cd_time, '%Y-%m-%d %H:%i:%s.%f'), cd_batch FROM dn_notice ORDER BY id";
+
+/// A table coming down, read every second.
+fn down_table(extra: &str) -> String {
+    format!(
+        "\n[[table]]\nname = \"dn\"\nsource = \"dn_notice\"\ndirection = \"down\"\n\
+         schedule = \"every:1s\"\nbatch_size = 500\n\
+         watermark = {{ kind = \"control\", lookback = \"10s\" }}\n\
+         arrival_flag = {{ column = \"sync_flag\", value = 0 }}\n{extra}"
+    )
+}
+
+/// The province writes `n` rows from `from`, marked I, in one batch of its own.
+async fn province_inserts(x: &PgDb, from: i32, n: i32) {
+    x.exec(&format!(
+        "INSERT INTO dn_notice SELECT g, 'notice ' || g, g * 1.5, 'I', \
+         now() AT TIME ZONE 'UTC', '20260101' || lpad(g::text, 5, '0') \
+         FROM generate_series({from}, {}) g",
+        from + n - 1
+    ))
+    .await;
+}
+
+/// The province changes rows (`U`) and withdraws others (`D`), each with a new time.
+async fn province_changes(x: &PgDb, updated: &str, deleted: &str) {
+    x.exec(&format!(
+        "UPDATE dn_notice SET title = title || ' (rev)', amount = amount + 1, cd_operation = 'U', \
+         cd_time = clock_timestamp() AT TIME ZONE 'UTC' WHERE id IN ({updated}); \
+         UPDATE dn_notice SET cd_operation = 'D', cd_time = clock_timestamp() AT TIME ZONE 'UTC' \
+         WHERE id IN ({deleted})"
+    ))
+    .await;
+}
+
+/// Wait until the front-end holds every live exchange row, or fail with the first rows that
+/// differ.
+async fn until_equal(f: &MyDb, x: &PgDb, what: &str, timeout: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let (a, b) = (f.rows(FRONT_ROWS).await, x.rows(EXCHANGE_ROWS).await);
+        if a == b {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let only_front: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(5).collect();
+            let only_exchange: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(5).collect();
+            panic!(
+                "{what}: the front-end ({} rows) still differs from the exchange ({} rows) \
+                 after {timeout:?}; only at the front-end: {only_front:?}; only at the \
+                 exchange: {only_exchange:?}",
+                a.len(),
+                b.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn front_count(f: &MyDb) -> i64 {
+    f.scalar_i64("SELECT count(*) FROM dn_notice").await
+}
+
+#[tokio::test]
+async fn a_down_table_survives_kill_9_and_equals_the_exchange() {
+    let x = PgDb::new("down").await;
+    let f = MyDb::new("down").await;
+    x.exec(EXCHANGE_DDL).await;
+    f.exec(FRONT_DDL).await;
+    province_inserts(&x, 1, 60_000).await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&f.url, &x.url).replace("Asia/Shanghai", "UTC"),
+        down_table("")
+    ));
+    // The agent is killed while the rows are on their way down.
+    let d = Daemon::start(&agent, &[]);
+    common::wait_for(
+        "the first rows at the front-end",
+        Duration::from_secs(60),
+        async || front_count(&f).await > 0,
+    )
+    .await;
+    d.kill();
+    let at_kill = front_count(&f).await;
+    assert!(at_kill < 60_000, "the kill fell after every row arrived");
+    // Meanwhile the province changes, withdraws and adds rows.
+    province_changes(&x, "1, 2, 3, 59999", "4, 5, 60000").await;
+    province_inserts(&x, 60_001, 100).await;
+    let d = Daemon::start(&agent, &[]);
+    common::wait_for(
+        "the front-end to catch up",
+        Duration::from_secs(120),
+        async || front_count(&f).await == 60_100 - 3,
+    )
+    .await;
+    // And again while the agent runs.
+    province_changes(&x, "10, 60001", "11, 12").await;
+    until_equal(&f, &x, "the later changes", Duration::from_secs(60)).await;
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(f.rows(FRONT_ROWS).await, x.rows(EXCHANGE_ROWS).await);
+    assert_eq!(front_count(&f).await, 60_100 - 5);
+    assert_eq!(
+        f.rows("SELECT title, cd_operation FROM dn_notice WHERE id = 10")
+            .await,
+        vec![vec![Some("notice 10 (rev)".into()), Some("U".into())]]
+    );
+    // Every row arrived flagged new for the business system.
+    assert_eq!(
+        f.scalar_i64("SELECT count(*) FROM dn_notice WHERE sync_flag <> 0")
+            .await,
+        0
+    );
+    let st = agent.status_json();
+    assert_eq!(st["tables"][0]["direction"], "down", "{st}");
+    eprintln!("killed with {at_kill} of 60000 rows at the front-end");
+    x.drop().await;
+    f.drop().await;
+}
+
+/// The department's table going up, beside the province's coming down.
+const UP_FRONT_DDL: &str = "CREATE TABLE up_report (id int PRIMARY KEY, v varchar(100) NOT NULL, \
+     updated_at datetime(6) NOT NULL)";
+const UP_EXCHANGE_DDL: &str = "CREATE TABLE up_report (id int PRIMARY KEY, v text NOT NULL, \
+     updated_at timestamp(6) NOT NULL, cd_operation varchar(1), cd_time timestamptz, \
+     cd_batch varchar(32), cd_source varchar(40))";
+
+#[tokio::test]
+async fn one_table_up_and_one_down_in_one_agent() {
+    let x = PgDb::new("updown").await;
+    let f = MyDb::new("updown").await;
+    x.exec(EXCHANGE_DDL).await;
+    x.exec(UP_EXCHANGE_DDL).await;
+    f.exec(FRONT_DDL).await;
+    f.exec(UP_FRONT_DDL).await;
+    province_inserts(&x, 1, 3000).await;
+    f.exec(
+        "INSERT INTO up_report SELECT seq, CONCAT('r', seq), UTC_TIMESTAMP(6) FROM seq_1_to_2000",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{}\n[[table]]\nname = \"up\"\nsource = \"up_report\"\nschedule = \"every:1s\"\n\
+         batch_size = 500\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&f.url, &x.url).replace("Asia/Shanghai", "UTC"),
+        down_table("")
+    ));
+    let check = agent.ok(&["check"]);
+    let line = |t: &str| {
+        check
+            .lines()
+            .find(|l| l.starts_with(&format!("table {t}: OK")))
+            .unwrap_or_else(|| panic!("no line of table {t}: {check}"))
+            .to_owned()
+    };
+    assert!(
+        line("dn").contains(".dn_notice (exchange database) -> ")
+            && line("dn").contains(".dn_notice (front-end database), direction down"),
+        "{check}"
+    );
+    assert!(!line("up").contains("direction down"), "{check}");
+    let d = Daemon::start(&agent, &[]);
+    // Both sides change while the agent runs.
+    for round in 0..3 {
+        province_changes(&x, &format!("{}", 100 + round), &format!("{}", 200 + round)).await;
+        f.exec(&format!(
+            "UPDATE up_report SET v = CONCAT(v, '+'), updated_at = UTC_TIMESTAMP(6) \
+             WHERE id IN ({}, {})",
+            300 + round,
+            400 + round
+        ))
+        .await;
+    }
+    let up_front = "SELECT CAST(id AS char), v, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f') \
+                    FROM up_report ORDER BY id";
+    let up_exchange = "SELECT id::text, v, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') \
+                       FROM up_report ORDER BY up_report.id";
+    common::wait_for(
+        "both directions to settle",
+        Duration::from_secs(90),
+        async || {
+            f.rows(FRONT_ROWS).await == x.rows(EXCHANGE_ROWS).await
+                && f.rows(up_front).await == x.rows(up_exchange).await
+        },
+    )
+    .await;
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(front_count(&f).await, 3000 - 3);
+    assert_eq!(x.scalar_i64("SELECT count(*) FROM up_report").await, 2000);
+    // The up table's rows carry the agent's control columns; the down table's keep the
+    // province's batch numbers.
+    assert_eq!(
+        x.scalar_i64("SELECT count(*) FROM up_report WHERE cd_source = '230000SCJGJ'")
+            .await,
+        2000
+    );
+    assert_eq!(
+        f.scalar_i64("SELECT count(*) FROM dn_notice WHERE cd_batch NOT LIKE '20260101%'")
+            .await,
+        0
+    );
+    let st = agent.status_json();
+    let dirs: Vec<(String, String)> = st["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| (t["table"].to_string(), t["direction"].to_string()))
+        .collect();
+    assert_eq!(
+        dirs,
+        vec![
+            ("\"dn\"".into(), "\"down\"".into()),
+            ("\"up\"".into(), "\"up\"".into())
+        ]
+    );
+    let text = agent.ok(&["status"]);
+    assert!(text.contains("DIR"), "{text}");
+    x.drop().await;
+    f.drop().await;
+}
+
+#[tokio::test]
+async fn a_full_resync_of_a_down_table_makes_the_front_end_equal_again() {
+    let x = PgDb::new("downrs").await;
+    let f = MyDb::new("downrs").await;
+    x.exec(EXCHANGE_DDL).await;
+    f.exec(FRONT_DDL).await;
+    province_inserts(&x, 1, 2000).await;
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&f.url, &x.url).replace("Asia/Shanghai", "UTC"),
+        down_table("")
+    ));
+    agent.ok(&["once"]);
+    assert_eq!(f.rows(FRONT_ROWS).await, x.rows(EXCHANGE_ROWS).await);
+    // The province removes rows outright (no D row), and the front-end loses some.
+    x.exec("DELETE FROM dn_notice WHERE id BETWEEN 100 AND 109")
+        .await;
+    f.exec("DELETE FROM dn_notice WHERE id BETWEEN 500 AND 504")
+        .await;
+    agent.ok(&["once"]);
+    assert_ne!(f.rows(FRONT_ROWS).await, x.rows(EXCHANGE_ROWS).await);
+    let out = agent.ok(&["resync", "--table", "dn"]);
+    assert!(out.contains("dn"), "{out}");
+    assert_eq!(f.rows(FRONT_ROWS).await, x.rows(EXCHANGE_ROWS).await);
+    assert_eq!(front_count(&f).await, 1990);
+    x.drop().await;
+    f.drop().await;
+}
