@@ -274,3 +274,58 @@ async fn a_full_resync_of_a_down_table_makes_the_front_end_equal_again() {
     x.drop().await;
     f.drop().await;
 }
+
+#[tokio::test]
+async fn error_rows_the_province_writes_into_the_front_end_reach_rejects_list() {
+    let x = PgDb::new("fbsrc").await;
+    let f = MyDb::new("fbsrc").await;
+    f.exec(UP_FRONT_DDL).await;
+    // The province pushes its error data into the department's own front-end database.
+    f.exec(
+        "CREATE TABLE dn_up_report_error (id int, error_remark varchar(500), \
+         cd_time datetime(6), cd_batch varchar(32))",
+    )
+    .await;
+    x.exec(UP_EXCHANGE_DDL).await;
+    f.exec(
+        "INSERT INTO up_report VALUES (1, 'a', '2026-11-01 00:00:01'), \
+         (2, 'b', '2026-11-01 00:00:02'), (3, 'c', '2026-11-01 00:00:03')",
+    )
+    .await;
+    let agent = Agent::new(&format!(
+        "{}\n[feedback]\nkind = \"error_table\"\ndatabase = \"source\"\n\n\
+         [[table]]\nname = \"up\"\nsource = \"up_report\"\nfeedback_table = \"dn_up_report_error\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&f.url, &x.url)
+    ));
+    let out = agent.ok(&["check"]);
+    assert!(
+        out.contains("error table") && out.contains("dn_up_report_error of up OK"),
+        "{out}"
+    );
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("up: 3 row(s) sent"), "{out}");
+    assert!(common::rejects(&agent, &[]).is_empty());
+    f.exec(
+        "INSERT INTO dn_up_report_error VALUES (2, '名称不规范', '2026-11-02 08:00:00', '2026110200001')",
+    )
+    .await;
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("feedback: 1 rejection(s) read"), "{out}");
+    let list = common::rejects(&agent, &[]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["key"], "2", "{list:?}");
+    assert_eq!(list[0]["origin"], "province", "{list:?}");
+    assert_eq!(list[0]["reasons"][0], "名称不规范", "{list:?}");
+    assert_eq!(list[0]["batch_id"], "2026110200001", "{list:?}");
+    // The exchange database holds no error table: nothing was looked for there.
+    assert_eq!(
+        x.scalar_i64(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'dn_up_report_error'"
+        )
+        .await,
+        0
+    );
+    x.drop().await;
+    f.drop().await;
+}
