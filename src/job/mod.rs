@@ -5,6 +5,7 @@
 pub mod batch;
 mod deliver;
 mod error;
+mod notice;
 pub mod plan;
 mod quiet;
 mod resubmit;

@@ -11,6 +11,7 @@ pub mod database;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
+pub mod notice;
 mod receipts;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use crate::db::DbError;
 pub use crate::db::{ErrorClass, Stage, TableSchema, Tuples, Turn};
 use crate::ident::{Col, TableName};
 use crate::value::Value;
+pub use notice::ResyncEvent;
 pub use receipts::{Feed, Page, ReceiptTable, Receipts, RecordKey, Verdict};
 
 /// What an exchanged row is: a new row, a changed row, or a deleted one.
@@ -245,6 +247,20 @@ pub trait Sink: Send + Sync {
 
     /// Whether it answers now.
     async fn health(&self) -> Result<(), SinkError>;
+
+    /// Tell the province that a full resync started or ended, the way `to` says; a sink
+    /// that cannot carry such a notice refuses.
+    async fn notice(
+        &self,
+        to: &crate::config::Notice,
+        _event: &ResyncEvent<'_>,
+    ) -> Result<(), SinkError> {
+        Err(SinkError::Other {
+            doing: "telling the province of a full resync".into(),
+            cause: format!("the {} cannot carry a notice {to:?}", self.place()),
+            class: ErrorClass::Fatal,
+        })
+    }
 
     async fn close(&self);
 }

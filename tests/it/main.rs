@@ -31,5 +31,6 @@ mod pg_paths;
 mod rejects;
 mod rejects_more;
 mod reread;
+mod resync_notice;
 mod service;
 mod types;

@@ -214,6 +214,21 @@ impl Sink for DatabaseSink {
         Ok(())
     }
 
+    async fn notice(
+        &self,
+        to: &crate::config::Notice,
+        event: &super::ResyncEvent<'_>,
+    ) -> Result<(), SinkError> {
+        match to {
+            crate::config::Notice::Table(t) => super::notice::write_row(&self.db, t, event).await,
+            _ => Err(SinkError::Other {
+                doing: "telling the province of a full resync".into(),
+                cause: format!("the {} takes notices in a table", self.place),
+                class: ErrorClass::Fatal,
+            }),
+        }
+    }
+
     async fn close(&self) {
         self.db.close().await;
     }
