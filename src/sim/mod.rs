@@ -5,6 +5,7 @@
 //! rejections as a feedback feed, and injects faults on request.
 
 mod config;
+mod notice;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +78,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/feedback", get(feedback))
         .route("/exchange/{table}", post(batch))
         .route("/qcvn/{service}", post(qcvn))
+        .route("/notice", post(notice::resync_notice))
         // Batches of thousands of records are megabytes of JSON.
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .with_state(sim);
@@ -460,6 +462,14 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
             + 1;
         seen == n
     });
+    let mut fields = env.clone();
+    if let Json::Object(m) = &mut fields {
+        m.remove("records");
+    }
+    sim.store
+        .envelope(&id, &fields.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
     let outcome = if stall { "applied, stalled" } else { "applied" };
     sim.store
         .log(Some(&id), Some(table), outcome, Some(&body))

@@ -49,7 +49,7 @@ impl Sim {
         Sim { child, dir, base }
     }
 
-    fn store(&self) -> std::path::PathBuf {
+    pub fn store(&self) -> std::path::PathBuf {
         self.dir.path().join("exchange-sim.db")
     }
 

@@ -103,3 +103,67 @@ async fn a_resync_tells_its_start_and_end_and_marks_its_batches_full() {
     x.drop().await;
     f.drop().await;
 }
+
+#[tokio::test]
+async fn over_http_the_notices_are_posted_and_the_batches_carry_the_full_field() {
+    let pg = PgDb::new("notice_http").await;
+    pg.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, name text, updated_at timestamp(0) NOT NULL); \
+         INSERT INTO t SELECT i, 'name ' || i, '2026-01-01'::timestamp + i * interval '1 second' \
+         FROM generate_series(1, 25) i",
+    )
+    .await;
+    let sim = crate::http::Sim::start(
+        "[auth]\nkind = \"hmac-sha256\"\napp_key = \"dept-1\"\napp_secret = \"${env:SIM_SECRET}\"\n\
+         [[table]]\nname = \"t\"\nversion = \"updated_at\"\n",
+    );
+    let agent = Agent::new(&format!(
+        "[agent]\nid = \"230000-HTTP\"\nstate_dir = \"{{dir}}/state\"\ntimezone = \"UTC\"\n\
+         [source]\nurl = \"{}\"\n\
+         [exchange]\nkind = \"http\"\nurl = \"{}/exchange/{{table}}\"\n\
+         [exchange.auth]\nkind = \"hmac-sha256\"\napp_key = \"dept-1\"\napp_secret = \"sim-secret-value\"\n\
+         [resync]\nnotice = \"http\"\nnotice_url = \"{}/notice\"\nfull_field = \"update_type\"\n\
+         [[table]]\nsource = \"t\"\nbatch_size = 10\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"0s\" }}\n",
+        pg.url, sim.base, sim.base
+    ));
+    agent.ok(&["once"]);
+    agent.ok(&["resync"]);
+    let marks = common::sqlite_rows(
+        &sim.store(),
+        "SELECT json_extract(fields, '$.update_type'), CAST(count(*) AS TEXT), \
+         CAST(count(DISTINCT json_extract(fields, '$.cd_batch')) AS TEXT) \
+         FROM envelopes GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    // Three batches of increments and three of the resync, each under its own number.
+    assert_eq!(
+        marks,
+        vec![
+            vec![Some("full".into()), Some("3".into()), Some("3".into())],
+            vec![Some("increment".into()), Some("3".into()), Some("3".into())],
+        ]
+    );
+    let notices: Vec<serde_json::Value> =
+        common::sqlite_rows(&sim.store(), "SELECT body FROM notices ORDER BY seq")
+            .await
+            .into_iter()
+            .filter_map(|r| r[0].as_deref().and_then(|b| serde_json::from_str(b).ok()))
+            .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    let (start, end) = (&notices[0], &notices[1]);
+    assert_eq!(
+        (&start["status"], &start["row_count"], &start["table_name"]),
+        (&"started".into(), &25.into(), &"t".into()),
+        "{notices:?}"
+    );
+    assert_eq!(
+        (&end["status"], &end["row_count"]),
+        (&"finished".into(), &25.into()),
+        "{notices:?}"
+    );
+    assert_eq!(start["resync_id"], end["resync_id"]);
+    assert_eq!(start["started_at"], end["started_at"]);
+    assert!(end["finished_at"].is_string(), "{notices:?}");
+    pg.drop().await;
+}
