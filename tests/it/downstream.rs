@@ -329,3 +329,67 @@ async fn error_rows_the_province_writes_into_the_front_end_reach_rejects_list() 
     x.drop().await;
     f.drop().await;
 }
+
+#[tokio::test]
+async fn down_tables_keep_tombstones_and_take_flagged_rows_setting_the_flag_at_the_exchange() {
+    let x = PgDb::new("downmodes").await;
+    let f = MyDb::new("downmodes").await;
+    x.exec(EXCHANGE_DDL).await;
+    f.exec(FRONT_DDL).await;
+    // A flagged table: the province marks new rows 0; the agent sets 1 once they arrived.
+    x.exec(
+        "CREATE TABLE dn_code (code varchar(10) PRIMARY KEY, label text NOT NULL, \
+         sync_sign int NOT NULL DEFAULT 0); \
+         INSERT INTO dn_code SELECT 'C' || g, 'label ' || g, 0 FROM generate_series(1, 30) g",
+    )
+    .await;
+    f.exec(
+        "CREATE TABLE dn_code (code varchar(10) PRIMARY KEY, label varchar(50) NOT NULL, \
+         sync_flag int NOT NULL DEFAULT 1)",
+    )
+    .await;
+    province_inserts(&x, 1, 50).await;
+    let agent = Agent::new(&format!(
+        "{}{}\n[[table]]\nname = \"codes\"\nsource = \"dn_code\"\ndirection = \"down\"\n\
+         watermark = {{ kind = \"flag\", column = \"sync_sign\" }}\n\
+         arrival_flag = {{ column = \"sync_flag\", value = 0 }}\n",
+        header(&f.url, &x.url).replace("Asia/Shanghai", "UTC"),
+        down_table("deletes = \"tombstone\"")
+    ));
+    agent.ok(&["once"]);
+    province_changes(&x, "1", "2, 3").await;
+    // The business system took every row it was shown.
+    f.exec("UPDATE dn_notice SET sync_flag = 1; UPDATE dn_code SET sync_flag = 1")
+        .await;
+    x.exec("UPDATE dn_code SET label = 'relabelled', sync_sign = 0 WHERE code = 'C7'")
+        .await;
+    agent.ok(&["once"]);
+    // Withdrawn rows stay at the front-end marked D, flagged for the business system.
+    assert_eq!(
+        f.rows(
+            "SELECT CAST(id AS char), cd_operation, CAST(sync_flag AS char) FROM dn_notice \
+             WHERE sync_flag = 0 ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![Some("1".into()), Some("U".into()), Some("0".into())],
+            vec![Some("2".into()), Some("D".into()), Some("0".into())],
+            vec![Some("3".into()), Some("D".into()), Some("0".into())],
+        ]
+    );
+    assert_eq!(front_count(&f).await, 50);
+    // Every flagged row arrived, and the exchange's flags say so.
+    assert_eq!(
+        x.scalar_i64("SELECT count(*) FROM dn_code WHERE sync_sign = 1")
+            .await,
+        30
+    );
+    assert_eq!(f.scalar_i64("SELECT count(*) FROM dn_code").await, 30);
+    assert_eq!(
+        f.rows("SELECT label, CAST(sync_flag AS char) FROM dn_code WHERE sync_flag = 0")
+            .await,
+        vec![vec![Some("relabelled".into()), Some("0".into())]]
+    );
+    x.drop().await;
+    f.drop().await;
+}
