@@ -2,7 +2,9 @@
 //! `direction` and `arrival_flag`, `[feedback] database`, and `[resync]` (the notice of a
 //! full resync and the mark of its batches).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use super::schema::{RawArrivalFlag, RawResync};
 
 use super::validate::V;
 use super::{Config, ExchangeTarget, FeedbackKind, TableSpec};
@@ -29,16 +31,6 @@ impl Direction {
     }
 }
 
-/// `arrival_flag = { column = "sync_flag", value = 0 }`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawArrivalFlag {
-    /// A column of the front-end table. Required.
-    pub column: String,
-    /// The value every arriving row gets (integer or text). Default 0.
-    pub value: Option<toml::Value>,
-}
-
 /// A front-end column set on every row the province sends down.
 #[derive(Clone, Debug)]
 pub struct ArrivalFlag {
@@ -53,29 +45,6 @@ pub enum FeedbackDb {
     Exchange,
     /// The department's front-end database.
     Source,
-}
-
-/// `[resync]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawResync {
-    /// How the province is told that a full resync starts and ends: `none` (default),
-    /// `table` (a row in `notice_table` at the exchange database) or `http` (a POST to
-    /// `notice_url` with the exchange's credentials).
-    pub notice: Option<String>,
-    /// `table`: the notice table in the exchange database. Default `exchange_resync_notice`.
-    pub notice_table: Option<String>,
-    /// `http`: where the notices are posted.
-    pub notice_url: Option<String>,
-    /// Database exchange: an exchange column that says whether a row came in a full resync
-    /// (`full_value`) or in an increment (`increment_value`). Default: none.
-    pub full_column: Option<String>,
-    /// HTTP exchange: a body field that says the same of a whole batch. Default: none.
-    pub full_field: Option<String>,
-    /// Default `full`.
-    pub full_value: Option<String>,
-    /// Default `increment`.
-    pub increment_value: Option<String>,
 }
 
 /// How the province is told of a full resync.

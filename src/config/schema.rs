@@ -25,7 +25,7 @@ pub struct RawConfig {
     pub tables: Vec<RawTable>,
     /// How the province is told of a full resync, and how its batches are marked. Default:
     /// not told, not marked.
-    pub resync: Option<super::down::RawResync>,
+    pub resync: Option<RawResync>,
 }
 
 /// `[agent]`
@@ -391,7 +391,7 @@ pub struct RawTable {
     pub direction: Option<String>,
     /// `down`: a column of the front-end table set on every row that arrives, so that the
     /// business system sees it is new, e.g. `{ column = "sync_flag", value = 0 }`.
-    pub arrival_flag: Option<super::down::RawArrivalFlag>,
+    pub arrival_flag: Option<RawArrivalFlag>,
 }
 
 /// `watermark = { kind = ..., ... }`
@@ -443,4 +443,37 @@ pub enum RawWatermark {
     },
     /// Small tables without a change column: compared by per-row digests.
     Digest,
+}
+
+/// `arrival_flag = { column = "sync_flag", value = 0 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArrivalFlag {
+    /// A column of the front-end table. Required.
+    pub column: String,
+    /// The value every arriving row gets (integer or text). Default 0.
+    pub value: Option<toml::Value>,
+}
+
+/// `[resync]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResync {
+    /// How the province is told that a full resync starts and ends: `none` (default),
+    /// `table` (a row in `notice_table` at the exchange database) or `http` (a POST to
+    /// `notice_url` with the exchange's credentials).
+    pub notice: Option<String>,
+    /// `table`: the notice table in the exchange database. Default `exchange_resync_notice`.
+    pub notice_table: Option<String>,
+    /// `http`: where the notices are posted.
+    pub notice_url: Option<String>,
+    /// Database exchange: an exchange column that says whether a row came in a full resync
+    /// (`full_value`) or in an increment (`increment_value`). Default: none.
+    pub full_column: Option<String>,
+    /// HTTP exchange: a body field that says the same of a whole batch. Default: none.
+    pub full_field: Option<String>,
+    /// Default `full`.
+    pub full_value: Option<String>,
+    /// Default `increment`.
+    pub increment_value: Option<String>,
 }
