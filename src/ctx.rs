@@ -91,6 +91,16 @@ impl Ends {
                 guard: cfg.source.transaction_guard,
                 codes: Arc::clone(&sides.front),
             }),
+            // Pulled from an http endpoint: the job reads the front-end table's own catalog
+            // and takes its rows from the endpoint (see `job::pull`).
+            Direction::Down if spec.pull.is_some() => Ok(Ends {
+                direction: Direction::Down,
+                read: Arc::clone(&sides.front),
+                read_place: "front-end database",
+                sink: Arc::clone(&sides.front_sink),
+                guard: Duration::ZERO,
+                codes: Arc::clone(&sides.front),
+            }),
             Direction::Down => {
                 let Some(read) = &sides.exchange_db else {
                     return Err(

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-pub use super::schema::{RawArrivalFlag, RawResync};
+pub use super::schema::{RawArrivalFlag, RawPull, RawResync};
 
 use super::validate::V;
 use super::{Config, ExchangeTarget, FeedbackKind, TableSpec};
@@ -36,6 +36,16 @@ impl Direction {
 pub struct ArrivalFlag {
     pub column: Ident,
     pub value: Value,
+}
+
+/// A `down` table read from an http exchange: its endpoint, where the answer holds the
+/// records and the next cursor, and the query parameter of the cursor.
+#[derive(Clone, Debug)]
+pub struct Pull {
+    pub url: String,
+    pub items: String,
+    pub next: String,
+    pub param: String,
 }
 
 /// Where the province writes its rejections.
@@ -111,6 +121,35 @@ impl V<'_> {
             })
         });
         (d, flag)
+    }
+
+    pub(super) fn pull(&mut self, p: &str, source: &str, r: RawPull) -> Option<Pull> {
+        let url = super::secret::resolve(&r.url, self.base, self.env)
+            .map_err(|m| self.err(format!("{p}.pull.url"), m))
+            .ok()?
+            .replace("{table}", source);
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            self.err(
+                format!("{p}.pull.url"),
+                "must be an http:// or https:// URL",
+            );
+        }
+        let mut pointer = |key: &str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            if !v.starts_with('/') {
+                self.err(
+                    format!("{p}.pull.{key}"),
+                    format!("`{v}` is not a JSON pointer: write e.g. /data/items"),
+                );
+            }
+            v
+        };
+        Some(Pull {
+            url,
+            items: pointer("items", r.items, "/items"),
+            next: pointer("next", r.next, "/next"),
+            param: r.cursor_param.unwrap_or_else(|| "after".into()),
+        })
     }
 
     pub(super) fn feedback_db(&mut self, kind: FeedbackKind, db: Option<&str>) -> FeedbackDb {
@@ -198,14 +237,20 @@ impl V<'_> {
     ) {
         let http = matches!(exchange, ExchangeTarget::Http(_));
         for (i, t) in tables {
+            let p = format!("table[{i}]");
+            if t.pull.is_some() && (t.direction != Direction::Down || !http) {
+                self.err(
+                    format!("{p}.pull"),
+                    "applies to direction = \"down\" with an http exchange",
+                );
+            }
             if t.direction != Direction::Down {
                 continue;
             }
-            let p = format!("table[{i}]");
-            if http {
+            if http && t.pull.is_none() {
                 self.err(
                     format!("{p}.direction"),
-                    "`down` reads the exchange database; this exchange is reached over http",
+                    "`down` with an http exchange reads an endpoint: set `pull = { url = \"...\" }`",
                 );
             }
             if t.notify.is_some() {

@@ -21,7 +21,7 @@ use crate::db::DbConfig;
 use crate::ident::{Ident, TableName};
 use crate::schedule::Schedule;
 use crate::value::Value;
-pub use down::{ArrivalFlag, Direction, FeedbackDb, Notice, ResyncNotice};
+pub use down::{ArrivalFlag, Direction, FeedbackDb, Notice, Pull, ResyncNotice};
 pub use secret::Secret;
 
 /// Where the configuration is read from when neither `--config` nor `FRONTDB_CONFIG` is given.
@@ -225,6 +225,8 @@ pub struct TableSpec {
     pub direction: Direction,
     /// `down`: a front-end column set on every arriving row.
     pub arrival: Option<ArrivalFlag>,
+    /// `down` with an http exchange: where its records are read.
+    pub pull: Option<Pull>,
 }
 
 #[derive(Clone, Debug)]

@@ -392,6 +392,8 @@ pub struct RawTable {
     /// `down`: a column of the front-end table set on every row that arrives, so that the
     /// business system sees it is new, e.g. `{ column = "sync_flag", value = 0 }`.
     pub arrival_flag: Option<RawArrivalFlag>,
+    /// `down` with an http exchange: the endpoint the table's records are read from.
+    pub pull: Option<RawPull>,
 }
 
 /// `watermark = { kind = ..., ... }`
@@ -476,4 +478,20 @@ pub struct RawResync {
     pub full_value: Option<String>,
     /// Default `increment`.
     pub increment_value: Option<String>,
+}
+
+/// `pull = { url = "...", ... }`: a `down` table read from an http exchange, page after page
+/// after a cursor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPull {
+    /// Asked with `GET url?<cursor_param>=<cursor>` and the exchange's credentials; `{table}`
+    /// stands for the table's `source`. Required.
+    pub url: String,
+    /// JSON pointer of the list of records (objects of column values). Default `/items`.
+    pub items: Option<String>,
+    /// JSON pointer of the cursor to ask after next. Default `/next`.
+    pub next: Option<String>,
+    /// The query parameter that carries the cursor. Default `after`.
+    pub cursor_param: Option<String>,
 }

@@ -77,6 +77,8 @@ pub struct Plan {
     pub tuples: Option<Vec<bool>>,
     /// The body field that says whether a batch is a full resync's (`[resync] full_field`).
     pub marks: Option<Marks>,
+    /// A `down` table read from an http endpoint.
+    pub pull: Option<crate::config::Pull>,
     /// The source holds the key unique: one read returns each key at most once.
     pub unique_key: bool,
     /// The source's rows carry the id of the transaction that wrote them (a PostgreSQL

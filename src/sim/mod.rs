@@ -5,6 +5,7 @@
 //! rejections as a feedback feed, and injects faults on request.
 
 mod config;
+mod down;
 mod notice;
 mod store;
 
@@ -79,6 +80,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/exchange/{table}", post(batch))
         .route("/qcvn/{service}", post(qcvn))
         .route("/notice", post(notice::resync_notice))
+        .route("/down/{table}", get(down::page))
         // Batches of thousands of records are megabytes of JSON.
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .with_state(sim);

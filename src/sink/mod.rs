@@ -248,6 +248,16 @@ pub trait Sink: Send + Sync {
     /// Whether it answers now.
     async fn health(&self) -> Result<(), SinkError>;
 
+    /// The JSON answer of a `GET` of `url` on the exchange, with its credentials (a page of
+    /// a `down` table's records); a sink that is no HTTP interface refuses.
+    async fn pull(&self, url: &str) -> Result<serde_json::Value, SinkError> {
+        Err(SinkError::Other {
+            doing: format!("reading {url}"),
+            cause: format!("the {} is not an http interface", self.place()),
+            class: ErrorClass::Fatal,
+        })
+    }
+
     /// Tell the province that a full resync started or ended, the way `to` says; a sink
     /// that cannot carry such a notice refuses.
     async fn notice(

@@ -393,3 +393,77 @@ async fn down_tables_keep_tombstones_and_take_flagged_rows_setting_the_flag_at_t
     x.drop().await;
     f.drop().await;
 }
+
+#[tokio::test]
+async fn pulled_from_an_http_endpoint_with_cut_pages_nothing_is_lost_or_doubled() {
+    let f = MyDb::new("pull").await;
+    f.exec(FRONT_DDL).await;
+    let sim = crate::http::Sim::start(
+        "[[down]]\ntable = \"dn_notice\"\nrows = 400\nupdates = 50\npage = 40\ncut_every = 3\n",
+    );
+    let agent = Agent::new(&format!(
+        "[agent]\nid = \"230000-PULL\"\nstate_dir = \"{{dir}}/state\"\ntimezone = \"UTC\"\n\
+         retry_max = \"1s\"\n[source]\nurl = \"{}\"\n\
+         [exchange]\nkind = \"http\"\nurl = \"{}/exchange/{{table}}\"\n{}\
+         pull = {{ url = \"{}/down/{{table}}\" }}\n",
+        f.url,
+        sim.base,
+        down_table(""),
+        sim.base
+    ));
+    let check = agent.ok(&["check"]);
+    assert!(check.contains("table dn: OK"), "{check}");
+    let d = Daemon::start(&agent, &[]);
+    let want: Vec<Vec<Option<String>>> = (1..=400)
+        .map(|id| {
+            let rev = id <= 50;
+            let n = if rev { 400 + id } else { id };
+            vec![
+                Some(id.to_string()),
+                Some(if rev {
+                    format!("notice {id} (rev)")
+                } else {
+                    format!("notice {id}")
+                }),
+                Some(format!("{id}.{}", if rev { "75" } else { "50" })),
+                Some(if rev { "U" } else { "I" }.to_string()),
+                Some(format!("2026-01-01 00:{:02}:{:02}.000000", n / 60, n % 60)),
+                Some(format!("20260101{n:05}")),
+            ]
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    while f.rows(FRONT_ROWS).await != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the front-end holds {} rows; the daemon's log ends:\n{}",
+            front_count(&f).await,
+            d.log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let cut = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|(_, o, _)| o == "page cut")
+        .count();
+    assert!(cut >= 3, "only {cut} page(s) were cut");
+    assert!(
+        log.contains("reading the province's records"),
+        "a cut page is an outage, tried again: {log}"
+    );
+    assert_eq!(
+        f.scalar_i64("SELECT count(*) FROM dn_notice WHERE sync_flag <> 0")
+            .await,
+        0
+    );
+    f.drop().await;
+}

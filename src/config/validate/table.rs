@@ -186,6 +186,7 @@ impl V<'_> {
             None => None,
         };
         let (direction, arrival) = self.direction(&p, t.direction.as_deref(), t.arrival_flag);
+        let pull = t.pull.and_then(|r| self.pull(&p, &t.source, r));
         let version_column = match &t.version_column {
             Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
             None => None,
@@ -213,6 +214,7 @@ impl V<'_> {
             feedback_table,
             direction,
             arrival,
+            pull,
         })
     }
 

@@ -114,6 +114,7 @@ impl Plan {
             woken: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             tuples: None,
             marks,
+            pull: None,
             unique_key: src.has_unique(&key_names),
             row_xids: src.row_xids,
         })

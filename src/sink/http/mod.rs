@@ -562,6 +562,10 @@ impl Sink for HttpSink {
         }
     }
 
+    async fn pull(&self, url: &str) -> Result<serde_json::Value, SinkError> {
+        self.get(url).await
+    }
+
     /// The notice is posted as a JSON object (its fields as the notice table's columns,
     /// with the envelope's token field where it has one); the answer is read as a batch's.
     async fn notice(
