@@ -369,4 +369,32 @@ mod tests {
             "{p:?}"
         );
     }
+
+    #[test]
+    fn pulling_needs_a_down_table_and_an_http_exchange() {
+        let http = BASE.replace(
+            "url = \"postgres://u@h/db\"",
+            "kind = \"http\"\nurl = \"http://h/x/{table}\"",
+        );
+        let p = problems(&format!(
+            "{http}[[table]]\nsource = \"up_x\"\nwatermark = {{ kind = \"key\" }}\n\
+             pull = {{ url = \"http://h/down/{{table}}\" }}\n\
+             [[table]]\nsource = \"dn_y\"\ndirection = \"down\"\nwatermark = {{ kind = \"key\" }}\n"
+        ));
+        let got: Vec<&str> = p.iter().map(|(_, p, _)| p.as_str()).collect();
+        assert_eq!(got, vec!["table[0].pull", "table[1].direction"], "{p:?}");
+        let cfg = super::super::load_str(
+            &format!(
+                "{http}[[table]]\nsource = \"dn_y\"\ndirection = \"down\"\n\
+                 watermark = {{ kind = \"key\" }}\npull = {{ url = \"http://h/down/{{table}}\" }}\n"
+            ),
+            Path::new("/etc/fd/agent.toml"),
+        )
+        .expect("valid");
+        let pull = cfg.tables[0].pull.as_ref().expect("pull");
+        assert_eq!(
+            (pull.url.as_str(), pull.items.as_str(), pull.param.as_str()),
+            ("http://h/down/dn_y", "/items", "after")
+        );
+    }
 }
