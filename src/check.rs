@@ -2,7 +2,7 @@
 //! table, key and column the configuration names exists. Says what is missing.
 
 use crate::config::Config;
-use crate::ctx::Ends;
+use crate::ctx::{Ends, Sides};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::job::{Mode, prepare};
@@ -47,8 +47,19 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     let xids = source.snapshot().await.is_ok_and(|s| s.is_some());
     let mut bad = 0;
     let mut plans = std::collections::HashMap::new();
+    let sides = Sides::new(source.clone(), exchange.sink.clone(), exchange.db.clone());
+    let receipts = crate::sink::database::DatabaseReceipts::at_front(&cfg, &source)
+        .unwrap_or_else(|| exchange.receipts.clone());
     for spec in &cfg.tables {
-        match prepare(&cfg, Ends::of(spec, &source, &exchange.sink), spec).await {
+        let prepared = match Ends::of(spec, &cfg, &sides) {
+            Ok(ends) => prepare(&cfg, ends, spec).await,
+            Err(m) => Err(crate::job::JobError::new(
+                &spec.name,
+                "choosing where it is read",
+                m,
+            )),
+        };
+        match prepared {
             Ok(plan) => {
                 let mode = match plan.mode {
                     Mode::Key => "key",
@@ -57,8 +68,15 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
                     Mode::Flag => "flag",
                     Mode::Digest => "digest",
                 };
+                let (from, to) = match spec.direction {
+                    crate::config::Direction::Up => ("", ""),
+                    crate::config::Direction::Down => (
+                        " (exchange database)",
+                        " (front-end database), direction down",
+                    ),
+                };
                 println!(
-                    "table {}: OK — {} -> {}, {} watermark, key ({}), {} column(s) exchanged",
+                    "table {}: OK — {}{from} -> {}{to}, {} watermark, key ({}), {} column(s) exchanged",
                     plan.name,
                     plan.source,
                     plan.target,
@@ -113,9 +131,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             }
         }
     }
-    for (problem, line) in
-        crate::feedback::check(&cfg, &source, exchange.receipts.as_ref(), &plans).await
-    {
+    for (problem, line) in crate::feedback::check(&cfg, &source, receipts.as_ref(), &plans).await {
         if problem {
             bad += 1;
             println!("PROBLEM — {line}");

@@ -45,6 +45,12 @@ pub async fn run(cfg: Config, req: Request<'_>) -> Result<(), AppError> {
                 .join(", ")
         )));
     };
+    if spec.direction == crate::config::Direction::Down {
+        return Err(AppError::Usage(format!(
+            "table {} goes down (direction = \"down\"): an export is of a table the department sends",
+            spec.name
+        )));
+    }
     let Some(class) = spec.class_code.clone() else {
         return Err(AppError::Usage(format!(
             "table {} has no class_code: the files' names begin with it (5 letters or digits)",
@@ -90,7 +96,8 @@ pub async fn run(cfg: Config, req: Request<'_>) -> Result<(), AppError> {
             .await
             .map_err(AppError::runtime)?,
     );
-    let ends = Ends::of(spec, &front, &sink);
+    let sides = crate::ctx::Sides::new(front.clone(), sink, None);
+    let ends = Ends::of(spec, &cfg, &sides).map_err(AppError::runtime)?;
     let result = match job::prepare(&cfg, ends, spec).await {
         Ok(plan) => {
             let mut w = Writer::new(&cfg, &plan, &fx, &class, &region, req.rows_per_file);
@@ -116,6 +123,8 @@ async fn export(cfg: &Config, plan: &Plan, w: &mut Writer<'_>) -> Result<(), App
         cd_batch: &cd_batch,
         origin: origin.as_deref(),
         lower_ops: cfg.exchange.lower_ops,
+        // An export carries the whole table: a full update.
+        mark: cfg.resync.mark(true),
     };
     let (mut after, mut failed, mut deleted) = (None, Vec::new(), 0);
     loop {
@@ -266,6 +275,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         let ops = vec![Op::Insert; rows.len()];
+        let mark = self.plan.marks.as_ref().map(|m| m.of(true));
         let b = Outgoing {
             id: &self.batch_stem,
             cd_batch,
@@ -276,6 +286,7 @@ impl<'a> Writer<'a> {
             tuples: &Tuples::default(),
             deletes: &[],
             removal: Removal::Versioned,
+            mark: mark.as_ref().map(|(f, v)| (f.as_str(), v.as_str())),
         };
         let env = crate::config::http::Envelope::built_in();
         let format = crate::sink::http::encode::Format {

@@ -23,6 +23,8 @@ pub enum Source {
     Batch,
     /// Region code + department code.
     Origin,
+    /// Whether the batch is a full resync's or an increment's (`[resync] full_column`).
+    Full,
 }
 
 /// The exchange row of every source row of one table.
@@ -59,6 +61,8 @@ pub struct RowCtx<'a> {
     pub cd_batch: &'a str,
     pub origin: Option<&'a str>,
     pub lower_ops: bool,
+    /// The mark of the batch: a full resync's or an increment's.
+    pub mark: &'a str,
 }
 
 impl Mapping {
@@ -189,6 +193,7 @@ impl Mapping {
                 Source::ExchangeTime => Value::TimestampTz(ctx.exchange_time),
                 Source::Batch => Value::Text(ctx.cd_batch.into()),
                 Source::Origin => ctx.origin.map_or(Value::Null, |o| Value::Text(o.into())),
+                Source::Full => Value::Text(ctx.mark.into()),
             };
             out.push(self.convert(i, col, v, ctx.tz)?);
         }
@@ -258,6 +263,8 @@ impl Mapping {
             let v = match &self.sources[i] {
                 Source::Operation => Value::Text(Op::Delete.letter(ctx.lower_ops).into()),
                 Source::Batch => Value::Text(ctx.cd_batch.into()),
+                Source::Full => Value::Text(ctx.mark.into()),
+                Source::Constant(v) => v.clone(),
                 _ => Value::TimestampTz(ctx.exchange_time),
             };
             out.push(self.convert(i, &self.columns[i], v, ctx.tz)?);
@@ -368,6 +375,7 @@ mod tests {
             cd_batch: "2026112300001",
             origin: Some("230000SCJGJ"),
             lower_ops: false,
+            mark: "increment",
         }
     }
 

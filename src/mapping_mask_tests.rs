@@ -41,6 +41,7 @@ fn masked_columns_leave_masked_and_the_rest_as_read() {
         cd_batch: "2026120700001",
         origin: None,
         lower_ops: false,
+        mark: "increment",
     };
     let mut src = vec![
         Value::Int(7),
@@ -83,6 +84,7 @@ fn a_masked_value_too_long_is_refused_showing_it_masked() {
         cd_batch: "x",
         origin: None,
         lower_ops: false,
+        mark: "increment",
     };
     let mut src = vec![Value::Int(1), Value::Text("secret-name".into())];
     let e = m.row(&mut src, Op::Insert, &ctx).expect_err("too long");

@@ -309,7 +309,11 @@ async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppErr
             );
             continue;
         };
-        let done = match job::prepare(&cfg, ctx.ends(spec), spec).await {
+        let prepared = match ctx.ends(spec) {
+            Ok(ends) => job::prepare(&cfg, ends, spec).await,
+            Err(e) => Err(e),
+        };
+        let done = match prepared {
             Ok(plan) => job::resubmit(&ctx, &plan, rejects).await,
             Err(e) => Err(e),
         };

@@ -55,11 +55,16 @@ pub async fn connect(
             return Err(first.unwrap_or_else(|| AppError::runtime("cannot connect")));
         }
     };
+    let front = Arc::new(front);
+    let sides = crate::ctx::Sides::new(front.clone(), exchange.sink.clone(), exchange.db);
+    let receipts = crate::sink::database::DatabaseReceipts::at_front(&cfg, &front)
+        .unwrap_or(exchange.receipts);
     Ok(Ctx {
         cfg,
-        front: Arc::new(front),
+        front,
         exchange: exchange.sink,
-        receipts: exchange.receipts,
+        receipts,
+        sides,
         state: Arc::new(state),
         cancel,
         probes: Default::default(),
@@ -162,7 +167,11 @@ pub async fn run_one(
         tracing::warn!(table = %spec.name, "cannot record the start of the run: {e}");
     }
     if plan.is_none() {
-        match job::prepare(&ctx.cfg, ctx.ends(spec), spec).await {
+        let prepared = match ctx.ends(spec) {
+            Ok(ends) => job::prepare(&ctx.cfg, ends, spec).await,
+            Err(e) => Err(e),
+        };
+        match prepared {
             Ok(p) => *plan = Some(p),
             Err(e) => {
                 record(ctx, spec, &Err(e.clone()), started).await;

@@ -18,6 +18,8 @@ pub struct TableStatus {
     pub table: String,
     pub source: String,
     pub target: String,
+    /// `up` (front-end to exchange) or `down` (exchange to front-end).
+    pub direction: crate::config::Direction,
     pub mode: &'static str,
     pub schedule: String,
     pub enabled: bool,
@@ -126,6 +128,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 table: spec.name.clone(),
                 source: spec.source.to_string(),
                 target: spec.target.to_string(),
+                direction: spec.direction,
                 mode: spec.watermark.kind(),
                 schedule: spec.schedule.to_string(),
                 enabled: spec.enabled,
@@ -268,10 +271,10 @@ fn print_agent(st: &Status, local: &Local) {
 /// One line per table, in columns.
 fn print_tables(st: &Status, local: &Local) {
     let header = [
-        "TABLE", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG", "NEXT RUN",
-        "REJECTS",
+        "TABLE", "DIR", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG",
+        "NEXT RUN", "REJECTS",
     ];
-    let rows: Vec<[String; 10]> = st
+    let rows: Vec<[String; 11]> = st
         .tables
         .iter()
         .map(|t| {
@@ -287,6 +290,7 @@ fn print_tables(st: &Status, local: &Local) {
                 } else {
                     format!("{} (off)", t.table)
                 },
+                t.direction.as_str().to_owned(),
                 t.schedule.clone(),
                 local.of(s.last_finished.as_deref()),
                 s.last_ms.map(took).unwrap_or_else(|| "-".into()),

@@ -25,6 +25,7 @@ impl V<'_> {
             items: None,
             next: None,
             cursor_param: None,
+            database: None,
         });
         let kind = match f.kind.as_deref() {
             None | Some("none") => FeedbackKind::None,
@@ -91,6 +92,7 @@ impl V<'_> {
             f.flag_column.as_deref().unwrap_or("sync_sign"),
         );
         let http = self.http_feedback(kind, &f);
+        let database = self.feedback_db(kind, f.database.as_deref());
         let failed = self.flag_value("feedback.failed", f.failed, 9);
         let pending = self.flag_value("feedback.pending", f.pending, 0);
         let mirror_table = match &f.mirror_table {
@@ -110,6 +112,7 @@ impl V<'_> {
             pending: pending?,
             mirror_table,
             http,
+            database,
         })
     }
 

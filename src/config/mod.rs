@@ -1,6 +1,7 @@
 //! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
+pub mod down;
 mod feedback;
 pub mod file;
 pub mod http;
@@ -22,6 +23,7 @@ use crate::db::DbConfig;
 use crate::ident::{Ident, TableName};
 use crate::schedule::Schedule;
 use crate::value::Value;
+pub use down::{ArrivalFlag, Direction, FeedbackDb, Notice, Pull, ResyncNotice};
 pub use secret::Secret;
 pub use validate::key_masked;
 
@@ -38,6 +40,8 @@ pub struct Config {
     pub exchange: Exchange,
     pub feedback: Feedback,
     pub tables: Vec<TableSpec>,
+    /// How the province is told of a full resync.
+    pub resync: ResyncNotice,
 }
 
 /// How the province's rejections come back.
@@ -87,6 +91,8 @@ pub struct Feedback {
     pub pending: Value,
     pub mirror_table: Option<TableName>,
     pub http: Option<HttpFeedback>,
+    /// Where a rejection table or the error tables are read.
+    pub database: FeedbackDb,
 }
 
 #[derive(Debug)]
@@ -237,6 +243,11 @@ pub struct TableSpec {
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
     pub feedback_table: Option<TableName>,
+    pub direction: Direction,
+    /// `down`: a front-end column set on every arriving row.
+    pub arrival: Option<ArrivalFlag>,
+    /// `down` with an http exchange: where its records are read.
+    pub pull: Option<Pull>,
     /// Resource classification code that begins the names of the table's files.
     pub class_code: Option<String>,
     /// Outbound shaping: masked source columns, the sharing class, the scope.

@@ -23,6 +23,9 @@ pub struct RawConfig {
     /// One entry per exchanged table (`[[table]]`).
     #[serde(default, rename = "table")]
     pub tables: Vec<RawTable>,
+    /// How the province is told of a full resync, and how its batches are marked. Default:
+    /// not told, not marked.
+    pub resync: Option<RawResync>,
 }
 
 /// `[agent]`
@@ -107,6 +110,9 @@ pub struct RawFeedback {
     pub next: Option<String>,
     /// `http`: the query parameter that carries the cursor. Default `after`.
     pub cursor_param: Option<String>,
+    /// `table`, `error_table`: the database the province writes its rejections into:
+    /// `exchange` (default) or `source` (the department's front-end database).
+    pub database: Option<String>,
 }
 
 /// `[feedback.columns]`: the rejection table's column names.
@@ -417,6 +423,15 @@ pub struct RawTable {
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
+    /// `up` (default): read at the front-end database, written to the exchange. `down`:
+    /// read at the exchange database (`source` names the exchange table), written to the
+    /// front-end database (`target` names the front-end table).
+    pub direction: Option<String>,
+    /// `down`: a column of the front-end table set on every row that arrives, so that the
+    /// business system sees it is new, e.g. `{ column = "sync_flag", value = 0 }`.
+    pub arrival_flag: Option<RawArrivalFlag>,
+    /// `down` with an http exchange: the endpoint the table's records are read from.
+    pub pull: Option<RawPull>,
     /// `[exchange] kind = "file"` and `export`: the resource classification code (5 letters
     /// or digits) that begins the names of this table's files.
     pub class_code: Option<String>,
@@ -511,4 +526,53 @@ pub enum RawWatermark {
     },
     /// Small tables without a change column: compared by per-row digests.
     Digest,
+}
+
+/// `arrival_flag = { column = "sync_flag", value = 0 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArrivalFlag {
+    /// A column of the front-end table. Required.
+    pub column: String,
+    /// The value every arriving row gets (integer or text). Default 0.
+    pub value: Option<toml::Value>,
+}
+
+/// `[resync]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResync {
+    /// How the province is told that a full resync starts and ends: `none` (default),
+    /// `table` (a row in `notice_table` at the exchange database) or `http` (a POST to
+    /// `notice_url` with the exchange's credentials).
+    pub notice: Option<String>,
+    /// `table`: the notice table in the exchange database. Default `exchange_resync_notice`.
+    pub notice_table: Option<String>,
+    /// `http`: where the notices are posted.
+    pub notice_url: Option<String>,
+    /// Database exchange: an exchange column that says whether a row came in a full resync
+    /// (`full_value`) or in an increment (`increment_value`). Default: none.
+    pub full_column: Option<String>,
+    /// HTTP exchange: a body field that says the same of a whole batch. Default: none.
+    pub full_field: Option<String>,
+    /// Default `full`.
+    pub full_value: Option<String>,
+    /// Default `increment`.
+    pub increment_value: Option<String>,
+}
+
+/// `pull = { url = "...", ... }`: a `down` table read from an http exchange, page after page
+/// after a cursor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPull {
+    /// Asked with `GET url?<cursor_param>=<cursor>` and the exchange's credentials; `{table}`
+    /// stands for the table's `source`. Required.
+    pub url: String,
+    /// JSON pointer of the list of records (objects of column values). Default `/items`.
+    pub items: Option<String>,
+    /// JSON pointer of the cursor to ask after next. Default `/next`.
+    pub next: Option<String>,
+    /// The query parameter that carries the cursor. Default `after`.
+    pub cursor_param: Option<String>,
 }

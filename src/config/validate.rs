@@ -347,7 +347,9 @@ impl V<'_> {
             Some(k) => {
                 self.err(
                     "exchange.kind",
-                    format!("`{k}` is not an exchange kind: use `database`, `http`, `soap` or `file`"),
+                    format!(
+                        "`{k}` is not an exchange kind: use `database`, `http`, `soap` or `file`"
+                    ),
                 );
                 Kind::Database
             }
@@ -533,7 +535,9 @@ pub fn validate(
             "no [[table]] is configured: there is nothing to exchange",
         );
     }
+    let resync = v.resync(raw.resync);
     let mut tables = Vec::new();
+    let mut places = Vec::new();
     let mut names = HashSet::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
         let name = t.name.clone().unwrap_or_else(|| t.source.clone());
@@ -552,7 +556,12 @@ pub fn validate(
         }
         if let Some(spec) = v.table(i, t) {
             tables.push(spec);
+            places.push(i);
         }
+    }
+    if let (Some(e), Some(r)) = (&exchange, &resync) {
+        let indexed: Vec<(usize, &TableSpec)> = places.iter().copied().zip(&tables).collect();
+        v.directions_fit(&e.target, r, &indexed);
     }
     // A listener keeps one of the source's connections for as long as the agent runs.
     if let (Some(s), Some(t)) = (&source, tables.iter().find(|t| t.notify.is_some()))
@@ -567,8 +576,10 @@ pub fn validate(
             ),
         );
     }
-    match (agent, source, exchange, feedback) {
-        (Some(agent), Some(source), Some(exchange), Some(feedback)) if v.problems.is_empty() => {
+    match (agent, source, exchange, feedback, resync) {
+        (Some(agent), Some(source), Some(exchange), Some(feedback), Some(resync))
+            if v.problems.is_empty() =>
+        {
             Ok(Config {
                 file: file.to_owned(),
                 agent,
@@ -576,6 +587,7 @@ pub fn validate(
                 exchange,
                 feedback,
                 tables,
+                resync,
             })
         }
         _ => Err(v.problems),

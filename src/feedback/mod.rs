@@ -41,7 +41,7 @@ pub type Plans = HashMap<String, Plan>;
 
 async fn plan<'a>(ctx: &Ctx, plans: &'a mut Plans, spec: &TableSpec) -> Result<&'a Plan, JobError> {
     if !plans.contains_key(&spec.name) {
-        let p = job::prepare(&ctx.cfg, ctx.ends(spec), spec).await?;
+        let p = job::prepare(&ctx.cfg, ctx.ends(spec)?, spec).await?;
         plans.insert(spec.name.clone(), p);
     }
     plans
@@ -66,7 +66,13 @@ fn receipt_table(spec: &TableSpec, plan: Option<&Plan>) -> ReceiptTable {
 /// Run one pass: read new rejections, clear confirmed rows, mirror the ledger.
 pub async fn pass(ctx: &Ctx, plans: &mut Plans) -> Result<Report, JobError> {
     let mut report = Report::default();
-    let enabled: Vec<&TableSpec> = ctx.cfg.tables.iter().filter(|t| t.enabled).collect();
+    // The province checks what it is sent, not what it sends down.
+    let enabled: Vec<&TableSpec> = ctx
+        .cfg
+        .tables
+        .iter()
+        .filter(|t| t.enabled && t.direction == crate::config::Direction::Up)
+        .collect();
     for feed in ctx.receipts.feeds(&enabled) {
         read_feed(ctx, plans, &feed, &mut report).await?;
     }
@@ -264,7 +270,7 @@ pub async fn check(
     let tables: Vec<ReceiptTable> = cfg
         .tables
         .iter()
-        .filter(|t| t.enabled)
+        .filter(|t| t.enabled && t.direction == crate::config::Direction::Up)
         .map(|t| receipt_table(t, plans.get(&t.name)))
         .collect();
     let mut out = receipts.check(&tables).await;

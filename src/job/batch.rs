@@ -142,6 +142,8 @@ struct Parts<'a> {
     gone_target: Vec<(String, Vec<Value>)>,
     salt: Option<String>,
     resync_key: Option<String>,
+    /// A full resync's batch.
+    full: bool,
     /// Why open rejects among these rows are sent again (their history says it).
     why: &'static str,
 }
@@ -160,6 +162,7 @@ impl<'a> From<Batch<'a>> for Parts<'a> {
             gone_target: Vec::new(),
             salt: None,
             resync_key: None,
+            full: false,
             why: CHANGED,
         };
         match b {
@@ -172,6 +175,7 @@ impl<'a> From<Batch<'a>> for Parts<'a> {
                 remember: r.remember,
                 prune_before: r.prune_before,
                 salt: r.chunk.as_ref().map(|c| c.salt.clone()),
+                full: r.chunk.is_some(),
                 resync_key: r.chunk.and_then(|c| c.progress),
                 ..none
             },
@@ -184,6 +188,7 @@ impl<'a> From<Batch<'a>> for Parts<'a> {
                     gone,
                     gone_target,
                     salt: r.chunk.as_ref().map(|c| c.salt.clone()),
+                    full: r.chunk.is_some(),
                     resync_key: r.chunk.and_then(|c| c.progress),
                     ..none
                 }
@@ -297,6 +302,8 @@ struct Sending {
     del_rows: Vec<Vec<Value>>,
     /// Empty, or the tuple of every row of `rows`, written instead of its values.
     tuples: Tuples,
+    /// A full resync's batch.
+    full: bool,
 }
 
 /// What a write task gives back: the outcome, the upserted rows (whose values complete their

@@ -6,7 +6,9 @@ pub mod batch;
 mod deliver;
 mod error;
 pub mod export;
+mod notice;
 pub mod plan;
+mod pull;
 mod quiet;
 mod resubmit;
 pub mod resync;
@@ -52,7 +54,13 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
     let n = &spec.name;
     let (read, sink) = (&ends.read, &ends.sink);
     // Both catalogs are read at once: each query waits on its own side.
-    let (src, tgt) = tokio::join!(read.introspect(&spec.source), sink.describe(&spec.target));
+    // A table pulled from an endpoint has the columns of the table it fills.
+    let source = if spec.pull.is_some() {
+        &spec.target
+    } else {
+        &spec.source
+    };
+    let (src, tgt) = tokio::join!(read.introspect(source), sink.describe(&spec.target));
     let src = src
         .map_err(|e| JobError::db(n, "reading the source's catalog", e))?
         .ok_or_else(|| {
@@ -61,7 +69,7 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
                 "checking the tables",
                 format!(
                     "source table {} does not exist in the {}",
-                    spec.source, ends.read_place
+                    source, ends.read_place
                 ),
             )
         })?;
@@ -92,7 +100,8 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
     plan.mapping
         .nul_free_source(source_dialect == crate::db::dialect::Dialect::Postgres);
     plan.pass_through(source_dialect, &caps);
-    load_code_sets(&ends.read, &mut plan).await?;
+    load_code_sets(&ends.codes, &mut plan).await?;
+    plan.pull = spec.pull.clone();
     Ok(plan)
 }
 
@@ -157,6 +166,7 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
     async {
         let mut report = CycleReport::default();
         match plan.mode {
+            _ if plan.pull.is_some() => pull::cycle(ctx, plan, &mut report).await?,
             Mode::Key => key_cycle(ctx, plan, &mut report).await?,
             Mode::Timestamp | Mode::Control => time::cycle(ctx, plan, once, &mut report).await?,
             Mode::Flag => flag_cycle(ctx, plan, &mut report).await?,

@@ -81,12 +81,31 @@ pub struct Plan {
     /// columns marked here (key, change time, operation, version, rules). See
     /// [`Plan::pass_through`].
     pub tuples: Option<Vec<bool>>,
+    /// The body field that says whether a batch is a full resync's (`[resync] full_field`).
+    pub marks: Option<Marks>,
+    /// A `down` table read from an http endpoint.
+    pub pull: Option<crate::config::Pull>,
     /// The source holds the key unique: one read returns each key at most once.
     pub unique_key: bool,
     /// The source's rows carry the id of the transaction that wrote them (a PostgreSQL
     /// table): a lookback re-read asks only for rows of transactions the last one could
     /// not see.
     pub row_xids: bool,
+}
+
+/// A body field and its values for a full resync's batches and for increments.
+#[derive(Clone, Debug)]
+pub struct Marks {
+    pub field: String,
+    pub full: String,
+    pub increment: String,
+}
+
+impl Marks {
+    pub fn of(&self, full: bool) -> (String, String) {
+        let v = if full { &self.full } else { &self.increment };
+        (self.field.clone(), v.clone())
+    }
 }
 
 /// When a timestamp-like table last looked for rows dated in the future and rows without a

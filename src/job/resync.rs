@@ -27,6 +27,25 @@ pub async fn resync(
     progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
     let mut report = CycleReport::default();
+    if plan.pull.is_some() {
+        let why = "a table pulled from an http endpoint cannot be read whole again: to take \
+                   every record again, the province serves them again after a new cursor";
+        if ctx
+            .state
+            .resync_of(&plan.name)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            ctx.state
+                .resync_finished(&plan.name, Some(why))
+                .await
+                .map_err(|e| JobError::store(&plan.name, "recording the resync", e))?;
+            report.warnings.push(why.into());
+        }
+        return Ok(report);
+    }
     let Some(mut run) = begin(ctx, plan).await? else {
         return Ok(report);
     };
@@ -54,6 +73,8 @@ pub async fn resync(
         report.stopped = true;
         return Ok(report);
     }
+    let now = chrono::Utc::now();
+    super::notice::tell(ctx, plan, &run.id, run.started, Some(now), Some(run.done)).await?;
     ctx.state
         .resync_finished(&plan.name, None)
         .await
@@ -65,6 +86,9 @@ pub async fn resync(
 /// A resync under way: what makes its batch ids new, the source's rows when it began, the
 /// last key sent and how many rows so far.
 struct Run {
+    /// The run's id in the state store, and when it started.
+    id: String,
+    started: chrono::DateTime<chrono::Utc>,
     salt: String,
     total: Option<u64>,
     cursor: Option<Vec<Value>>,
@@ -79,6 +103,7 @@ async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
     let Some(rs) = ctx.state.resync_of(n).await.map_err(st_err)? else {
         return Ok(None);
     };
+    let mut started = rs.started.as_deref().and_then(crate::state::parse_ts);
     let total = match rs.state {
         ResyncState::Requested => {
             let total = plan
@@ -90,6 +115,9 @@ async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
             if plan.mode == Mode::Digest {
                 ctx.state.clear_digests(n).await.map_err(st_err)?;
             }
+            let now = *started.insert(chrono::Utc::now());
+            let rows = u64::try_from(total).ok();
+            super::notice::tell(ctx, plan, &rs.run_id, now, None, rows).await?;
             ctx.state
                 .resync_started(n, Some(total))
                 .await
@@ -115,6 +143,8 @@ async fn begin(ctx: &Ctx, plan: &Plan) -> Result<Option<Run>, JobError> {
         None => None,
     };
     Ok(Some(Run {
+        id: rs.run_id.clone(),
+        started: started.unwrap_or_else(chrono::Utc::now),
         salt: format!("resync:{}:", rs.run_id),
         total: total.and_then(|t| u64::try_from(t).ok()),
         cursor,

@@ -93,10 +93,13 @@ batch_size = {batch_size}
     let sink = Arc::new(MemorySink::new(exchange_schema(), |row: &[Value]| {
         (row.get(1) == Some(&Value::Text("bad".into()))).then(|| "name is not allowed".into())
     }));
+    let front = Arc::new(front);
+    let sides = crate::ctx::Sides::new(front.clone(), sink.clone(), None);
     let ctx = Ctx {
         cfg: Arc::new(cfg),
-        front: Arc::new(front),
+        front,
         exchange: sink.clone(),
+        sides,
         receipts: Arc::new(NoReceipts),
         state: Arc::new(state),
         cancel: CancellationToken::new(),
@@ -116,7 +119,9 @@ async fn exec(db: &Db, sql: &str) {
 
 async fn plan_of(ctx: &Ctx) -> Plan {
     let spec = &ctx.cfg.tables[0];
-    prepare(&ctx.cfg, ctx.ends(spec), spec).await.expect("plan")
+    prepare(&ctx.cfg, ctx.ends(spec).expect("ends"), spec)
+        .await
+        .expect("plan")
 }
 
 /// Run a cycle until the sink has recorded `n` deliveries in all, then drop it where it

@@ -81,7 +81,7 @@ pub(super) async fn cycle(
         crate::probe::FRESH
     };
     let probe = probe(ctx, plan, age, sweep.due && plan.row_xids).await?;
-    let guard = transaction_guard(ctx, plan, &probe, report);
+    let guard = transaction_guard(plan, &probe, report);
     let tz = &ctx.cfg.agent.tz;
     let at = |t| time_value(t, ts_col.ty, tz, &cfg.format);
     let w = Span::of(&SpanInput {
@@ -141,7 +141,7 @@ struct Probe {
 }
 
 async fn probe(ctx: &Ctx, plan: &Plan, age: Duration, by_xid: bool) -> Result<Probe, JobError> {
-    let guard = !ctx.cfg.source.transaction_guard.is_zero();
+    let guard = !plan.ends.guard.is_zero();
     let kept = plan
         .sweep
         .lock()
@@ -434,12 +434,11 @@ async fn seen_for<'s>(
 /// The instant just before the oldest transaction still open on the source, when one is open
 /// and younger than `transaction_guard`. Older ones are reported and left to the lookback.
 fn transaction_guard(
-    ctx: &Ctx,
     plan: &Plan,
     probe: &Probe,
     report: &mut CycleReport,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    let limit = ctx.cfg.source.transaction_guard;
+    let limit = plan.ends.guard;
     if limit.is_zero() {
         return None;
     }

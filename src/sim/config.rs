@@ -30,6 +30,9 @@ struct RawSim {
     tables: Vec<RawSimTable>,
     #[serde(default)]
     faults: RawFaults,
+    /// Records the province sends down, served at `GET /down/{table}` page after page.
+    #[serde(default)]
+    down: Vec<super::down::DownFeed>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +142,7 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Batches applied so far, for `stall_after_batches`.
     pub stalled: AtomicUsize,
+    pub down: Vec<super::down::DownFeed>,
 }
 
 /// Read the receiver's configuration; every problem in one message.
@@ -266,5 +270,6 @@ pub fn load(path: &Path) -> Result<SimConfig, AppError> {
             seed: f.seed,
         },
         stalled: AtomicUsize::new(0),
+        down: raw.down,
     })
 }

@@ -6,6 +6,8 @@
 //! operation too (`POST /soap/{table}`), into the same store.
 
 mod config;
+mod down;
+mod notice;
 mod soap;
 mod store;
 
@@ -80,6 +82,8 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .route("/exchange/{table}", post(batch))
         .route("/qcvn/{service}", post(qcvn))
         .route("/soap/{table}", post(soap::call))
+        .route("/notice", post(notice::resync_notice))
+        .route("/down/{table}", get(down::page))
         // Batches of thousands of records are megabytes of JSON.
         .layer(axum::extract::DefaultBodyLimit::max(1 << 30))
         .with_state(sim);
@@ -463,6 +467,14 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
             + 1;
         seen == n
     });
+    let mut fields = env.clone();
+    if let Json::Object(m) = &mut fields {
+        m.remove("records");
+    }
+    sim.store
+        .envelope(&id, &fields.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
     let outcome = if stall { "applied, stalled" } else { "applied" };
     sim.store
         .log(Some(&id), Some(table), outcome, Some(&body))

@@ -17,6 +17,9 @@ const SCHEMA: &[&str] = &[
      tbl TEXT, outcome TEXT NOT NULL, body TEXT, at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, \
      rkey TEXT NOT NULL, batch TEXT, code TEXT NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS envelopes (batch TEXT PRIMARY KEY, fields TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS notices (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, \
+     at TEXT NOT NULL)",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,27 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    /// Keep what an applied batch's body said besides its records (its batch number, a
+    /// full resync's mark).
+    pub async fn envelope(&self, batch: &str, fields: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO envelopes (batch, fields) VALUES (?, ?)")
+            .bind(batch)
+            .bind(fields)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keep a resync notice as it came.
+    pub async fn notice(&self, body: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO notices (body, at) VALUES (?, ?)")
+            .bind(body)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Note a request and what became of it.

@@ -12,6 +12,7 @@ pub mod file;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
+pub mod notice;
 mod receipts;
 pub mod soap;
 
@@ -23,6 +24,7 @@ use crate::db::DbError;
 pub use crate::db::{ErrorClass, Stage, TableSchema, Tuples, Turn};
 use crate::ident::{Col, TableName};
 use crate::value::Value;
+pub use notice::ResyncEvent;
 pub use receipts::{Feed, Page, ReceiptTable, Receipts, RecordKey, Verdict};
 
 /// What an exchanged row is: a new row, a changed row, or a deleted one.
@@ -163,6 +165,9 @@ pub struct Outgoing<'a> {
     /// Deletes, their values as `removal` says.
     pub deletes: &'a [Vec<Value>],
     pub removal: Removal,
+    /// A field and its value that say what kind of batch this is (a full resync's or an
+    /// increment), for sinks whose requests carry such fields; `None`: not asked for.
+    pub mark: Option<(&'a str, &'a str)>,
 }
 
 /// A row or delete the other side refused, with its words; the rest of the batch was
@@ -245,6 +250,30 @@ pub trait Sink: Send + Sync {
     /// Whether it answers now.
     async fn health(&self) -> Result<(), SinkError>;
 
+    /// The JSON answer of a `GET` of `url` on the exchange, with its credentials (a page of
+    /// a `down` table's records); a sink that is no HTTP interface refuses.
+    async fn pull(&self, url: &str) -> Result<serde_json::Value, SinkError> {
+        Err(SinkError::Other {
+            doing: format!("reading {url}"),
+            cause: format!("the {} is not an http interface", self.place()),
+            class: ErrorClass::Fatal,
+        })
+    }
+
+    /// Tell the province that a full resync started or ended, the way `to` says; a sink
+    /// that cannot carry such a notice refuses.
+    async fn notice(
+        &self,
+        to: &crate::config::Notice,
+        _event: &ResyncEvent<'_>,
+    ) -> Result<(), SinkError> {
+        Err(SinkError::Other {
+            doing: "telling the province of a full resync".into(),
+            cause: format!("the {} cannot carry a notice {to:?}", self.place()),
+            class: ErrorClass::Fatal,
+        })
+    }
+
     async fn close(&self);
 }
 
@@ -252,6 +281,8 @@ pub trait Sink: Send + Sync {
 pub struct Exchange {
     pub sink: Arc<dyn Sink>,
     pub receipts: Arc<dyn Receipts>,
+    /// The exchange database, where the exchange is one (`down` tables read it).
+    pub db: Option<Arc<crate::db::Db>>,
 }
 
 /// Connect to the exchange the configuration names (`lazy`: on first use).
@@ -267,7 +298,11 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
                 Some(fb) => Arc::new(http::HttpReceipts::new(sink.clone(), fb.clone())),
                 None => Arc::new(NoReceipts),
             };
-            return Ok(Exchange { sink, receipts });
+            return Ok(Exchange {
+                sink,
+                receipts,
+                db: None,
+            });
         }
         crate::config::ExchangeTarget::Soap(s) => {
             let sink = Arc::new(soap::SoapSink::new(s, &cfg.agent.id, cfg.agent.tz)?);
@@ -278,6 +313,7 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
             return Ok(Exchange {
                 sink,
                 receipts: Arc::new(NoReceipts),
+                db: None,
             });
         }
         crate::config::ExchangeTarget::File(f) => {
@@ -289,7 +325,11 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
                 Some(r) => Arc::new(r),
                 None => Arc::new(NoReceipts),
             };
-            return Ok(Exchange { sink, receipts });
+            return Ok(Exchange {
+                sink,
+                receipts,
+                db: None,
+            });
         }
     };
     let conn = Arc::new(crate::db::Db::connect(db, "exchange", lazy).await?);
@@ -299,8 +339,12 @@ pub async fn connect(cfg: &crate::config::Config, lazy: bool) -> Result<Exchange
         cfg.exchange.control.batch.clone(),
     );
     Ok(Exchange {
-        sink: Arc::new(database::DatabaseSink::new(conn, db.statement_timeout)),
+        sink: Arc::new(database::DatabaseSink::new(
+            conn.clone(),
+            db.statement_timeout,
+        )),
         receipts: Arc::new(receipts),
+        db: Some(conn),
     })
 }
 

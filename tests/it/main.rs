@@ -14,6 +14,7 @@ mod common;
 
 mod cli;
 mod daemon;
+mod downstream;
 mod engines_live;
 mod examples;
 mod faults;
@@ -34,6 +35,7 @@ mod pg_paths;
 mod rejects;
 mod rejects_more;
 mod reread;
+mod resync_notice;
 mod service;
 mod shaping;
 mod soap;

@@ -194,6 +194,8 @@ impl V<'_> {
                 format!("`{c}` is not a resource classification code: 5 letters or digits"),
             );
         }
+        let (direction, arrival) = self.direction(&p, t.direction.as_deref(), t.arrival_flag);
+        let pull = t.pull.and_then(|r| self.pull(&p, &t.source, r));
         let version_column = match &t.version_column {
             Some(c) => Some(self.ident(&format!("{p}.version_column"), c)?),
             None => None,
@@ -221,6 +223,9 @@ impl V<'_> {
             feedback_table,
             shape: shape?,
             class_code: t.class_code,
+            direction,
+            arrival,
+            pull,
         })
     }
 

@@ -21,7 +21,7 @@ pub fn launch(plan: &Plan, mut p: Prepared, after: Option<&InFlight>) -> InFligh
         done.send_replace(Stage::Committed);
     }
     let write = p.send.as_mut().map(|s| {
-        let w = OwnedWrite::new(plan, p.unconditional);
+        let w = OwnedWrite::new(plan, p.unconditional, s.full);
         let (rows, dels) = (std::mem::take(&mut s.rows), std::mem::take(&mut s.del_rows));
         let tuples = std::mem::take(&mut s.tuples);
         let ops = std::mem::take(&mut s.ops);
@@ -123,10 +123,12 @@ struct OwnedWrite {
     target: std::sync::Arc<Target>,
     label: String,
     removal: Removal,
+    /// The field, and its value, that says whether this is a full resync's batch.
+    mark: Option<(String, String)>,
 }
 
 impl OwnedWrite {
-    fn new(plan: &Plan, unconditional: bool) -> Self {
+    fn new(plan: &Plan, unconditional: bool, full: bool) -> Self {
         let removal = match (unconditional, plan.deletes) {
             (false, _) => Removal::Versioned,
             (true, DeleteMode::Tombstone) => Removal::Tombstone,
@@ -137,6 +139,7 @@ impl OwnedWrite {
             target: std::sync::Arc::clone(&plan.out),
             label: plan.name.clone(),
             removal,
+            mark: plan.marks.as_ref().map(|m| m.of(full)),
         }
     }
 
@@ -164,6 +167,7 @@ impl OwnedWrite {
             tuples,
             deletes: dels,
             removal: self.removal,
+            mark: self.mark.as_ref().map(|(f, v)| (f.as_str(), v.as_str())),
         };
         let refused = self.sink.deliver(&out, Box::pin(ready), turn).await?;
         if !refused.is_empty() {

@@ -35,7 +35,14 @@ pub async fn prepare(
             rejects: &mut rejects,
             flag_failed: &mut flag_failed,
         };
-        map_rows(ctx, plan, &sent, unconditional, pending, &mut mapped)?;
+        map_rows(
+            ctx,
+            plan,
+            &sent,
+            (unconditional, b.full),
+            pending,
+            &mut mapped,
+        )?;
         let (ups, dels) = (mapped.ups, mapped.dels);
         if !ups.is_empty() || !dels.is_empty() {
             let entry = LedgerEntry {
@@ -64,7 +71,7 @@ pub async fn prepare(
                 .batch_started(&entry, Utc::now())
                 .await
                 .map_err(st)?;
-            send = Some(pack(plan, sent, ups, dels));
+            send = Some(pack(plan, sent, ups, dels, b.full));
         }
     }
     Ok(Prepared {
@@ -96,7 +103,7 @@ fn map_rows(
     ctx: &Ctx,
     plan: &Plan,
     sent: &crate::state::Sent,
-    unconditional: bool,
+    (unconditional, full): (bool, bool),
     pending: Vec<(String, Pending)>,
     out: &mut Mapped<'_>,
 ) -> Result<(), JobError> {
@@ -112,6 +119,7 @@ fn map_rows(
         cd_batch: &sent.cd_batch,
         origin: origin.as_deref(),
         lower_ops: ctx.cfg.exchange.lower_ops,
+        mark: ctx.cfg.resync.mark(full),
     };
     for (rkey, p) in pending {
         // The operation of a row to write; `None` for a delete.
@@ -180,7 +188,13 @@ fn map_rows(
 /// tuples go as they came, when every row was (always, for a table read that way);
 /// otherwise every row is encoded from its values, made whole. The tuples are put one after
 /// another in one buffer, and the bytes each was read into are let go.
-fn pack(plan: &Plan, sent: crate::state::Sent, mut ups: Vec<Out>, mut dels: Vec<Out>) -> Sending {
+fn pack(
+    plan: &Plan,
+    sent: crate::state::Sent,
+    mut ups: Vec<Out>,
+    mut dels: Vec<Out>,
+    full: bool,
+) -> Sending {
     let tuples = if ups.iter().all(|o| o.tuple.is_some()) {
         let size = ups.iter().filter_map(|o| o.tuple.as_ref()).map(Bytes::len);
         let mut t = Tuples::with_capacity(ups.len(), size.sum());
@@ -216,6 +230,7 @@ fn pack(plan: &Plan, sent: crate::state::Sent, mut ups: Vec<Out>, mut dels: Vec<
         ops,
         del_rows,
         tuples,
+        full,
     }
 }
 

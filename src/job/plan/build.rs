@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{FlagPlan, Mode, Plan};
-use crate::config::{Config, DeleteMode, TableSpec, WatermarkSpec, Window};
+use crate::config::{Config, DeleteMode, Direction, TableSpec, WatermarkSpec, Window};
 use crate::ctx::Ends;
 use crate::db::TableSchema;
 use crate::ident::{Col, Ident};
@@ -49,6 +49,7 @@ impl Plan {
         ends: Ends,
     ) -> Result<Plan, Vec<String>> {
         let caps = ends.sink.capabilities();
+        let marks = marks(cfg, ends.direction);
         let mut b = Builder {
             spec,
             src,
@@ -67,7 +68,11 @@ impl Plan {
         let op_read = w.op.as_ref().map(|c| b.read(c));
         let rules = b.rules();
         b.constants();
-        b.feedback_flags();
+        b.arrival_flag();
+        if ends.direction == Direction::Up {
+            b.feedback_flags();
+            b.full_column();
+        }
         let has_op = b.control_columns(w.mode);
         let m_key = b.exchange_key(&key_read);
         let version = b.version(ts_read);
@@ -75,7 +80,7 @@ impl Plan {
         b.check_masks(&key_src, version);
         let scope = b.scope();
         if !b.problems.is_empty() {
-            return Err(b.problems);
+            return Err(worded(b.problems, ends.direction));
         }
         let tombstone = b.tombstone();
         let read_masks = b.read_masks();
@@ -123,9 +128,40 @@ impl Plan {
             // The first cycle asks the source afresh.
             woken: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             tuples: None,
+            marks,
+            pull: None,
             unique_key: src.has_unique(&key_names),
             row_xids: src.row_xids,
         })
+    }
+}
+
+/// The body field that marks a full resync's batches, for tables going up.
+fn marks(cfg: &Config, direction: Direction) -> Option<super::Marks> {
+    let r = &cfg.resync;
+    match (&r.full_field, direction) {
+        (Some(f), Direction::Up) => Some(super::Marks {
+            field: f.clone(),
+            full: r.full_value.clone(),
+            increment: r.increment_value.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The problems in the words of the table's direction: a `down` table's source table is at
+/// the exchange and its target at the front-end.
+fn worded(problems: Vec<String>, direction: Direction) -> Vec<String> {
+    match direction {
+        Direction::Up => problems,
+        Direction::Down => problems
+            .into_iter()
+            .map(|p| {
+                p.replace("exchange table", "front-end table")
+                    .replace("source table", "exchange table")
+                    .replace("exchange column", "front-end column")
+            })
+            .collect(),
     }
 }
 
@@ -354,6 +390,36 @@ impl Builder<'_> {
         }
     }
 
+    /// A `down` table's arrival flag: every row written gets its value, whatever the exchange
+    /// row held in a column of that name, so that the business system sees it arrived.
+    fn arrival_flag(&mut self) {
+        let Some(f) = &self.spec.arrival else { return };
+        match self.tgt.column(&f.column) {
+            Some(tc) => match self.written(&tc.name) {
+                Some(i) => self.m_src[i] = Source::Constant(f.value.clone()),
+                None => self.write(tc, Source::Constant(f.value.clone())),
+            },
+            None => self.problems.push(format!(
+                "arrival_flag: `{}` is not a column of exchange table {}",
+                f.column, self.tgt.name
+            )),
+        }
+    }
+
+    /// The exchange column that says whether a row came in a full resync or an increment,
+    /// where the exchange table has it.
+    fn full_column(&mut self) {
+        let Some(name) = &self.cfg.resync.full_column else {
+            return;
+        };
+        if let Some(tc) = self.tgt.column(name) {
+            match self.written(&tc.name) {
+                Some(i) => self.m_src[i] = Source::Full,
+                None => self.write(tc, Source::Full),
+            }
+        }
+    }
+
     /// With in-row feedback flags, every row sent is marked for the province to check.
     fn feedback_flags(&mut self) {
         let fb = &self.cfg.feedback;
@@ -475,13 +541,17 @@ impl Builder<'_> {
             return Vec::new();
         }
         let time = &self.cfg.exchange.control.time;
+        let arrival = self.spec.arrival.as_ref().map(|f| &f.column);
         self.m_cols
             .iter()
             .zip(&self.m_src)
             .enumerate()
             .filter(|(_, (c, s))| {
-                matches!(s, Source::Operation | Source::ExchangeTime | Source::Batch)
-                    || c.name == *time
+                matches!(
+                    s,
+                    Source::Operation | Source::ExchangeTime | Source::Batch | Source::Full
+                ) || c.name == *time
+                    || arrival.is_some_and(|a| c.name == *a)
             })
             .map(|(i, _)| i)
             .collect()

@@ -24,15 +24,28 @@ const LOCK_RETRIES: u32 = 5;
 
 pub struct DatabaseSink {
     db: Arc<Db>,
-    /// The exchange's own statement timeout (zero: none).
+    /// The database's own statement timeout (zero: none).
     limit: Duration,
+    /// Which database it writes, in words.
+    place: &'static str,
 }
 
 impl DatabaseSink {
+    /// The exchange database as a sink.
     pub fn new(db: Arc<Db>, statement_timeout: Duration) -> Self {
         DatabaseSink {
             db,
             limit: statement_timeout,
+            place: "exchange database",
+        }
+    }
+
+    /// The front-end database as a sink: where `down` tables write.
+    pub fn front(db: Arc<Db>) -> Self {
+        DatabaseSink {
+            db,
+            limit: Duration::ZERO,
+            place: "front-end database",
         }
     }
 
@@ -42,7 +55,8 @@ impl DatabaseSink {
             engine: self.db.engine(),
             doing: "writing a batch".into(),
             cause: format!(
-                "no answer from the exchange within {}",
+                "no answer from the {} within {}",
+                self.place,
                 humantime::format_duration(self.limit + STATEMENT_GRACE)
             ),
             code: None,
@@ -86,7 +100,7 @@ impl DatabaseSink {
 #[async_trait::async_trait]
 impl Sink for DatabaseSink {
     fn place(&self) -> &'static str {
-        "exchange database"
+        self.place
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -149,7 +163,7 @@ impl Sink for DatabaseSink {
                     metrics::counter!(crate::metrics::RETRIES, "table" => b.label.to_owned())
                         .increment(1);
                     let wait = 50u64 << attempt;
-                    tracing::warn!(table = %b.label, attempt, "lock conflict at the exchange, trying again in {wait} ms: {e}");
+                    tracing::warn!(table = %b.label, attempt, "lock conflict at the {}, trying again in {wait} ms: {e}", self.place);
                     tokio::time::sleep(Duration::from_millis(wait + rand::random_range(0..wait)))
                         .await;
                 }
@@ -198,6 +212,21 @@ impl Sink for DatabaseSink {
     async fn health(&self) -> Result<(), SinkError> {
         self.db.now().await?;
         Ok(())
+    }
+
+    async fn notice(
+        &self,
+        to: &crate::config::Notice,
+        event: &super::ResyncEvent<'_>,
+    ) -> Result<(), SinkError> {
+        match to {
+            crate::config::Notice::Table(t) => super::notice::write_row(&self.db, t, event).await,
+            _ => Err(SinkError::Other {
+                doing: "telling the province of a full resync".into(),
+                cause: format!("the {} takes notices in a table", self.place),
+                class: ErrorClass::Fatal,
+            }),
+        }
     }
 
     async fn close(&self) {

@@ -19,17 +19,41 @@ pub struct DatabaseReceipts {
     fb: Feedback,
     /// The batch-number control column, which an error table may carry.
     batch: Ident,
+    /// The database read, in words.
+    place: &'static str,
 }
 
 impl DatabaseReceipts {
     pub fn new(db: Arc<Db>, fb: Feedback, batch: Ident) -> Self {
-        DatabaseReceipts { db, fb, batch }
+        DatabaseReceipts {
+            db,
+            fb,
+            batch,
+            place: "exchange database",
+        }
+    }
+
+    /// The receipts read in the front-end database, where `[feedback] database = "source"`
+    /// says the province writes them; `None` otherwise.
+    pub fn at_front(
+        cfg: &crate::config::Config,
+        front: &Arc<Db>,
+    ) -> Option<Arc<dyn crate::sink::Receipts>> {
+        (cfg.feedback.database == crate::config::FeedbackDb::Source).then(|| {
+            Arc::new(DatabaseReceipts {
+                db: front.clone(),
+                fb: cfg.feedback.clone(),
+                batch: cfg.exchange.control.batch.clone(),
+                place: "front-end database",
+            }) as Arc<dyn crate::sink::Receipts>
+        })
     }
 
     async fn schema(&self, table: &TableName, what: &str) -> Result<TableSchema, SinkError> {
         self.db.introspect(table).await?.ok_or_else(|| {
             missing(format!(
-                "{what} {table} does not exist in the exchange database"
+                "{what} {table} does not exist in the {}",
+                self.place
             ))
         })
     }
@@ -193,8 +217,8 @@ impl DatabaseReceipts {
             Ok(None) => (
                 true,
                 format!(
-                    "feedback: rejection table {} does not exist in the exchange database",
-                    self.fb.table
+                    "feedback: rejection table {} does not exist in the {}",
+                    self.fb.table, self.place
                 ),
             ),
             Err(e) => (true, format!("feedback: {e}")),
@@ -228,8 +252,8 @@ impl DatabaseReceipts {
             Ok(None) => (
                 true,
                 format!(
-                    "feedback: error table {errors} of {} does not exist in the exchange database",
-                    t.name
+                    "feedback: error table {errors} of {} does not exist in the {}",
+                    t.name, self.place
                 ),
             ),
             Err(e) => (true, format!("feedback: {e}")),

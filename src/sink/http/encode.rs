@@ -182,6 +182,8 @@ pub struct Wrapper<'a> {
     pub cd_batch: &'a str,
     /// A login token carried in the body.
     pub token: Option<&'a str>,
+    /// A field saying what kind of batch this is (`[resync] full_field`).
+    pub mark: Option<(&'a str, &'a str)>,
 }
 
 /// The request body of some of a batch's records: the envelope's constant fields, the
@@ -199,6 +201,9 @@ pub fn body(env: &Envelope, w: &Wrapper<'_>, records: &[Record]) -> Vec<u8> {
         if let (Some(f), Some(v), Json::Object(m)) = (field, value, &mut root) {
             m.insert(f.clone(), Json::String(v.to_owned()));
         }
+    }
+    if let (Some((f, v)), Json::Object(m)) = (w.mark, &mut root) {
+        m.insert(f.to_owned(), Json::String(v.to_owned()));
     }
     let list = Json::Array(records.iter().map(|r| r.json.clone()).collect());
     put(&mut root, &env.records, list);
@@ -303,6 +308,7 @@ mod tests {
             rows: &rows,
             ops: &[Op::Update],
             tuples: &Tuples::default(),
+            mark: None,
             deletes: &deletes,
             removal: Removal::Versioned,
         };
@@ -339,6 +345,7 @@ mod tests {
             batch: "A-t-1",
             cd_batch: "2026010200001",
             token: None,
+            mark: None,
         };
         let body: serde_json::Value = serde_json::from_slice(&body(&env, &w, &r)).expect("json");
         assert_eq!(body["agent"], "A");

@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod auth;
 pub mod encode;
+mod notice;
 mod receipts;
 
 pub use receipts::HttpReceipts;
@@ -376,6 +377,7 @@ impl HttpSink {
                     batch: &id,
                     cd_batch: b.cd_batch,
                     token,
+                    mark: b.mark,
                 };
                 encode::body(&self.cfg.envelope, &w, part)
             };
@@ -564,6 +566,18 @@ impl Sink for HttpSink {
                 class: ErrorClass::Unavailable,
             }),
         }
+    }
+
+    async fn pull(&self, url: &str) -> Result<serde_json::Value, SinkError> {
+        self.get(url).await
+    }
+
+    async fn notice(
+        &self,
+        to: &crate::config::Notice,
+        event: &super::ResyncEvent<'_>,
+    ) -> Result<(), SinkError> {
+        self.post_notice(to, event).await
     }
 
     async fn close(&self) {}

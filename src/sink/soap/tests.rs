@@ -86,6 +86,7 @@ fn records() -> Vec<Record> {
         tuples: &Tuples::default(),
         deletes: &deletes,
         removal: Removal::Versioned,
+        mark: None,
     };
     let env = Envelope::built_in();
     let f = encode::Format {
