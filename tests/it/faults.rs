@@ -403,7 +403,7 @@ async fn a_serialization_failure_at_the_exchange_is_retried_at_once() {
     let (code, log) = exit_of(child, Duration::from_secs(15)).await;
     assert_eq!(code, Some(0), "{log}");
     assert!(
-        log.contains("lock conflict at the exchange, trying again"),
+        log.contains("lock conflict at the exchange database, trying again"),
         "{log}"
     );
     assert!(log.contains("could not serialize access"), "{log}");

@@ -4,8 +4,9 @@
 //! through updates that move rows out of it, deletes and full resyncs.
 //!
 //! Each receiver kind has a function returning everything it holds as text
-//! ([`pg_holdings`], [`my_holdings`], [`sqlite_holdings`] for exchange-sim's store): a new
-//! exchange kind (files, SOAP) adds its own and runs [`masked_scenario`] against it.
+//! ([`pg_holdings`], [`my_holdings`], [`sqlite_holdings`] for exchange-sim's store, which the
+//! HTTP and SOAP exchanges fill, [`file_holdings`] for the file exchange's directory): a new
+//! exchange kind adds its own and runs [`masked_scenario`] against it.
 
 use crate::common::{Agent, MyDb, PgDb, rejects};
 use crate::http::Sim;
@@ -13,7 +14,7 @@ use crate::http::Sim;
 mod filter;
 mod receivers;
 
-pub use receivers::{my_holdings, pg_holdings, sqlite_holdings};
+pub use receivers::{file_holdings, my_holdings, pg_holdings, sqlite_holdings};
 
 /// The masks of the scenario: what each masked column becomes.
 const MASKS: &str = "mask = { id_number = { keep = [3, 4] }, name = { keep = [1, 0] }, \
@@ -142,6 +143,9 @@ enum Receiver {
     Pg(PgDb),
     My(MyDb),
     Http(Sim),
+    Soap(Sim),
+    /// The file exchange's directory (`out/`, and `returns/` for the platform's error files).
+    File(tempfile::TempDir),
 }
 
 impl Receiver {
@@ -166,7 +170,12 @@ impl Receiver {
                 )
                 .await;
             }
-            Receiver::Http(_) => {}
+            Receiver::Http(_) | Receiver::Soap(_) => {}
+            Receiver::File(dir) => {
+                for d in ["out", "returns"] {
+                    std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+                }
+            }
         }
     }
 
@@ -182,6 +191,26 @@ impl Receiver {
                  [feedback]\nmirror_table = \"frontdb_reject\"\n",
                 sim.base
             ),
+            Receiver::Soap(sim) => format!(
+                "[exchange]\nkind = \"soap\"\nurl = \"{}/soap/{{table}}\"\n\
+                 [exchange.soap]\nnamespace = \"http://exchange.example.gov.cn/ws\"\n\
+                 operation = \"pushData\"\n\
+                 [feedback]\nmirror_table = \"frontdb_reject\"\n",
+                sim.base
+            ),
+            Receiver::File(dir) => format!(
+                "[exchange]\nkind = \"file\"\ndir = \"{0}/out\"\nreturn_dir = \"{0}/returns\"\n\
+                 [feedback]\nmirror_table = \"frontdb_reject\"\n",
+                dir.path().display()
+            ),
+        }
+    }
+
+    /// What the table needs besides the masks with this exchange.
+    fn table_keys(&self) -> &'static str {
+        match self {
+            Receiver::File(_) => "class_code = \"A0101\"\n",
+            _ => "",
         }
     }
 
@@ -192,7 +221,13 @@ impl Receiver {
         match self {
             Receiver::Pg(db) => db.exec(sql).await,
             Receiver::My(db) => db.exec(sql).await,
-            Receiver::Http(_) => {}
+            Receiver::Http(_) | Receiver::Soap(_) => {}
+            // The platform's error file, naming the table.
+            Receiver::File(dir) => std::fs::write(
+                dir.path().join("returns/z_people.csv"),
+                "table,key,code,message\r\npeople,4,E102,数据不规范\r\n",
+            )
+            .expect("error file"),
         }
     }
 
@@ -200,7 +235,8 @@ impl Receiver {
         match self {
             Receiver::Pg(db) => pg_holdings(db).await,
             Receiver::My(db) => my_holdings(db).await,
-            Receiver::Http(sim) => sqlite_holdings(&sim.store()).await,
+            Receiver::Http(sim) | Receiver::Soap(sim) => sqlite_holdings(&sim.store()).await,
+            Receiver::File(dir) => file_holdings(dir.path()),
         }
     }
 }
@@ -219,10 +255,12 @@ async fn masked_scenario(receiver: Receiver) {
     receiver.prepare().await;
     let agent = Agent::new(&format!(
         "[agent]\nid = \"230100-SHAPE\"\nstate_dir = \"{{dir}}/state\"\ntimezone = \"Asia/Shanghai\"\n\
+         region_code = \"230100\"\n\
          [source]\nurl = \"{}\"\n{}\n\
-         [[table]]\nsource = \"people\"\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n{MASKS}",
+         [[table]]\nsource = \"people\"\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n{}{MASKS}",
         src.url,
-        receiver.sections()
+        receiver.sections(),
+        receiver.table_keys()
     ));
     std::fs::write(agent.dir.path().join("salt.txt"), format!("{SALT}\n")).expect("salt");
     let mut logs = String::new();
@@ -350,6 +388,19 @@ async fn masked_values_never_leave_through_an_http_exchange() {
         "[[table]]\nname = \"people\"\nversion = \"updated_at\"\nrequired = [\"remark\"]\n",
     );
     masked_scenario(Receiver::Http(sim)).await;
+}
+
+#[tokio::test]
+async fn masked_values_never_leave_through_a_soap_exchange() {
+    let sim = Sim::start(
+        "[[table]]\nname = \"people\"\nversion = \"updated_at\"\nrequired = [\"remark\"]\n",
+    );
+    masked_scenario(Receiver::Soap(sim)).await;
+}
+
+#[tokio::test]
+async fn masked_values_never_leave_through_a_file_exchange() {
+    masked_scenario(Receiver::File(tempfile::tempdir().expect("dir"))).await;
 }
 
 /// The configuration of a one-table agent from PostgreSQL to PostgreSQL.

@@ -89,3 +89,25 @@ pub async fn sqlite_holdings(path: &Path) -> String {
     }
     out
 }
+
+/// Every file under a file exchange's directory (data files, manifests, returned files), as
+/// text.
+pub fn file_holdings(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    p.display(),
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+        }
+    }
+    out
+}
