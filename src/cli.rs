@@ -61,6 +61,16 @@ pub enum Command {
     /// A reference receiver of the HTTP exchange (built-in envelope), to rehearse against;
     /// `--config` names the receiver's own file, not the agent's.
     ExchangeSim,
+    /// Forget, for good, what the retention no longer keeps (acknowledged batches, cleared
+    /// rejects, digests of tables no longer configured), and say how much of each went.
+    Purge {
+        /// Remove records older than this date (2026-01-31) instead of the retention's cut-offs.
+        #[arg(long)]
+        before: Option<String>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -178,6 +188,9 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
             None => crate::runner::resync_now(cfg, table.as_deref()).await,
         },
+        Command::Purge { before, dry_run } => {
+            crate::purge::run(&cfg, before.as_deref(), dry_run).await
+        }
         Command::Rejects { action, json } => match action {
             None => crate::rejects::list(&cfg, None, None, json).await,
             Some(RejectsCommand::List { table, state }) => {

@@ -210,14 +210,12 @@ async fn flush(ctx: Arc<Ctx>) {
     }
 }
 
+/// The retention's purge, at start and every `purge_every`.
 async fn housekeeping(ctx: Arc<Ctx>) {
     loop {
-        let keep = chrono::Duration::from_std(ctx.cfg.agent.ledger_retention).unwrap_or_default();
-        if let Err(e) = ctx.state.prune_ledger(Utc::now() - keep).await {
-            tracing::warn!("pruning the batch ledger: {e}");
-        }
+        crate::purge::scheduled(&ctx.state, &ctx.cfg).await;
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(ctx.cfg.agent.purge_every) => {}
             _ = ctx.cancel.cancelled() => break,
         }
     }

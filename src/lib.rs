@@ -40,6 +40,7 @@
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -58,6 +59,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod probe;
+pub mod purge;
 pub mod rejects;
 pub mod runner;
 pub mod schedule;

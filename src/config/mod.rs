@@ -95,10 +95,13 @@ pub struct Agent {
     pub region_code: Option<String>,
     pub department_code: Option<String>,
     pub ledger_retention: Duration,
+    pub reject_retention: Duration,
+    pub purge_every: Duration,
     pub retry_max: Duration,
     pub stop_timeout: Duration,
     pub reject_alert: f64,
     pub metrics: Option<std::net::SocketAddr>,
+    pub metrics_token: Option<crate::secret::Secret>,
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
@@ -143,6 +146,9 @@ impl Config {
             if let Some(pw) = url_password(db.url.expose()) {
                 out.push(pw);
             }
+        }
+        if let Some(t) = &self.agent.metrics_token {
+            out.push(t.expose().to_owned());
         }
         out
     }

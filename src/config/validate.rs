@@ -139,6 +139,25 @@ impl V<'_> {
             a.ledger_retention.as_deref(),
             Duration::from_secs(90 * 86_400),
         );
+        let reject_retention = self.duration(
+            "agent.reject_retention",
+            a.reject_retention.as_deref(),
+            Duration::from_secs(30 * 86_400),
+        );
+        let purge_every = self.duration(
+            "agent.purge_every",
+            a.purge_every.as_deref(),
+            Duration::from_secs(86_400),
+        );
+        if purge_every < Duration::from_secs(60) {
+            self.err("agent.purge_every", "must be at least 1m");
+        }
+        let metrics_token = a.metrics_token.as_deref().and_then(|t| {
+            secret::resolve(t, self.base, self.env)
+                .map_err(|e| self.err("agent.metrics_token", e))
+                .ok()
+                .map(|t| crate::secret::Secret::new(t.trim().to_owned()))
+        });
         let retry_max = self.duration(
             "agent.retry_max",
             a.retry_max.as_deref(),
@@ -203,10 +222,13 @@ impl V<'_> {
             region_code: a.region_code,
             department_code: a.department_code,
             ledger_retention,
+            reject_retention,
+            purge_every,
             retry_max,
             stop_timeout,
             reject_alert,
             metrics,
+            metrics_token,
             log_format,
             patrol,
             unhealthy_after,

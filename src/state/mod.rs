@@ -10,25 +10,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::watermark::Watermark;
 
+mod audit;
 mod digests;
 mod kinds;
 mod ledger;
+mod purge;
 mod rejects;
 mod reread;
 mod resync;
 mod runs;
 
+pub use audit::AuditEntry;
 #[cfg(test)]
 use digests::DIGESTS_PER_ROW;
 use digests::DIGESTS_PER_STATEMENT;
 pub use kinds::{Origin, Outcome, RejectState, ResyncState};
 pub use ledger::{LedgerEntry, Sent};
+pub use purge::{PurgePlan, Purged};
 pub use rejects::RejectRow;
 pub use resync::Resync;
 pub use runs::{CycleEnd, FLUSH_EVERY, Runs};
@@ -213,6 +218,10 @@ impl State {
             // every write at the exchange is idempotent. Full would add an fsync per batch.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // A deleted value is overwritten with zeros, not left in a free page; a new
+            // store gives freed pages back on each purge (see [`purge`]).
+            .pragma("secure_delete", "ON")
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -487,3 +496,6 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod purge_tests;
