@@ -28,6 +28,58 @@ pub fn sender(uid: Option<u32>, pid: Option<i32>) -> String {
     }
 }
 
+/// Record an action asked for by the user who runs this command, in the state store and
+/// the log. Without a record nothing is done: the action fails before it starts.
+pub async fn record(
+    cfg: &crate::config::Config,
+    action: &str,
+    detail: &str,
+) -> Result<(), crate::error::AppError> {
+    use crate::error::AppError;
+    let who = local_user();
+    tracing::info!(%who, action, "{detail}");
+    let st = crate::state::State::open(&cfg.agent.state_dir)
+        .await
+        .map_err(AppError::runtime)?;
+    let done = st.audit(&who, action, Some(detail)).await;
+    st.close().await;
+    done.map_err(AppError::runtime)
+}
+
+/// A signal the daemon acts on, and who sent it.
+#[derive(Debug)]
+pub struct Signalled {
+    pub signal: i32,
+    pub who: String,
+}
+
+/// SIGHUP and SIGUSR1 with their sender (which tokio's signals do not say), delivered on a
+/// channel. The listening thread lives as long as the process.
+pub fn signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Signalled>> {
+    use signal_hook::consts::{SIGHUP, SIGUSR1};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    let mut sigs = SignalsInfo::<WithOrigin>::new([SIGHUP, SIGUSR1])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for o in sigs.forever() {
+                let who = sender(o.process.map(|p| p.uid), o.process.map(|p| p.pid));
+                if tx
+                    .send(Signalled {
+                        signal: o.signal,
+                        who,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

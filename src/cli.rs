@@ -184,10 +184,17 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
         Command::Demo { .. } | Command::ExchangeSim => Err(AppError::Usage(
             "this command reads no agent configuration".into(),
         )),
-        Command::Resync { table } => match crate::lock::holder(&cfg.agent.state_dir) {
-            Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
-            None => crate::runner::resync_now(cfg, table.as_deref()).await,
-        },
+        Command::Resync { table } => {
+            let what = table
+                .as_deref()
+                .map_or("every table".into(), |t| format!("table {t}"));
+            crate::runner::selected(&cfg, table.as_deref())?;
+            crate::audit::record(&cfg, "resync", &what).await?;
+            match crate::lock::holder(&cfg.agent.state_dir) {
+                Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
+                None => crate::runner::resync_now(cfg, table.as_deref()).await,
+            }
+        }
         Command::Purge { before, dry_run } => {
             crate::purge::run(&cfg, before.as_deref(), dry_run).await
         }

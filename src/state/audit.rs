@@ -35,19 +35,20 @@ impl State {
         Ok(())
     }
 
-    /// The latest entries of the audit trail, newest first; `like` filters the details
-    /// (a reject's `#ID`, say).
+    /// The latest entries of the audit trail, newest first; `word` keeps those whose detail
+    /// names it as a whole word (a reject's `#ID`, say).
     pub async fn audit_trail(
         &self,
         limit: i64,
-        like: Option<&str>,
+        word: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StateError> {
         let e = q("reading the audit trail");
         let rows = sqlx::query(
             "SELECT at, who, action, detail FROM audit \
-             WHERE ?1 IS NULL OR instr(detail, ?1) > 0 ORDER BY id DESC LIMIT ?2",
+             WHERE ?1 IS NULL OR instr(' ' || detail || ' ', ' ' || ?1 || ' ') > 0 \
+             ORDER BY id DESC LIMIT ?2",
         )
-        .bind(like)
+        .bind(word)
         .bind(limit)
         .fetch_all(&self.pool)
         .await

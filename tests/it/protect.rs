@@ -1,0 +1,187 @@
+//! Keeping only what is needed and recording who did what (issue #37): a purge leaves no
+//! trace of a removed reject in the state files; the audit trail names the user behind each
+//! action.
+
+use std::time::Duration;
+
+use crate::common::{Agent, Daemon, PgDb, header, rejects, wait_for};
+
+const NAME: &str = "保密测试张三丰";
+const BAD_ID: &str = "340524198001010010";
+const GOOD_ID: &str = "34052419800101001X";
+
+fn state_files_hold(agent: &Agent, needle: &str) -> bool {
+    ["state.db", "state.db-wal"].iter().any(|f| {
+        std::fs::read(agent.dir.path().join("state").join(f))
+            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+/// A source with one row the rules quarantine (a wrong ID number), and its agent.
+async fn quarantined(extra: &str) -> (PgDb, PgDb, Agent) {
+    let src = PgDb::new("prot").await;
+    let tgt = PgDb::new("prot").await;
+    let ddl = "CREATE TABLE person (pid int PRIMARY KEY, name text, id_no varchar(18), \
+               updated_at timestamp(6) NOT NULL)";
+    src.exec(ddl).await;
+    tgt.exec(&format!(
+        "{ddl}; CREATE TABLE exchange_reject (id serial PRIMARY KEY, table_name text, \
+         record_key text, batch_id text, error_code text, error_message text, \
+         rejected_at timestamptz DEFAULT now())"
+    ))
+    .await;
+    src.exec(&format!(
+        "INSERT INTO person VALUES (1, '李四', '{GOOD_ID}', '2026-11-01 08:00'), \
+         (2, '{NAME}', '{BAD_ID}', '2026-11-01 08:01')"
+    ))
+    .await;
+    let agent = Agent::new(&format!(
+        "{}{extra}\n[feedback]\nkind = \"table\"\nconfirm = \"1s\"\n\n[[table]]\nsource = \"person\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
+         rules = [ {{ column = \"id_no\", check = \"id_number\" }} ]\n",
+        header(&src.url, &tgt.url)
+    ));
+    let out = agent.ok(&["once"]);
+    assert!(out.contains("1 quarantined"), "{out}");
+    (src, tgt, agent)
+}
+
+#[tokio::test]
+async fn a_purged_reject_leaves_no_trace_in_the_state_files_and_a_dry_run_removes_nothing() {
+    let (src, tgt, agent) = quarantined("").await;
+    assert!(state_files_hold(&agent, NAME) && state_files_hold(&agent, BAD_ID));
+    src.exec(&format!(
+        "UPDATE person SET id_no = '{GOOD_ID}', updated_at = '2026-11-02' WHERE pid = 2"
+    ))
+    .await;
+    wait_for(
+        "the corrected reject to clear",
+        Duration::from_secs(30),
+        async || {
+            agent.ok(&["once"]);
+            rejects(&agent, &[])[0]["state"] == "cleared"
+        },
+    )
+    .await;
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM person").await, 2);
+
+    // Cleared just now: the default retention (30d) keeps it.
+    let out = agent.ok(&["purge", "--dry-run"]);
+    assert!(
+        out.contains("would remove:") && out.contains(" 0 cleared reject(s)"),
+        "{out}"
+    );
+    let out = agent.ok(&["purge", "--dry-run", "--before", "2099-01-01"]);
+    assert!(
+        out.contains("would remove:") && out.contains(" 1 cleared reject(s)"),
+        "{out}"
+    );
+    assert_eq!(rejects(&agent, &[]).len(), 1);
+    assert!(
+        state_files_hold(&agent, NAME),
+        "a dry run removed the row copy"
+    );
+
+    let out = agent.ok(&["purge", "--before", "2099-01-01"]);
+    assert!(
+        out.contains("removed:") && out.contains(" 1 cleared reject(s)"),
+        "{out}"
+    );
+    assert!(rejects(&agent, &[]).is_empty());
+    for needle in [NAME, BAD_ID] {
+        assert!(
+            !state_files_hold(&agent, needle),
+            "`{needle}` is still in the bytes of the state files"
+        );
+    }
+    let bad = agent.run(&["purge", "--before", "last tuesday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_names_who_asked_for_each_action() {
+    let (src, tgt, agent) = quarantined("").await;
+    let id = rejects(&agent, &[])[0]["id"].as_i64().expect("id");
+    let mut daemon = Daemon::start(&agent, &[]);
+    wait_for("the daemon", Duration::from_secs(20), async || {
+        daemon.log().contains("frontdb-agent running")
+    })
+    .await;
+    let as_auditor = |args: &[&str]| {
+        let out = agent
+            .command()
+            .env("SUDO_USER", "auditor")
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    as_auditor(&["rejects", "resubmit", &id.to_string()]);
+    as_auditor(&["resync", "--table", "person"]);
+    let purged = agent
+        .command()
+        .env("SUDO_USER", "auditor")
+        .env("FRONTDB_LOG", "info")
+        .args(["purge"])
+        .output()
+        .expect("purge");
+    let log = String::from_utf8_lossy(&purged.stderr);
+    assert!(
+        log.contains("auditor via sudo") && log.contains("purge"),
+        "{log}"
+    );
+    daemon.signal("-HUP");
+    let actions = async || -> Vec<serde_json::Value> {
+        agent.status_json()["actions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the reload in the audit trail",
+        Duration::from_secs(20),
+        async || actions().await.iter().any(|a| a["action"] == "reload"),
+    )
+    .await;
+    let got = actions().await;
+    let who = |action: &str| {
+        got.iter()
+            .find(|a| a["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {got:?}"))["who"]
+            .as_str()
+            .expect("who")
+            .to_owned()
+    };
+    // The tests run as root: `sudo` is named through SUDO_USER.
+    for action in ["rejects resubmit", "resync", "purge"] {
+        assert!(
+            who(action).starts_with("auditor via sudo (root (uid 0))"),
+            "{got:?}"
+        );
+    }
+    // The signal came from `kill`, run by this test's user.
+    assert!(
+        who("reload").starts_with("root (uid 0) (process "),
+        "{got:?}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SIGHUP") && l.contains("root (uid 0) (process ")),
+        "{log}"
+    );
+    let shown = agent.ok(&["rejects", "show", &id.to_string()]);
+    assert!(
+        shown.contains("rejects resubmit asked by auditor via sudo"),
+        "{shown}"
+    );
+    let text = agent.ok(&["status"]);
+    assert!(text.contains("reload asked by root (uid 0)"), "{text}");
+    assert!(daemon.running());
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    src.drop().await;
+    tgt.drop().await;
+}
