@@ -13,6 +13,9 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         cfg.file.display(),
         cfg.tables.len()
     );
+    for w in crate::exposure::warnings(&cfg) {
+        println!("WARNING — {w}");
+    }
     let (source, target) = tokio::join!(
         Db::connect(&cfg.source, "source", false),
         crate::sink::connect(&cfg, false)

@@ -178,6 +178,9 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
                 cfg.file.display(),
                 cfg.tables.len()
             );
+            for w in crate::exposure::warnings(&cfg) {
+                println!("WARNING — {w}");
+            }
             Ok(())
         }
         Command::Check { offline: false } => crate::check::check(cfg).await,

@@ -50,6 +50,7 @@ pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod exposure;
 pub mod feedback;
 pub mod health;
 pub mod ident;

@@ -179,12 +179,15 @@ impl V<'_> {
             );
         }
         let metrics = match &a.metrics {
+            // A port alone listens on loopback.
             Some(m) => m
-                .parse::<std::net::SocketAddr>()
+                .parse::<u16>()
+                .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+                .or_else(|_| m.parse::<std::net::SocketAddr>())
                 .map_err(|_| {
                     self.err(
                         "agent.metrics",
-                        format!("`{m}` is not an address: write host:port, e.g. 127.0.0.1:9187"),
+                        format!("`{m}` is not an address: write host:port, e.g. 127.0.0.1:9187, or a port alone for loopback"),
                     )
                 })
                 .ok(),

@@ -36,10 +36,13 @@ async fn quarantined(extra: &str) -> (PgDb, PgDb, Agent) {
     ))
     .await;
     let agent = Agent::new(&format!(
-        "{}{extra}\n[feedback]\nkind = \"table\"\nconfirm = \"1s\"\n\n[[table]]\nsource = \"person\"\n\
+        "{}\n[feedback]\nkind = \"table\"\nconfirm = \"1s\"\n\n[[table]]\nsource = \"person\"\n\
          watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
          rules = [ {{ column = \"id_no\", check = \"id_number\" }} ]\n",
-        header(&src.url, &tgt.url)
+        header(&src.url, &tgt.url).replace(
+            "department_code = \"SCJGJ\"\n",
+            &format!("department_code = \"SCJGJ\"\n{extra}")
+        )
     ));
     let out = agent.ok(&["once"]);
     assert!(out.contains("1 quarantined"), "{out}");
@@ -184,4 +187,110 @@ async fn the_audit_trail_names_who_asked_for_each_action() {
     assert_eq!(code, Some(0), "{log}");
     src.drop().await;
     tgt.drop().await;
+}
+
+/// `GET path` with these extra header lines: the status code; `None` while nothing listens.
+fn get(port: u16, path: &str, headers: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    raw.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn metrics_ask_for_the_token_and_healthz_stays_open() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let (src, tgt, agent) = quarantined("").await;
+    std::fs::write(
+        agent.dir.path().join("metrics.token"),
+        "t0ken-of-the-scraper\n",
+    )
+    .expect("token");
+    agent.rewrite(&agent.config_text().replace(
+        "department_code = \"SCJGJ\"\n",
+        &format!(
+            "department_code = \"SCJGJ\"\nmetrics = \"{port}\"\n\
+             metrics_token = \"${{file:{}/metrics.token}}\"\n",
+            agent.dir.path().display()
+        ),
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for(
+        "/healthz without a token",
+        Duration::from_secs(20),
+        async || get(port, "/healthz", "").is_some_and(|c| c == 200 || c == 503),
+    )
+    .await;
+    assert_eq!(get(port, "/metrics", ""), Some(401));
+    assert_eq!(
+        get(
+            port,
+            "/metrics",
+            "Authorization: Bearer wrong-token-of-the-scraper\r\n"
+        ),
+        Some(401)
+    );
+    assert_eq!(
+        get(
+            port,
+            "/metrics",
+            "Authorization: Bearer t0ken-of-the-scraper\r\n"
+        ),
+        Some(200)
+    );
+    assert!(!daemon.log().contains("t0ken-of-the-scraper"));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    src.drop().await;
+    tgt.drop().await;
+}
+
+#[test]
+fn check_warns_about_an_open_metrics_address_and_a_readable_file_with_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = Agent::new(
+        "[agent]\nid = \"a\"\nstate_dir = \"{dir}/state\"\nmetrics = \"0.0.0.0:9187\"\n\n\
+         [source]\nurl = \"postgres://u:inline-pw-123@127.0.0.1:5432/x\"\n\n\
+         [exchange]\nurl = \"postgres://u@127.0.0.1:5432/y\"\n\n\
+         [[table]]\nsource = \"t\"\nwatermark = { kind = \"key\" }\n",
+    );
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&agent.config, std::fs::Permissions::from_mode(mode))
+            .expect("chmod")
+    };
+    chmod(0o644);
+    let out = agent.ok(&["check", "--offline"]);
+    assert!(
+        out.contains("WARNING — agent.metrics listens on 0.0.0.0:9187"),
+        "{out}"
+    );
+    assert!(
+        out.contains("holds a secret inline and other users can read it"),
+        "{out}"
+    );
+    assert!(!out.contains("inline-pw-123"), "{out}");
+    chmod(0o600);
+    let text = agent.config_text().replace(
+        "metrics = \"0.0.0.0:9187\"",
+        "metrics = \"0.0.0.0:9187\"\nmetrics_token = \"${env:NO_SUCH_VAR_FOR_TEST}\"",
+    );
+    agent.rewrite(&text);
+    let out = agent
+        .command()
+        .env("NO_SUCH_VAR_FOR_TEST", "tok")
+        .args(["check", "--offline"])
+        .output()
+        .expect("check");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.contains("WARNING"), "{out}");
 }
