@@ -42,6 +42,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod cipher;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -17,7 +17,7 @@ async fn open_state(cfg: &Config) -> Result<Option<State>, AppError> {
     if !cfg.agent.state_dir.join("state.db").exists() {
         return Ok(None);
     }
-    State::open(&cfg.agent.state_dir)
+    State::open_with(&cfg.agent.state_dir, cfg.agent.state_cipher.clone())
         .await
         .map(Some)
         .map_err(AppError::runtime)
@@ -132,6 +132,12 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     println!("  reasons:");
     for why in &r.reasons {
         println!("    - {why}");
+    }
+    if r.encrypted {
+        println!(
+            "  row:          the values and reasons are encrypted (state_cipher); configure \
+             state_key to read them"
+        );
     }
     if let Some(obj) = r.row.as_object().filter(|o| !o.is_empty()) {
         println!("  row:");

@@ -102,6 +102,7 @@ pub struct Agent {
     pub reject_alert: f64,
     pub metrics: Option<std::net::SocketAddr>,
     pub metrics_token: Option<crate::secret::Secret>,
+    pub state_cipher: Option<crate::cipher::Cipher>,
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,

@@ -61,6 +61,14 @@ pub struct RawAgent {
     /// Address of the Prometheus `/metrics` and `/healthz` endpoint, e.g. `127.0.0.1:9187`.
     /// Default: none (no endpoint).
     pub metrics: Option<String>,
+    /// Encrypt the row values the state store keeps (reject copies, their reasons and
+    /// history): `aes-256-gcm` or `sm4-gcm`. Default: none.
+    pub state_cipher: Option<String>,
+    /// The key of `state_cipher`, as hex digits (`${file:...}`). Required with it.
+    pub state_key: Option<String>,
+    /// While rotating: the key the store was encrypted with before; values are encrypted
+    /// again with `state_key` when `run` or `once` starts.
+    pub state_key_previous: Option<String>,
     /// Bearer token `/metrics` asks for (`${file:...}` or `${env:...}`); `/healthz` is
     /// always open. Default: none.
     pub metrics_token: Option<String>,

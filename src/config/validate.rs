@@ -158,6 +158,7 @@ impl V<'_> {
                 .ok()
                 .map(|t| crate::secret::Secret::new(t.trim().to_owned()))
         });
+        let state_cipher = self.state_cipher(&a);
         let retry_max = self.duration(
             "agent.retry_max",
             a.retry_max.as_deref(),
@@ -232,9 +233,43 @@ impl V<'_> {
             reject_alert,
             metrics,
             metrics_token,
+            state_cipher,
             log_format,
             patrol,
             unhealthy_after,
+        })
+    }
+
+    /// `state_cipher` with its keys.
+    fn state_cipher(&mut self, a: &super::schema::RawAgent) -> Option<crate::cipher::Cipher> {
+        use crate::cipher::{Algorithm, Cipher, Key};
+        let name = a.state_cipher.as_deref()?;
+        let Some(alg) = Algorithm::parse(name) else {
+            self.err(
+                "agent.state_cipher",
+                format!("`{name}` is not a cipher: use aes-256-gcm or sm4-gcm"),
+            );
+            return None;
+        };
+        let mut key = |path: &str, raw: Option<&str>| -> Option<Key> {
+            let text = secret::resolve(raw?, self.base, self.env)
+                .map_err(|e| self.err(path, e))
+                .ok()?;
+            Key::from_hex(alg, &text)
+                .map_err(|e| self.err(path, e))
+                .ok()
+        };
+        let current = key("agent.state_key", a.state_key.as_deref());
+        let previous = key("agent.state_key_previous", a.state_key_previous.as_deref());
+        if a.state_key.is_none() {
+            self.err(
+                "agent.state_key",
+                "state_cipher needs a state_key (\"${file:...}\")",
+            );
+        }
+        Some(Cipher {
+            current: current?,
+            previous,
         })
     }
 

@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 use crate::watermark::Watermark;
 
 mod audit;
+mod crypt;
 mod digests;
 mod kinds;
 mod ledger;
@@ -182,6 +183,8 @@ pub struct State {
     watermarks: std::sync::Mutex<HashMap<String, Option<Watermark>>>,
     /// Re-reads of quiet tables recorded in memory only, written by the next flush.
     rereads: std::sync::Mutex<HashMap<String, crate::watermark::Reread>>,
+    /// Encrypts the row values kept (`state_cipher`); none: kept in plain text.
+    cipher: Option<crate::cipher::Cipher>,
     pub path: PathBuf,
 }
 
@@ -278,8 +281,19 @@ impl State {
             runs: Default::default(),
             watermarks: Default::default(),
             rereads: Default::default(),
+            cipher: None,
             path,
         })
+    }
+
+    /// Open the store with the configured `state_cipher`.
+    pub async fn open_with(
+        dir: &Path,
+        cipher: Option<crate::cipher::Cipher>,
+    ) -> Result<State, StateError> {
+        let mut st = State::open(dir).await?;
+        st.cipher = cipher;
+        Ok(st)
     }
 
     /// Write what is kept in memory, and close.
@@ -394,9 +408,16 @@ impl State {
                 .await
                 .map_err(&e)?;
         }
-        rejects::quarantine(&mut tx, c.table, c.batch_id, c.rejects, &now)
-            .await
-            .map_err(&e)?;
+        rejects::quarantine(
+            &mut tx,
+            self.cipher.as_ref(),
+            c.table,
+            c.batch_id,
+            c.rejects,
+            &now,
+        )
+        .await
+        .map_err(&e)?;
         if let Some(key) = c.resync_key {
             sqlx::query(
                 "UPDATE resyncs SET last_key = ?, chunks = chunks + 1, rows = rows + ?, \

@@ -294,3 +294,79 @@ fn check_warns_about_an_open_metrics_address_and_a_readable_file_with_secrets() 
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(!out.contains("WARNING"), "{out}");
 }
+
+#[tokio::test]
+async fn encrypted_row_values_never_reach_the_files_and_survive_a_key_rotation() {
+    let (src, tgt, agent) = quarantined("").await;
+    // Kept in plain text until the cipher is switched on; then sealed when the agent starts.
+    assert!(state_files_hold(&agent, NAME));
+    let dir = agent.dir.path().display().to_string();
+    std::fs::write(format!("{dir}/k1"), format!("{}\n", "11".repeat(16))).expect("k1");
+    std::fs::write(format!("{dir}/k2"), "22".repeat(16)).expect("k2");
+    let plain = agent.config_text();
+    let with = |keys: &str| {
+        plain.replace(
+            "department_code = \"SCJGJ\"\n",
+            &format!("department_code = \"SCJGJ\"\nstate_cipher = \"sm4-gcm\"\n{keys}"),
+        )
+    };
+    agent.rewrite(&with(&format!("state_key = \"${{file:{dir}/k1}}\"\n")));
+    src.exec(&format!(
+        "INSERT INTO person VALUES (3, '{NAME}二', '{BAD_ID}', '2026-11-01 08:02')"
+    ))
+    .await;
+    let (_, log) = agent.ok_logged(&["once"], "info");
+    assert!(log.contains("encrypted with the current key"), "{log}");
+    for needle in [NAME, BAD_ID] {
+        assert!(
+            !state_files_hold(&agent, needle),
+            "`{needle}` is in the state files"
+        );
+    }
+    let ids: Vec<String> = rejects(&agent, &[])
+        .iter()
+        .map(|r| r["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let shown = agent.ok(&["rejects", "show", &ids[1]]);
+    assert!(
+        shown.contains(&format!("name = {NAME}")) && shown.contains(BAD_ID),
+        "{shown}"
+    );
+
+    // Without the key: the rest is shown, the values are said to be encrypted.
+    agent.rewrite(&plain);
+    let shown = agent.ok(&["rejects", "show", &ids[1]]);
+    assert!(
+        shown.contains("the values and reasons are encrypted"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("table person  key 2") && !shown.contains(NAME),
+        "{shown}"
+    );
+    // A wrong key is a clear error.
+    agent.rewrite(&with(&format!("state_key = \"${{file:{dir}/k2}}\"\n")));
+    let out = agent.run(&["rejects", "show", &ids[1]]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("were encrypted with key"), "{err}");
+
+    // Rotation: the new key with the old one beside it; the agent seals everything again.
+    agent.rewrite(&with(&format!(
+        "state_key = \"${{file:{dir}/k2}}\"\nstate_key_previous = \"${{file:{dir}/k1}}\"\n"
+    )));
+    let (_, log) = agent.ok_logged(&["once"], "info");
+    assert!(log.contains("encrypted with the current key"), "{log}");
+    agent.rewrite(&with(&format!("state_key = \"${{file:{dir}/k2}}\"\n")));
+    let shown = agent.ok(&["rejects", "show", &ids[0]]);
+    assert!(shown.contains(&format!("name = {NAME}二")), "{shown}");
+    for needle in [NAME, BAD_ID] {
+        assert!(
+            !state_files_hold(&agent, needle),
+            "`{needle}` is in the state files"
+        );
+    }
+    src.drop().await;
+    tgt.drop().await;
+}
