@@ -97,6 +97,8 @@ pub struct Agent {
     pub ledger_retention: Duration,
     pub reject_retention: Duration,
     pub purge_every: Duration,
+    /// A reject keeps only its key and the columns its reasons name (`reject_row_copy`).
+    pub narrow_reject_copy: bool,
     pub retry_max: Duration,
     pub stop_timeout: Duration,
     pub reject_alert: f64,

@@ -47,6 +47,9 @@ pub struct RawAgent {
     /// How long a cleared reject (its row copy and history) is kept after it was cleared.
     /// Default `30d`.
     pub reject_retention: Option<String>,
+    /// What a reject keeps of its row: `full` (every column read) or `key_and_failing` (the
+    /// key and the columns its reasons name). Default `full`.
+    pub reject_row_copy: Option<String>,
     /// How often `run` purges what its retention no longer keeps. Default `1d`.
     pub purge_every: Option<String>,
     /// Longest wait between two attempts while a database is unreachable (attempts start

@@ -152,6 +152,17 @@ impl V<'_> {
         if purge_every < Duration::from_secs(60) {
             self.err("agent.purge_every", "must be at least 1m");
         }
+        let narrow_reject_copy = match a.reject_row_copy.as_deref() {
+            None | Some("full") => false,
+            Some("key_and_failing") => true,
+            Some(other) => {
+                self.err(
+                    "agent.reject_row_copy",
+                    format!("`{other}` is not full or key_and_failing"),
+                );
+                false
+            }
+        };
         let metrics_token = a.metrics_token.as_deref().and_then(|t| {
             secret::resolve(t, self.base, self.env)
                 .map_err(|e| self.err("agent.metrics_token", e))
@@ -228,6 +239,7 @@ impl V<'_> {
             ledger_retention,
             reject_retention,
             purge_every,
+            narrow_reject_copy,
             retry_max,
             stop_timeout,
             reject_alert,

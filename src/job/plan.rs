@@ -87,6 +87,8 @@ pub struct Plan {
     /// table): a lookback re-read asks only for rows of transactions the last one could
     /// not see.
     pub row_xids: bool,
+    /// A reject keeps only its key and the columns its reasons name.
+    pub narrow_reject_copy: bool,
 }
 
 /// When a timestamp-like table last looked for rows dated in the future and rows without a

@@ -370,3 +370,16 @@ async fn encrypted_row_values_never_reach_the_files_and_survive_a_key_rotation()
     src.drop().await;
     tgt.drop().await;
 }
+
+#[tokio::test]
+async fn an_open_reject_can_keep_only_its_key_and_failing_columns() {
+    let (src, tgt, agent) = quarantined("reject_row_copy = \"key_and_failing\"\n").await;
+    let list = rejects(&agent, &[]);
+    let row = list[0]["row"].as_object().expect("row");
+    let mut kept: Vec<&str> = row.keys().map(String::as_str).collect();
+    kept.sort();
+    assert_eq!(kept, ["id_no", "pid"], "{list:?}");
+    assert!(!state_files_hold(&agent, NAME));
+    src.drop().await;
+    tgt.drop().await;
+}

@@ -125,6 +125,7 @@ impl Plan {
             tuples: None,
             unique_key: src.has_unique(&key_names),
             row_xids: src.row_xids,
+            narrow_reject_copy: cfg.agent.narrow_reject_copy,
         })
     }
 }
