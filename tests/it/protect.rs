@@ -97,6 +97,17 @@ async fn a_purged_reject_leaves_no_trace_in_the_state_files_and_a_dry_run_remove
             "`{needle}` is still in the bytes of the state files"
         );
     }
+    // Owner only: the state directory and its files.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |f: &str| {
+        std::fs::metadata(agent.dir.path().join("state").join(f))
+            .expect("state file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("state.db"), 0o600);
     let bad = agent.run(&["purge", "--before", "last tuesday"]);
     assert_eq!(bad.status.code(), Some(2));
     src.drop().await;
