@@ -31,6 +31,18 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         Ok(_) => println!("exchange: connected ({})", cfg.exchange.describe()),
         Err(e) => println!("exchange: FAILED — {e}"),
     }
+    for (name, db) in
+        std::iter::once(("source", &cfg.source)).chain(cfg.exchange.db().map(|d| ("exchange", d)))
+    {
+        let (line, warn) = crate::exposure::transport(db);
+        if warn {
+            println!(
+                "WARNING — {name} {line}: across a network use sslmode=verify-full (PostgreSQL), ssl-mode=VERIFY_IDENTITY (MySQL) or encrypt=true (SQL Server)"
+            );
+        } else {
+            println!("{name} {line}");
+        }
+    }
     let (source, exchange) = match (source, target) {
         (Ok(s), Ok(t)) => (std::sync::Arc::new(s), t),
         (s, t) => {
