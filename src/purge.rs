@@ -54,7 +54,11 @@ pub async fn run(cfg: &Config, before: Option<&str>, dry_run: bool) -> Result<()
     let state = State::open(&cfg.agent.state_dir)
         .await
         .map_err(AppError::runtime)?;
-    let done = state.purge(&plan(cfg, Utc::now(), before), dry_run).await;
+    let mut done = state.purge(&plan(cfg, Utc::now(), before), dry_run).await;
+    // Asked by hand, the files are compacted and the log emptied even when nothing was due.
+    if !dry_run && matches!(&done, Ok(p) if p.total() == 0) {
+        done = state.reclaim().await.map(|()| Purged::default());
+    }
     let done = match done {
         Ok(p) => p,
         Err(e) => {

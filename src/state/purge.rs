@@ -46,8 +46,8 @@ const REJECTS: &str = "FROM rejects WHERE state = 'cleared' AND cleared < ?";
 const DIGESTS: &str = "FROM digests WHERE tbl NOT IN (SELECT value FROM json_each(?))";
 
 impl State {
-    /// Remove (or, with `dry_run`, count) what the plan no longer needs, then reclaim the
-    /// space so that nothing removed stays readable in the files.
+    /// Remove (or, with `dry_run`, count) what the plan no longer needs; when something was
+    /// removed, reclaim the space so that none of it stays readable in the files.
     pub async fn purge(&self, p: &PurgePlan, dry_run: bool) -> Result<Purged, StateError> {
         let e = q("purging");
         let ledger = ts(p.ledger_before);
@@ -89,7 +89,7 @@ impl State {
             cleared_rejects: n[2],
             unconfigured_digests: n[3],
         };
-        if !dry_run {
+        if !dry_run && out.total() > 0 {
             self.reclaim().await?;
         }
         Ok(out)
