@@ -397,8 +397,8 @@ if wants lite2pg; then
     command -v sqlite3 >/dev/null || die "sqlite3 not found (Debian package: sqlite3)"
     say "full exchange SQLite -> PostgreSQL, $ROWS rows"
     # SQLite keeps decimals exact only as text, date-times as their text, booleans as 0/1.
-    sqlite_ddl=$(pg_ddl supervision | sed -n '/^CREATE TABLE/,/^);/p' \
-        | sed 's/numeric(14,2)/text/; s/ bigint / integer /')
+    # Indexed on the change time, as every source here.
+    sqlite_ddl=$(pg_ddl supervision | sed 's/numeric(14,2)/text/; s/ bigint / integer /')
     rm -f "$WORK/src.sqlite"
     # NULL travels as an unquoted \N; no value of the dataset is that text.
     psql -X -q "$PGURL/fdb_bench_src" -c "\\copy (SELECT $COLS FROM supervision) TO '$WORK/supervision.csv' (FORMAT csv, NULL '\\N')"

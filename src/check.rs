@@ -13,6 +13,9 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         cfg.file.display(),
         cfg.tables.len()
     );
+    for w in crate::exposure::warnings(&cfg) {
+        println!("WARNING — {w}");
+    }
     let (source, target) = tokio::join!(
         Db::connect(&cfg.source, "source", false),
         crate::sink::connect(&cfg, false)
@@ -27,6 +30,18 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     match &target {
         Ok(_) => println!("exchange: connected ({})", cfg.exchange.describe()),
         Err(e) => println!("exchange: FAILED — {e}"),
+    }
+    for (name, db) in
+        std::iter::once(("source", &cfg.source)).chain(cfg.exchange.db().map(|d| ("exchange", d)))
+    {
+        let (line, warn) = crate::exposure::transport(db);
+        if warn {
+            println!(
+                "WARNING — {name} {line}: across a network use sslmode=verify-full (PostgreSQL), ssl-mode=VERIFY_IDENTITY (MySQL) or encrypt=true (SQL Server)"
+            );
+        } else {
+            println!("{name} {line}");
+        }
     }
     let (source, exchange) = match (source, target) {
         (Ok(s), Ok(t)) => (std::sync::Arc::new(s), t),

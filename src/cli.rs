@@ -80,6 +80,16 @@ pub enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         rows_per_file: u64,
     },
+    /// Forget, for good, what the retention no longer keeps (acknowledged batches, cleared
+    /// rejects, digests of tables no longer configured), and say how much of each went.
+    Purge {
+        /// Remove records older than this date (2026-01-31) instead of the retention's cut-offs.
+        #[arg(long)]
+        before: Option<String>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -188,16 +198,26 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
                 cfg.file.display(),
                 cfg.tables.len()
             );
+            for w in crate::exposure::warnings(&cfg) {
+                println!("WARNING — {w}");
+            }
             Ok(())
         }
         Command::Check { offline: false } => crate::check::check(cfg).await,
         Command::Demo { .. } | Command::ExchangeSim => Err(AppError::Usage(
             "this command reads no agent configuration".into(),
         )),
-        Command::Resync { table } => match crate::lock::holder(&cfg.agent.state_dir) {
-            Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
-            None => crate::runner::resync_now(cfg, table.as_deref()).await,
-        },
+        Command::Resync { table } => {
+            let what = table
+                .as_deref()
+                .map_or("every table".into(), |t| format!("table {t}"));
+            crate::runner::selected(&cfg, table.as_deref())?;
+            crate::audit::record(&cfg, "resync", &what).await?;
+            match crate::lock::holder(&cfg.agent.state_dir) {
+                Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
+                None => crate::runner::resync_now(cfg, table.as_deref()).await,
+            }
+        }
         Command::Export {
             table,
             format,
@@ -216,6 +236,9 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
                 rows_per_file,
             };
             crate::export::run(cfg, req).await
+        }
+        Command::Purge { before, dry_run } => {
+            crate::purge::run(&cfg, before.as_deref(), dry_run).await
         }
         Command::Rejects { action, json } => match action {
             None => crate::rejects::list(&cfg, None, None, json).await,

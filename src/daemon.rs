@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sd_notify::NotifyState;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,11 +23,8 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
     let _lock = crate::lock::acquire(&cfg.agent.state_dir).map_err(AppError::Runtime)?;
     let root = CancellationToken::new();
     runner::stop_on_signals(root.clone(), cfg.agent.stop_timeout);
-    let sig = |kind: SignalKind| {
-        signal(kind).map_err(|e| AppError::Runtime(format!("cannot listen for signals: {e}")))
-    };
-    let mut hup = sig(SignalKind::hangup())?;
-    let mut usr1 = sig(SignalKind::user_defined1())?;
+    let mut signals = crate::audit::signals()
+        .map_err(|e| AppError::Runtime(format!("cannot listen for signals: {e}")))?;
     watchdog(root.clone());
     let mut cfg = Arc::new(cfg);
     let mut first = true;
@@ -107,13 +103,22 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         let reload = loop {
             tokio::select! {
                 _ = root.cancelled() => break None,
-                _ = hup.recv() => match reloaded(&cfg) {
-                    Some(new) => break Some(new),
-                    None => continue,
-                },
-                _ = usr1.recv() => {
-                    tracing::info!("SIGUSR1: full resync of every table requested");
-                    request_all(&ctx, Some(&wakes)).await;
+                Some(s) = signals.recv() => {
+                    if s.signal == signal_hook::consts::SIGHUP {
+                        let new = reloaded(&cfg);
+                        let detail = match &new {
+                            Some(_) => "SIGHUP: the new configuration is taken into use",
+                            None => "SIGHUP: the new configuration is not valid; the running one stays",
+                        };
+                        audit(&ctx, &s.who, "reload", detail).await;
+                        if let Some(new) = new {
+                            break Some(new);
+                        }
+                    } else {
+                        tracing::info!("SIGUSR1: full resync of every table requested");
+                        audit(&ctx, &s.who, "resync", "every table (SIGUSR1)").await;
+                        request_all(&ctx, Some(&wakes)).await;
+                    }
                 }
             }
         };
@@ -136,6 +141,14 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
     }
     tracing::info!("frontdb-agent stopped");
     Ok(())
+}
+
+/// Record in the state store and the log who asked the daemon for what.
+async fn audit(ctx: &Ctx, who: &str, action: &str, detail: &str) {
+    tracing::info!(%who, action, "{detail}");
+    if let Err(e) = ctx.state.audit(who, action, Some(detail)).await {
+        tracing::warn!("{e}");
+    }
 }
 
 /// Read the configuration again after SIGHUP; `None` (the running one stays) when invalid.
@@ -210,14 +223,12 @@ async fn flush(ctx: Arc<Ctx>) {
     }
 }
 
+/// The retention's purge, at start and every `purge_every`.
 async fn housekeeping(ctx: Arc<Ctx>) {
     loop {
-        let keep = chrono::Duration::from_std(ctx.cfg.agent.ledger_retention).unwrap_or_default();
-        if let Err(e) = ctx.state.prune_ledger(Utc::now() - keep).await {
-            tracing::warn!("pruning the batch ledger: {e}");
-        }
+        crate::purge::scheduled(&ctx.state, &ctx.cfg).await;
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(ctx.cfg.agent.purge_every) => {}
             _ = ctx.cancel.cancelled() => break,
         }
     }

@@ -86,10 +86,19 @@ pub async fn serve(ctx: Arc<Ctx>) {
     let app = Router::new()
         .route(
             "/metrics",
-            get(move |AxumState(ctx): AxumState<Arc<Ctx>>| async move {
-                refresh(&ctx).await;
-                handle.render()
-            }),
+            get(
+                move |AxumState(ctx): AxumState<Arc<Ctx>>, headers: axum::http::HeaderMap| async move {
+                    if !crate::exposure::allowed(ctx.cfg.agent.metrics_token.as_ref(), &headers) {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [("www-authenticate", "Bearer")],
+                            "a bearer token is required\n".to_owned(),
+                        );
+                    }
+                    refresh(&ctx).await;
+                    (StatusCode::OK, [("content-type", "text/plain; charset=utf-8")], handle.render())
+                },
+            ),
         )
         .route("/healthz", get(healthz))
         .with_state(ctx.clone());

@@ -42,7 +42,9 @@
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod audit;
 pub mod check;
+pub mod cipher;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -52,6 +54,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod exposure;
 pub mod feedback;
 pub mod health;
 pub mod ident;
@@ -61,6 +64,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod probe;
+pub mod purge;
 pub mod rejects;
 pub mod runner;
 pub mod schedule;

@@ -17,7 +17,7 @@ async fn open_state(cfg: &Config) -> Result<Option<State>, AppError> {
     if !cfg.agent.state_dir.join("state.db").exists() {
         return Ok(None);
     }
-    State::open(&cfg.agent.state_dir)
+    State::open_with(&cfg.agent.state_dir, cfg.agent.state_cipher.clone())
         .await
         .map(Some)
         .map_err(AppError::runtime)
@@ -104,16 +104,18 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     let found = match open_state(cfg).await? {
         Some(st) => {
             let r = st.reject(id).await.map_err(AppError::runtime)?;
+            let asked = st.audit_trail(20, Some(&format!("#{id}"))).await;
             st.close().await;
-            r
+            r.map(|r| (r, asked))
         }
         None => None,
     };
-    let Some((r, history)) = found else {
+    let Some(((r, history), asked)) = found else {
         return Err(AppError::Usage(format!("there is no rejected row #{id}")));
     };
+    let asked = asked.map_err(AppError::runtime)?;
     if json {
-        let doc = serde_json::json!({ "reject": r, "history": history });
+        let doc = serde_json::json!({ "reject": r, "history": history, "asked": asked });
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(AppError::runtime)?
@@ -130,6 +132,12 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
     println!("  reasons:");
     for why in &r.reasons {
         println!("    - {why}");
+    }
+    if r.encrypted {
+        println!(
+            "  row:          the values and reasons are encrypted (state_cipher); configure \
+             state_key to read them"
+        );
     }
     if let Some(obj) = r.row.as_object().filter(|o| !o.is_empty()) {
         println!("  row:");
@@ -148,6 +156,9 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
             Some(d) => println!("    {}  {}: {d}", local(cfg, &h.at), h.event),
             None => println!("    {}  {}", local(cfg, &h.at), h.event),
         }
+    }
+    for a in &asked {
+        println!("    {}  {} asked by {}", local(cfg, &a.at), a.action, a.who);
     }
     Ok(())
 }
@@ -236,6 +247,8 @@ pub async fn resubmit(
         println!("no open rejects to send again");
         return Ok(());
     }
+    let ids: String = chosen.iter().map(|r| format!("#{} ", r.id)).collect();
+    crate::audit::record(&cfg, "rejects resubmit", ids.trim_end()).await?;
     match crate::lock::holder(&cfg.agent.state_dir) {
         Some(pid) => ask_daemon(&cfg, pid, &chosen).await,
         None => resubmit_here(cfg, chosen).await,

@@ -27,7 +27,7 @@ pub async fn connect(
     lazy: bool,
 ) -> Result<Ctx, AppError> {
     let (state, front, exchange) = tokio::join!(
-        State::open(&cfg.agent.state_dir),
+        State::open_with(&cfg.agent.state_dir, cfg.agent.state_cipher.clone()),
         Db::connect(&cfg.source, "source", lazy),
         crate::sink::connect(&cfg, lazy),
     );
@@ -55,6 +55,14 @@ pub async fn connect(
             return Err(first.unwrap_or_else(|| AppError::runtime("cannot connect")));
         }
     };
+    match state.rekey().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("state_cipher: {n} stored value(s) encrypted with the current key"),
+        Err(e) => {
+            tokio::join!(state.close(), front.close(), exchange.sink.close());
+            return Err(AppError::runtime(e));
+        }
+    }
     let front = Arc::new(front);
     let sides = crate::ctx::Sides::new(front.clone(), exchange.sink.clone(), exchange.db);
     let receipts = crate::sink::database::DatabaseReceipts::at_front(&cfg, &front)

@@ -55,6 +55,8 @@ pub struct Status {
     /// a table.
     pub databases: HashMap<String, Reach>,
     pub tables: Vec<TableStatus>,
+    /// The latest actions people asked for (resubmit, resync, purge, reload), newest first.
+    pub actions: Vec<crate::state::AuditEntry>,
 }
 
 /// Collect the status of every configured table (tables never run show empty figures).
@@ -64,6 +66,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
     let mut resyncs = HashMap::new();
     let mut databases = HashMap::new();
     let mut started = None;
+    let mut actions = Vec::new();
     let known = if cfg.agent.state_dir.join("state.db").exists() {
         let st = State::open(&cfg.agent.state_dir)
             .await
@@ -80,6 +83,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
             }
         }
         started = st.meta("daemon:started").await.map_err(AppError::runtime)?;
+        actions = st.audit_trail(5, None).await.map_err(AppError::runtime)?;
         st.close().await;
         t
     } else {
@@ -158,6 +162,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
         },
         databases,
         tables,
+        actions,
     })
 }
 
@@ -208,6 +213,19 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
     print_agent(&st, &local);
     println!();
     print_tables(&st, &local);
+    if !st.actions.is_empty() {
+        println!();
+        println!("latest actions:");
+        for a in &st.actions {
+            println!(
+                "  {}  {} asked by {}: {}",
+                local.of(Some(&a.at)),
+                a.action,
+                a.who,
+                brief(a.detail.as_deref().unwrap_or(""))
+            );
+        }
+    }
     for t in &st.tables {
         let notes = notes(t, &local);
         if !notes.is_empty() {
@@ -219,6 +237,14 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+/// A long detail (`rejects resubmit --all` names every reject) cut to one line.
+fn brief(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// Times shown in the agent's time zone.

@@ -103,10 +103,16 @@ pub struct Agent {
     pub region_code: Option<String>,
     pub department_code: Option<String>,
     pub ledger_retention: Duration,
+    pub reject_retention: Duration,
+    pub purge_every: Duration,
+    /// A reject keeps only its key and the columns its reasons name (`reject_row_copy`).
+    pub narrow_reject_copy: bool,
     pub retry_max: Duration,
     pub stop_timeout: Duration,
     pub reject_alert: f64,
     pub metrics: Option<std::net::SocketAddr>,
+    pub metrics_token: Option<crate::secret::Secret>,
+    pub state_cipher: Option<crate::cipher::Cipher>,
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
@@ -156,6 +162,9 @@ impl Config {
             if let Some(pw) = url_password(db.url.expose()) {
                 out.push(pw);
             }
+        }
+        if let Some(t) = &self.agent.metrics_token {
+            out.push(t.expose().to_owned());
         }
         out
     }

@@ -47,6 +47,14 @@ pub struct RawAgent {
     pub department_code: Option<String>,
     /// How long acknowledged batches stay in the ledger. Default `90d`.
     pub ledger_retention: Option<String>,
+    /// How long a cleared reject (its row copy and history) is kept after it was cleared.
+    /// Default `30d`.
+    pub reject_retention: Option<String>,
+    /// What a reject keeps of its row: `full` (every column read) or `key_and_failing` (the
+    /// key and the columns its reasons name). Default `full`.
+    pub reject_row_copy: Option<String>,
+    /// How often `run` purges what its retention no longer keeps. Default `1d`.
+    pub purge_every: Option<String>,
     /// Longest wait between two attempts while a database is unreachable (attempts start
     /// at 1 s and double, with jitter). Default `10s`.
     pub retry_max: Option<String>,
@@ -59,6 +67,17 @@ pub struct RawAgent {
     /// Address of the Prometheus `/metrics` and `/healthz` endpoint, e.g. `127.0.0.1:9187`.
     /// Default: none (no endpoint).
     pub metrics: Option<String>,
+    /// Encrypt the row values the state store keeps (reject copies, their reasons and
+    /// history): `aes-256-gcm` or `sm4-gcm`. Default: none.
+    pub state_cipher: Option<String>,
+    /// The key of `state_cipher`, as hex digits (`${file:...}`). Required with it.
+    pub state_key: Option<String>,
+    /// While rotating: the key the store was encrypted with before; values are encrypted
+    /// again with `state_key` when `run` or `once` starts.
+    pub state_key_previous: Option<String>,
+    /// Bearer token `/metrics` asks for (`${file:...}` or `${env:...}`); `/healthz` is
+    /// always open. Default: none.
+    pub metrics_token: Option<String>,
     /// `auto` (JSON under systemd, text on a terminal), `text` or `json`. Default `auto`.
     pub log_format: Option<String>,
     /// How often the daemon checks that the source, the exchange and the feedback table answer.

@@ -139,6 +139,37 @@ impl V<'_> {
             a.ledger_retention.as_deref(),
             Duration::from_secs(90 * 86_400),
         );
+        let reject_retention = self.duration(
+            "agent.reject_retention",
+            a.reject_retention.as_deref(),
+            Duration::from_secs(30 * 86_400),
+        );
+        let purge_every = self.duration(
+            "agent.purge_every",
+            a.purge_every.as_deref(),
+            Duration::from_secs(86_400),
+        );
+        if purge_every < Duration::from_secs(60) {
+            self.err("agent.purge_every", "must be at least 1m");
+        }
+        let narrow_reject_copy = match a.reject_row_copy.as_deref() {
+            None | Some("full") => false,
+            Some("key_and_failing") => true,
+            Some(other) => {
+                self.err(
+                    "agent.reject_row_copy",
+                    format!("`{other}` is not full or key_and_failing"),
+                );
+                false
+            }
+        };
+        let metrics_token = a.metrics_token.as_deref().and_then(|t| {
+            secret::resolve(t, self.base, self.env)
+                .map_err(|e| self.err("agent.metrics_token", e))
+                .ok()
+                .map(|t| crate::secret::Secret::new(t.trim().to_owned()))
+        });
+        let state_cipher = self.state_cipher(&a);
         let retry_max = self.duration(
             "agent.retry_max",
             a.retry_max.as_deref(),
@@ -160,12 +191,15 @@ impl V<'_> {
             );
         }
         let metrics = match &a.metrics {
+            // A port alone listens on loopback.
             Some(m) => m
-                .parse::<std::net::SocketAddr>()
+                .parse::<u16>()
+                .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+                .or_else(|_| m.parse::<std::net::SocketAddr>())
                 .map_err(|_| {
                     self.err(
                         "agent.metrics",
-                        format!("`{m}` is not an address: write host:port, e.g. 127.0.0.1:9187"),
+                        format!("`{m}` is not an address: write host:port, e.g. 127.0.0.1:9187, or a port alone for loopback"),
                     )
                 })
                 .ok(),
@@ -203,13 +237,51 @@ impl V<'_> {
             region_code: a.region_code,
             department_code: a.department_code,
             ledger_retention,
+            reject_retention,
+            purge_every,
+            narrow_reject_copy,
             retry_max,
             stop_timeout,
             reject_alert,
             metrics,
+            metrics_token,
+            state_cipher,
             log_format,
             patrol,
             unhealthy_after,
+        })
+    }
+
+    /// `state_cipher` with its keys.
+    fn state_cipher(&mut self, a: &super::schema::RawAgent) -> Option<crate::cipher::Cipher> {
+        use crate::cipher::{Algorithm, Cipher, Key};
+        let name = a.state_cipher.as_deref()?;
+        let Some(alg) = Algorithm::parse(name) else {
+            self.err(
+                "agent.state_cipher",
+                format!("`{name}` is not a cipher: use aes-256-gcm or sm4-gcm"),
+            );
+            return None;
+        };
+        let mut key = |path: &str, raw: Option<&str>| -> Option<Key> {
+            let text = secret::resolve(raw?, self.base, self.env)
+                .map_err(|e| self.err(path, e))
+                .ok()?;
+            Key::from_hex(alg, &text)
+                .map_err(|e| self.err(path, e))
+                .ok()
+        };
+        let current = key("agent.state_key", a.state_key.as_deref());
+        let previous = key("agent.state_key_previous", a.state_key_previous.as_deref());
+        if a.state_key.is_none() {
+            self.err(
+                "agent.state_key",
+                "state_cipher needs a state_key (\"${file:...}\")",
+            );
+        }
+        Some(Cipher {
+            current: current?,
+            previous,
         })
     }
 

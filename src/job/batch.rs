@@ -233,11 +233,15 @@ pub(crate) fn reject(
     reasons: Vec<String>,
 ) -> Reject {
     let key: Vec<&Value> = plan.key.iter().filter_map(|&i| values.get(i)).collect();
+    let named = named_columns(&reasons);
     let row: serde_json::Map<String, serde_json::Value> = plan
         .read_cols
         .iter()
         .zip(values)
         .enumerate()
+        .filter(|(i, (c, _))| {
+            !plan.narrow_reject_copy || plan.key.contains(i) || named.contains(c.name.as_str())
+        })
         .map(|(i, (c, v))| {
             // A masked column's copy is masked as it would have left.
             let masked = plan
@@ -262,6 +266,16 @@ pub(crate) fn reject(
         row_json: serde_json::Value::Object(row).to_string(),
         digest: Some(row_digest(values)),
     }
+}
+
+/// The words of a reject's reasons that may name a column (every reason names the column
+/// it is about).
+fn named_columns(reasons: &[String]) -> std::collections::HashSet<&str> {
+    reasons
+        .iter()
+        .flat_map(|r| r.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')))
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 /// Deliver one batch: check and map it, write it, and commit after the acknowledgement.

@@ -91,6 +91,8 @@ pub struct Plan {
     /// table): a lookback re-read asks only for rows of transactions the last one could
     /// not see.
     pub row_xids: bool,
+    /// A reject keeps only its key and the columns its reasons name.
+    pub narrow_reject_copy: bool,
 }
 
 /// A body field and its values for a full resync's batches and for increments.

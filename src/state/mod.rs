@@ -10,25 +10,31 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::watermark::Watermark;
 
+mod audit;
+mod crypt;
 mod digests;
 mod kinds;
 mod ledger;
+mod purge;
 mod rejects;
 mod reread;
 mod resync;
 mod runs;
 
+pub use audit::AuditEntry;
 #[cfg(test)]
 use digests::DIGESTS_PER_ROW;
 use digests::DIGESTS_PER_STATEMENT;
 pub use kinds::{Origin, Outcome, RejectState, ResyncState};
 pub use ledger::{LedgerEntry, Sent};
+pub use purge::{PurgePlan, Purged};
 pub use rejects::RejectRow;
 pub use resync::Resync;
 pub use runs::{CycleEnd, FLUSH_EVERY, Runs};
@@ -177,6 +183,8 @@ pub struct State {
     watermarks: std::sync::Mutex<HashMap<String, Option<Watermark>>>,
     /// Re-reads of quiet tables recorded in memory only, written by the next flush.
     rereads: std::sync::Mutex<HashMap<String, crate::watermark::Reread>>,
+    /// Encrypts the row values kept (`state_cipher`); none: kept in plain text.
+    cipher: Option<crate::cipher::Cipher>,
     pub path: PathBuf,
 }
 
@@ -213,6 +221,10 @@ impl State {
             // every write at the exchange is idempotent. Full would add an fsync per batch.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // A deleted value is overwritten with zeros, not left in a free page; a new
+            // store gives freed pages back on each purge (see [`purge`]).
+            .pragma("secure_delete", "ON")
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -269,8 +281,19 @@ impl State {
             runs: Default::default(),
             watermarks: Default::default(),
             rereads: Default::default(),
+            cipher: None,
             path,
         })
+    }
+
+    /// Open the store with the configured `state_cipher`.
+    pub async fn open_with(
+        dir: &Path,
+        cipher: Option<crate::cipher::Cipher>,
+    ) -> Result<State, StateError> {
+        let mut st = State::open(dir).await?;
+        st.cipher = cipher;
+        Ok(st)
     }
 
     /// Write what is kept in memory, and close.
@@ -385,9 +408,16 @@ impl State {
                 .await
                 .map_err(&e)?;
         }
-        rejects::quarantine(&mut tx, c.table, c.batch_id, c.rejects, &now)
-            .await
-            .map_err(&e)?;
+        rejects::quarantine(
+            &mut tx,
+            self.cipher.as_ref(),
+            c.table,
+            c.batch_id,
+            c.rejects,
+            &now,
+        )
+        .await
+        .map_err(&e)?;
         if let Some(key) = c.resync_key {
             sqlx::query(
                 "UPDATE resyncs SET last_key = ?, chunks = chunks + 1, rows = rows + ?, \
@@ -487,3 +517,6 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod purge_tests;

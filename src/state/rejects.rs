@@ -9,6 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::kinds::unknown;
 use super::{Origin, Reject, RejectState, State, StateError, q, ts};
+use crate::cipher::Cipher;
 
 const LIST: &str = "id, tbl, rkey, kvals, origin, state, reasons, row_json, batch_id, \
      first_seen, last_seen, resubmitted, cleared";
@@ -44,13 +45,14 @@ async fn event(
 /// Record rows quarantined or refused (inside a batch's commit).
 pub(super) async fn quarantine(
     tx: &mut SqliteConnection,
+    cipher: Option<&Cipher>,
     table: &str,
     batch_id: Option<&str>,
     rejects: &[Reject],
     now: &str,
 ) -> Result<(), sqlx::Error> {
     for r in rejects {
-        upsert(tx, table, r, batch_id, now, None).await?;
+        upsert(tx, cipher, table, r, batch_id, now, None).await?;
     }
     Ok(())
 }
@@ -58,6 +60,7 @@ pub(super) async fn quarantine(
 /// Insert or reopen one reject, with a history line when something changed.
 async fn upsert(
     tx: &mut SqliteConnection,
+    cipher: Option<&Cipher>,
     table: &str,
     r: &Reject,
     batch_id: Option<&str>,
@@ -71,6 +74,12 @@ async fn upsert(
             .bind(&r.rkey)
             .fetch_optional(&mut *tx)
             .await?;
+    // Compared in plain text: each sealing of the same text differs.
+    let was = match &before {
+        Some((_, _, old)) => super::crypt::open(cipher, old)?,
+        None => None,
+    };
+    let same = was.as_deref() == Some(reasons.as_str());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO rejects (tbl, rkey, kvals, origin, state, reasons, row_json, digest, batch_id, \
          first_seen, last_seen, updated) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?) \
@@ -78,8 +87,8 @@ async fn upsert(
          reasons = excluded.reasons, row_json = COALESCE(excluded.row_json, rejects.row_json), \
          digest = COALESCE(excluded.digest, rejects.digest), \
          batch_id = COALESCE(excluded.batch_id, rejects.batch_id), last_seen = excluded.last_seen, \
-         updated = CASE WHEN rejects.state = 'open' AND rejects.reasons = excluded.reasons \
-                   THEN rejects.updated ELSE excluded.updated END, \
+         updated = CASE WHEN rejects.state = 'open' AND ? THEN rejects.updated \
+                   ELSE excluded.updated END, \
          resubmitted = CASE WHEN rejects.state = 'open' THEN rejects.resubmitted END, \
          cleared = NULL \
          RETURNING id",
@@ -88,19 +97,21 @@ async fn upsert(
     .bind(&r.rkey)
     .bind(&r.kvals)
     .bind(r.origin.as_str())
-    .bind(&reasons)
-    .bind(&r.row_json)
+    .bind(super::crypt::seal(cipher, &reasons)?)
+    .bind(super::crypt::seal(cipher, &r.row_json)?)
     .bind(r.digest.map(|d| d.to_vec()))
     .bind(batch_id)
     .bind(now)
     .bind(now)
     .bind(now)
+    .bind(same)
     .fetch_one(&mut *tx)
     .await?;
     let mut detail = r.reasons.join("; ");
     if let Some(at) = province_at {
         detail = format!("{detail} (rejected by the province at {at})");
     }
+    let detail = super::crypt::seal(cipher, &detail)?;
     match before {
         None => event(tx, id, now, opened(r.origin), Some(&detail)).await,
         Some((_, state, _)) if state != "open" => {
@@ -113,9 +124,7 @@ async fn upsert(
             )
             .await
         }
-        Some((_, _, old)) if old != reasons => {
-            event(tx, id, now, opened(r.origin), Some(&detail)).await
-        }
+        Some(_) if !same => event(tx, id, now, opened(r.origin), Some(&detail)).await,
         Some(_) => Ok(()),
     }
 }
@@ -192,9 +201,17 @@ impl State {
         let e = q("recording a rejection from the province");
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await.map_err(&e)?;
-        upsert(&mut tx, table, r, batch_id, &now, province_at)
-            .await
-            .map_err(&e)?;
+        upsert(
+            &mut tx,
+            self.cipher.as_ref(),
+            table,
+            r,
+            batch_id,
+            &now,
+            province_at,
+        )
+        .await
+        .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
         Ok(())
     }
@@ -294,7 +311,7 @@ impl State {
         .await
         .map_err(&e)?;
         rows.iter()
-            .map(reject_row)
+            .map(|r| reject_row(r, self.cipher.as_ref()))
             .collect::<Result<_, _>>()
             .map_err(&e)
     }
@@ -346,7 +363,9 @@ impl State {
         .fetch_all(&self.pool)
         .await
         .map_err(&e)?;
-        rows.iter().map(|r| reject_row(r).map_err(&e)).collect()
+        rows.iter()
+            .map(|r| reject_row(r, self.cipher.as_ref()).map_err(&e))
+            .collect()
     }
 
     /// Rejects changed after `since` (for the mirror table), oldest change first.
@@ -363,7 +382,12 @@ impl State {
         .await
         .map_err(&e)?;
         rows.iter()
-            .map(|r| Ok((reject_row(r)?, r.try_get::<String, _>(13)?)))
+            .map(|r| {
+                Ok((
+                    reject_row(r, self.cipher.as_ref())?,
+                    r.try_get::<String, _>(13)?,
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(&e)
     }
@@ -382,7 +406,7 @@ impl State {
         .await
         .map_err(&e)?;
         let Some(row) = row else { return Ok(None) };
-        let r = reject_row(&row).map_err(&e)?;
+        let r = reject_row(&row, self.cipher.as_ref()).map_err(&e)?;
         let events = sqlx::query(
             "SELECT at, event, detail FROM reject_events WHERE reject_id = ? ORDER BY id",
         )
@@ -392,10 +416,18 @@ impl State {
         .map_err(&e)?
         .iter()
         .map(|r| {
+            let detail: Option<String> = r.try_get(2)?;
+            let detail = match detail {
+                Some(d) => Some(
+                    super::crypt::open(self.cipher.as_ref(), &d)?
+                        .unwrap_or_else(|| ENCRYPTED.to_owned()),
+                ),
+                None => None,
+            };
             Ok(RejectEvent {
                 at: r.try_get(0)?,
                 event: r.try_get(1)?,
-                detail: r.try_get(2)?,
+                detail,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -422,7 +454,13 @@ pub struct RejectRow {
     pub last_seen: String,
     pub resubmitted: Option<String>,
     pub cleared: Option<String>,
+    /// The row's values and reasons are encrypted and no key is configured to read them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
+
+/// What stands for a value that is encrypted when no key is configured.
+pub const ENCRYPTED: &str = "(encrypted)";
 
 /// A column holding one of a kind's words, as its variant.
 pub(super) fn word<T>(
@@ -435,12 +473,30 @@ pub(super) fn word<T>(
     parse(&w).ok_or_else(|| unknown(kind, &w))
 }
 
-fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
+fn reject_row(
+    r: &sqlx::sqlite::SqliteRow,
+    cipher: Option<&Cipher>,
+) -> Result<RejectRow, sqlx::Error> {
     let json = |s: Option<String>| {
         s.and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or(serde_json::Value::Null)
     };
-    let reasons: String = r.try_get(6)?;
+    let open = |s: Option<String>| -> Result<(Option<String>, bool), sqlx::Error> {
+        match s {
+            Some(s) => {
+                let p = super::crypt::open(cipher, &s)?;
+                let hidden = p.is_none();
+                Ok((p, hidden))
+            }
+            None => Ok((None, false)),
+        }
+    };
+    let (reasons, hidden) = open(r.try_get(6)?)?;
+    let (row, row_hidden) = open(r.try_get(7)?)?;
+    let reasons = match reasons {
+        Some(s) => serde_json::from_str(&s).unwrap_or_default(),
+        None => vec![ENCRYPTED.to_owned()],
+    };
     Ok(RejectRow {
         id: r.try_get(0)?,
         table: r.try_get(1)?,
@@ -448,12 +504,13 @@ fn reject_row(r: &sqlx::sqlite::SqliteRow) -> Result<RejectRow, sqlx::Error> {
         key_values: json(r.try_get(3)?),
         origin: word(r, 4, "reject origin", Origin::parse)?,
         state: word(r, 5, "reject state", RejectState::parse)?,
-        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
-        row: json(r.try_get(7)?),
+        reasons,
+        row: json(row),
         batch_id: r.try_get(8)?,
         first_seen: r.try_get(9)?,
         last_seen: r.try_get(10)?,
         resubmitted: r.try_get(11)?,
         cleared: r.try_get(12)?,
+        encrypted: hidden || row_hidden,
     })
 }

@@ -83,3 +83,11 @@ CREATE TABLE IF NOT EXISTS reject_events (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS reject_events_reject ON reject_events (reject_id, id);
+-- Who asked for what (`rejects resubmit`, `resync`, `purge`, configuration reloads).
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT
+);

@@ -32,6 +32,7 @@ mod order;
 mod packaging;
 mod passthrough;
 mod pg_paths;
+mod protect;
 mod rejects;
 mod rejects_more;
 mod reread;

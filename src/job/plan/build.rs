@@ -132,6 +132,7 @@ impl Plan {
             pull: None,
             unique_key: src.has_unique(&key_names),
             row_xids: src.row_xids,
+            narrow_reject_copy: cfg.agent.narrow_reject_copy,
         })
     }
 }
