@@ -85,7 +85,11 @@ pub(super) async fn resync(
     ctx.state.resync_started(n, None).await.map_err(st)?;
     let mut cursor: Option<String> = match &rs.last_key {
         Some(k) => Some(serde_json::from_str(k).map_err(|e| {
-            JobError::new(n, "reading the resync's progress", format!("cursor {k}: {e}"))
+            JobError::new(
+                n,
+                "reading the resync's progress",
+                format!("cursor {k}: {e}"),
+            )
         })?),
         None => None,
     };

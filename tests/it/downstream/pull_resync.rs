@@ -36,10 +36,19 @@ fn served(rows: u64, updates: u64, deletes: u64) -> Rows {
             .to_string();
         let batch = format!("20260101{:05}", n % 100_000);
         if n <= rows {
-            by_id.insert(n, (format!("notice {n}"), format!("{n}.50"), "I", time, batch));
+            by_id.insert(
+                n,
+                (format!("notice {n}"), format!("{n}.50"), "I", time, batch),
+            );
         } else if n <= rows + updates {
             let id = n - rows;
-            let rev = (format!("notice {id} (rev)"), format!("{id}.75"), "U", time, batch);
+            let rev = (
+                format!("notice {id} (rev)"),
+                format!("{id}.75"),
+                "U",
+                time,
+                batch,
+            );
             by_id.insert(id, rev);
         } else {
             by_id.remove(&(rows + 1 - (n - rows - updates)));
@@ -135,6 +144,8 @@ async fn a_full_resync_of_a_pulled_table_reads_the_endpoint_again_from_its_begin
         365,
         "{rs}"
     );
+    let text = agent.ok(&["status"]);
+    assert!(text.contains("no longer serves are kept"), "{text}");
     // The increments go on from their own cursor, not from where the resync began.
     agent.ok(&["once"]);
     let all = pages(&sim).await;
@@ -160,18 +171,27 @@ async fn a_resync_of_a_pulled_table_killed_mid_way_resumes_and_completes() {
     .await;
     // The resync starts with the daemon, and the daemon dies under it.
     let d = Daemon::start(&agent, &["--full-resync"]);
-    common::wait_for("the resync under way", Duration::from_secs(60), async || {
-        let rs = resync_of(&agent);
-        rs["state"] == "running" && rs["rows"].as_i64() > Some(0)
-    })
+    common::wait_for(
+        "the resync under way",
+        Duration::from_secs(60),
+        async || {
+            let rs = resync_of(&agent);
+            rs["state"] == "running" && rs["rows"].as_i64() > Some(0)
+        },
+    )
     .await;
     d.kill();
     let at_kill = resync_of(&agent);
-    assert_eq!(at_kill["state"], "running", "the kill fell after the resync: {at_kill}");
+    assert_eq!(
+        at_kill["state"], "running",
+        "the kill fell after the resync: {at_kill}"
+    );
     let d = Daemon::start(&agent, &[]);
-    common::wait_for("the resync to finish", Duration::from_secs(120), async || {
-        resync_of(&agent)["state"] == "done"
-    })
+    common::wait_for(
+        "the resync to finish",
+        Duration::from_secs(120),
+        async || resync_of(&agent)["state"] == "done",
+    )
     .await;
     let (code, log) = d.stop();
     assert_eq!(code, Some(0), "{log}");
