@@ -446,10 +446,15 @@ pub async fn resync_now(cfg: Config, table: Option<&str>) -> Result<(), AppError
                 );
                 failures.push(format!("table {}: resync stopped by a signal", spec.name));
             }
-            Ok(r) => println!(
-                "{}: full resync done: {} row(s) sent, {} removed at the exchange, {} quarantined",
-                spec.name, r.sent, r.deleted, r.rejected
-            ),
+            Ok(r) => {
+                println!(
+                    "{}: full resync done: {} row(s) sent, {} removed at the exchange, {} quarantined",
+                    spec.name, r.sent, r.deleted, r.rejected
+                );
+                for w in &r.warnings {
+                    println!("  warning: {w}");
+                }
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 failures.push(e.to_string());

@@ -3,15 +3,24 @@
 //! mapping, newer-wins write to the front-end, ledger), and the cursor the page names is
 //! committed only after its rows are. A page cut off or refused is asked again from the
 //! same cursor: its records are written again by key (newer wins), never twice, never lost.
+//!
+//! A full resync asks the endpoint again from its beginning (no cursor) under a cursor of
+//! its own, committed with each page in the resync's progress, so a stopped or killed
+//! resync resumes after its last written page; the increments' cursor is never touched and
+//! never moves back. Deletions come only as the feed's own `D` records: a feed that keeps
+//! no record of a key does not say the key was withdrawn (it may have been pruned, or the
+//! row may be the department's own), so the front-end rows it does not serve are kept.
 
 use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::batch::{self, Batch, Rows, Seen};
+use super::batch::{self, Batch, Chunk, Rows, Seen};
+use super::resync::Progress;
 use super::{Ctx, CycleReport, JobError, Plan};
 use crate::config::Pull;
 use crate::db::ReadRow;
+use crate::state::ResyncState;
 use crate::value::{Value, key_text};
 
 /// Where the state store keeps a pulled table's cursor.
@@ -36,14 +45,7 @@ pub(super) async fn cycle(
             report.stopped = true;
             return Ok(());
         }
-        let answer = ctx
-            .exchange
-            .pull(
-                &url(pull, cursor.as_deref())
-                    .map_err(|e| JobError::new(n, "asking the endpoint", e))?,
-            )
-            .await
-            .map_err(|e| JobError::sink(n, "reading the province's records", e))?;
+        let answer = fetch(ctx, n, pull, cursor.as_deref()).await?;
         let Some((items, next)) = page(&answer, pull)
             .map_err(|e| JobError::new(n, "reading the province's records", e))?
         else {
@@ -55,6 +57,95 @@ pub(super) async fn cycle(
         ctx.state.set_meta(&key, &next).await.map_err(st)?;
         cursor = Some(next);
     }
+}
+
+/// Run (or resume) the pulled table's requested full resync; does nothing when none is
+/// pending.
+pub(super) async fn resync(
+    ctx: &Ctx,
+    plan: &Plan,
+    pull: &Pull,
+    progress: Progress<'_>,
+) -> Result<CycleReport, JobError> {
+    let mut report = CycleReport::default();
+    let n = &plan.name;
+    let st = |e| JobError::store(n, "recording the resync", e);
+    let Some(rs) = ctx.state.resync_of(n).await.map_err(st)? else {
+        return Ok(report);
+    };
+    match rs.state {
+        ResyncState::Requested => {
+            tracing::info!(table = %n, "full resync started: the endpoint is read from its beginning");
+        }
+        ResyncState::Running => {
+            tracing::info!(table = %n, from_page = rs.chunks, "full resync resumed");
+        }
+        ResyncState::Done | ResyncState::Failed => return Ok(report),
+    }
+    ctx.state.resync_started(n, None).await.map_err(st)?;
+    let mut cursor: Option<String> = match &rs.last_key {
+        Some(k) => Some(serde_json::from_str(k).map_err(|e| {
+            JobError::new(
+                n,
+                "reading the resync's progress",
+                format!("cursor {k}: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let salt = format!("resync:{}:", rs.run_id);
+    let mut done = u64::try_from(rs.rows).unwrap_or(0);
+    progress(done, None);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            report.stopped = true;
+            return Ok(report);
+        }
+        let answer = fetch(ctx, n, pull, cursor.as_deref()).await?;
+        let Some((items, next)) = page(&answer, pull)
+            .map_err(|e| JobError::new(n, "reading the province's records", e))?
+        else {
+            break;
+        };
+        if cursor.as_deref() == Some(next.as_str()) {
+            return Err(JobError::new(
+                n,
+                "reading the province's records",
+                format!("the endpoint answered records after cursor {next} with the same cursor"),
+            ));
+        }
+        let rows = rows_of(ctx, plan, items);
+        let count = rows.len() as u64;
+        let none = Seen::new();
+        let b = Batch::Rows(Rows {
+            chunk: Some(Chunk {
+                salt: salt.clone(),
+                progress: Some(serde_json::to_string(&next).unwrap_or_default()),
+            }),
+            ..Rows::of(rows, &none)
+        });
+        batch::deliver(ctx, plan, b, &mut report).await?;
+        done += count;
+        cursor = Some(next);
+        progress(done, None);
+    }
+    ctx.state.resync_finished(n, None).await.map_err(st)?;
+    report.warnings.push(
+        "front-end rows the endpoint no longer serves are kept: the feed withdraws a record \
+         only by a D record, and those were applied"
+            .into(),
+    );
+    tracing::info!(table = %n, sent = report.sent, removed = report.deleted, "full resync done");
+    Ok(report)
+}
+
+/// The endpoint's answer after `cursor`.
+async fn fetch(ctx: &Ctx, n: &str, pull: &Pull, cursor: Option<&str>) -> Result<Json, JobError> {
+    let at = url(pull, cursor).map_err(|e| JobError::new(n, "asking the endpoint", e))?;
+    ctx.exchange
+        .pull(&at)
+        .await
+        .map_err(|e| JobError::sink(n, "reading the province's records", e))
 }
 
 /// The endpoint's URL after `cursor`.

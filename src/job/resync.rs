@@ -26,26 +26,10 @@ pub async fn resync(
     plan: &Plan,
     progress: Progress<'_>,
 ) -> Result<CycleReport, JobError> {
-    let mut report = CycleReport::default();
-    if plan.pull.is_some() {
-        let why = "a table pulled from an http endpoint cannot be read whole again: to take \
-                   every record again, the province serves them again after a new cursor";
-        if ctx
-            .state
-            .resync_of(&plan.name)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            ctx.state
-                .resync_finished(&plan.name, Some(why))
-                .await
-                .map_err(|e| JobError::store(&plan.name, "recording the resync", e))?;
-            report.warnings.push(why.into());
-        }
-        return Ok(report);
+    if let Some(pull) = &plan.pull {
+        return super::pull::resync(ctx, plan, pull, progress).await;
     }
+    let mut report = CycleReport::default();
     let Some(mut run) = begin(ctx, plan).await? else {
         return Ok(report);
     };

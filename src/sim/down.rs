@@ -1,7 +1,7 @@
 //! `GET /down/{table}?after=N`: records the province sends down, served page after page
 //! after a cursor (the position of the last record given). The records are generated: the
-//! inserts of ids 1..=`rows`, then `updates` changes of the first ids, each at its own second
-//! of 2026-01-01. Every `cut_every`-th page is cut off half way (the connection drops in the
+//! inserts of ids 1..=`rows`, then `updates` changes of the first ids, then `deletes`
+//! withdrawals (`D`) of the last ids, each at its own second of 2026-01-01. Every `cut_every`-th page is cut off half way (the connection drops in the
 //! middle of the answer), as a broken network does.
 
 use std::collections::HashMap;
@@ -28,6 +28,9 @@ pub struct DownFeed {
     /// Changes of the first ids after the inserts. Default 0.
     #[serde(default)]
     pub updates: u64,
+    /// Withdrawals of the last ids after the changes. Default 0.
+    #[serde(default)]
+    pub deletes: u64,
     /// Records per page. Default 50.
     pub page: Option<u64>,
     /// Every this many pages, one is cut off half way. Default: none.
@@ -41,9 +44,12 @@ pub struct DownFeed {
 fn record(f: &DownFeed, n: u64) -> Json {
     let (id, title, op) = if n <= f.rows {
         (n, format!("notice {n}"), "I")
-    } else {
+    } else if n <= f.rows + f.updates {
         let id = n - f.rows;
         (id, format!("notice {id} (rev)"), "U")
+    } else {
+        let id = f.rows + 1 - (n - f.rows - f.updates);
+        (id, format!("notice {id}"), "D")
     };
     let time = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -52,7 +58,7 @@ fn record(f: &DownFeed, n: u64) -> Json {
     serde_json::json!({
         "id": id,
         "title": title,
-        "amount": format!("{}.{}", id, if n > f.rows { "75" } else { "50" }),
+        "amount": format!("{}.{}", id, if op == "U" { "75" } else { "50" }),
         "cd_operation": op,
         "cd_time": time,
         "cd_batch": format!("20260101{:05}", n % 100_000),
@@ -78,7 +84,7 @@ pub(super) async fn page(
         );
     };
     let after: u64 = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
-    let last = (f.rows + f.updates).min(after + f.page.unwrap_or(50));
+    let last = (f.rows + f.updates + f.deletes).min(after + f.page.unwrap_or(50));
     let items: Vec<Json> = (after + 1..=last).map(|n| record(f, n)).collect();
     let body = serde_json::json!({"code": 0, "items": items, "next": last.to_string()});
     let text = Bytes::from(body.to_string());

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::common::{self, Agent, Daemon, MyDb, PgDb, header};
 
+mod pull_resync;
+
 /// The province's table at the exchange.
 const EXCHANGE_DDL: &str = "CREATE TABLE dn_notice (id int PRIMARY KEY, title text NOT NULL, \
      amount numeric(12,2), cd_operation varchar(1) NOT NULL, cd_time timestamp(6) NOT NULL, \
