@@ -40,7 +40,7 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     for ((name, db), connected) in configured.zip(live) {
         let (line, warn) = crate::exposure::transport(db);
         let said = match connected {
-            Some(d) => crate::exposure::encrypted(d).await,
+            Some(d) => Some(crate::exposure::encrypted(d).await),
             None => None,
         };
         let said = crate::exposure::encrypted_words(said);

@@ -146,12 +146,13 @@ pub async fn encrypted(db: &Db) -> Option<bool> {
     }
 }
 
-/// `check`'s words for what the server says of the session.
-pub fn encrypted_words(live: Option<bool>) -> &'static str {
+/// `check`'s words for what the server says of the session (`None` when not connected).
+pub fn encrypted_words(live: Option<Option<bool>>) -> &'static str {
     match live {
-        Some(true) => "encrypted: yes (the server says the session uses TLS)",
-        Some(false) => "encrypted: NO (the server says the session is not encrypted)",
-        None => "encrypted: not asked of the server (as the URL asks)",
+        Some(Some(true)) => "encrypted: yes (the server says the session uses TLS)",
+        Some(Some(false)) => "encrypted: NO (the server says the session is not encrypted)",
+        Some(None) => "encrypted: not asked of the server (as the URL asks)",
+        None => "encrypted: unknown (not connected)",
     }
 }
 
