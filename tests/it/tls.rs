@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, PgDb, header};
+use crate::common::{Agent, MyDb, PgDb, header};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -313,4 +313,29 @@ async fn verify_full_exchanges_and_a_foreign_ca_or_no_tls_is_refused_clearly() {
     }
     exchange.drop().await;
     drop(pg);
+}
+
+#[tokio::test]
+async fn check_asks_mariadb_whether_the_session_is_encrypted() {
+    let (front, exchange) = (MyDb::new("tls_my_f").await, MyDb::new("tls_my_x").await);
+    for db in [&front, &exchange] {
+        db.exec("CREATE TABLE people (id int PRIMARY KEY, name varchar(40) NOT NULL)")
+            .await;
+    }
+    let source = format!("{}?ssl-mode=DISABLED", front.url);
+    let agent = Agent::new(&(header(&source, &exchange.url) + TABLE));
+    let out = agent.ok(&["check"]);
+    let src = out
+        .lines()
+        .find(|l| l.starts_with("source transport"))
+        .unwrap_or_else(|| panic!("no source transport line:\n{out}"));
+    assert!(src.contains("ssl-mode=disabled"), "{out}");
+    assert!(src.contains("encrypted: NO (the server says"), "{out}");
+    let exch = out
+        .lines()
+        .find(|l| l.starts_with("exchange transport"))
+        .unwrap_or_else(|| panic!("no exchange transport line:\n{out}"));
+    assert!(exch.contains("(the server says"), "{out}");
+    front.drop().await;
+    exchange.drop().await;
 }
