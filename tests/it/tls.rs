@@ -19,7 +19,9 @@ fn text(out: &std::process::Output) -> String {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (this test needs openssl and PostgreSQL's server: scripts/test.sh installs them)")
+    });
     assert!(out.status.success(), "{cmd:?} failed:\n{}", text(&out));
 }
 
