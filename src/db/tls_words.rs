@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn certificate_codes_and_refusals_are_explained() {
         let e = explained("invalid peer certificate: UnknownIssuer".into());
-        assert!(e.contains("not signed by the CA") && e.contains("sslrootcert"), "{e}");
+        assert!(
+            e.contains("not signed by the CA") && e.contains("sslrootcert"),
+            "{e}"
+        );
         let e = explained(
             "no pg_hba.conf entry for host \"1.2.3.4\", user \"u\", database \"d\", no encryption"
                 .into(),

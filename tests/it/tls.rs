@@ -63,14 +63,23 @@ fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     .expect("write ext");
     let openssl = || Command::new("openssl");
     run(openssl()
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", &format!("/CN=frontdb test CA {name}")])
         .arg("-keyout")
         .arg(&ca_key)
         .arg("-out")
         .arg(&ca));
     run(openssl()
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -142,7 +151,16 @@ impl TlsPg {
         }
         run(as_postgres(&bin, "initdb")
             .current_dir(dir.path())
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data));
         std::fs::write(
             data.join("pg_hba.conf"),
@@ -267,7 +285,11 @@ async fn verify_full_exchanges_and_a_foreign_ca_or_no_tls_is_refused_clearly() {
     assert!(exch.contains("encrypted: NO"), "{out}");
     agent.ok(&["once"]);
     let want = vec![
-        vec![Some("1".into()), Some("张三".into()), Some("1980-01-02".into())],
+        vec![
+            Some("1".into()),
+            Some("张三".into()),
+            Some("1980-01-02".into()),
+        ],
         vec![Some("2".into()), Some("李四".into()), None],
         vec![
             Some("3".into()),
@@ -293,7 +315,10 @@ async fn verify_full_exchanges_and_a_foreign_ca_or_no_tls_is_refused_clearly() {
         if verb == "check" {
             assert!(t.contains("encrypted: unknown (not connected)"), "{t}");
         }
-        assert!(t.contains("cannot connect to the source database"), "{verb}: {t}");
+        assert!(
+            t.contains("cannot connect to the source database"),
+            "{verb}: {t}"
+        );
         assert!(
             t.contains("the server's TLS certificate is not signed by the CA this agent was given"),
             "{verb}: {t}"
@@ -307,7 +332,10 @@ async fn verify_full_exchanges_and_a_foreign_ca_or_no_tls_is_refused_clearly() {
         let out = agent.run(&[verb]);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{verb}: {t}");
-        assert!(t.contains("cannot connect to the source database"), "{verb}: {t}");
+        assert!(
+            t.contains("cannot connect to the source database"),
+            "{verb}: {t}"
+        );
         assert!(
             t.contains("the server accepts only encrypted connections: set sslmode=verify-full"),
             "{verb}: {t}"
