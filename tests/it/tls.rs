@@ -168,6 +168,7 @@ impl TlsPg {
         )
         .expect("write pg_hba.conf");
         let port = free_port();
+        let log = dir.path().join("postgres.log");
         let child = as_postgres(&bin, "postgres")
             .arg("-D")
             .arg(&data)
@@ -180,20 +181,29 @@ impl TlsPg {
             .arg(format!("ssl_key_file={}", srv_key.display()))
             .current_dir(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("postgres log"))
             .spawn()
             .expect("start postgres");
-        let pg = TlsPg {
+        let mut pg = TlsPg {
             port,
             child,
             bin,
             _dir: dir,
         };
-        pg.wait_ready();
+        pg.wait_ready(&log);
         pg
     }
 
-    fn wait_ready(&self) {
+    /// Until it accepts connections; a server that stopped, or never answered, fails the
+    /// test with its log.
+    fn wait_ready(&mut self, log: &Path) {
+        let log = |why: String| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!(
+                "the TLS PostgreSQL on port {}: {why}; its log:\n{text}",
+                self.port
+            )
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = Command::new(self.bin.join("pg_isready"))
@@ -204,11 +214,12 @@ impl TlsPg {
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the TLS PostgreSQL on port {} did not accept connections within 60 s",
-                self.port
-            );
+            if let Ok(Some(status)) = self.child.try_wait() {
+                log(format!("it stopped ({status})"));
+            }
+            if Instant::now() >= deadline {
+                log("it did not accept connections within 60 s".into());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
