@@ -213,6 +213,14 @@ ensure_openssh() {
     fi
 }
 
+# The TLS test (tests/it/tls.rs) makes a CA of its own with openssl and starts a PostgreSQL
+# of its own (initdb, postgres) with it: the server binaries, even when FRONTDB_TEST_PG
+# points elsewhere.
+ensure_tls_test() {
+    command -v openssl >/dev/null || install_packages "openssl (for the TLS test's CA)" openssl
+    pg_server_installed || install_packages "PostgreSQL (for the TLS test's own server)" postgresql
+}
+
 # --- The suite ----------------------------------------------------------------------------
 
 main() {
@@ -220,6 +228,7 @@ main() {
     # The tests signal the agent with kill(1), which minimal images lack.
     type -P kill >/dev/null || install_packages "kill(1)" procps
     ensure_openssh
+    ensure_tls_test
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then
         ensure_postgres
         # Databases left behind by an interrupted run.

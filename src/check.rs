@@ -31,16 +31,25 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         Ok(_) => println!("exchange: connected ({})", cfg.exchange.describe()),
         Err(e) => println!("exchange: FAILED — {e}"),
     }
-    for (name, db) in
-        std::iter::once(("source", &cfg.source)).chain(cfg.exchange.db().map(|d| ("exchange", d)))
-    {
+    let live = [
+        source.as_ref().ok(),
+        target.as_ref().ok().and_then(|t| t.db.as_deref()),
+    ];
+    let configured =
+        std::iter::once(("source", &cfg.source)).chain(cfg.exchange.db().map(|d| ("exchange", d)));
+    for ((name, db), connected) in configured.zip(live) {
         let (line, warn) = crate::exposure::transport(db);
+        let said = match connected {
+            Some(d) => Some(crate::exposure::encrypted(d).await),
+            None => None,
+        };
+        let said = crate::exposure::encrypted_words(said);
         if warn {
             println!(
-                "WARNING — {name} {line}: across a network use sslmode=verify-full (PostgreSQL), ssl-mode=VERIFY_IDENTITY (MySQL) or encrypt=true (SQL Server)"
+                "WARNING — {name} {line}; {said}: across a network use sslmode=verify-full (PostgreSQL), ssl-mode=VERIFY_IDENTITY (MySQL) or encrypt=true (SQL Server)"
             );
         } else {
-            println!("{name} {line}");
+            println!("{name} {line}; {said}");
         }
     }
     let (source, exchange) = match (source, target) {

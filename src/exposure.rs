@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use axum::http::HeaderMap;
 
 use crate::config::Config;
-use crate::db::{DbConfig, EngineKind};
+use crate::db::{Db, DbConfig, EngineKind};
 use crate::secret::Secret;
 
 /// Whether a request may read `/metrics`: always without a token, else with
@@ -109,6 +109,51 @@ pub fn transport(db: &DbConfig) -> (String, bool) {
         "not encrypted with a verified certificate"
     };
     (format!("transport: {what} ({words})"), remote && !verified)
+}
+
+/// What PostgreSQL says of this session's TLS (`pg_stat_ssl` lists every backend).
+const PG_SESSION_SSL: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+/// What MySQL/MariaDB says of this session's TLS: the cipher, empty when unencrypted.
+const MY_SESSION_CIPHER: &str = "SHOW SESSION STATUS LIKE 'Ssl_cipher'";
+
+/// Whether the connected session IS encrypted, as the server itself says: `Some` for
+/// PostgreSQL and MySQL/MariaDB, `None` where the agent does not ask (SQLite, SQL Server,
+/// Oracle) or the server would not say.
+pub async fn encrypted(db: &Db) -> Option<bool> {
+    match db {
+        Db::Postgres(pg) => sqlx::query_scalar::<_, bool>(PG_SESSION_SSL)
+            .fetch_optional(&pg.pool)
+            .await
+            .ok()
+            .flatten(),
+        Db::MySql(my) => {
+            use sqlx::Row;
+            let row = sqlx::query(MY_SESSION_CIPHER)
+                .fetch_optional(&my.pool)
+                .await
+                .ok()??;
+            // MariaDB sends status values as text, some MySQL versions as bytes.
+            let cipher = row
+                .try_get_unchecked::<String, _>(1)
+                .or_else(|_| {
+                    row.try_get_unchecked::<Vec<u8>, _>(1)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                })
+                .ok()?;
+            Some(!cipher.trim().is_empty())
+        }
+        _ => None,
+    }
+}
+
+/// `check`'s words for what the server says of the session (`None` when not connected).
+pub fn encrypted_words(live: Option<Option<bool>>) -> &'static str {
+    match live {
+        Some(Some(true)) => "encrypted: yes (the server says the session uses TLS)",
+        Some(Some(false)) => "encrypted: NO (the server says the session is not encrypted)",
+        Some(None) => "encrypted: not asked of the server (as the URL asks)",
+        None => "encrypted: unknown (not connected)",
+    }
 }
 
 #[cfg(test)]

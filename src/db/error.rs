@@ -99,7 +99,7 @@ impl DbError {
             role,
             engine: cfg.engine,
             url: cfg.redacted.clone(),
-            cause: describe(e),
+            cause: super::tls_words::explained(describe(e)),
             // Whatever stops a connection now (the server is down, refuses connections,
             // or is restarting) may pass; only a broken configuration will not.
             class: match class {

@@ -16,6 +16,7 @@ mod pgstream;
 mod postgres;
 mod settings;
 mod sqlite;
+mod tls_words;
 mod turn;
 pub mod urls;
 

@@ -128,7 +128,7 @@ impl Ms {
             role,
             engine: E,
             url: cfg.redacted.clone(),
-            cause,
+            cause: super::tls_words::explained(cause),
             class,
         };
         let pw = cfg.password.as_ref().map(|p| p.expose());

@@ -40,4 +40,5 @@ mod resync_notice;
 mod service;
 mod shaping;
 mod soap;
+mod tls;
 mod types;
