@@ -40,8 +40,8 @@ impl Pg {
             copy: d.pg_copy_into(table, w.upsert.columns),
         });
         // Only new keys and nothing to delete (a first exchange, rows appended since the last,
-        // in whatever order of their keys): one binary COPY straight into the target, a
-        // transaction of its own. Whether the target has none of the keys is asked first,
+        // in whatever order of their keys): one COPY straight into the target (binary where
+        // every value has a binary form), a transaction of its own. Whether the target has none of the keys is asked first,
         // unless they all lie above the greatest key it is known to hold. Should the target
         // refuse the COPY (a key it has, a row it does not take), the batch takes the
         // transaction below.

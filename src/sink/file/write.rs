@@ -27,6 +27,16 @@ pub fn atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     f.finish().map(drop)
 }
 
+/// Created readable and writable by the agent's user only (exchange files carry the
+/// department's records): what reads them runs as that user, or takes them over SFTP.
+fn owner_only() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
 /// A file being written under its temporary name, hashed as it is written.
 pub struct Pending {
     dir: PathBuf,
@@ -41,7 +51,7 @@ impl Pending {
     /// Begin `dir/name` (under its temporary name, replacing one left by a crash).
     pub fn create(dir: &Path, name: &str) -> io::Result<Pending> {
         let temp = dir.join(temp_name(name));
-        let file = File::create(&temp)?;
+        let file = owner_only().open(&temp)?;
         Ok(Pending {
             dir: dir.to_owned(),
             name: name.to_owned(),
@@ -123,6 +133,19 @@ pub fn sha256_of(path: &Path) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_the_agents_user_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        atomic(dir.path(), "A01012026230100000001.csv", b"id\r\n1\r\n").expect("write");
+        let mode = std::fs::metadata(dir.path().join("A01012026230100000001.csv"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 
     #[test]
     fn a_file_appears_whole_under_its_name_and_temporaries_are_swept() {
