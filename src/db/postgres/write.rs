@@ -404,7 +404,17 @@ impl<'r> KeyArrays<'r> {
         let mut values = Vec::with_capacity(w.upsert.key.len());
         for &k in w.upsert.key {
             let first = rows.first()?.get(k)?;
-            types.push(key_array(&w.upsert.columns[k].native, first)?);
+            let ty = key_array(&w.upsert.columns[k].native, first)?;
+            // A value the server would not take as a UUID would fail the lookup, and with it
+            // the transaction: such a batch is merged, where the row is refused alone.
+            if ty == "uuid"
+                && !rows
+                    .iter()
+                    .all(|r| matches!(r.get(k), Some(Value::Text(s)) if plain_uuid(s)))
+            {
+                return None;
+            }
+            types.push(ty);
             values.push(match first {
                 Value::Int(_) => KeyValues::Int(
                     rows.iter()
@@ -426,6 +436,17 @@ impl<'r> KeyArrays<'r> {
         }
         Some(KeyArrays { types, values })
     }
+}
+
+/// A UUID in the forms every PostgreSQL takes: 32 hex digits, hyphenated 8-4-4-4-12 or not.
+fn plain_uuid(s: &str) -> bool {
+    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
+    let hyphens_at = [8, 13, 18, 23];
+    let hyphenated = s.len() == 36
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| (b == b'-') == hyphens_at.contains(&i));
+    (hyphenated || s.len() == 32) && hex.len() == 32 && hex.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// A batch's rows as binary `COPY` data: encoded from their values into a buffer, or their
@@ -614,6 +635,22 @@ mod tests {
         let payload = Payload::Buf(b"x".to_vec());
         let sent: Vec<&[u8]> = messages(&payload.parts()).collect();
         assert_eq!(sent, [b"x"]);
+    }
+
+    #[test]
+    fn only_uuids_the_server_takes_are_looked_up_as_uuids() {
+        assert!(plain_uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+        assert!(plain_uuid("A0EEBC999C0B4EF8BB6D6BB9BD380A11"));
+        for bad in [
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "a0eebc999-c0b-4ef8-bb6d-6bb9bd380a11",
+            "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+            "urn:uuid:a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "",
+        ] {
+            assert!(!plain_uuid(bad), "{bad}");
+        }
     }
 
     #[test]
