@@ -30,14 +30,6 @@ pub struct Ctx {
     pub sides: Sides,
 }
 
-impl Ctx {
-    /// Where a table is read and where it is written.
-    pub fn ends(&self, spec: &TableSpec) -> Result<Ends, crate::job::JobError> {
-        Ends::of(spec, &self.cfg, &self.sides)
-            .map_err(|m| crate::job::JobError::new(&spec.name, "choosing where it is read", m))
-    }
-}
-
 /// Every database and sink a table may read or write: the front-end database and the
 /// exchange, each as a database to read (where it is one) and as a sink to write.
 #[derive(Clone)]

@@ -322,7 +322,7 @@ async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppErr
             );
             continue;
         };
-        let prepared = match ctx.ends(spec) {
+        let prepared = match crate::job::ends(&ctx, spec) {
             Ok(ends) => job::prepare(&cfg, ends, spec).await,
             Err(e) => Err(e),
         };

@@ -175,7 +175,7 @@ pub async fn run_one(
         tracing::warn!(table = %spec.name, "cannot record the start of the run: {e}");
     }
     if plan.is_none() {
-        let prepared = match ctx.ends(spec) {
+        let prepared = match crate::job::ends(ctx, spec) {
             Ok(ends) => job::prepare(&ctx.cfg, ends, spec).await,
             Err(e) => Err(e),
         };

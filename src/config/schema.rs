@@ -256,7 +256,7 @@ pub struct RawExchange {
     /// `http`: a province's own body and answer, configured over the built-in envelope.
     pub envelope: Option<RawEnvelope>,
     /// `soap`: the WebService's version, namespace, operation, payload and answer.
-    pub soap: Option<super::soap::RawSoap>,
+    pub soap: Option<RawSoap>,
     /// Password of the exchange database; never printed.
     pub password: Option<String>,
     /// Most connections to the exchange. Default 4.
@@ -594,4 +594,58 @@ pub struct RawPull {
     pub next: Option<String>,
     /// The query parameter that carries the cursor. Default `after`.
     pub cursor_param: Option<String>,
+}
+
+/// `[exchange.soap]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoap {
+    /// `1.1` (default: `text/xml` and a `SOAPAction` header) or `1.2`
+    /// (`application/soap+xml` with the action as a parameter).
+    pub version: Option<String>,
+    /// The namespace of the operation and its elements. Required.
+    pub namespace: Option<String>,
+    /// The operation: the name of the request element in the body. Required.
+    pub operation: Option<String>,
+    /// The SOAP action. Default: the namespace, `/`, the operation; `""` sends none.
+    pub action: Option<String>,
+    /// How the records travel: `xml` (elements per record and column, default),
+    /// `json-gzip-base64` or `csv-gzip-base64` (one element holding the records as JSON or
+    /// CSV, gzip-compressed, then Base64).
+    pub payload: Option<String>,
+    /// `qualified` (default: every element in the namespace) or `unqualified` (only the
+    /// operation element).
+    pub elements: Option<String>,
+    /// How a NULL travels in XML: `nil` (`xsi:nil="true"`, default) or `absent` (no element).
+    pub null: Option<String>,
+    /// Element names of the agent id, exchange table, batch id and batch number in the
+    /// request; an empty name leaves it out. Defaults `agent`, `table`, `batch`, `cd_batch`.
+    pub agent_element: Option<String>,
+    pub table_element: Option<String>,
+    pub batch_element: Option<String>,
+    pub cd_batch_element: Option<String>,
+    /// The SOAP header element carrying the batch id (the receiver's idempotency key).
+    /// Default `BatchId`; empty: no header.
+    pub header_batch_element: Option<String>,
+    /// A login token travels in the body under this element instead of an HTTP header.
+    pub token_element: Option<String>,
+    /// Element names of the record list, a record, its operation, its key and its values.
+    /// Defaults `records`, `record`, `op`, `key`, `values`.
+    pub records_element: Option<String>,
+    pub record_element: Option<String>,
+    pub op_element: Option<String>,
+    pub key_element: Option<String>,
+    pub values_element: Option<String>,
+    /// The element holding a GZIP+Base64 payload. Default `payload`.
+    pub payload_element: Option<String>,
+    /// Path of the result code in the answer, element names below the SOAP body joined by
+    /// `/`. Default `<operation>Response/code`.
+    pub result_path: Option<String>,
+    /// The result code meaning success (compared as text). Default `0`.
+    pub success: Option<String>,
+    /// Path of the answer's message. Default `<operation>Response/message`.
+    pub message_path: Option<String>,
+    /// Path of each per-record failure (children `index`, `code`, `message`). Default
+    /// `<operation>Response/rejected/record`.
+    pub rejected_path: Option<String>,
 }

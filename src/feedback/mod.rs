@@ -41,7 +41,7 @@ pub type Plans = HashMap<String, Plan>;
 
 async fn plan<'a>(ctx: &Ctx, plans: &'a mut Plans, spec: &TableSpec) -> Result<&'a Plan, JobError> {
     if !plans.contains_key(&spec.name) {
-        let p = job::prepare(&ctx.cfg, ctx.ends(spec)?, spec).await?;
+        let p = job::prepare(&ctx.cfg, job::ends(ctx, spec)?, spec).await?;
         plans.insert(spec.name.clone(), p);
     }
     plans

@@ -228,6 +228,12 @@ pub(super) async fn fetch(
     }
 }
 
+/// Where a table is read and where it is written, as its direction and the exchange allow.
+pub fn ends(ctx: &Ctx, spec: &TableSpec) -> Result<Ends, JobError> {
+    Ends::of(spec, &ctx.cfg, &ctx.sides)
+        .map_err(|m| JobError::new(&spec.name, "choosing where it is read", m))
+}
+
 fn read_sql(plan: &Plan, conds: Vec<Cond<'_>>, order: &[Col]) -> crate::db::dialect::Sql {
     plan.ends.read.dialect().select(&Select {
         table: &plan.source,

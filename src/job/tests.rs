@@ -119,7 +119,7 @@ async fn exec(db: &Db, sql: &str) {
 
 async fn plan_of(ctx: &Ctx) -> Plan {
     let spec = &ctx.cfg.tables[0];
-    prepare(&ctx.cfg, ctx.ends(spec).expect("ends"), spec)
+    prepare(&ctx.cfg, super::ends(ctx, spec).expect("ends"), spec)
         .await
         .expect("plan")
 }

@@ -234,7 +234,7 @@ impl FileSink {
                 "[agent] region_code is required",
             )
         })?;
-        let swept = write::remove_temps(&f.dir).map_err(|e| {
+        let swept = names::remove_temps(&f.dir).map_err(|e| {
             fatal(
                 "setting up the file exchange",
                 format!("{}: {e}", f.dir.display()),

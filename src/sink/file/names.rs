@@ -57,6 +57,30 @@ pub fn parse(name: &str) -> Option<(&str, u32)> {
     Some((prefix, seq.parse().ok()?)).filter(|_| ok)
 }
 
+/// Remove the temporary files a crash left in `dir`; returns how many.
+pub fn remove_temps(dir: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.strip_suffix(MANIFEST).or(Some(n)))
+            .and_then(parse)
+            .is_some();
+        if ours && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        write::sync_dir(dir)?;
+    }
+    Ok(n)
+}
+
 /// The highest sequence of `prefix` among the data files in `dir` (0 when none).
 pub fn highest_in(dir: &Path, prefix: &str) -> io::Result<u32> {
     let mut high = 0;
@@ -279,5 +303,23 @@ mod tests {
             .map(|r| r.0)
             .expect("reserve");
         assert_eq!(c.name, "A01012026230100000045.csv");
+    }
+
+    #[test]
+    fn the_temporaries_a_crash_left_are_swept_and_no_others() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = "A01012026230100000001.csv";
+        std::fs::write(dir.path().join(name), b"id\r\n1\r\n").expect("w");
+        // What a crash leaves: a temporary data file and manifest, and a stranger's file.
+        std::fs::write(dir.path().join(write::temp_name(name)), b"half").expect("w");
+        let m = manifest_of(name);
+        std::fs::write(dir.path().join(write::temp_name(&m)), b"half").expect("w");
+        std::fs::write(dir.path().join(".other.tmp"), b"x").expect("w");
+        assert_eq!(remove_temps(dir.path()).expect("sweep"), 2);
+        assert!(
+            dir.path().join(".other.tmp").exists(),
+            "not ours: left alone"
+        );
+        assert!(dir.path().join(name).exists());
     }
 }

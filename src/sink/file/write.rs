@@ -91,30 +91,6 @@ impl Write for Pending {
     }
 }
 
-/// Remove the temporary files a crash left in `dir`; returns how many.
-pub fn remove_temps(dir: &Path) -> io::Result<usize> {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let ours = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".tmp"))
-            .and_then(|n| n.strip_suffix(super::names::MANIFEST).or(Some(n)))
-            .and_then(super::names::parse)
-            .is_some();
-        if ours && entry.file_type()?.is_file() {
-            std::fs::remove_file(entry.path())?;
-            n += 1;
-        }
-    }
-    if n > 0 {
-        sync_dir(dir)?;
-    }
-    Ok(n)
-}
-
 /// The SHA-256 (hex) of a file, read in pieces.
 pub fn sha256_of(path: &Path) -> io::Result<String> {
     use io::Read as _;
@@ -162,16 +138,6 @@ mod tests {
         assert_eq!(len, 7);
         assert_eq!(sha, sha256_of(&dir.path().join(name)).expect("sha"));
         assert!(!dir.path().join(temp_name(name)).exists());
-        // What a crash leaves: a temporary data file and manifest, and a stranger's file.
-        std::fs::write(dir.path().join(temp_name(name)), b"half").expect("w");
-        let m = super::super::names::manifest_of(name);
-        std::fs::write(dir.path().join(temp_name(&m)), b"half").expect("w");
-        std::fs::write(dir.path().join(".other.tmp"), b"x").expect("w");
-        assert_eq!(remove_temps(dir.path()).expect("sweep"), 2);
-        assert!(
-            dir.path().join(".other.tmp").exists(),
-            "not ours: left alone"
-        );
         assert!(dir.path().join(name).exists());
     }
 }
