@@ -95,22 +95,12 @@ impl V<'_> {
     /// The keys of `kind = "file"`, and those of the other kinds refused with it.
     pub(super) fn file_exchange(&mut self, e: &RawExchange) -> Option<FileExchange> {
         let before = self.problems.len();
-        for (key, set) in [
-            ("url", e.url.is_some()),
-            ("password", e.password.is_some()),
-            ("max_connections", e.max_connections.is_some()),
-            ("connect_timeout", e.connect_timeout.is_some()),
-            ("bootstrap_sql", e.bootstrap_sql.is_some()),
-            ("statement_timeout", e.statement_timeout.is_some()),
-            ("timeout", e.timeout.is_some()),
-            ("gzip", e.gzip.is_some()),
-            ("ca_file", e.ca_file.is_some()),
-            ("client_cert", e.client_cert.is_some()),
-            ("client_key", e.client_key.is_some()),
-            ("max_records", e.max_records.is_some()),
-            ("auth", e.auth.is_some()),
-            ("envelope", e.envelope.is_some()),
-        ] {
+        let url = [("url", e.url.is_some())];
+        for (key, set) in url
+            .into_iter()
+            .chain(e.database_keys())
+            .chain(e.http_keys())
+        {
             if set {
                 self.err(
                     format!("exchange.{key}"),

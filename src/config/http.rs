@@ -151,13 +151,7 @@ impl V<'_> {
     /// endpoint the same way).
     pub(super) fn http_exchange(&mut self, e: &RawExchange, kind: &str) -> Option<HttpExchange> {
         let before = self.problems.len();
-        for (key, set) in [
-            ("password", e.password.is_some()),
-            ("max_connections", e.max_connections.is_some()),
-            ("connect_timeout", e.connect_timeout.is_some()),
-            ("bootstrap_sql", e.bootstrap_sql.is_some()),
-            ("statement_timeout", e.statement_timeout.is_some()),
-        ] {
+        for (key, set) in e.database_keys() {
             if set {
                 self.err(
                     format!("exchange.{key}"),

@@ -277,6 +277,33 @@ pub struct RawExchange {
     pub operation_case: Option<String>,
 }
 
+impl RawExchange {
+    /// The keys of a database exchange (besides `url`), each with whether it is set.
+    pub fn database_keys(&self) -> [(&'static str, bool); 5] {
+        [
+            ("password", self.password.is_some()),
+            ("max_connections", self.max_connections.is_some()),
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("bootstrap_sql", self.bootstrap_sql.is_some()),
+            ("statement_timeout", self.statement_timeout.is_some()),
+        ]
+    }
+
+    /// The keys of an http exchange (besides `url`), each with whether it is set.
+    pub fn http_keys(&self) -> [(&'static str, bool); 8] {
+        [
+            ("timeout", self.timeout.is_some()),
+            ("gzip", self.gzip.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+            ("client_key", self.client_key.is_some()),
+            ("max_records", self.max_records.is_some()),
+            ("auth", self.auth.is_some()),
+            ("envelope", self.envelope.is_some()),
+        ]
+    }
+}
+
 /// `[exchange.sftp]`: the files are also uploaded to an SFTP server.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

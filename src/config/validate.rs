@@ -372,16 +372,7 @@ impl V<'_> {
 
     /// The `http` keys have no meaning for a database exchange.
     fn database_only(&mut self, e: &RawExchange) {
-        for (key, set) in [
-            ("timeout", e.timeout.is_some()),
-            ("gzip", e.gzip.is_some()),
-            ("ca_file", e.ca_file.is_some()),
-            ("client_cert", e.client_cert.is_some()),
-            ("client_key", e.client_key.is_some()),
-            ("max_records", e.max_records.is_some()),
-            ("auth", e.auth.is_some()),
-            ("envelope", e.envelope.is_some()),
-        ] {
+        for (key, set) in e.http_keys() {
             if set {
                 self.err(
                     format!("exchange.{key}"),
