@@ -123,11 +123,11 @@ if wants full || wants incr; then
     AGENT_FULL_S=$SECS AGENT_FULL_MB=$RSS_MB
 fi
 
-# --- full PostgreSQL -> HTTP (exchange-sim) ----------------------------------------------------
-if wants http; then
-    say "full exchange PostgreSQL -> HTTP (exchange-sim, HMAC-SHA256), $ROWS rows"
-    mkdir -p "$WORK/sim"
-    cat >"$WORK/sim/sim.toml" <<TOML
+# start_sim DIR: exchange-sim on a free loopback port, storing into DIR/sim.db, checking the
+# bench's HMAC signature; sets SIM_PID and SIM_URL.
+start_sim() {
+    rm -rf "$1"; mkdir -p "$1"
+    cat >"$1/sim.toml" <<TOML
 listen = "127.0.0.1:0"
 store = "sim.db"
 log_bodies = false
@@ -138,31 +138,37 @@ app_secret = "bench-secret"
 [[table]]
 name = "supervision"
 version = "updated_at"
+key = $(key_list)
 TOML
-    "$AGENT" exchange-sim --config "$WORK/sim/sim.toml" >"$WORK/sim/out" 2>"$WORK/sim/err" &
+    "$AGENT" exchange-sim --config "$1/sim.toml" >"$1/out" 2>"$1/err" &
     SIM_PID=$!
-    for _ in $(seq 100); do grep -q listening "$WORK/sim/out" 2>/dev/null && break; sleep 0.1; done
-    SIM_URL=$(sed -n 's/^listening on //p' "$WORK/sim/out")
-    [ -n "$SIM_URL" ] || die "exchange-sim did not start: $(cat "$WORK/sim/err")"
-    agent_config "$WORK/http.toml" "$PGURL/fdb_bench_src" "$SIM_URL/exchange/{table}" supervision
-    # The database keys of agent_config's [exchange] give way to the http ones.
-    sed -i "s|^\[exchange\]|[exchange]\nkind = \"http\"\nmax_records = 5000|" "$WORK/http.toml"
-    cat >>"$WORK/http.toml" <<TOML
+    for _ in $(seq 100); do grep -q listening "$1/out" 2>/dev/null && break; sleep 0.1; done
+    SIM_URL=$(sed -n 's/^listening on //p' "$1/out")
+    [ -n "$SIM_URL" ] || die "exchange-sim did not start: $(cat "$1/err")"
+}
 
-[exchange.auth]
-kind = "hmac-sha256"
-app_key = "bench"
-app_secret = "bench-secret"
-TOML
-    # [exchange.auth] must follow [exchange], not the table: move the table to the end.
-    python3 - "$WORK/http.toml" <<'PY'
+# sim_config FILE URL KIND [MORE]: the agent's configuration for exchange-sim at URL, an
+# exchange of KIND (http, soap) signing with the bench's HMAC key, MORE appended after
+# [exchange.auth] (further [exchange.*] tables).
+sim_config() {
+    agent_config "$1" "$PGURL/fdb_bench_src" "$2" supervision
+    # The database keys of agent_config's [exchange] give way to the kind's.
+    sed -i "s|^\[exchange\]|[exchange]\nkind = \"$3\"\nmax_records = 5000|" "$1"
+    # The [exchange.*] tables must follow [exchange], not the table: the table goes last.
+    python3 - "$1" "${4:-}" <<'PY'
 import sys
-p = sys.argv[1]
-s = open(p).read()
-head, table = s.split("[[table]]", 1)
-table, auth = table.split("[exchange.auth]", 1)
-open(p, "w").write(head + "[exchange.auth]" + auth + "\n[[table]]" + table)
+p, more = sys.argv[1], sys.argv[2]
+head, table = open(p).read().split("[[table]]", 1)
+auth = '[exchange.auth]\nkind = "hmac-sha256"\napp_key = "bench"\napp_secret = "bench-secret"\n'
+open(p, "w").write(head + auth + more + "\n[[table]]" + table)
 PY
+}
+
+# --- full PostgreSQL -> HTTP (exchange-sim) ----------------------------------------------------
+if wants http; then
+    say "full exchange PostgreSQL -> HTTP (exchange-sim, HMAC-SHA256), $ROWS rows"
+    start_sim "$WORK/sim"
+    sim_config "$WORK/http.toml" "$SIM_URL/exchange/{table}" http
     measure agent_http "$AGENT" --config "$WORK/http.toml" once
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
     sim_same "agent over HTTP" "$WORK/sim/sim.db"
@@ -172,49 +178,14 @@ fi
 # --- full PostgreSQL -> SOAP (exchange-sim) ----------------------------------------------------
 if wants soap; then
     say "full exchange PostgreSQL -> SOAP 1.1 (exchange-sim, HMAC-SHA256, payload $SOAP_PAYLOAD), $ROWS rows"
-    rm -rf "$WORK/soapsim"; mkdir -p "$WORK/soapsim"
-    cat >"$WORK/soapsim/sim.toml" <<TOML
-listen = "127.0.0.1:0"
-store = "sim.db"
-log_bodies = false
-[auth]
-kind = "hmac-sha256"
-app_key = "bench"
-app_secret = "bench-secret"
-[[table]]
-name = "supervision"
-version = "updated_at"
-key = ["id"]
-TOML
-    "$AGENT" exchange-sim --config "$WORK/soapsim/sim.toml" >"$WORK/soapsim/out" 2>"$WORK/soapsim/err" &
-    SIM_PID=$!
-    for _ in $(seq 100); do grep -q listening "$WORK/soapsim/out" 2>/dev/null && break; sleep 0.1; done
-    SIM_URL=$(sed -n 's/^listening on //p' "$WORK/soapsim/out")
-    [ -n "$SIM_URL" ] || die "exchange-sim did not start: $(cat "$WORK/soapsim/err")"
-    agent_config "$WORK/soap.toml" "$PGURL/fdb_bench_src" "$SIM_URL/soap/{table}" supervision
-    sed -i "s|^\[exchange\]|[exchange]\nkind = \"soap\"\nmax_records = 5000|" "$WORK/soap.toml"
-    cat >>"$WORK/soap.toml" <<TOML
-
-[exchange.auth]
-kind = "hmac-sha256"
-app_key = "bench"
-app_secret = "bench-secret"
-
+    start_sim "$WORK/soapsim"
+    sim_config "$WORK/soap.toml" "$SIM_URL/soap/{table}" soap "
 [exchange.soap]
-version = "1.1"
-namespace = "http://exchange.example.gov.cn/ws"
-operation = "pushData"
-payload = "$SOAP_PAYLOAD"
-TOML
-    # The [exchange.*] tables must follow [exchange], not the table: move the table to the end.
-    python3 - "$WORK/soap.toml" <<'PY'
-import sys
-p = sys.argv[1]
-s = open(p).read()
-head, table = s.split("[[table]]", 1)
-table, rest = table.split("[exchange.auth]", 1)
-open(p, "w").write(head + "[exchange.auth]" + rest + "\n[[table]]" + table)
-PY
+version = \"1.1\"
+namespace = \"http://exchange.example.gov.cn/ws\"
+operation = \"pushData\"
+payload = \"$SOAP_PAYLOAD\"
+"
     measure agent_soap "$AGENT" --config "$WORK/soap.toml" once
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true
     sim_same "agent over SOAP" "$WORK/soapsim/sim.db"

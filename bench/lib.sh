@@ -177,6 +177,9 @@ same() { # WHAT A B
 pg_fresh() { psql -X -q "$PGURL/postgres" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
 my_fresh() { mariadb "${MYSQL_ARGS[@]}" -e "DROP DATABASE IF EXISTS $1; CREATE DATABASE $1 CHARACTER SET utf8mb4"; }
 
+# The key columns as a TOML list: ["region_code", "record_no"].
+key_list() { echo "[$(echo "$KEY_COLS" | sed 's/\([a-z_][a-z_]*\)/"\1"/g')]"; }
+
 # agent_config FILE SOURCE_URL TARGET_URL TABLE [extra table lines]
 agent_config() {
     mkdir -p "$WORK/state-$(basename "$1" .toml)"
@@ -194,7 +197,7 @@ url = "$3"
 
 [[table]]
 source = "$4"
-key = [$(echo "$KEY_COLS" | sed 's/\([a-z_][a-z_]*\)/"\1"/g')]
+key = $(key_list)
 watermark = { kind = "timestamp", column = "updated_at" }
 ${5:-}
 TOML
