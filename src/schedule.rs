@@ -243,6 +243,50 @@ pub async fn sleep_until(at: DateTime<Utc>, now: DateTime<Utc>) {
     tokio::time::sleep((at - now).to_std().unwrap_or_default()).await;
 }
 
+/// How far the wall clock may drift from the monotonic clock between two looks before it
+/// counts as stepped (NTP slews smaller offsets; a step is usually seconds to hours).
+const STEP_TOLERANCE: CDuration = CDuration::seconds(5);
+
+/// Notices when the system's wall clock is stepped (an NTP correction at boot, `date -s`):
+/// between two looks the wall clock moved differently from the monotonic clock. A wait that
+/// was computed as a wall-clock instant (a retry, an interval) would otherwise last as long as
+/// the step: hours after a clock that ran ahead is set back.
+#[derive(Clone, Copy, Debug)]
+pub struct StepWatch {
+    wall: DateTime<Utc>,
+    mono: std::time::Instant,
+}
+
+impl StepWatch {
+    pub fn new() -> Self {
+        Self {
+            wall: Utc::now(),
+            mono: std::time::Instant::now(),
+        }
+    }
+
+    /// The step since the last look (positive: the clock moved forward), when it is larger
+    /// than a few seconds.
+    pub fn step(&mut self) -> Option<CDuration> {
+        self.step_at(Utc::now(), std::time::Instant::now())
+    }
+
+    fn step_at(&mut self, wall: DateTime<Utc>, mono: std::time::Instant) -> Option<CDuration> {
+        let elapsed = CDuration::from_std(mono.saturating_duration_since(self.mono))
+            .unwrap_or(CDuration::MAX);
+        let drift = (wall - self.wall) - elapsed;
+        self.wall = wall;
+        self.mono = mono;
+        (drift.abs() > STEP_TOLERANCE).then_some(drift)
+    }
+}
+
+impl Default for StepWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn parse_time(s: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(s, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M:%S"))
@@ -406,6 +450,37 @@ mod tests {
             interval.next(now, &tz, 0.5),
             Some(now + CDuration::seconds(30)),
             "no jitter on intervals"
+        );
+    }
+
+    #[test]
+    fn a_stepped_wall_clock_is_noticed_and_measured() {
+        let wall = utc("2026-12-08T06:31:26Z");
+        let mono = std::time::Instant::now();
+        let mut watch = StepWatch { wall, mono };
+        let later = |s: u64| mono + Duration::from_secs(s);
+        // Both clocks moved 10 s, or the wall clock 3 s more (a slew): no step.
+        assert_eq!(
+            watch.step_at(wall + CDuration::seconds(10), later(10)),
+            None
+        );
+        assert_eq!(
+            watch.step_at(wall + CDuration::seconds(23), later(20)),
+            None
+        );
+        // Set back by 29,840 s, as a clock that ran ahead is corrected.
+        assert_eq!(
+            watch.step_at(wall + CDuration::seconds(33 - 29_840), later(30)),
+            Some(CDuration::seconds(-29_840))
+        );
+        // Measured from the last look, not from the first.
+        assert_eq!(
+            watch.step_at(wall + CDuration::seconds(43 - 29_840), later(40)),
+            None
+        );
+        assert_eq!(
+            watch.step_at(wall + CDuration::seconds(3_653 - 29_840), later(50)),
+            Some(CDuration::seconds(3_600))
         );
     }
 

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::{What, no_progress, run_one};
 use crate::job::{Ctx, JobError, Plan};
-use crate::schedule::{Timer, sleep_until};
+use crate::schedule::{StepWatch, Timer, sleep_until};
 use crate::state::{ResyncState, parse_ts};
 
 /// When a table should first run after start: interval schedules at once; calendar
@@ -27,6 +27,23 @@ fn first_run(
         Some(due) if due <= now => now,
         _ => timer.next(now, tz, rand::random()).unwrap_or(now),
     }
+}
+
+/// The next run after the wall clock was stepped by `step` since `next` was set. A wait
+/// counted in elapsed time (an interval from the last cycle, a retry's backoff) keeps what was
+/// left of it, so it moves with the clock. A calendar run is the earlier of the one planned
+/// (already due when the clock jumped past it) and the schedule's next from the clock's new
+/// time (when it was set back over one).
+fn after_step(
+    next: DateTime<Utc>,
+    step: chrono::Duration,
+    elapsed_time: bool,
+    calendar_next: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    if elapsed_time {
+        return next + step;
+    }
+    calendar_next.map_or(next, |c| next.min(c))
 }
 
 /// How long to wait before trying a failed table again: an outage is retried soon (1 s,
@@ -104,7 +121,21 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
     let mut recorded = None;
     // What was asked before the start (an interrupted resync) comes before the first cycle.
     let mut first = true;
+    let mut clock = StepWatch::new();
     loop {
+        if let Some(step) = clock.step() {
+            let elapsed = failures > 0 || timer.schedule.is_interval();
+            let calendar = timer.next(Utc::now(), &tz, rand::random());
+            next = after_step(next, step, elapsed, calendar);
+            let by =
+                humantime::format_duration(Duration::from_secs(step.num_seconds().unsigned_abs()));
+            let way = if step < chrono::Duration::zero() {
+                "back"
+            } else {
+                "forward"
+            };
+            tracing::warn!(table = %spec.name, next = %next.with_timezone(&tz), "the system clock was set {way} by {by}; the next run follows it");
+        }
         if recorded != Some(next) {
             match ctx.state.set_next_run(&spec.name, next).await {
                 Ok(()) => recorded = Some(next),
@@ -179,6 +210,8 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
                 }
             }
         };
+        // A step is measured from the moment `next` was computed from the clock.
+        clock = StepWatch::new();
         if ctx.cancel.is_cancelled() {
             break;
         }
@@ -190,6 +223,32 @@ pub async fn table_loop(ctx: Arc<Ctx>, idx: usize, wake: Arc<Wake>) {
 mod tests {
     use super::*;
     use crate::db::ErrorClass;
+
+    #[test]
+    fn a_clock_step_moves_elapsed_waits_and_leaves_calendar_runs() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        let next = t("2026-12-08T06:32:27Z");
+        let back = chrono::Duration::seconds(-29_840);
+        // A retry (or an interval) due in a minute is still due in a minute, not in 8 h.
+        assert_eq!(
+            after_step(next, back, true, Some(t("2026-12-08T02:00:00Z"))),
+            t("2026-12-07T22:15:07Z")
+        );
+        // Daily at 02:00, planned for the 9th by a clock that ran ahead; set back to the 7th
+        // at 22:15, the run of the 8th comes first.
+        let daily = t("2026-12-09T02:00:00Z");
+        assert_eq!(
+            after_step(daily, back, false, Some(t("2026-12-08T02:00:00Z"))),
+            t("2026-12-08T02:00:00Z")
+        );
+        // Set forward past the planned run: it is due now, not skipped to the day after.
+        let forward = chrono::Duration::hours(6);
+        assert_eq!(
+            after_step(daily, forward, false, Some(t("2026-12-10T02:00:00Z"))),
+            daily
+        );
+        assert_eq!(after_step(daily, forward, false, None), daily);
+    }
 
     fn failure(class: ErrorClass) -> JobError {
         JobError {
