@@ -269,6 +269,9 @@ pub struct RawExchange {
     /// overloaded server, a connection gone silent) before it is cancelled and the batch
     /// is tried again later, as in an outage. `0s` waits forever. Default `5m`.
     pub statement_timeout: Option<String>,
+    /// How long a transaction still open at the exchange database may hold back the
+    /// watermark of a `down` table (read there). Default `10m`.
+    pub transaction_guard: Option<String>,
     /// Names of the control columns the agent fills when an exchange table has them.
     #[serde(default)]
     pub control_columns: RawControlColumns,
@@ -279,13 +282,14 @@ pub struct RawExchange {
 
 impl RawExchange {
     /// The keys of a database exchange (besides `url`), each with whether it is set.
-    pub fn database_keys(&self) -> [(&'static str, bool); 5] {
+    pub fn database_keys(&self) -> [(&'static str, bool); 6] {
         [
             ("password", self.password.is_some()),
             ("max_connections", self.max_connections.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
             ("bootstrap_sql", self.bootstrap_sql.is_some()),
             ("statement_timeout", self.statement_timeout.is_some()),
+            ("transaction_guard", self.transaction_guard.is_some()),
         ]
     }
 

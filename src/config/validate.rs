@@ -469,7 +469,8 @@ impl V<'_> {
                         max_connections: e.max_connections,
                         connect_timeout: e.connect_timeout.as_deref(),
                         bootstrap_sql: e.bootstrap_sql.as_deref(),
-                        transaction_guard: Some("0s"),
+                        // Read only for `down` tables: the province's transactions there.
+                        transaction_guard: e.transaction_guard.as_deref(),
                         statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
                     },
                 )

@@ -85,11 +85,19 @@ impl Agent {
     /// must refuse it and keep running the old one).
     pub fn config_text(&self, variant: usize, broken: bool) -> String {
         let p = &self.pair;
+        // The writers' database is the source, except for a down agent: there it is the
+        // exchange the agent reads, and it writes the front-end database.
+        let mut source = url(p.src, self.ports, &p.src_db());
         let exchange = match p.ex {
-            Exchange::Db(e) => format!(
-                "[exchange]\nurl = \"{}\"\nconnect_timeout = \"5s\"\nstatement_timeout = \"20s\"\n",
-                url(e, self.ports, &p.ex_db())
-            ),
+            Exchange::Db(e) => {
+                let mut ex = url(e, self.ports, &p.ex_db());
+                if p.down {
+                    std::mem::swap(&mut source, &mut ex);
+                }
+                format!(
+                    "[exchange]\nurl = \"{ex}\"\nconnect_timeout = \"5s\"\nstatement_timeout = \"20s\"\n"
+                )
+            }
             // Signed batches through the sim's proxy; a request times out before most
             // proxy stalls end, and a batch of more than `max_records` goes in several
             // requests (ids `BATCH.r1-50`, by the records' positions). A reload changes
@@ -104,6 +112,34 @@ impl Agent {
                 key = crate::sim::APP_KEY,
                 env = crate::sim::SECRET_ENV,
             ),
+            // The sim's WebService, signed the same way; a reload changes the SOAP version
+            // and the payload (XML elements, or the records as gzipped JSON in one element),
+            // so that a batch may be sent again in the other encoding.
+            Exchange::Soap => format!(
+                "[exchange]\nkind = \"soap\"\nurl = \"http://127.0.0.1:{port}/soap/{{table}}\"\n\
+                 timeout = \"5s\"\nmax_records = {per}\n\n\
+                 [exchange.auth]\nkind = \"hmac-sha256\"\napp_key = \"{key}\"\n\
+                 app_secret = \"${{env:{env}}}\"\n\n\
+                 [exchange.soap]\nversion = \"{version}\"\nnamespace = \"http://exchange.soak.example/ws\"\n\
+                 operation = \"pushData\"\npayload = \"{payload}\"\n",
+                port = self.ports.sim,
+                per = [40, 64, 29][variant % 3],
+                key = crate::sim::APP_KEY,
+                env = crate::sim::SECRET_ENV,
+                version = ["1.1", "1.2", "1.2"][variant % 3],
+                payload = ["xml", "json-gzip-base64", "xml"][variant % 3],
+            ),
+            // A reload changes the files' encoding: a batch sent again after it keeps its
+            // name and its bytes (the reservation), the next ones change.
+            Exchange::File => format!(
+                "[exchange]\nkind = \"file\"\ndir = \"{dir}\"\nformat = \"jsonl\"\nencoding = \"{enc}\"\n",
+                dir = crate::files::dir_of(
+                    self.state_dir.parent().unwrap_or(&self.state_dir),
+                    p.agent
+                )
+                .display(),
+                enc = ["utf-8", "gb18030", "utf-8"][variant % 3],
+            ),
         };
         let mut s = format!(
             "[agent]\nid = \"soak-{agent}\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
@@ -113,7 +149,7 @@ impl Agent {
             agent = p.agent,
             state = self.state_dir.display(),
             typo = if broken { "retry_maxx = \"1s\"\n" } else { "" },
-            src = url(p.src, self.ports, &p.src_db()),
+            src = source,
         );
         for t in &p.tables {
             s.push_str(&crate::tables::config(t, variant));

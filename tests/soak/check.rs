@@ -24,7 +24,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(what: &'static str, table: &str, detail: String) -> Finding {
+    pub fn new(what: &'static str, table: &str, detail: String) -> Finding {
         Finding {
             what,
             table: table.to_owned(),
@@ -104,9 +104,12 @@ pub fn compare_table(t: &Table, src: &[(Rec, Extra)], ex: &[(Rec, Extra)]) -> Ve
                 format!("id={id}: {}", extra.typing.join("; ")),
             ));
         }
-        // An interface gets the batch number in the envelope, not in the record.
+        // An interface gets the batch number in the envelope, a file in its manifest, not
+        // in the record; a table sent down keeps the province's.
         if matches!(t.mode, Mode::Control { .. })
             && !t.http
+            && !t.file
+            && !t.down
             && (extra.cd_source.as_deref() != Some("230000SOAK")
                 || extra.cd_batch.as_ref().is_none_or(|b| b.len() != 13))
         {

@@ -10,6 +10,7 @@
 //! - `faults`: the seeded fault schedule and how each fault is injected and healed;
 //! - `check`: the checker (final comparison, rejects, flags, watermark samples);
 //! - `receivers`: the batch-id checks of a receiver of batches (HTTP, SOAP);
+//! - `files`: the file exchange's directory, read as the platform would;
 //! - `sim`: the HTTP exchange (`frontdb-agent exchange-sim`), killed and restarted by a fault,
 //!   its SQLite store read by the checker;
 //! - `report`: the closing report.
@@ -17,6 +18,7 @@
 mod agents;
 mod check;
 mod faults;
+mod files;
 mod proxy;
 mod receivers;
 mod report;
@@ -284,7 +286,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
     tables::create(&pairs, pg.port, my.port).await?;
     let http_tables: Vec<tables::Table> = pairs
         .iter()
-        .filter(|p| p.ex == Exchange::Http)
+        .filter(|p| p.ex.is_sim())
         .flat_map(|p| p.tables.clone())
         .collect();
     let sim = {
@@ -331,7 +333,11 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
             Db::connect(p.src, port_of(p.src), &p.src_db()).await?,
             match p.ex {
                 Exchange::Db(e) => End::Db(Db::connect(e, port_of(e), &p.ex_db()).await?),
-                Exchange::Http => End::Sim(sim.clone()),
+                Exchange::Http | Exchange::Soap => End::Sim(sim.clone()),
+                Exchange::File => End::Files(Arc::new(files::Out::new(&files::dir_of(
+                    &state_root,
+                    p.agent,
+                ))?)),
             },
         ));
     }
@@ -341,7 +347,7 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         total,
         &pairs
             .iter()
-            .map(|p| (p.tables.len(), p.ex == Exchange::Http))
+            .map(|p| (p.tables.len(), p.ex.is_sim()))
             .collect::<Vec<_>>(),
     );
     println!("fault schedule ({} faults):", plan.len());
@@ -594,7 +600,12 @@ async fn soak(o: Arc<Opts>, res: Shared) -> Result<bool> {
         once_out.push((a.name(), out.trim().to_owned()));
     }
     let after_once = compare_all(&agents, &dbs, &sim).await?;
-    let sim_summary = check::sim_summary(&sim).await;
+    let mut sim_summary = check::sim_summary(&sim).await;
+    for (_, ex) in &dbs {
+        if let End::Files(out) = ex {
+            sim_summary.push_str(&format!("\n  {}", out.summary()));
+        }
+    }
     for f in after_once {
         findings.push(Finding {
             what: "after `once`",
@@ -695,6 +706,11 @@ async fn compare_all(agents: &[Arc<Agent>], dbs: &[(Db, End)], sim: &Sim) -> Res
             .await
             .context("reading the exchange-sim's batches and requests")?,
     );
+    for (_, ex) in dbs {
+        if let End::Files(files) = ex {
+            out.extend(files.findings().context("reading the file exchange")?);
+        }
+    }
     Ok(out)
 }
 

@@ -249,19 +249,37 @@ pub struct Request {
 
 /// The requests that carried a batch id, as receipts for `receivers::applied_twice` and
 /// `receivers::id_reused`: applied (`applied`, `applied, stalled`) or answered from memory
-/// (`replayed`).
+/// (`replayed`). A SOAP table's records are compared as text: the same batch sent again after
+/// a reload may come as XML (every value text) where it first came as JSON.
 pub fn receipts(reqs: &[Request]) -> Vec<Receipt> {
     reqs.iter()
         .filter_map(|r| {
             let id = r.batch.clone()?;
             let applied = r.outcome.starts_with("applied");
+            let table = r.table.as_deref().unwrap_or("");
+            let body = r.body.clone().unwrap_or_default();
+            let content = if crate::tables::is_soap_table(table) {
+                serde_json::from_str::<Json>(&body).map_or(body, |j| as_text(j).to_string())
+            } else {
+                body
+            };
             (applied || r.outcome == "replayed").then(|| Receipt {
-                batch_id: format!("{}/{id}", r.table.as_deref().unwrap_or("")),
-                content: r.body.clone().unwrap_or_default(),
+                batch_id: format!("{table}/{id}"),
+                content,
                 applied,
             })
         })
         .collect()
+}
+
+/// Every number as the text of its digits, as an XML payload carries it.
+fn as_text(j: Json) -> Json {
+    match j {
+        Json::Number(n) => Json::String(n.to_string()),
+        Json::Array(a) => Json::Array(a.into_iter().map(as_text).collect()),
+        Json::Object(m) => Json::Object(m.into_iter().map(|(k, v)| (k, as_text(v))).collect()),
+        other => other,
+    }
 }
 
 /// A time as the envelope carries it: RFC 3339 with an offset, compared as the instant (UTC,
@@ -303,7 +321,8 @@ fn text_of(v: &Json, col: &str, nullable: bool, typing: &mut Vec<String>) -> Opt
 
 /// A stored record as the checker's `Rec`, with what breaks the envelope's typing (the
 /// contract of issue #34: integers as numbers, decimals as strings of their exact digits,
-/// times RFC 3339 with the offset, NULL as null) in `Extra::typing`.
+/// times RFC 3339 with the offset, NULL as null; over SOAP with an XML payload an integer is
+/// the text of its digits and NULL `xsi:nil`) in `Extra::typing`.
 pub fn decode(t: &Table, rkey: &str, version: Option<&str>, vals: &str) -> (Rec, Extra) {
     let mut typing = Vec::new();
     let v: Json = serde_json::from_str(vals).unwrap_or_else(|e| {
@@ -313,6 +332,10 @@ pub fn decode(t: &Table, rkey: &str, version: Option<&str>, vals: &str) -> (Rec,
     let get = |c: &str| v.get(c).cloned().unwrap_or(Json::Null);
     let id = match get("id") {
         Json::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default(),
+        // An XML element's text: the integer's digits, nothing else.
+        Json::String(s) if t.soap && s.parse::<i64>().is_ok_and(|n| n.to_string() == s) => {
+            s.parse().unwrap_or_default()
+        }
         other => {
             typing.push(format!(
                 "id is {other} (an integer travels as a JSON number)"

@@ -57,9 +57,20 @@ impl Mode {
 pub struct Table {
     pub name: String,
     pub mode: Mode,
-    /// Exchanged over HTTP (to exchange-sim): a row is bad when its code breaks the rule or
-    /// its `happened` is NULL (the sim's rule); a negative amount is good there.
+    /// Exchanged through an interface (HTTP or SOAP, to exchange-sim): a row is bad when its
+    /// code breaks the rule or its `happened` is NULL (the sim's rule); a negative amount is
+    /// good there.
     pub http: bool,
+    /// Exchanged over SOAP: in an XML payload every value is text, so an integer arrives as
+    /// its digits (as a JSON number in a JSON payload).
+    pub soap: bool,
+    /// Exchanged as files: nothing refuses a row there, so a bad row is only one the rule
+    /// quarantines.
+    pub file: bool,
+    /// Sent down (`direction = "down"`): the writers are the province, writing the exchange
+    /// database, and the agent delivers to the front-end database; the province's control
+    /// columns are its own, so the agent fills none.
+    pub down: bool,
 }
 
 impl Table {
@@ -70,27 +81,39 @@ impl Table {
             || if self.http {
                 r.happened.is_none()
             } else {
-                r.amount.starts_with('-')
+                !self.file && r.amount.starts_with('-')
             }
     }
 }
 
-/// Where an agent delivers: a database on one of the soak's servers, or the HTTP
-/// exchange-sim.
+/// Where an agent delivers: a database on one of the soak's servers, or the exchange-sim
+/// (its REST interface or its WebService).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exchange {
     Db(Engine),
     Http,
+    Soap,
+    /// Files in a directory (JSON Lines with manifests).
+    File,
+}
+
+impl Exchange {
+    /// An interface (the exchange-sim), not a database.
+    pub fn is_sim(self) -> bool {
+        matches!(self, Exchange::Http | Exchange::Soap)
+    }
 }
 
 /// One agent: a source database and an exchange (a database on one of the soak's servers, or
-/// the exchange-sim).
+/// the exchange-sim). For a `down` agent `src` is where the writers write (the province's
+/// exchange database, which the agent reads) and `ex` the front-end database it writes.
 #[derive(Clone, Debug)]
 pub struct Pair {
     pub agent: &'static str,
     pub src: Engine,
     pub ex: Exchange,
     pub tables: Vec<Table>,
+    pub down: bool,
 }
 
 impl Pair {
@@ -106,19 +129,26 @@ impl Pair {
 /// and as exchange, every mode read from each source engine; and PostgreSQL→HTTP (the
 /// exchange-sim) with a timestamp, a control and a flag table (the modes an interface that
 /// cannot list its keys serves fully: deletes travel as records, the sim's verdicts set the
-/// flag). Key and digest tables stay with the databases: a digest table's rows deleted
+/// flag), and the same over SOAP (PostgreSQL→the sim's WebService, the payload XML or
+/// gzipped JSON by the configuration's variant), and PostgreSQL→files (JSON Lines with
+/// manifests, the platform's reading of them checked); and down (`dm`): the province writes
+/// a PostgreSQL exchange database, the agent pulls into a MariaDB front-end database. Key and digest tables stay with the databases: a digest table's rows deleted
 /// during a resync would stay at an interface (it cannot list what it holds).
 pub fn pairs() -> Vec<Pair> {
     let t = |agent: &str, suffix: &str, mode| Table {
         name: format!("{agent}_{suffix}"),
         mode,
-        http: agent == "ph",
+        http: agent == "ph" || agent == "ps",
+        soap: is_soap_table(&format!("{agent}_")),
+        file: agent == "pf",
+        down: agent == "dm",
     };
     vec![
         Pair {
             agent: "pp",
             src: Engine::Pg,
             ex: Exchange::Db(Engine::Pg),
+            down: false,
             tables: vec![
                 t("pp", "ts", Mode::Timestamp),
                 t("pp", "ctl", Mode::Control { tombstone: false }),
@@ -130,6 +160,7 @@ pub fn pairs() -> Vec<Pair> {
             agent: "pm",
             src: Engine::Pg,
             ex: Exchange::Db(Engine::My),
+            down: false,
             tables: vec![
                 t("pm", "ts", Mode::Timestamp),
                 t("pm", "ctl", Mode::Control { tombstone: true }),
@@ -140,6 +171,7 @@ pub fn pairs() -> Vec<Pair> {
             agent: "mp",
             src: Engine::My,
             ex: Exchange::Db(Engine::Pg),
+            down: false,
             tables: vec![
                 t("mp", "ts", Mode::Timestamp),
                 t("mp", "ctl", Mode::Control { tombstone: false }),
@@ -152,13 +184,53 @@ pub fn pairs() -> Vec<Pair> {
             agent: "ph",
             src: Engine::Pg,
             ex: Exchange::Http,
+            down: false,
             tables: vec![
                 t("ph", "ts", Mode::Timestamp),
                 t("ph", "ctl", Mode::Control { tombstone: false }),
                 t("ph", "flag", Mode::Flag),
             ],
         },
+        Pair {
+            agent: "ps",
+            src: Engine::Pg,
+            ex: Exchange::Soap,
+            down: false,
+            tables: vec![
+                t("ps", "ts", Mode::Timestamp),
+                t("ps", "ctl", Mode::Control { tombstone: false }),
+                t("ps", "flag", Mode::Flag),
+            ],
+        },
+        Pair {
+            agent: "pf",
+            src: Engine::Pg,
+            ex: Exchange::File,
+            down: false,
+            tables: vec![
+                t("pf", "ts", Mode::Timestamp),
+                t("pf", "ctl", Mode::Control { tombstone: false }),
+                t("pf", "flag", Mode::Flag),
+                t("pf", "key", Mode::Key),
+            ],
+        },
+        Pair {
+            agent: "dm",
+            src: Engine::Pg,
+            ex: Exchange::Db(Engine::My),
+            down: true,
+            tables: vec![
+                t("dm", "ts", Mode::Timestamp),
+                t("dm", "ctl", Mode::Control { tombstone: false }),
+                t("dm", "flag", Mode::Flag),
+            ],
+        },
     ]
+}
+
+/// Whether a table is the SOAP agent's (`ps`).
+pub fn is_soap_table(name: &str) -> bool {
+    name.starts_with("ps_")
 }
 
 /// The quality rule of every table: a code of two capitals and four digits.
@@ -257,8 +329,15 @@ pub fn config(t: &Table, variant: usize) -> String {
             "",
         ),
     };
+    let class = if t.file {
+        format!("class_code = \"{}\"\n", crate::files::class_code(&t.name))
+    } else if t.down {
+        "direction = \"down\"\n".to_string()
+    } else {
+        String::new()
+    };
     format!(
-        "\n[[table]]\nsource = \"{name}\"\nschedule = \"{schedule}\"\nbatch_size = {batch}\n{extra}\
+        "\n[[table]]\nsource = \"{name}\"\nschedule = \"{schedule}\"\nbatch_size = {batch}\n{extra}{class}\
          watermark = {wm}\nrules = [ {{ column = \"code\", check = \"regex\", pattern = \"{CODE_RULE}\" }} ]\n",
         name = t.name,
     )
@@ -466,6 +545,7 @@ impl Db {
 pub enum End {
     Db(Db),
     Sim(std::sync::Arc<crate::sim::Sim>),
+    Files(std::sync::Arc<crate::files::Out>),
 }
 
 impl End {
@@ -474,6 +554,7 @@ impl End {
         match self {
             End::Db(db) => db.read(t, true).await,
             End::Sim(sim) => sim.read(t).await,
+            End::Files(out) => out.read(t),
         }
     }
 

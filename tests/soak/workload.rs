@@ -97,8 +97,11 @@ const ODD: &[&str] = &[
 /// A row's values; `bad` makes it refused. At a database exchange a bad row has a code the
 /// rule quarantines or a negative amount the CHECK refuses; at the HTTP exchange (`http`) the
 /// negative amount is good (the sim has no such rule, 5 % of its good rows carry one) and the
-/// sim's refusal is a NULL `happened` (which a good row there never has).
-fn vals(rng: &mut StdRng, id: i64, bad: bool, http: bool) -> Vals {
+/// sim's refusal is a NULL `happened` (which a good row there never has). Nothing refuses a
+/// row at a file exchange: a bad row there breaks the rule, and 5 % of its good rows carry a
+/// negative amount.
+fn vals(rng: &mut StdRng, id: i64, bad: bool, t: &Table) -> Vals {
+    let (http, file) = (t.http, t.file);
     let letters = b"ABCDEFGHJKLMNPQRTUWXY";
     let mut code = String::new();
     for _ in 0..2 {
@@ -111,10 +114,11 @@ fn vals(rng: &mut StdRng, id: i64, bad: bool, http: bool) -> Vals {
         match rng.random_range(0..3) {
             0 => code = format!("bad-{id}"),
             1 if http => no_happened = true,
+            1 if file => code = format!("bad-{id}"),
             1 => cents = -rng.random_range(1..100_000),
             _ => code = code.to_lowercase(),
         }
-    } else if http && rng.random_bool(0.05) {
+    } else if (http || file) && rng.random_bool(0.05) {
         cents = -rng.random_range(1..100_000);
     }
     let amount = format!(
@@ -435,10 +439,10 @@ pub async fn writer(
         for o in &ops {
             match o {
                 Op::Insert(id, bad) => {
-                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t.http)), 'i', *bad))
+                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t)), 'i', *bad))
                 }
                 Op::Update(id, bad) => {
-                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t.http)), 'u', *bad))
+                    planned.push((*id, Some(vals(&mut rng, *id, *bad, t)), 'u', *bad))
                 }
                 Op::Delete(id) => planned.push((*id, None, 'd', false)),
             }
@@ -502,7 +506,7 @@ pub async fn key_writer(t: Table, db: Db, seed: u64, stop: CancellationToken, st
     while !stop.is_cancelled() {
         id += 1;
         let bad = rng.random_bool(0.1);
-        let v = vals(&mut rng, id, bad, t.http);
+        let v = vals(&mut rng, id, bad, &t);
         let tbl = t.clone();
         match transact(&db, Duration::ZERO, |now| {
             vec![insert(e, &tbl, id, v, now, "I")]
