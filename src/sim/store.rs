@@ -154,9 +154,7 @@ impl Store {
         answer: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            apply_one(&mut tx, table, version, r).await?;
-        }
+        apply_records(&mut tx, table, version, records).await?;
         for (key, code, message) in rejected {
             sqlx::query(
                 "INSERT INTO rejections (tbl, rkey, batch, code, message, at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -211,45 +209,82 @@ impl Store {
     }
 }
 
-async fn apply_one(
+/// What a batch leaves of a key: its record, or nothing (deleted).
+type Outcome = Option<(Option<String>, String)>;
+
+/// Apply a batch's records in their order, newer wins by `version`: the versions held for
+/// the batch's keys are read in one statement, the outcome of every key worked out here,
+/// then written in two (a statement a record made a large batch wait on the store's
+/// round trips rather than on SQLite).
+async fn apply_records(
     tx: &mut SqliteConnection,
     table: &str,
     version: Option<&str>,
-    r: &Apply<'_>,
+    records: &[Apply<'_>],
 ) -> Result<(), StoreError> {
-    let k = rkey(r.key);
-    let incoming = version
-        .and_then(|v| r.values.get(v))
-        .filter(|v| !v.is_null());
-    let held: Option<Option<String>> =
-        sqlx::query_scalar("SELECT version FROM records WHERE tbl = ? AND rkey = ?")
-            .bind(table)
-            .bind(&k)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let keys: Vec<String> = records.iter().map(|r| rkey(r.key)).collect();
+    let mut held: std::collections::HashMap<String, Option<Json>> =
+        std::collections::HashMap::new();
+    let wanted = Json::from(keys.clone()).to_string();
+    let rows = sqlx::query(
+        "SELECT rkey, version FROM records WHERE tbl = ? AND rkey IN (SELECT value FROM json_each(?))",
+    )
+    .bind(table)
+    .bind(&wanted)
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in rows {
+        let v: Option<String> = r.try_get(1)?;
+        held.insert(
+            r.try_get(0)?,
+            v.map(|v| serde_json::from_str(&v).unwrap_or(Json::Null)),
+        );
+    }
     // A stored version newer than the incoming one survives, whether this is an upsert or
     // a delete; a delete without a version removes the record whatever its version.
-    if let (Some(Some(held)), Some(inc)) = (&held, incoming) {
-        let held: Json = serde_json::from_str(held).unwrap_or(Json::Null);
-        if newer(&held, inc) {
-            return Ok(());
+    let mut outcome: std::collections::BTreeMap<&str, Outcome> = std::collections::BTreeMap::new();
+    for (r, k) in records.iter().zip(&keys) {
+        let incoming = version
+            .and_then(|v| r.values.get(v))
+            .filter(|v| !v.is_null());
+        if let (Some(Some(h)), Some(inc)) = (held.get(k.as_str()), incoming)
+            && newer(h, inc)
+        {
+            continue;
+        }
+        if r.delete {
+            held.remove(k.as_str());
+            outcome.insert(k, None);
+        } else {
+            held.insert(k.clone(), incoming.cloned());
+            let vals = Json::Object(r.values.clone()).to_string();
+            outcome.insert(k, Some((incoming.map(Json::to_string), vals)));
         }
     }
-    if r.delete {
-        sqlx::query("DELETE FROM records WHERE tbl = ? AND rkey = ?")
-            .bind(table)
-            .bind(&k)
-            .execute(&mut *tx)
-            .await?;
-    } else {
+    let (mut gone, mut put) = (Vec::new(), Vec::new());
+    for (k, o) in outcome {
+        match o {
+            None => gone.push(Json::from(k)),
+            Some((v, vals)) => put.push(serde_json::json!([k, v, vals])),
+        }
+    }
+    if !gone.is_empty() {
         sqlx::query(
-            "INSERT INTO records (tbl, rkey, version, vals) VALUES (?, ?, ?, ?) \
+            "DELETE FROM records WHERE tbl = ? AND rkey IN (SELECT value FROM json_each(?))",
+        )
+        .bind(table)
+        .bind(Json::Array(gone).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !put.is_empty() {
+        sqlx::query(
+            "INSERT INTO records (tbl, rkey, version, vals) \
+             SELECT ?, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?) WHERE true \
              ON CONFLICT (tbl, rkey) DO UPDATE SET version = excluded.version, vals = excluded.vals",
         )
         .bind(table)
-        .bind(&k)
-        .bind(incoming.map(Json::to_string))
-        .bind(Json::Object(r.values.clone()).to_string())
+        .bind(Json::Array(put).to_string())
         .execute(&mut *tx)
         .await?;
     }

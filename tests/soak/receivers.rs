@@ -1,9 +1,8 @@
-//! Receivers the agent delivers to. Today the only exchange is a database (its tables are
-//! compared by the checker); an HTTP or SOAP exchange comes with the sink seam. Adding one is
-//! adding a module here: a receiver on a loopback port behind its own `proxy::Proxy`, which
-//! applies each batch it accepts and records a `Receipt`, and whose receipts go through
-//! `applied_twice` at the end (a batch id applied twice is a duplicate delivery, whatever the
-//! rows say).
+//! The batch-id checks of every receiver of batches: the exchange-sim (HTTP and SOAP, its
+//! request log in `sim.rs`) and the file exchange's directory (its manifests in `files.rs`).
+//! A receiver records a `Receipt` per batch it saw; `applied_twice` finds a batch id applied
+//! more than once (a duplicate delivery, whatever the rows say), `id_reused` one that came
+//! again with other content. A new receiver turns what it saw into receipts and runs both.
 
 use std::collections::BTreeMap;
 

@@ -205,20 +205,69 @@ pub fn body(env: &Envelope, w: &Wrapper<'_>, records: &[Record]) -> Vec<u8> {
     if let (Some((f, v)), Json::Object(m)) = (w.mark, &mut root) {
         m.insert(f.to_owned(), Json::String(v.to_owned()));
     }
-    let list = Json::Array(records.iter().map(|r| r.json.clone()).collect());
-    put(&mut root, &env.records, list);
-    // Serialising a tree of JSON values with string keys cannot fail.
-    serde_json::to_vec(&root).unwrap_or_default()
+    // The records are written where the pointer says without copying them into the tree: a
+    // placeholder marks the place, and the serialiser puts them there.
+    put(&mut root, &env.records, Json::Null);
+    let path = pointer_parts(&env.records);
+    let spliced = Spliced {
+        at: &root,
+        path: &path,
+        records,
+    };
+    // Serialising JSON values with string keys cannot fail.
+    serde_json::to_vec(&spliced).unwrap_or_default()
+}
+
+/// `at`, with `records` as a list where `path` leads (an empty path: `at` is that place).
+struct Spliced<'a> {
+    at: &'a Json,
+    path: &'a [String],
+    records: &'a [Record],
+}
+
+impl serde::Serialize for Spliced<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let Some((first, rest)) = self.path.split_first() else {
+            let mut seq = s.serialize_seq(Some(self.records.len()))?;
+            for r in self.records {
+                seq.serialize_element(&r.json)?;
+            }
+            return seq.end();
+        };
+        let Json::Object(m) = self.at else {
+            return self.at.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            if k == first {
+                let inner = Spliced {
+                    at: v,
+                    path: rest,
+                    records: self.records,
+                };
+                map.serialize_entry(k, &inner)?;
+            } else {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The names a JSON pointer leads through (`/data/items` → `data`, `items`).
+fn pointer_parts(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect()
 }
 
 /// Set the value at a JSON pointer, making the objects on the way.
 fn put(root: &mut Json, pointer: &str, value: Json) {
     let mut at = root;
-    let parts: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|p| p.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let parts = pointer_parts(pointer);
     for (i, p) in parts.iter().enumerate() {
         if !at.is_object() {
             *at = Json::Object(Map::new());
