@@ -203,7 +203,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             }
             Ok(())
         }
-        Command::Check { offline: false } => crate::check::check(cfg).await,
+        Command::Check { offline: false } => crate::check::check(cfg, crate::check::DEFAULT_SAMPLE).await,
         Command::Demo { .. } | Command::ExchangeSim => Err(AppError::Usage(
             "this command reads no agent configuration".into(),
         )),

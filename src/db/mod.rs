@@ -55,6 +55,10 @@ pub struct TableSchema {
     /// Its rows carry the id of the transaction that wrote them (a PostgreSQL table's
     /// `xmin`; not a view's).
     pub row_xids: bool,
+    /// Columns the database computes and refuses to be given a value: generated columns
+    /// (`GENERATED ALWAYS AS (...)`, virtual or stored) and identity columns that are always
+    /// generated. A table written by the agent never has them written.
+    pub computed: Vec<Ident>,
 }
 
 impl TableSchema {
@@ -104,7 +108,13 @@ impl TableSchema {
             primary_key,
             unique_keys,
             row_xids: false,
+            computed: Vec::new(),
         })
+    }
+
+    /// Whether the database computes this column (see [`TableSchema::computed`]).
+    pub fn is_computed(&self, name: &Ident) -> bool {
+        self.computed.iter().any(|c| c == name)
     }
 
     /// Whether some unique constraint covers exactly these columns (in any order).

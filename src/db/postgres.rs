@@ -174,7 +174,8 @@ const SNAPSHOT: &str = "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax
 
 const COLUMNS: &str = "SELECT a.attname::text, \
        (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text, \
-       format_type(a.atttypid, a.atttypmod) \
+       format_type(a.atttypid, a.atttypmod), \
+       (a.attgenerated <> '' OR a.attidentity = 'a') \
      FROM pg_catalog.pg_attribute a \
      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
      LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype \
@@ -265,12 +266,17 @@ impl Pg {
             .await
             .map_err(err)?;
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         for r in rows {
             let col: String = r.try_get(0).map_err(err)?;
             let typname: String = r.try_get(1).map_err(err)?;
             let native: String = r.try_get(2).map_err(err)?;
+            let generated: bool = r.try_get(3).map_err(err)?;
             // A column whose name is not a valid identifier cannot be configured; skip it.
             let Ok(name) = Ident::new(&col) else { continue };
+            if generated {
+                computed.push(name.clone());
+            }
             columns.push(Col {
                 name,
                 ty: col_type(&typname),
@@ -293,6 +299,7 @@ impl Pg {
         Ok(
             TableSchema::from_catalog(&schema, &name, columns, keys).map(|t| TableSchema {
                 row_xids: table,
+                computed,
                 ..t
             }),
         )
