@@ -112,7 +112,7 @@ fn into_text(s: &Fam, max: Option<usize>) -> Fit {
     let longest = match s {
         Fam::Binary => {
             return Fit::refused(
-                "binary values are not text; would work: a binary column (bytea, varbinary, blob)",
+                "binary values are not text — would work: a binary column (bytea, varbinary, blob)",
             );
         }
         Fam::Bits { n, .. } => return bits_longest(*n, max).with(Conv::bits_text(*n, None)),
@@ -327,11 +327,11 @@ fn into_parsed(s: &Fam, t: &Fam) -> Fit {
     match (s, t) {
         (_, _) if s == t && !matches!(t, Fam::Other | Fam::Enum | Fam::Array) => Fit::exact(),
         (Fam::Binary, _) => Fit::refused(format!(
-            "binary values are not {}; would work: a binary exchange column",
+            "binary values are not {} — would work: a binary exchange column",
             t.words()
         )),
         (Fam::Array, Fam::Json) => Fit::refused(
-            "an array's text ({1,2}) is not JSON; would work: text, or an array of the same type",
+            "an array's text ({1,2}) is not JSON — would work: text, or an array of the same type",
         ),
         (Fam::Bool | Fam::Int { .. } | Fam::Dec { .. } | Fam::Float { .. }, Fam::Json) => {
             Fit::exact()
