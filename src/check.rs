@@ -10,7 +10,7 @@ mod table;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Direction};
 use crate::ctx::{Ends, Sides};
 use crate::db::Db;
 use crate::error::AppError;
@@ -49,7 +49,11 @@ pub async fn check(cfg: Config, sample: usize) -> Result<(), AppError> {
         match prepared {
             Ok(plan) => {
                 bad += table::report(&cfg, spec, &plan, xids).await;
-                bad += sample::report(&cfg, &plan, sample).await;
+                let writes = match spec.direction {
+                    Direction::Up => sides.exchange_db.as_deref(),
+                    Direction::Down => Some(sides.front.as_ref()),
+                };
+                bad += sample::report(&cfg, &plan, writes, sample).await;
                 plans.insert(plan.name.clone(), plan);
             }
             Err(e) => {

@@ -447,6 +447,22 @@ impl Db {
         }
     }
 
+    /// Run `text` (one row's statement) once per parameter row in a transaction that is
+    /// rolled back: what the database says of each row (`None`: it took it). `None` where
+    /// the engine is not asked this way (SQL Server, Oracle).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Option<Vec<Option<String>>>, DbError> {
+        match self {
+            Db::Postgres(d) => d.try_rows(text, rows).await.map(Some),
+            Db::MySql(d) => d.try_rows(text, rows).await.map(Some),
+            Db::Sqlite(d) => d.try_rows(text, rows).await.map(Some),
+            Db::MsSql(_) | Db::Oracle(_) => Ok(None),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Db::Postgres(d) => d.close().await,
@@ -486,6 +502,10 @@ impl RowStream {
 fn dynamic(text: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text.to_owned())
 }
+
+/// The savepoint each row tried by [`Db::try_rows`] runs under, and the way back to it.
+const SAVEPOINT: &str = "SAVEPOINT frontdb_try";
+const BACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT frontdb_try";
 
 /// A pooled connection idle at least this long is checked (a ping) before it is used again.
 const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);

@@ -473,6 +473,38 @@ impl Pg {
         tx.commit().await.map_err(err)?;
         Ok(n)
     }
+
+    /// Run `text` once per parameter row inside one transaction that is rolled back, each
+    /// row under a savepoint: what the database says of each row (`None`: it took it).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let err = |e| DbError::query(E, "trying rows in a transaction rolled back", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            sqlx::query(super::SAVEPOINT).execute(&mut *tx).await.map_err(err)?;
+            let mut q = sqlx::query(statement(text, r));
+            for v in r {
+                q = bind(q, v);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => out.push(None),
+                Err(e) if e.as_database_error().is_some() => {
+                    out.push(Some(super::describe(&e)));
+                    sqlx::query(super::BACK_TO_SAVEPOINT)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        tx.rollback().await.map_err(err)?;
+        Ok(out)
+    }
 }
 
 /// Classify a PostgreSQL error by its SQLSTATE.

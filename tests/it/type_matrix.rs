@@ -214,3 +214,57 @@ async fn mariadb_bit_arrives_at_postgres_as_a_bit_string_of_n_digits_and_goes_ba
     pg.drop().await;
     back.drop().await;
 }
+
+#[tokio::test]
+async fn check_sample_names_each_row_the_exchange_would_not_take_and_leaves_the_target_as_it_was() {
+    let (s, x) = (PgDb::new("sample_s").await, PgDb::new("sample_x").await);
+    s.exec(
+        "CREATE TABLE item (id int PRIMARY KEY, name text, code text, uscc text, \
+         updated_at timestamp(6) NOT NULL DEFAULT now())",
+    )
+    .await;
+    x.exec(
+        "CREATE TABLE item (id int PRIMARY KEY, name varchar(5), code text NOT NULL, uscc text, \
+         updated_at timestamp(6) NOT NULL)",
+    )
+    .await;
+    s.exec(
+        "INSERT INTO item (id, name, code, uscc) VALUES \
+         (1, 'new', 'A', '91350100M000100Y43'), (2, 'toolongvalue', 'B', NULL), \
+         (3, 'ok', NULL, NULL), (4, 'ok', 'D', '91350100M000100Y44'), (5, 'fine', 'E', NULL)",
+    )
+    .await;
+    x.exec("INSERT INTO item VALUES (1, 'old', 'Z', NULL, '2020-01-01')").await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
+         rules = [ {{ column = \"uscc\", check = \"uscc\" }} ]\n",
+        header(&s.url, &x.url)
+    ));
+    let out = agent.ok(&["check", "--sample", "50"]);
+    assert!(
+        out.contains("sample of 5 row(s): 2 would be quarantined, 1 refused by the exchange database (asked in a transaction rolled back)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING — key 2, column name: exchange column name holds at most 5 characters (character varying(5)), the value has 12: `toolongvalue`"),
+        "{out}"
+    );
+    assert!(out.contains("WARNING — key 4, column uscc: "), "{out}");
+    assert!(
+        out.contains("WARNING — key 3, column code: null value in column \"code\""),
+        "{out}"
+    );
+    assert!(!out.contains("key 1,") && !out.contains("key 5,"), "{out}");
+    // Nothing was left behind.
+    assert_eq!(
+        x.rows("SELECT id::text, name, code FROM item").await,
+        vec![vec![Some("1".into()), Some("old".into()), Some("Z".into())]]
+    );
+    // The default reads a few hundred rows; 0 reads none.
+    let out = agent.ok(&["check"]);
+    assert!(out.contains("sample of 5 row(s)"), "{out}");
+    let out = agent.ok(&["check", "--sample", "0"]);
+    assert!(!out.contains("sample of"), "{out}");
+    s.drop().await;
+    x.drop().await;
+}
