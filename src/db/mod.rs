@@ -7,6 +7,7 @@
 mod buffers;
 pub mod dialect;
 mod error;
+mod facts;
 mod mssql;
 mod mysql;
 mod oracle;
@@ -30,6 +31,7 @@ pub(crate) use buffers::{give_back_rows, row_values};
 use dialect::{Dialect, Sql, Upsert};
 use error::describe;
 pub use error::{DbError, ErrorClass};
+pub use facts::ReadFacts;
 use parts::{Failed, PartWriter, isolate, isolate_parts, singles, write_ending};
 pub use parts::{Refused, chunks, value_size};
 pub use settings::{DbConfig, EngineKind};

@@ -268,3 +268,84 @@ async fn check_sample_names_each_row_the_exchange_would_not_take_and_leaves_the_
     s.drop().await;
     x.drop().await;
 }
+
+/// `check` on a timestamp table: the warnings it gives.
+fn warnings_of(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.contains("WARNING — ") && !l.contains("transport")).collect()
+}
+
+#[tokio::test]
+async fn check_warns_of_a_missing_watermark_index_with_its_ddl_and_not_once_it_exists() {
+    let (s, x) = (PgDb::new("idx_s").await, PgDb::new("idx_x").await);
+    let ddl = "CREATE TABLE item (id int PRIMARY KEY, name text, updated_at timestamp(6))";
+    s.exec(ddl).await;
+    x.exec(ddl).await;
+    s.exec("INSERT INTO item SELECT g, 'n', now() FROM generate_series(1, 1000) g; ANALYZE item")
+        .await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"item\"\nschedule = \"realtime\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&s.url, &x.url)
+    ));
+    let out = agent.ok(&["check", "--sample", "0"]);
+    let w = warnings_of(&out);
+    assert!(
+        w.iter().any(|l| l.contains(
+            "no index of source table public.item (about 1000 row(s), 0 MB) serves the watermark's order (updated_at, id): each read scans the table every cycle; create one: CREATE INDEX \"item_updated_at_idx\" ON \"public\".\"item\" (\"updated_at\", \"id\")"
+        )),
+        "{out}"
+    );
+    assert!(
+        w.iter().any(|l| l.contains("change column `updated_at` of source table public.item accepts NULL")),
+        "{out}"
+    );
+    // The statement it gives is the one that silences it.
+    s.exec("CREATE INDEX \"item_updated_at_idx\" ON \"public\".\"item\" (\"updated_at\", \"id\"); \
+            ALTER TABLE item ALTER COLUMN updated_at SET NOT NULL")
+        .await;
+    let out = agent.ok(&["check", "--sample", "0"]);
+    assert_eq!(warnings_of(&out), Vec::<&str>::new(), "{out}");
+    s.drop().await;
+    x.drop().await;
+}
+
+#[tokio::test]
+async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_table_read_in_realtime() {
+    let my = MyDb::new("idx_my").await;
+    my.exec("CREATE TABLE item (id int PRIMARY KEY, flag int NOT NULL DEFAULT 0, name text, updated_at datetime(6) NOT NULL)")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lite = dir.path().join("x.sqlite");
+    sqlite_exec(&lite, "CREATE TABLE item (id INTEGER PRIMARY KEY, flag INTEGER, name TEXT, updated_at TIMESTAMP NOT NULL); \
+                        CREATE TABLE codes (code TEXT PRIMARY KEY, label TEXT)").await;
+    let url = format!("sqlite://{}", lite.display());
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&my.url, &url)
+    ));
+    let out = agent.ok(&["check"]);
+    assert!(
+        out.contains("no index of source table") && out.contains("CREATE INDEX `item_updated_at_idx` ON `"),
+        "{out}"
+    );
+    my.exec("CREATE INDEX by_time ON item (updated_at)").await;
+    let out = agent.ok(&["check"]);
+    assert!(!out.contains("no index of source table"), "{out}");
+
+    // SQLite as the side read: a flag table wants its flag indexed; a code table read whole
+    // every two seconds is worth a word.
+    sqlite_exec(&lite, "INSERT INTO codes VALUES ('a', 'A')").await;
+    my.exec("CREATE TABLE codes (code varchar(10) PRIMARY KEY, label text)").await;
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"flag\", column = \"flag\" }}\n\
+         [[table]]\nsource = \"codes\"\nschedule = \"realtime\"\nwatermark = {{ kind = \"digest\" }}\n",
+        header(&url, &my.url)
+    ));
+    let out = agent.ok(&["check"]);
+    assert!(out.contains("CREATE INDEX \"item_flag_idx\" ON \"item\" (\"flag\", \"id\")"), "{out}");
+    assert!(out.contains("a digest table is read whole every cycle, and its schedule runs it every 2s"), "{out}");
+    sqlite_exec(&lite, "CREATE INDEX item_flag ON item (flag)").await;
+    let out = agent.ok(&["check"]);
+    assert!(!out.contains("no index of source table"), "{out}");
+    my.drop().await;
+}
