@@ -15,6 +15,7 @@ mod parts;
 mod pgbinary;
 mod pgstream;
 mod postgres;
+mod reach;
 mod settings;
 mod sqlite;
 mod tls_words;
@@ -226,6 +227,13 @@ impl Db {
     /// Connect. Eagerly, a wrong address or password is reported now; `lazy` connects on
     /// first use (SQLite always opens at once). `role` is `source` or `exchange`.
     pub async fn connect(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Db, DbError> {
+        match Db::connect_as(cfg, role, lazy).await {
+            Err(e) => Err(reach::explained(cfg, e).await),
+            ok => ok,
+        }
+    }
+
+    async fn connect_as(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Db, DbError> {
         match cfg.engine {
             EngineKind::Postgres => postgres::Pg::connect(cfg, role, lazy)
                 .await

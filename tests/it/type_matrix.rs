@@ -349,3 +349,30 @@ async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_ta
     assert!(!out.contains("no index of source table"), "{out}");
     my.drop().await;
 }
+
+#[tokio::test]
+async fn a_wrong_port_says_connection_refused_not_only_that_the_pool_timed_out() {
+    let x = PgDb::new("refused_x").await;
+    // A port nothing listens on: taken from the system, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let wrong = format!("postgres://postgres@127.0.0.1:{port}/nothing");
+    let config = header(&wrong, &x.url).replace(
+        &format!("url = \"{wrong}\"\n"),
+        &format!("url = \"{wrong}\"\nconnect_timeout = \"2s\"\n"),
+    );
+    let agent = Agent::new(&format!(
+        "{config}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"key\" }}\n"
+    ));
+    let out = agent.run(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("source: FAILED — cannot connect to the source database")
+            && stdout.contains(&format!("connection refused at 127.0.0.1:{port}")),
+        "{stdout}"
+    );
+    x.drop().await;
+}
