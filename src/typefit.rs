@@ -159,7 +159,11 @@ fn into_int(s: &Fam, t: &Fam) -> Fit {
             Fit::exact_if(lo <= a && b <= hi, range())
         }
         Fam::Bits { n, .. } => {
-            let max = if *n >= 127 { i128::MAX } else { (1i128 << n) - 1 };
+            let max = if *n >= 127 {
+                i128::MAX
+            } else {
+                (1i128 << n) - 1
+            };
             Fit::exact_if(max <= hi, range()).with(Conv::bits_int(*n))
         }
         Fam::Dec { p, s: 0 } => {
@@ -169,9 +173,9 @@ fn into_int(s: &Fam, t: &Fam) -> Fit {
         Fam::Dec { .. } | Fam::Float { .. } => Fit::narrow(format!(
             "only whole numbers fit (a fraction is not rounded); {QUARANTINED}"
         )),
-        Fam::Text { .. } | Fam::Enum | Fam::Other | Fam::Json => {
-            Fit::narrow(format!("only text that is a whole number fits; {QUARANTINED}"))
-        }
+        Fam::Text { .. } | Fam::Enum | Fam::Other | Fam::Json => Fit::narrow(format!(
+            "only text that is a whole number fits; {QUARANTINED}"
+        )),
         _ => Fit::refused("would work: an integer, decimal or text exchange column"),
     }
 }
@@ -181,7 +185,10 @@ fn into_decimal(s: &Fam, p: Option<u32>, scale: u32) -> Fit {
     let digits = |n: u32| {
         Fit::exact_if(
             whole.is_none_or(|w| w >= n),
-            format!("only numbers of at most {} digits before the point fit; {QUARANTINED}", whole.unwrap_or(0)),
+            format!(
+                "only numbers of at most {} digits before the point fit; {QUARANTINED}",
+                whole.unwrap_or(0)
+            ),
         )
     };
     match s {
@@ -201,10 +208,12 @@ fn into_decimal(s: &Fam, p: Option<u32>, scale: u32) -> Fit {
             )),
             (Some(_), Some(sp)) => digits(sp.saturating_sub(*ss)),
         },
-        Fam::Float { .. } => Fit::narrow("a floating-point value is written as its shortest decimal text"),
-        Fam::Text { .. } | Fam::Enum | Fam::Other | Fam::Json => {
-            Fit::narrow(format!("only text that is a decimal number fits; {QUARANTINED}"))
+        Fam::Float { .. } => {
+            Fit::narrow("a floating-point value is written as its shortest decimal text")
         }
+        Fam::Text { .. } | Fam::Enum | Fam::Other | Fam::Json => Fit::narrow(format!(
+            "only text that is a decimal number fits; {QUARANTINED}"
+        )),
         Fam::Bits { .. } => Fit::exact().with(Conv::bits_int(64)),
         _ => Fit::refused("would work: a numeric or text exchange column"),
     }
@@ -222,9 +231,10 @@ fn into_float(s: &Fam, double: bool) -> Fit {
                 "integers beyond the float's precision are rounded",
             )
         }
-        Fam::Float { double: d } => {
-            Fit::exact_if(double || !d, "a double is rounded to a single-precision float")
-        }
+        Fam::Float { double: d } => Fit::exact_if(
+            double || !d,
+            "a double is rounded to a single-precision float",
+        ),
         Fam::Dec { .. } => Fit::narrow("a decimal is rounded to the nearest floating-point number"),
         Fam::Text { .. } | Fam::Enum | Fam::Other | Fam::Json => {
             Fit::narrow(format!("only text that is a number fits; {QUARANTINED}"))
@@ -255,16 +265,17 @@ fn into_bits(s: &Fam, n: usize, varying: bool, ty: crate::value::ColType) -> Fit
         }
     };
     match s {
-        Fam::Bits { n: m, .. } => {
-            Fit::exact_if(*m <= n, format!("only values of at most {n} bits fit; {QUARANTINED}"))
-                .with(conv(*m))
-        }
+        Fam::Bits { n: m, .. } => Fit::exact_if(
+            *m <= n,
+            format!("only values of at most {n} bits fit; {QUARANTINED}"),
+        )
+        .with(conv(*m)),
         Fam::Bool if n >= 1 => Fit::exact().with(conv(1)),
         Fam::Int { .. } => Fit::narrow(format!(
             "only non-negative integers below 2^{n} fit; {QUARANTINED}"
         ))
         .with(conv(n)),
-        Fam::Text { .. } | Fam::Other => Fit::narrow(format!(
+        Fam::Text { .. } | Fam::Other | Fam::Enum => Fit::narrow(format!(
             "only text of the digits 0 and 1 fits; {QUARANTINED}"
         )),
         _ => Fit::refused(format!(
@@ -284,7 +295,11 @@ fn into_time(s: &Fam, t: &Fam) -> Fit {
             ),
         )
     };
-    let text = || Fit::narrow(format!("only text that is a date or time fits; {QUARANTINED}"));
+    let text = || {
+        Fit::narrow(format!(
+            "only text that is a date or time fits; {QUARANTINED}"
+        ))
+    };
     match (s, t) {
         (Fam::Date, Fam::Date | Fam::Ts { .. }) => Fit::exact(),
         (Fam::Date, Fam::TsTz { y2038, .. }) => year_2038(*y2038),
@@ -294,7 +309,11 @@ fn into_time(s: &Fam, t: &Fam) -> Fit {
         (Fam::Time { prec: sp }, Fam::Time { prec: tp }) => prec(*sp, *tp),
         (
             Fam::Ts { prec: sp } | Fam::TsTz { prec: sp, .. },
-            Fam::Ts { prec: tp } | Fam::TsTz { prec: tp, y2038: false },
+            Fam::Ts { prec: tp }
+            | Fam::TsTz {
+                prec: tp,
+                y2038: false,
+            },
         ) => prec(*sp, *tp),
         (Fam::Ts { .. } | Fam::TsTz { .. }, Fam::TsTz { y2038: true, .. }) => year_2038(true),
         (Fam::Interval, Fam::Interval) => Fit::exact(),
@@ -336,7 +355,10 @@ fn into_parsed(s: &Fam, t: &Fam) -> Fit {
         (Fam::Bool | Fam::Int { .. } | Fam::Dec { .. } | Fam::Float { .. }, Fam::Json) => {
             Fit::exact()
         }
-        (Fam::Date | Fam::Time { .. } | Fam::Ts { .. } | Fam::TsTz { .. }, Fam::Uuid | Fam::Json)
+        (
+            Fam::Date | Fam::Time { .. } | Fam::Ts { .. } | Fam::TsTz { .. },
+            Fam::Uuid | Fam::Json,
+        )
         | (Fam::Bits { .. }, _) => Fit::refused(format!(
             "would work: a text exchange column, or a {} source column",
             t.words()

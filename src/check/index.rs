@@ -36,7 +36,9 @@ pub(super) async fn warnings(_cfg: &Config, spec: &TableSpec, plan: &Plan) -> Ve
             .map(|&i| plan.read_cols[i].clone())
             .chain(plan.key_cols())
             .collect(),
-        (Mode::Flag, Some(f)) => std::iter::once(f.col.clone()).chain(plan.key_cols()).collect(),
+        (Mode::Flag, Some(f)) => std::iter::once(f.col.clone())
+            .chain(plan.key_cols())
+            .collect(),
         _ => Vec::new(),
     };
     if let Some(first) = order.first() {

@@ -45,13 +45,19 @@ pub(super) async fn report(cfg: &Config, plan: &Plan, writes: Option<&Db>, n: us
     let refused = findings.len() - quarantined;
     let place = plan.ends.sink.place();
     let asked = match asked {
-        Ok(true) => format!(", {refused} refused by the {place} (asked in a transaction rolled back)"),
+        Ok(true) => {
+            format!(", {refused} refused by the {place} (asked in a transaction rolled back)")
+        }
         Ok(false) => String::new(),
         Err(e) => format!(" (the {place} could not be asked: {e})"),
     };
     println!("  sample of {read} row(s): {quarantined} would be quarantined{asked}");
     for f in &findings {
-        let col = f.column.as_deref().map(|c| format!(", column {c}")).unwrap_or_default();
+        let col = f
+            .column
+            .as_deref()
+            .map(|c| format!(", column {c}"))
+            .unwrap_or_default();
         println!("  WARNING — key {}{col}: {}", f.key, f.reason);
     }
     0

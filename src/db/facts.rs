@@ -41,7 +41,8 @@ const MY_SIZE: &str = "SELECT CAST(TABLE_ROWS AS SIGNED), CAST(DATA_LENGTH + IND
 
 const LITE_INDEXES: &str = "SELECT l.name, i.name FROM pragma_index_list(?1) l \
      JOIN pragma_index_info(l.name) i WHERE l.partial = 0 ORDER BY l.seq, i.seqno";
-const LITE_NULLABLE: &str = "SELECT name FROM pragma_table_info(?1) WHERE \"notnull\" = 0 AND pk = 0";
+const LITE_NULLABLE: &str =
+    "SELECT name FROM pragma_table_info(?1) WHERE \"notnull\" = 0 AND pk = 0";
 
 impl Db {
     /// The indexes, nullable columns and size of table `t` (as the catalog names it),
@@ -56,7 +57,8 @@ impl Db {
                     out.push(Vec::new());
                     last = Some(index);
                 }
-                if let (Some(c), Some(cur)) = (col.and_then(|c| Ident::new(&c).ok()), out.last_mut())
+                if let (Some(c), Some(cur)) =
+                    (col.and_then(|c| Ident::new(&c).ok()), out.last_mut())
                 {
                     cur.push(c);
                 }

@@ -234,7 +234,10 @@ impl My {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            sqlx::query(super::SAVEPOINT).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
             let args = arguments(r.iter()).map_err(err)?;
             let q = sqlx::query_with(dynamic(text), args);
             match q.execute(&mut *tx).await {

@@ -485,7 +485,10 @@ impl Pg {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            sqlx::query(super::SAVEPOINT).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
             let mut q = sqlx::query(statement(text, r));
             for v in r {
                 q = bind(q, v);

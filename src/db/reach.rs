@@ -47,7 +47,10 @@ async fn answer(cfg: &DbConfig) -> Option<String> {
         EngineKind::Oracle => Some(1521),
         EngineKind::Sqlite => None,
     })?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let addrs = match tokio::net::lookup_host((host.as_str(), port)).await {
         Ok(a) => a.collect::<Vec<_>>(),
         Err(e) => return Some(format!("the resolver cannot find host {host}: {e}")),

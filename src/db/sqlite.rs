@@ -260,7 +260,10 @@ impl Lite {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            sqlx::query(super::SAVEPOINT).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
             let mut q = sqlx::query(dynamic(text));
             for v in r {
                 q = bind(q, v);

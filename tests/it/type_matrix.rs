@@ -43,13 +43,31 @@ async fn generated_columns_on_both_postgres_sides_are_skipped_and_computed_by_th
         x.rows("SELECT id::text, price::text, qty::text, total::text FROM item ORDER BY id")
             .await,
         vec![
-            vec![Some("1".into()), Some("2.50".into()), Some("4".into()), Some("10.00".into())],
-            vec![Some("2".into()), Some("10.00".into()), Some("5".into()), Some("50.00".into())],
-            vec![Some("3".into()), Some("1.00".into()), Some("1".into()), Some("1.00".into())],
+            vec![
+                Some("1".into()),
+                Some("2.50".into()),
+                Some("4".into()),
+                Some("10.00".into())
+            ],
+            vec![
+                Some("2".into()),
+                Some("10.00".into()),
+                Some("5".into()),
+                Some("50.00".into())
+            ],
+            vec![
+                Some("3".into()),
+                Some("1.00".into()),
+                Some("1".into()),
+                Some("1.00".into())
+            ],
         ]
     );
     // The target numbered its rows itself.
-    assert_eq!(x.scalar_i64("SELECT count(DISTINCT seq) FROM item").await, 3);
+    assert_eq!(
+        x.scalar_i64("SELECT count(DISTINCT seq) FROM item").await,
+        3
+    );
     s.drop().await;
     x.drop().await;
 }
@@ -72,11 +90,16 @@ async fn generated_columns_at_mariadb_and_sqlite_targets_are_left_to_them() {
     .await;
     let agent = Agent::new(&format!("{}{}", header(&s.url, &my.url), table("item", "")));
     let out = agent.ok(&["check"]);
-    assert!(out.contains("computes them: generated or identity GENERATED ALWAYS): total, half"), "{out}");
+    assert!(
+        out.contains("computes them: generated or identity GENERATED ALWAYS): total, half"),
+        "{out}"
+    );
     agent.ok(&["once"]);
     assert_eq!(
-        my.rows("SELECT CAST(id AS CHAR), CAST(total AS CHAR), CAST(half AS CHAR) FROM item ORDER BY id")
-            .await,
+        my.rows(
+            "SELECT CAST(id AS CHAR), CAST(total AS CHAR), CAST(half AS CHAR) FROM item ORDER BY id"
+        )
+        .await,
         vec![
             vec![Some("1".into()), Some("10.00".into()), Some("1.25".into())],
             vec![Some("2".into()), Some("30.00".into()), Some("5.00".into())],
@@ -95,7 +118,10 @@ async fn generated_columns_at_mariadb_and_sqlite_targets_are_left_to_them() {
     let url = format!("sqlite://{}", lite.display());
     let agent = Agent::new(&format!("{}{}", header(&s.url, &url), table("item", "")));
     let out = agent.ok(&["check"]);
-    assert!(out.contains("computes them: generated or identity GENERATED ALWAYS): total, twice"), "{out}");
+    assert!(
+        out.contains("computes them: generated or identity GENERATED ALWAYS): total, twice"),
+        "{out}"
+    );
     agent.ok(&["once"]);
     assert_eq!(
         sqlite_rows(&lite, "SELECT CAST(id AS TEXT), CAST(total AS TEXT), CAST(twice AS TEXT) FROM item ORDER BY id").await,
@@ -116,7 +142,8 @@ async fn a_generated_column_of_the_front_end_table_is_left_to_it_going_down() {
          total numeric(12,2) GENERATED ALWAYS AS (price * qty) STORED)",
     )
     .await;
-    x.exec("INSERT INTO dn_fee (id, price, qty) VALUES (1, 3.00, 3)").await;
+    x.exec("INSERT INTO dn_fee (id, price, qty) VALUES (1, 3.00, 3)")
+        .await;
     f.exec(
         "CREATE TABLE dn_fee (id int PRIMARY KEY, price decimal(10,2) NOT NULL, qty int NOT NULL, \
          total decimal(12,2) AS (price * qty) PERSISTENT)",
@@ -129,10 +156,14 @@ async fn a_generated_column_of_the_front_end_table_is_left_to_it_going_down() {
     ));
     let out = agent.ok(&["check"]);
     assert!(out.contains("direction down"), "{out}");
-    assert!(out.contains("computes them: generated or identity GENERATED ALWAYS): total"), "{out}");
+    assert!(
+        out.contains("computes them: generated or identity GENERATED ALWAYS): total"),
+        "{out}"
+    );
     agent.ok(&["once"]);
     assert_eq!(
-        f.rows("SELECT CAST(id AS CHAR), CAST(total AS CHAR) FROM dn_fee").await,
+        f.rows("SELECT CAST(id AS CHAR), CAST(total AS CHAR) FROM dn_fee")
+            .await,
         vec![vec![Some("1".into()), Some("9.00".into())]]
     );
     x.drop().await;
@@ -142,7 +173,8 @@ async fn a_generated_column_of_the_front_end_table_is_left_to_it_going_down() {
 #[tokio::test]
 async fn a_key_written_into_an_identity_always_column_is_a_problem_check_names() {
     let (s, x) = (PgDb::new("gen_ks").await, PgDb::new("gen_kx").await);
-    s.exec("CREATE TABLE item (id bigint PRIMARY KEY, name text)").await;
+    s.exec("CREATE TABLE item (id bigint PRIMARY KEY, name text)")
+        .await;
     x.exec("CREATE TABLE item (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text)")
         .await;
     let agent = Agent::new(&format!("{}{}", header(&s.url, &x.url), table("item", "")));
@@ -150,8 +182,9 @@ async fn a_key_written_into_an_identity_always_column_is_a_problem_check_names()
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout.contains("exchange column `id` of exchange table public.item is computed by the database")
-            && stdout.contains("GENERATED BY DEFAULT AS IDENTITY"),
+        stdout.contains(
+            "exchange column `id` of exchange table public.item is computed by the database"
+        ) && stdout.contains("GENERATED BY DEFAULT AS IDENTITY"),
         "{stdout}"
     );
     s.drop().await;
@@ -177,18 +210,33 @@ async fn mariadb_bit_arrives_at_postgres_as_a_bit_string_of_n_digits_and_goes_ba
          as_text text, as_int int, as_bool boolean)",
     )
     .await;
-    let agent = Agent::new(&format!("{}{}", header(&my.url, &pg.url), table("flags", "")));
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&my.url, &pg.url),
+        table("flags", "")
+    ));
     agent.ok(&["check"]);
     let out = agent.ok(&["once"]);
     assert!(out.contains("flags: 3 row(s) sent"), "{out}");
     let norm = "SELECT id::text, b8::text, b10::text, b1::text, as_text, as_int::text, as_bool::text \
                 FROM flags ORDER BY id";
     let want = vec![
-        vec!["1", "10100101", "1000000001", "1", "00000011", "4095", "false"],
+        vec![
+            "1",
+            "10100101",
+            "1000000001",
+            "1",
+            "00000011",
+            "4095",
+            "false",
+        ],
         vec!["2", "00000000", "0000000000", "0", "00000000", "0", "true"],
     ];
     let mut got = pg.rows(norm).await;
-    assert_eq!(got.pop(), Some(vec![Some("3".into()), None, None, None, None, None, None]));
+    assert_eq!(
+        got.pop(),
+        Some(vec![Some("3".into()), None, None, None, None, None, None])
+    );
     let got: Vec<Vec<String>> = got
         .into_iter()
         .map(|r| r.into_iter().map(|c| c.unwrap_or_default()).collect())
@@ -199,14 +247,28 @@ async fn mariadb_bit_arrives_at_postgres_as_a_bit_string_of_n_digits_and_goes_ba
     let back = MyDb::new("bits_back").await;
     back.exec("CREATE TABLE flags (id int PRIMARY KEY, b8 BIT(8), b10 BIT(10), b1 BIT(1), as_text text, as_int int, as_bool tinyint(1))")
         .await;
-    let agent = Agent::new(&format!("{}{}", header(&pg.url, &back.url), table("flags", "")));
+    let agent = Agent::new(&format!(
+        "{}{}",
+        header(&pg.url, &back.url),
+        table("flags", "")
+    ));
     agent.ok(&["once"]);
     assert_eq!(
         back.rows("SELECT CAST(id AS CHAR), BIN(b8), BIN(b10), BIN(b1) FROM flags ORDER BY id")
             .await,
         vec![
-            vec![Some("1".into()), Some("10100101".into()), Some("1000000001".into()), Some("1".into())],
-            vec![Some("2".into()), Some("0".into()), Some("0".into()), Some("0".into())],
+            vec![
+                Some("1".into()),
+                Some("10100101".into()),
+                Some("1000000001".into()),
+                Some("1".into())
+            ],
+            vec![
+                Some("2".into()),
+                Some("0".into()),
+                Some("0".into()),
+                Some("0".into())
+            ],
             vec![Some("3".into()), None, None, None],
         ]
     );
@@ -234,7 +296,8 @@ async fn check_sample_names_each_row_the_exchange_would_not_take_and_leaves_the_
          (3, 'ok', NULL, NULL), (4, 'ok', 'D', '91350100M000100Y44'), (5, 'fine', 'E', NULL)",
     )
     .await;
-    x.exec("INSERT INTO item VALUES (1, 'old', 'Z', NULL, '2020-01-01')").await;
+    x.exec("INSERT INTO item VALUES (1, 'old', 'Z', NULL, '2020-01-01')")
+        .await;
     let agent = Agent::new(&format!(
         "{}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n\
          rules = [ {{ column = \"uscc\", check = \"uscc\" }} ]\n",
@@ -271,7 +334,9 @@ async fn check_sample_names_each_row_the_exchange_would_not_take_and_leaves_the_
 
 /// `check` on a timestamp table: the warnings it gives.
 fn warnings_of(out: &str) -> Vec<&str> {
-    out.lines().filter(|l| l.contains("WARNING — ") && !l.contains("transport")).collect()
+    out.lines()
+        .filter(|l| l.contains("WARNING — ") && !l.contains("transport"))
+        .collect()
 }
 
 #[tokio::test]
@@ -296,13 +361,17 @@ async fn check_warns_of_a_missing_watermark_index_with_its_ddl_and_not_once_it_e
         "{out}"
     );
     assert!(
-        w.iter().any(|l| l.contains("change column `updated_at` of source table public.item accepts NULL")),
+        w.iter()
+            .any(|l| l
+                .contains("change column `updated_at` of source table public.item accepts NULL")),
         "{out}"
     );
     // The statement it gives is the one that silences it.
-    s.exec("CREATE INDEX \"item_updated_at_idx\" ON \"public\".\"item\" (\"updated_at\", \"id\"); \
-            ALTER TABLE item ALTER COLUMN updated_at SET NOT NULL")
-        .await;
+    s.exec(
+        "CREATE INDEX \"item_updated_at_idx\" ON \"public\".\"item\" (\"updated_at\", \"id\"); \
+            ALTER TABLE item ALTER COLUMN updated_at SET NOT NULL",
+    )
+    .await;
     let out = agent.ok(&["check", "--sample", "0"]);
     assert_eq!(warnings_of(&out), Vec::<&str>::new(), "{out}");
     s.drop().await;
@@ -310,7 +379,8 @@ async fn check_warns_of_a_missing_watermark_index_with_its_ddl_and_not_once_it_e
 }
 
 #[tokio::test]
-async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_table_read_in_realtime() {
+async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_table_read_in_realtime()
+ {
     let my = MyDb::new("idx_my").await;
     my.exec("CREATE TABLE item (id int PRIMARY KEY, flag int NOT NULL DEFAULT 0, name text, updated_at datetime(6) NOT NULL)")
         .await;
@@ -325,7 +395,8 @@ async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_ta
     ));
     let out = agent.ok(&["check"]);
     assert!(
-        out.contains("no index of source table") && out.contains("CREATE INDEX `item_updated_at_idx` ON `"),
+        out.contains("no index of source table")
+            && out.contains("CREATE INDEX `item_updated_at_idx` ON `"),
         "{out}"
     );
     my.exec("CREATE INDEX by_time ON item (updated_at)").await;
@@ -335,15 +406,22 @@ async fn check_warns_of_missing_indexes_on_mariadb_and_sqlite_and_of_a_digest_ta
     // SQLite as the side read: a flag table wants its flag indexed; a code table read whole
     // every two seconds is worth a word.
     sqlite_exec(&lite, "INSERT INTO codes VALUES ('a', 'A')").await;
-    my.exec("CREATE TABLE codes (code varchar(10) PRIMARY KEY, label text)").await;
+    my.exec("CREATE TABLE codes (code varchar(10) PRIMARY KEY, label text)")
+        .await;
     let agent = Agent::new(&format!(
         "{}\n[[table]]\nsource = \"item\"\nwatermark = {{ kind = \"flag\", column = \"flag\" }}\n\
          [[table]]\nsource = \"codes\"\nschedule = \"realtime\"\nwatermark = {{ kind = \"digest\" }}\n",
         header(&url, &my.url)
     ));
     let out = agent.ok(&["check"]);
-    assert!(out.contains("CREATE INDEX \"item_flag_idx\" ON \"item\" (\"flag\", \"id\")"), "{out}");
-    assert!(out.contains("a digest table is read whole every cycle, and its schedule runs it every 2s"), "{out}");
+    assert!(
+        out.contains("CREATE INDEX \"item_flag_idx\" ON \"item\" (\"flag\", \"id\")"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a digest table is read whole every cycle, and its schedule runs it every 2s"),
+        "{out}"
+    );
     sqlite_exec(&lite, "CREATE INDEX item_flag ON item (flag)").await;
     let out = agent.ok(&["check"]);
     assert!(!out.contains("no index of source table"), "{out}");

@@ -9,9 +9,9 @@ use super::{FlagPlan, Mode, Plan};
 use crate::config::{Config, DeleteMode, Direction, TableSpec, WatermarkSpec, Window};
 use crate::ctx::Ends;
 use crate::db::TableSchema;
+use crate::db::dialect::Dialect;
 use crate::ident::{Col, Ident};
 use crate::mapping::{Mapping, Source, holds_text};
-use crate::db::dialect::Dialect;
 use crate::sink::Target;
 use crate::typefit::Verdict;
 use crate::value::Value;
@@ -344,7 +344,9 @@ impl Builder<'_> {
                         tc.name, self.tgt.name, c.name
                     ));
                 }
-                Some(tc) if self.tgt.is_computed(&tc.name) => self.write(tc, Source::Constant(Value::Null)),
+                Some(tc) if self.tgt.is_computed(&tc.name) => {
+                    self.write(tc, Source::Constant(Value::Null))
+                }
                 Some(tc) => {
                     let i = self.read(c);
                     self.write(tc, Source::Column(i));
