@@ -48,7 +48,7 @@ impl Db {
     /// The indexes, nullable columns and size of table `t` (as the catalog names it),
     /// where the engine is asked (PostgreSQL, MySQL/MariaDB, SQLite); `None` elsewhere.
     pub async fn read_facts(&self, t: &TableName) -> Result<Option<ReadFacts>, DbError> {
-        let err = |e| DbError::query(self.engine(), &format!("reading the indexes of {t}"), e);
+        let err = |e| DbError::query(self.engine(), format!("reading the indexes of {t}"), e);
         let pairs = |rows: Vec<(String, Option<String>)>| {
             let mut out: Vec<Vec<Ident>> = Vec::new();
             let mut last = None;
