@@ -28,17 +28,18 @@ const PG_INDEXES: &str = "SELECT i.indexrelid::int8, a.attname::text \
 const PG_NULLABLE: &str = "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
      WHERE a.attrelid = to_regclass($1)::oid AND a.attnum > 0 AND NOT a.attisdropped \
      AND NOT a.attnotnull";
-const PG_SIZE: &str = "SELECT c.reltuples::int8, pg_total_relation_size(c.oid)::int8 \
-     FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)::oid";
+const PG_SIZE: &str = "SELECT c.reltuples::int8, pg_total_relation_size(c.oid)::int8, \
+     c.relkind IN ('r', 'p', 'm') FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)::oid";
 
 const MY_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
      ORDER BY INDEX_NAME, SEQ_IN_INDEX";
 const MY_NULLABLE: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND IS_NULLABLE = 'YES'";
-const MY_SIZE: &str = "SELECT CAST(TABLE_ROWS AS SIGNED), CAST(DATA_LENGTH + INDEX_LENGTH AS SIGNED) \
-     FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
+const MY_SIZE: &str = "SELECT CAST(TABLE_ROWS AS SIGNED), CAST(DATA_LENGTH + INDEX_LENGTH AS SIGNED), \
+     CAST(TABLE_TYPE = 'BASE TABLE' AS SIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
 
+const LITE_IS_TABLE: &str = "SELECT type = 'table' FROM pragma_table_list WHERE name = ?1";
 const LITE_INDEXES: &str = "SELECT l.name, i.name FROM pragma_index_list(?1) l \
      JOIN pragma_index_info(l.name) i WHERE l.partial = 0 ORDER BY l.seq, i.seqno";
 const LITE_NULLABLE: &str =
@@ -46,7 +47,8 @@ const LITE_NULLABLE: &str =
 
 impl Db {
     /// The indexes, nullable columns and size of table `t` (as the catalog names it),
-    /// where the engine is asked (PostgreSQL, MySQL/MariaDB, SQLite); `None` elsewhere.
+    /// where the engine is asked (PostgreSQL, MySQL/MariaDB, SQLite); `None` elsewhere, and
+    /// for a view (which has no index of its own).
     pub async fn read_facts(&self, t: &TableName) -> Result<Option<ReadFacts>, DbError> {
         let err = |e| DbError::query(self.engine(), format!("reading the indexes of {t}"), e);
         let pairs = |rows: Vec<(String, Option<String>)>| {
@@ -86,8 +88,10 @@ impl Db {
                     .await
                     .map_err(err)?;
                 let (rows_est, bytes) = match size {
-                    Some(r) => (r.try_get(0).ok(), r.try_get(1).ok()),
-                    None => (None, None),
+                    Some(r) if r.try_get::<bool, _>(2).unwrap_or(true) => {
+                        (r.try_get(0).ok(), r.try_get(1).ok())
+                    }
+                    _ => return Ok(None),
                 };
                 ReadFacts {
                     indexes: pairs(rows),
@@ -112,12 +116,15 @@ impl Db {
                     .fetch_all(&d.pool)
                     .await
                     .map_err(err)?;
-                let size: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(MY_SIZE)
+                let size: Option<(Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(MY_SIZE)
                     .bind(&schema)
                     .bind(&name)
                     .fetch_optional(&d.pool)
                     .await
                     .map_err(err)?;
+                if size.is_some_and(|s| s.2 == Some(0)) {
+                    return Ok(None);
+                }
                 ReadFacts {
                     indexes: pairs(rows),
                     nullable: names(nullable),
@@ -127,6 +134,14 @@ impl Db {
             }
             Db::Sqlite(d) => {
                 let name = t.name.as_str().to_owned();
+                let table: Option<bool> = sqlx::query_scalar(LITE_IS_TABLE)
+                    .bind(&name)
+                    .fetch_optional(&d.pool)
+                    .await
+                    .map_err(err)?;
+                if table == Some(false) {
+                    return Ok(None);
+                }
                 let rows: Vec<(String, Option<String>)> = sqlx::query_as(LITE_INDEXES)
                     .bind(&name)
                     .fetch_all(&d.pool)

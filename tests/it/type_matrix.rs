@@ -374,6 +374,19 @@ async fn check_warns_of_a_missing_watermark_index_with_its_ddl_and_not_once_it_e
     .await;
     let out = agent.ok(&["check", "--sample", "0"]);
     assert_eq!(warnings_of(&out), Vec::<&str>::new(), "{out}");
+    // A view has no index of its own: nothing to say of it.
+    s.exec("CREATE VIEW item_v AS SELECT id, name, updated_at FROM item")
+        .await;
+    x.exec("CREATE TABLE item_v (id int PRIMARY KEY, name text, updated_at timestamp(6))")
+        .await;
+    agent.rewrite(&format!(
+        "{}\n[[table]]\nsource = \"item_v\"\nkey = [\"id\"]\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\" }}\n",
+        header(&s.url, &x.url)
+    ));
+    let out = agent.ok(&["check", "--sample", "0"]);
+    assert!(out.contains("table item_v: OK"), "{out}");
+    assert_eq!(warnings_of(&out), Vec::<&str>::new(), "{out}");
     s.drop().await;
     x.drop().await;
 }
