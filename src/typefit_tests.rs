@@ -378,3 +378,79 @@ fn bit_conversions_keep_every_digit() {
             .is_err_and(|e| e.contains("not a bit string"))
     );
 }
+
+#[test]
+fn sql_server_and_oracle_types_by_their_catalog_names() {
+    exact(
+        (T::Text, "nvarchar(50)", MsSql),
+        (T::Text, "character varying(50)", Pg),
+    );
+    narrow(
+        (T::Text, "nvarchar(max)", MsSql),
+        (T::Text, "varchar(50)", MySql),
+        "at most 50",
+    );
+    exact((T::Bool, "bit", MsSql), (T::Bool, "boolean", Pg));
+    exact(
+        (T::Other, "uniqueidentifier", MsSql),
+        (T::Other, "uuid", Pg),
+    );
+    exact(
+        (T::Timestamp, "datetime2(6)", MsSql),
+        (T::Timestamp, "datetime(6)", MySql),
+    );
+    narrow(
+        (T::Timestamp, "datetime2", MsSql),
+        (T::Timestamp, "timestamp(6) without time zone", Pg),
+        "7 digits",
+    );
+    exact(
+        (T::TimestampTz, "datetimeoffset(6)", MsSql),
+        (T::TimestampTz, "timestamp with time zone", Pg),
+    );
+    exact(
+        (T::Float, "float", MsSql),
+        (T::Float, "double precision", Pg),
+    );
+    narrow(
+        (T::Float, "float", MsSql),
+        (T::Float, "real", Pg),
+        "single-precision",
+    );
+    exact(
+        (T::Decimal, "number(12,2)", Oracle),
+        (T::Decimal, "numeric(12,2)", Pg),
+    );
+    exact((T::Int, "number(9)", Oracle), (T::Int, "integer", Pg));
+    narrow(
+        (T::Int, "number(18)", Oracle),
+        (T::Int, "integer", Pg),
+        "only integers",
+    );
+    exact(
+        (T::Text, "varchar2(50 char)", Oracle),
+        (T::Text, "varchar(50)", MySql),
+    );
+    narrow(
+        (T::Text, "text", Pg),
+        (T::Text, "varchar2(20 char)", Oracle),
+        "at most 20",
+    );
+    exact(
+        (T::Timestamp, "timestamp(6)", Oracle),
+        (T::Timestamp, "datetime(6)", MySql),
+    );
+    exact(
+        (T::TimestampTz, "timestamp(6) with time zone", Oracle),
+        (T::TimestampTz, "timestamp with time zone", Pg),
+    );
+    refused(
+        (T::Bytes, "blob", Oracle),
+        (T::Text, "clob", Oracle),
+        "binary values are not text",
+    );
+    exact(
+        (T::Bytes, "varbinary(max)", MsSql),
+        (T::Bytes, "raw(2000)", Oracle),
+    );
+}

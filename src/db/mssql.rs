@@ -34,13 +34,14 @@ const FIND_TABLE: &str = "SELECT s.name, o.name FROM sys.objects o \
      JOIN sys.schemas s ON s.schema_id = o.schema_id \
      WHERE o.type IN ('U', 'V') AND s.name = COALESCE(@P1, SCHEMA_NAME()) AND o.name = @P2";
 
-/// The seventh column is 1 for a computed column or an identity column (which takes a value
-/// only under `SET IDENTITY_INSERT`): the server fills them.
+/// The seventh column is 1 for a computed column, an identity column (which takes a value
+/// only under `SET IDENTITY_INSERT`) or a `rowversion`: the server fills them.
 const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, \
      NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
      CASE WHEN COLUMNPROPERTY(OBJECT_ID(QUOTENAME(TABLE_SCHEMA) + N'.' + QUOTENAME(TABLE_NAME)), \
      COLUMN_NAME, 'IsComputed') = 1 OR COLUMNPROPERTY(OBJECT_ID(QUOTENAME(TABLE_SCHEMA) + N'.' \
-     + QUOTENAME(TABLE_NAME)), COLUMN_NAME, 'IsIdentity') = 1 THEN 1 ELSE 0 END \
+     + QUOTENAME(TABLE_NAME)), COLUMN_NAME, 'IsIdentity') = 1 \
+     OR DATA_TYPE IN ('timestamp', 'rowversion') THEN 1 ELSE 0 END \
      FROM INFORMATION_SCHEMA.COLUMNS \
      WHERE TABLE_SCHEMA = @P1 AND TABLE_NAME = @P2 ORDER BY ORDINAL_POSITION";
 

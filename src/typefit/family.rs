@@ -66,9 +66,14 @@ fn numbers(native: &str) -> Vec<u32> {
     let Some(len) = native[open..].find(')') else {
         return Vec::new();
     };
+    // Oracle's `varchar2(50 char)`: the number is the one before the words.
     native[open + 1..open + len]
         .split(',')
-        .filter_map(|n| n.trim().parse().ok())
+        .filter_map(|n| {
+            let n = n.trim();
+            let digits = n.find(|c: char| !c.is_ascii_digit()).unwrap_or(n.len());
+            n[..digits].parse().ok()
+        })
         .collect()
 }
 
@@ -184,6 +189,13 @@ fn int(n: &str, d: Dialect) -> Fam {
         64
     } else if n.starts_with("year") {
         return Fam::Year;
+    } else if n.starts_with("number(") {
+        // Oracle's NUMBER(p): the integers of p digits.
+        match numbers(n).first() {
+            Some(p) if *p <= 4 => 16,
+            Some(p) if *p <= 9 => 32,
+            _ => 64,
+        }
     } else if n.starts_with("tinyint") {
         8
     } else if n.starts_with("smallint") || n.starts_with("int2") {
@@ -210,6 +222,10 @@ fn text_max(n: &str) -> Option<usize> {
     }
     match n {
         "tinytext" => Some(255),
+        // Oracle's `varchar2(50 char)`, `nvarchar2(50)`; SQL Server's `(max)` is unbounded.
+        _ if n.starts_with("varchar2") || n.starts_with("nvarchar2") || n.starts_with("char(") => {
+            numbers(n).first().map(|&m| m as usize)
+        }
         _ => None,
     }
 }
