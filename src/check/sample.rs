@@ -195,8 +195,8 @@ async fn ask(
     Ok(true)
 }
 
-/// The exchange column a database's refusal is about: the one whose name it quotes, else
-/// the only one of the type it names (PostgreSQL's "value too long for type character
+/// The exchange column a database's refusal is about: the one whose name it quotes (or
+/// SQLite's `table.column`), else the only one of the type it names (PostgreSQL's "value too long for type character
 /// varying(5)").
 fn column_named(plan: &Plan, reason: &str) -> Option<String> {
     let cols = &plan.out.columns;
@@ -205,6 +205,9 @@ fn column_named(plan: &Plan, reason: &str) -> Option<String> {
         ["\"", "'", "`"]
             .iter()
             .any(|q| reason.contains(&format!("{q}{n}{q}")))
+            // SQLite's "NOT NULL constraint failed: item.code".
+            || reason.ends_with(&format!(".{n}"))
+            || reason.contains(&format!(".{n},"))
     });
     if let Some(c) = quoted {
         return Some(c.name.to_string());
