@@ -471,21 +471,33 @@ async fn a_wrong_port_says_connection_refused_not_only_that_the_pool_timed_out()
 #[tokio::test]
 async fn check_sample_asks_mariadb_and_sqlite_targets_too_and_leaves_them_empty() {
     let s = PgDb::new("sample_src").await;
-    s.exec("CREATE TABLE item (id int PRIMARY KEY, code text)").await;
-    s.exec("INSERT INTO item VALUES (1, 'A'), (2, NULL), (3, 'C')").await;
+    s.exec("CREATE TABLE item (id int PRIMARY KEY, code text)")
+        .await;
+    s.exec("INSERT INTO item VALUES (1, 'A'), (2, NULL), (3, 'C')")
+        .await;
     let my = MyDb::new("sample_my").await;
-    my.exec("CREATE TABLE item (id int PRIMARY KEY, code varchar(10) NOT NULL)").await;
+    my.exec("CREATE TABLE item (id int PRIMARY KEY, code varchar(10) NOT NULL)")
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let lite = dir.path().join("x.sqlite");
-    sqlite_exec(&lite, "CREATE TABLE item (id INTEGER PRIMARY KEY, code TEXT NOT NULL)").await;
+    sqlite_exec(
+        &lite,
+        "CREATE TABLE item (id INTEGER PRIMARY KEY, code TEXT NOT NULL)",
+    )
+    .await;
     for target in [my.url.clone(), format!("sqlite://{}", lite.display())] {
         let agent = Agent::new(&format!("{}{}", header(&s.url, &target), table("item", "")));
         let out = agent.ok(&["check"]);
         assert!(
-            out.contains("sample of 3 row(s): 0 would be quarantined, 1 refused by the exchange database"),
+            out.contains(
+                "sample of 3 row(s): 0 would be quarantined, 1 refused by the exchange database"
+            ),
             "{target}: {out}"
         );
-        assert!(out.contains("WARNING — key 2, column code: "), "{target}: {out}");
+        assert!(
+            out.contains("WARNING — key 2, column code: "),
+            "{target}: {out}"
+        );
         assert!(!out.contains("key 1,") && !out.contains("key 3,"), "{out}");
     }
     assert_eq!(my.scalar_i64("SELECT COUNT(*) FROM item").await, 0);
