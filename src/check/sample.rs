@@ -22,17 +22,17 @@ struct Finding {
     reason: String,
 }
 
-/// Print what the sample of `n` rows found; how many problems it makes (none: a row the
-/// exchange would not take is the data's matter, not the configuration's).
-pub(super) async fn report(cfg: &Config, plan: &Plan, writes: Option<&Db>, n: usize) -> usize {
+/// Print what the sample of `n` rows found: warnings, not problems (a row the exchange
+/// would not take is the data's matter, not the configuration's).
+pub(super) async fn report(cfg: &Config, plan: &Plan, writes: Option<&Db>, n: usize) {
     if n == 0 || plan.pull.is_some() {
-        return 0;
+        return;
     }
     let rows = match read(plan, n).await {
         Ok(rows) => rows,
         Err(e) => {
             println!("  WARNING — sample: cannot read rows: {e}");
-            return 0;
+            return;
         }
     };
     let read = rows.len();
@@ -60,7 +60,6 @@ pub(super) async fn report(cfg: &Config, plan: &Plan, writes: Option<&Db>, n: us
             .unwrap_or_default();
         println!("  WARNING — key {}{col}: {}", f.key, f.reason);
     }
-    0
 }
 
 /// The first `n` rows of the table in key order, within its scope.

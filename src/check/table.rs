@@ -4,8 +4,9 @@
 use crate::config::{Config, Direction, TableSpec};
 use crate::job::{Mode, Plan};
 
-/// Print the table's lines; how many are problems.
-pub(super) async fn report(cfg: &Config, spec: &TableSpec, plan: &Plan, xids: bool) -> usize {
+/// Print the table's lines (what is wrong with it was found building its plan; these are
+/// facts and warnings).
+pub(super) async fn report(cfg: &Config, spec: &TableSpec, plan: &Plan, xids: bool) {
     headline(spec, plan);
     if !plan.unexchanged.is_empty() {
         println!(
@@ -40,7 +41,6 @@ pub(super) async fn report(cfg: &Config, spec: &TableSpec, plan: &Plan, xids: bo
     for w in super::index::warnings(cfg, spec, plan).await {
         println!("  WARNING — {w}");
     }
-    0
 }
 
 fn headline(spec: &TableSpec, plan: &Plan) {
