@@ -217,17 +217,23 @@ fn int(n: &str, d: Dialect) -> Fam {
 /// The characters a text type holds, where it says (`varchar(50)`, `character(2)`,
 /// `tinytext`); `None` when unbounded.
 fn text_max(n: &str) -> Option<usize> {
-    if let Some(m) = crate::mapping::char_limit(n) {
-        return Some(m);
+    // `varchar(50)`, `character varying(50)`, `character(2)`, `nvarchar(50)`, Oracle's
+    // `varchar2(50 char)`; SQL Server's `(max)` is unbounded, and so is an array of them.
+    const SIZED: [&str; 6] = [
+        "varchar",
+        "character varying",
+        "char",
+        "character",
+        "nvarchar",
+        "nchar",
+    ];
+    if n == "tinytext" {
+        return Some(255);
     }
-    match n {
-        "tinytext" => Some(255),
-        // Oracle's `varchar2(50 char)`, `nvarchar2(50)`; SQL Server's `(max)` is unbounded.
-        _ if n.starts_with("varchar2") || n.starts_with("nvarchar2") || n.starts_with("char(") => {
-            numbers(n).first().map(|&m| m as usize)
-        }
-        _ => None,
+    if n.contains("[]") || !SIZED.iter().any(|p| n.starts_with(p)) {
+        return None;
     }
+    numbers(n).first().map(|&m| m as usize)
 }
 
 /// Digits of a second kept by a time type: the declared ones, else the engine's default.
