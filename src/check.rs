@@ -1,13 +1,26 @@
 //! `check`: the configuration is valid (it was loaded), both databases answer, and every
-//! table, key and column the configuration names exists. Says what is missing.
+//! table, key and column the configuration names exists. Says what is missing, what the
+//! exchange would refuse (column types that cannot hold each other, rows of a sample that
+//! would be quarantined), and what will hurt the front-end database before it does.
 
-use crate::config::Config;
+mod index;
+mod sample;
+mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, Direction};
 use crate::ctx::{Ends, Sides};
 use crate::db::Db;
 use crate::error::AppError;
-use crate::job::{Mode, prepare};
+use crate::job::{Plan, prepare};
+use crate::sink::Exchange;
 
-pub async fn check(cfg: Config) -> Result<(), AppError> {
+/// Rows read from each table by `check --sample` when no number is given.
+pub const DEFAULT_SAMPLE: usize = 200;
+
+pub async fn check(cfg: Config, sample: usize) -> Result<(), AppError> {
     println!(
         "configuration {}: valid, {} table(s)",
         cfg.file.display(),
@@ -16,9 +29,77 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
     for w in crate::exposure::warnings(&cfg) {
         println!("WARNING — {w}");
     }
+    let (source, exchange) = connect(&cfg).await?;
+    // Whether the source tells its transaction ids (PostgreSQL 13 and later).
+    let xids = source.snapshot().await.is_ok_and(|s| s.is_some());
+    let sides = Sides::new(source.clone(), exchange.sink.clone(), exchange.db.clone());
+    let receipts = crate::sink::database::DatabaseReceipts::at_front(&cfg, &source)
+        .unwrap_or_else(|| exchange.receipts.clone());
+    let mut bad = 0;
+    let mut plans = HashMap::new();
+    for spec in &cfg.tables {
+        let prepared = match Ends::of(spec, &cfg, &sides) {
+            Ok(ends) => prepare(&cfg, ends, spec).await,
+            Err(m) => Err(crate::job::JobError::new(
+                &spec.name,
+                "choosing where it is read",
+                m,
+            )),
+        };
+        match prepared {
+            Ok(plan) => {
+                table::report(&cfg, spec, &plan, xids).await;
+                let writes = match spec.direction {
+                    Direction::Up => sides.exchange_db.as_deref(),
+                    Direction::Down => Some(sides.front.as_ref()),
+                };
+                sample::report(&cfg, &plan, writes, sample).await;
+                plans.insert(plan.name.clone(), plan);
+            }
+            Err(e) => {
+                bad += 1;
+                println!("table {}: PROBLEM — {}: ", spec.name, e.step);
+                for p in e.cause.to_string().split("; ") {
+                    println!("  - {p}");
+                }
+            }
+        }
+    }
+    bad += feedback(&cfg, &source, receipts.as_ref(), &plans).await;
+    tokio::join!(source.close(), exchange.sink.close());
+    if bad > 0 {
+        return Err(AppError::Usage(format!(
+            "{bad} problem(s): the configuration does not match the databases (see above)"
+        )));
+    }
+    println!("all tables OK");
+    Ok(())
+}
+
+/// The feedback loop's own lines; how many are problems.
+async fn feedback(
+    cfg: &Config,
+    source: &Db,
+    receipts: &dyn crate::sink::Receipts,
+    plans: &HashMap<String, Plan>,
+) -> usize {
+    let mut bad = 0;
+    for (problem, line) in crate::feedback::check(cfg, source, receipts, plans).await {
+        if problem {
+            bad += 1;
+            println!("PROBLEM — {line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    bad
+}
+
+/// Connect to both sides and say how each answered, and how its traffic travels.
+async fn connect(cfg: &Config) -> Result<(Arc<Db>, Exchange), AppError> {
     let (source, target) = tokio::join!(
         Db::connect(&cfg.source, "source", false),
-        crate::sink::connect(&cfg, false)
+        crate::sink::connect(cfg, false)
     );
     match &source {
         Ok(_) => println!(
@@ -35,6 +116,27 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
         source.as_ref().ok(),
         target.as_ref().ok().and_then(|t| t.db.as_deref()),
     ];
+    transport(cfg, live).await;
+    match (source, target) {
+        (Ok(s), Ok(t)) => Ok((Arc::new(s), t)),
+        (s, t) => {
+            let mut msgs = Vec::new();
+            match s {
+                Ok(db) => db.close().await,
+                Err(e) => msgs.push(e.to_string()),
+            }
+            match t {
+                Ok(x) => x.sink.close().await,
+                Err(e) => msgs.push(e.to_string()),
+            }
+            Err(AppError::Runtime(msgs.join("\n")))
+        }
+    }
+}
+
+/// Whether each database's traffic is encrypted, and a warning where it crosses a network
+/// in the clear.
+async fn transport(cfg: &Config, live: [Option<&Db>; 2]) {
     let configured =
         std::iter::once(("source", &cfg.source)).chain(cfg.exchange.db().map(|d| ("exchange", d)));
     for ((name, db), connected) in configured.zip(live) {
@@ -52,123 +154,4 @@ pub async fn check(cfg: Config) -> Result<(), AppError> {
             println!("{name} {line}; {said}");
         }
     }
-    let (source, exchange) = match (source, target) {
-        (Ok(s), Ok(t)) => (std::sync::Arc::new(s), t),
-        (s, t) => {
-            let mut msgs = Vec::new();
-            match s {
-                Ok(db) => db.close().await,
-                Err(e) => msgs.push(e.to_string()),
-            }
-            match t {
-                Ok(x) => x.sink.close().await,
-                Err(e) => msgs.push(e.to_string()),
-            }
-            return Err(AppError::Runtime(msgs.join("\n")));
-        }
-    };
-    // Whether the source tells its transaction ids (PostgreSQL 13 and later).
-    let xids = source.snapshot().await.is_ok_and(|s| s.is_some());
-    let mut bad = 0;
-    let mut plans = std::collections::HashMap::new();
-    let sides = Sides::new(source.clone(), exchange.sink.clone(), exchange.db.clone());
-    let receipts = crate::sink::database::DatabaseReceipts::at_front(&cfg, &source)
-        .unwrap_or_else(|| exchange.receipts.clone());
-    for spec in &cfg.tables {
-        let prepared = match Ends::of(spec, &cfg, &sides) {
-            Ok(ends) => prepare(&cfg, ends, spec).await,
-            Err(m) => Err(crate::job::JobError::new(
-                &spec.name,
-                "choosing where it is read",
-                m,
-            )),
-        };
-        match prepared {
-            Ok(plan) => {
-                let mode = match plan.mode {
-                    Mode::Key => "key",
-                    Mode::Timestamp => "timestamp",
-                    Mode::Control => "control",
-                    Mode::Flag => "flag",
-                    Mode::Digest => "digest",
-                };
-                let (from, to) = match spec.direction {
-                    crate::config::Direction::Up => ("", ""),
-                    crate::config::Direction::Down => (
-                        " (exchange database)",
-                        " (front-end database), direction down",
-                    ),
-                };
-                println!(
-                    "table {}: OK — {}{from} -> {}{to}, {} watermark, key ({}), {} column(s) exchanged",
-                    plan.name,
-                    plan.source,
-                    plan.target,
-                    mode,
-                    plan.key_cols()
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    plan.mapping.columns.len()
-                );
-                if !plan.unexchanged.is_empty() {
-                    println!(
-                        "  not exchanged (the exchange table has no such column): {}",
-                        plan.unexchanged.join(", ")
-                    );
-                }
-                if !plan.rules.is_empty() {
-                    println!("  {} quality rule(s)", plan.rules.len());
-                }
-                let shape = &spec.shape;
-                let masked = crate::shape::describe_masks(&shape.masks);
-                let filter = shape.scope.as_ref().map(ToString::to_string);
-                for n in crate::shape::notes(shape.sharing.as_str(), &masked, filter.as_deref()) {
-                    println!("  {n}");
-                }
-                let lookback = plan.window.as_ref().is_some_and(|w| !w.lookback.is_zero());
-                if lookback && plan.row_xids && xids {
-                    println!(
-                        "  late commits: the lookback window is asked only for rows of transactions \
-                         the last re-read could not see (by PostgreSQL transaction id)"
-                    );
-                } else if lookback {
-                    println!(
-                        "  late commits: the lookback window is re-read whole and rows already \
-                         exchanged are skipped by digest"
-                    );
-                }
-                if plan.tuples.is_some() {
-                    println!(
-                        "  rows are copied as they are: both tables have the same columns of the same types"
-                    );
-                }
-                plans.insert(plan.name.clone(), plan);
-            }
-            Err(e) => {
-                bad += 1;
-                println!("table {}: PROBLEM — {}: ", spec.name, e.step);
-                for p in e.cause.to_string().split("; ") {
-                    println!("  - {p}");
-                }
-            }
-        }
-    }
-    for (problem, line) in crate::feedback::check(&cfg, &source, receipts.as_ref(), &plans).await {
-        if problem {
-            bad += 1;
-            println!("PROBLEM — {line}");
-        } else {
-            println!("{line}");
-        }
-    }
-    tokio::join!(source.close(), exchange.sink.close());
-    if bad > 0 {
-        return Err(AppError::Usage(format!(
-            "{bad} problem(s): the configuration does not match the databases (see above)"
-        )));
-    }
-    println!("all tables OK");
-    Ok(())
 }

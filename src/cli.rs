@@ -43,6 +43,10 @@ pub enum Command {
         /// Only validate the configuration; connect to nothing (systemd's ExecStartPre).
         #[arg(long)]
         offline: bool,
+        /// Rows of each table read, converted and offered to the exchange database in a
+        /// transaction rolled back, to say which would be quarantined or refused; 0: none.
+        #[arg(long, value_name = "N", default_value_t = crate::check::DEFAULT_SAMPLE)]
+        sample: usize,
     },
     /// Full resync: every row again, rows gone from the source removed at the exchange. Asks
     /// the running daemon; when none runs, does it here (with a progress bar on a terminal).
@@ -192,7 +196,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
         Command::Run { full_resync } => crate::daemon::run(cfg, full_resync).await,
         Command::Once { table } => crate::runner::once(cfg, table.as_deref()).await,
         Command::Status { json } => crate::status::status(&cfg, json).await,
-        Command::Check { offline: true } => {
+        Command::Check { offline: true, .. } => {
             println!(
                 "configuration {}: valid, {} table(s)",
                 cfg.file.display(),
@@ -203,7 +207,10 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             }
             Ok(())
         }
-        Command::Check { offline: false } => crate::check::check(cfg).await,
+        Command::Check {
+            offline: false,
+            sample,
+        } => crate::check::check(cfg, sample).await,
         Command::Demo { .. } | Command::ExchangeSim => Err(AppError::Usage(
             "this command reads no agent configuration".into(),
         )),

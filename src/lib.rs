@@ -32,6 +32,8 @@
 //!   builds SQL text, from validated [`ident::Ident`]s, always binding values.
 //! - [`mapping`], [`validate`], [`watermark`], [`schedule`]: source row -> exchange row; the
 //!   quality rules; watermark positions and their order; schedules with jitter.
+//! - [`typefit`]: the type matrix — whether a source column's values fit an exchange
+//!   column (exact, converted, narrowing, refused), and the conversions (bit strings).
 //! - [`state`]: the embedded SQLite state store — watermarks, batch ledger, digests, rejects
 //!   ledger and its history, resync progress. Only the job, the feedback loop and the
 //!   commands write to it; sources and sinks never do.
@@ -74,6 +76,7 @@ pub mod sim;
 pub mod sink;
 pub mod state;
 pub mod status;
+pub mod typefit;
 pub mod validate;
 pub mod value;
 pub mod watch;

@@ -52,6 +52,9 @@ pub struct Mapping {
     nul_free_source: bool,
     /// Per exchange column: the mask of the source column it is fed by (outbound shaping).
     masks: Vec<Option<Mask>>,
+    /// Per exchange column: how its source column's values are converted first, where the
+    /// two types need it (see [`crate::typefit`]).
+    convs: Vec<Option<crate::typefit::Conv>>,
 }
 
 /// Per-batch values of the generated columns.
@@ -108,6 +111,7 @@ impl Mapping {
             text_without_nul,
             nul_free_source: false,
             masks: Vec::new(),
+            convs: Vec::new(),
         }
     }
 
@@ -132,6 +136,20 @@ impl Mapping {
         if self.masks.iter().any(Option::is_some) {
             self.identity = false;
         }
+    }
+
+    /// Convert the values of exchange columns fed from the source first (one per exchange
+    /// column). A row with such a column is never passed on as it was read.
+    pub fn convert_types(&mut self, convs: Vec<Option<crate::typefit::Conv>>) {
+        for (sole, c) in self.sole.iter_mut().zip(&convs) {
+            if c.is_some() {
+                *sole = false;
+            }
+        }
+        if convs.iter().any(Option::is_some) {
+            self.identity = false;
+        }
+        self.convs = convs;
     }
 
     /// Say that the source's text cannot hold NUL (a PostgreSQL source).
@@ -182,10 +200,18 @@ impl Mapping {
                         out.push(Value::Null);
                         continue;
                     }
-                    Some(v) => match self.masks.get(i).and_then(Option::as_ref) {
-                        Some(m) => m.apply(v),
-                        None => v.clone(),
-                    },
+                    Some(v) => {
+                        let v = match self.masks.get(i).and_then(Option::as_ref) {
+                            Some(m) => m.apply(v),
+                            None => v.clone(),
+                        };
+                        match self.convs.get(i).and_then(Option::as_ref) {
+                            Some(c) => c
+                                .apply(v)
+                                .map_err(|e| format!("exchange column {}: {e}", col.name))?,
+                            None => v,
+                        }
+                    }
                     None => Value::Null,
                 },
                 Source::Constant(v) => v.clone(),

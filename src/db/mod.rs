@@ -7,6 +7,7 @@
 mod buffers;
 pub mod dialect;
 mod error;
+mod facts;
 mod mssql;
 mod mysql;
 mod oracle;
@@ -14,6 +15,7 @@ mod parts;
 mod pgbinary;
 mod pgstream;
 mod postgres;
+mod reach;
 mod settings;
 mod sqlite;
 mod tls_words;
@@ -30,6 +32,7 @@ pub(crate) use buffers::{give_back_rows, row_values};
 use dialect::{Dialect, Sql, Upsert};
 use error::describe;
 pub use error::{DbError, ErrorClass};
+pub use facts::ReadFacts;
 use parts::{Failed, PartWriter, isolate, isolate_parts, singles, write_ending};
 pub use parts::{Refused, chunks, value_size};
 pub use settings::{DbConfig, EngineKind};
@@ -55,6 +58,10 @@ pub struct TableSchema {
     /// Its rows carry the id of the transaction that wrote them (a PostgreSQL table's
     /// `xmin`; not a view's).
     pub row_xids: bool,
+    /// Columns the database computes and refuses to be given a value: generated columns
+    /// (`GENERATED ALWAYS AS (...)`, virtual or stored) and identity columns that are always
+    /// generated. A table written by the agent never has them written.
+    pub computed: Vec<Ident>,
 }
 
 impl TableSchema {
@@ -104,7 +111,13 @@ impl TableSchema {
             primary_key,
             unique_keys,
             row_xids: false,
+            computed: Vec::new(),
         })
+    }
+
+    /// Whether the database computes this column (see [`TableSchema::computed`]).
+    pub fn is_computed(&self, name: &Ident) -> bool {
+        self.computed.iter().any(|c| c == name)
     }
 
     /// Whether some unique constraint covers exactly these columns (in any order).
@@ -214,6 +227,13 @@ impl Db {
     /// Connect. Eagerly, a wrong address or password is reported now; `lazy` connects on
     /// first use (SQLite always opens at once). `role` is `source` or `exchange`.
     pub async fn connect(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Db, DbError> {
+        match Db::connect_as(cfg, role, lazy).await {
+            Err(e) => Err(reach::explained(cfg, e).await),
+            ok => ok,
+        }
+    }
+
+    async fn connect_as(cfg: &DbConfig, role: &'static str, lazy: bool) -> Result<Db, DbError> {
         match cfg.engine {
             EngineKind::Postgres => postgres::Pg::connect(cfg, role, lazy)
                 .await
@@ -437,6 +457,22 @@ impl Db {
         }
     }
 
+    /// Run `text` (one row's statement) once per parameter row in a transaction that is
+    /// rolled back: what the database says of each row (`None`: it took it). `None` where
+    /// the engine is not asked this way (SQL Server, Oracle).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Option<Vec<Option<String>>>, DbError> {
+        match self {
+            Db::Postgres(d) => d.try_rows(text, rows).await.map(Some),
+            Db::MySql(d) => d.try_rows(text, rows).await.map(Some),
+            Db::Sqlite(d) => d.try_rows(text, rows).await.map(Some),
+            Db::MsSql(_) | Db::Oracle(_) => Ok(None),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Db::Postgres(d) => d.close().await,
@@ -476,6 +512,10 @@ impl RowStream {
 fn dynamic(text: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text.to_owned())
 }
+
+/// The savepoint each row tried by [`Db::try_rows`] runs under, and the way back to it.
+const SAVEPOINT: &str = "SAVEPOINT frontdb_try";
+const BACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT frontdb_try";
 
 /// A pooled connection idle at least this long is checked (a ping) before it is used again.
 const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);

@@ -34,8 +34,15 @@ const FIND_TABLE: &str = "SELECT s.name, o.name FROM sys.objects o \
      JOIN sys.schemas s ON s.schema_id = o.schema_id \
      WHERE o.type IN ('U', 'V') AND s.name = COALESCE(@P1, SCHEMA_NAME()) AND o.name = @P2";
 
+/// The seventh column is 1 for a computed column, an identity column (which takes a value
+/// only under `SET IDENTITY_INSERT`) or a `rowversion`: the server fills them.
 const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, \
-     NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION FROM INFORMATION_SCHEMA.COLUMNS \
+     NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
+     CASE WHEN COLUMNPROPERTY(OBJECT_ID(QUOTENAME(TABLE_SCHEMA) + N'.' + QUOTENAME(TABLE_NAME)), \
+     COLUMN_NAME, 'IsComputed') = 1 OR COLUMNPROPERTY(OBJECT_ID(QUOTENAME(TABLE_SCHEMA) + N'.' \
+     + QUOTENAME(TABLE_NAME)), COLUMN_NAME, 'IsIdentity') = 1 \
+     OR DATA_TYPE IN ('timestamp', 'rowversion') THEN 1 ELSE 0 END \
+     FROM INFORMATION_SCHEMA.COLUMNS \
      WHERE TABLE_SCHEMA = @P1 AND TABLE_NAME = @P2 ORDER BY ORDINAL_POSITION";
 
 /// Unique indexes and constraints (the primary key first); a filtered index is not a key.
@@ -189,11 +196,15 @@ impl Ms {
         };
         let names = [Value::Text(schema.clone()), Value::Text(name.clone())];
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         for r in self.rows(&doing, COLUMNS, &names).await? {
             let (Some(col), Some(data_type)) = (text(&r, 0), text(&r, 1)) else {
                 continue;
             };
             let Ok(col) = Ident::new(&col) else { continue };
+            if int(&r, 6) == Some(1) {
+                computed.push(col.clone());
+            }
             let data_type = data_type.to_ascii_lowercase();
             let native =
                 convert::native(&data_type, int(&r, 2), int(&r, 3), int(&r, 4), int(&r, 5));
@@ -211,7 +222,8 @@ impl Ms {
             let Ok(col) = Ident::new(&col) else { continue };
             keys.push((index, col, int(&r, 2) == Some(1)));
         }
-        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys)
+            .map(|t| TableSchema { computed, ..t }))
     }
 
     /// When the oldest user transaction of another session began, and a note when the

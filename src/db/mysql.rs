@@ -35,7 +35,11 @@ const OLDEST_TRANSACTION: &str = "SELECT CONVERT_TZ(MIN(trx_started), 'SYSTEM', 
 const FIND_TABLE: &str = "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
 
-const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+/// The fourth column says whether the server computes the column (`VIRTUAL GENERATED` or
+/// `STORED GENERATED` in `EXTRA`; MySQL's `DEFAULT_GENERATED` is a default, not computed).
+const COLUMNS: &str = "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, \
+     CASE WHEN EXTRA LIKE '%VIRTUAL GENERATED%' OR EXTRA LIKE '%STORED GENERATED%' \
+     OR EXTRA LIKE '%PERSISTENT%' THEN 'Y' ELSE 'N' END FROM information_schema.COLUMNS \
      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
 
 const UNIQUE_KEYS: &str = "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
@@ -115,11 +119,15 @@ impl My {
             .await
             .map_err(err)?;
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         for r in rows {
             let col = text(&r, 0).map_err(err)?;
             let data_type = text(&r, 1).map_err(err)?.to_ascii_lowercase();
             let native = text(&r, 2).map_err(err)?.to_ascii_lowercase();
             let Ok(name) = Ident::new(&col) else { continue };
+            if text(&r, 3).map_err(err)? == "Y" {
+                computed.push(name.clone());
+            }
             columns.push(Col {
                 name,
                 ty: col_type(&data_type),
@@ -141,7 +149,8 @@ impl My {
             let primary = index == "PRIMARY";
             keys.push((index, col, primary));
         }
-        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys)
+            .map(|t| TableSchema { computed, ..t }))
     }
 
     pub async fn now(&self) -> Result<DateTime<Utc>, DbError> {
@@ -212,6 +221,39 @@ impl My {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+
+    /// Run `text` once per parameter row inside one transaction that is rolled back, each
+    /// row under a savepoint: what the database says of each row (`None`: it took it).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let err = |e| DbError::query(E, "trying rows in a transaction rolled back", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let args = arguments(r.iter()).map_err(err)?;
+            let q = sqlx::query_with(dynamic(text), args);
+            match q.execute(&mut *tx).await {
+                Ok(_) => out.push(None),
+                Err(e) if e.as_database_error().is_some() => {
+                    out.push(Some(super::describe(&e)));
+                    sqlx::query(super::BACK_TO_SAVEPOINT)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        tx.rollback().await.map_err(err)?;
+        Ok(out)
     }
 }
 

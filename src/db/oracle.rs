@@ -42,9 +42,12 @@ const FIND_TABLE: &str = "SELECT owner, object_name FROM all_objects \
      AND UPPER(owner) = UPPER(COALESCE(:1, SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA'))) \
      AND UPPER(object_name) = UPPER(:2)";
 
+/// `virtual_column` of `all_tab_cols` says the server computes the column. Identity
+/// columns `GENERATED ALWAYS` are described only by 12c's catalog and are not asked for, so
+/// that an 11g catalog answers.
 const COLUMNS: &str = "SELECT column_name, data_type, data_precision, data_scale, \
-     data_length, char_length, char_used FROM all_tab_columns \
-     WHERE owner = :1 AND table_name = :2 ORDER BY column_id";
+     data_length, char_length, char_used, virtual_column FROM all_tab_cols \
+     WHERE owner = :1 AND table_name = :2 AND hidden_column = 'NO' ORDER BY column_id";
 
 /// Enabled primary and unique constraints (the primary key first), and the unique indexes
 /// of plain columns that back no constraint (those are listed as the constraint).
@@ -292,6 +295,7 @@ impl Ora {
                     catalog_col("length", Int),
                     catalog_col("chars", Int),
                     catalog_col("used", Text),
+                    catalog_col("virtual", Text),
                 ];
                 let columns = query_rows(c, &d, COLUMNS, &names, &cols)?;
                 let keys = [
@@ -317,12 +321,16 @@ impl Ora {
             _ => None,
         };
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         for r in &column_rows {
             let v = &r.values;
             let (Some(col), Some(data_type)) = (text(v.first()), text(v.get(1))) else {
                 continue;
             };
             let Ok(col) = Ident::new(&col) else { continue };
+            if text(v.get(7)).as_deref() == Some("YES") {
+                computed.push(col.clone());
+            }
             let (p, s) = (int(v.get(2)), int(v.get(3)));
             let used = text(v.get(6));
             columns.push(Col {
@@ -350,7 +358,8 @@ impl Ora {
         let (Some(schema), Some(name)) = (text(names.first()), text(names.get(1))) else {
             return Ok(None);
         };
-        Ok(TableSchema::from_catalog(&schema, &name, columns, keys))
+        Ok(TableSchema::from_catalog(&schema, &name, columns, keys)
+            .map(|t| TableSchema { computed, ..t }))
     }
 
     /// When the oldest transaction of another session began; `None` and a note when the

@@ -174,7 +174,8 @@ const SNAPSHOT: &str = "SELECT pg_snapshot_xmin(s)::text::int8, pg_snapshot_xmax
 
 const COLUMNS: &str = "SELECT a.attname::text, \
        (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text, \
-       format_type(a.atttypid, a.atttypmod) \
+       format_type(a.atttypid, a.atttypmod), \
+       (a.attgenerated <> '' OR a.attidentity = 'a') \
      FROM pg_catalog.pg_attribute a \
      JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
      LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype \
@@ -265,12 +266,17 @@ impl Pg {
             .await
             .map_err(err)?;
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         for r in rows {
             let col: String = r.try_get(0).map_err(err)?;
             let typname: String = r.try_get(1).map_err(err)?;
             let native: String = r.try_get(2).map_err(err)?;
+            let generated: bool = r.try_get(3).map_err(err)?;
             // A column whose name is not a valid identifier cannot be configured; skip it.
             let Ok(name) = Ident::new(&col) else { continue };
+            if generated {
+                computed.push(name.clone());
+            }
             columns.push(Col {
                 name,
                 ty: col_type(&typname),
@@ -293,6 +299,7 @@ impl Pg {
         Ok(
             TableSchema::from_catalog(&schema, &name, columns, keys).map(|t| TableSchema {
                 row_xids: table,
+                computed,
                 ..t
             }),
         )
@@ -465,6 +472,41 @@ impl Pg {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+
+    /// Run `text` once per parameter row inside one transaction that is rolled back, each
+    /// row under a savepoint: what the database says of each row (`None`: it took it).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let err = |e| DbError::query(E, "trying rows in a transaction rolled back", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut q = sqlx::query(statement(text, r));
+            for v in r {
+                q = bind(q, v);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => out.push(None),
+                Err(e) if e.as_database_error().is_some() => {
+                    out.push(Some(super::describe(&e)));
+                    sqlx::query(super::BACK_TO_SAVEPOINT)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        tx.rollback().await.map_err(err)?;
+        Ok(out)
     }
 }
 

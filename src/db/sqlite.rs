@@ -33,7 +33,10 @@ const FIND_TABLE: &str = "SELECT name FROM pragma_table_list \
      WHERE schema = ?1 AND type IN ('table', 'view') AND name = ?2 COLLATE NOCASE \
      ORDER BY name = ?2 DESC LIMIT 1";
 
-const COLUMNS: &str = "SELECT name, type, pk FROM pragma_table_info(?1, ?2) ORDER BY cid";
+/// `hidden` is 2 for a virtual and 3 for a stored generated column (1, a virtual table's
+/// hidden column, is left out as `table_info` leaves it).
+const COLUMNS: &str = "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2) \
+     WHERE hidden <> 1 ORDER BY cid";
 
 const UNIQUE_INDEXES: &str =
     "SELECT name FROM pragma_index_list(?1, ?2) WHERE \"unique\" = 1 AND partial = 0";
@@ -102,14 +105,19 @@ impl Lite {
             .await
             .map_err(err)?;
         let mut columns = Vec::new();
+        let mut computed = Vec::new();
         let mut pk: Vec<(i64, Ident)> = Vec::new();
         for r in rows {
             let col: String = r.try_get(0).map_err(err)?;
             let declared: String = r.try_get(1).map_err(err)?;
             let pk_pos: i64 = r.try_get(2).map_err(err)?;
+            let hidden: i64 = r.try_get(3).map_err(err)?;
             let Ok(ident) = Ident::new(&col) else {
                 continue;
             };
+            if hidden >= 2 {
+                computed.push(ident.clone());
+            }
             if pk_pos > 0 {
                 pk.push((pk_pos, ident.clone()));
             }
@@ -158,6 +166,7 @@ impl Lite {
             primary_key,
             unique_keys,
             row_xids: false,
+            computed,
         }))
     }
 
@@ -238,6 +247,41 @@ impl Lite {
         }
         tx.commit().await.map_err(err)?;
         Ok(n)
+    }
+
+    /// Run `text` once per parameter row inside one transaction that is rolled back, each
+    /// row under a savepoint: what the database says of each row (`None`: it took it).
+    pub async fn try_rows(
+        &self,
+        text: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<Vec<Option<String>>, DbError> {
+        let err = |e| DbError::query(E, "trying rows in a transaction rolled back", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            sqlx::query(super::SAVEPOINT)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut q = sqlx::query(dynamic(text));
+            for v in r {
+                q = bind(q, v);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => out.push(None),
+                Err(e) if e.as_database_error().is_some() => {
+                    out.push(Some(super::describe(&e)));
+                    sqlx::query(super::BACK_TO_SAVEPOINT)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        tx.rollback().await.map_err(err)?;
+        Ok(out)
     }
 }
 

@@ -68,6 +68,12 @@ pub struct Plan {
     pub batch_bytes: usize,
     /// Source columns that have no exchange column and are therefore not sent.
     pub unexchanged: Vec<String>,
+    /// Exchange columns the database computes (generated, identity `GENERATED ALWAYS`): never
+    /// written, left for the database to fill.
+    pub computed: Vec<String>,
+    /// Column pairs of which some values do not fit the exchange column, in words
+    /// ([`crate::typefit`]).
+    pub type_notes: Vec<String>,
     /// Quality rules, resolved against `read_cols`.
     pub rules: Vec<crate::validate::Rule>,
     /// Timestamp-like tables: the last full re-read of the lookback window.

@@ -46,6 +46,7 @@ fn exchange_schema() -> TableSchema {
         primary_key: vec![id.clone()],
         unique_keys: vec![vec![id]],
         row_xids: false,
+        computed: Vec::new(),
     }
 }
 

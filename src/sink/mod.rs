@@ -223,6 +223,12 @@ pub trait Sink: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The SQL dialect of the database it writes, where it writes one: the column types of
+    /// its tables are then checked against the source's ([`crate::typefit`]).
+    fn dialect(&self) -> Option<crate::db::dialect::Dialect> {
+        None
+    }
+
     /// The table's columns and keys, or `None` when there is no such table.
     async fn describe(&self, table: &TableName) -> Result<Option<TableSchema>, SinkError>;
 

@@ -41,4 +41,5 @@ mod service;
 mod shaping;
 mod soap;
 mod tls;
+mod type_matrix;
 mod types;

@@ -56,6 +56,7 @@ pub fn uncatalogued_target(spec: &TableSpec, src: &TableSchema) -> TableSchema {
         primary_key: key.clone(),
         unique_keys: vec![key],
         row_xids: false,
+        computed: Vec::new(),
     }
 }
 
@@ -88,6 +89,7 @@ mod tests {
             primary_key: vec![Ident::new("id").expect("ident")],
             unique_keys: Vec::new(),
             row_xids: true,
+            computed: Vec::new(),
         };
         let t = uncatalogued_target(&cfg.tables[0], &src);
         assert_eq!(t.name.to_string(), "jg_t");

@@ -117,6 +117,10 @@ impl Sink for DatabaseSink {
         }
     }
 
+    fn dialect(&self) -> Option<Dialect> {
+        Some(self.db.dialect())
+    }
+
     async fn describe(&self, table: &TableName) -> Result<Option<TableSchema>, SinkError> {
         Ok(self.db.introspect(table).await?)
     }
