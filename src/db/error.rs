@@ -129,7 +129,7 @@ pub(super) fn classify(engine: EngineKind, e: &sqlx::Error) -> (Option<String>, 
             EngineKind::Postgres => postgres::classify(d.as_ref()),
             EngineKind::MySql => mysql::classify(d.as_ref()),
             EngineKind::Sqlite => sqlite::classify(d.as_ref()),
-            EngineKind::MsSql | EngineKind::Oracle => (None, ErrorClass::Fatal),
+            EngineKind::MsSql | EngineKind::Oracle | EngineKind::Odbc => (None, ErrorClass::Fatal),
         },
         _ => (None, ErrorClass::Fatal),
     }

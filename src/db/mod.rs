@@ -9,6 +9,11 @@ pub mod dialect;
 mod error;
 mod mssql;
 mod mysql;
+#[cfg(feature = "odbc")]
+mod odbc;
+#[cfg(not(feature = "odbc"))]
+#[path = "odbc_off.rs"]
+mod odbc;
 mod oracle;
 mod parts;
 mod pgbinary;
@@ -208,6 +213,7 @@ pub enum Db {
     Sqlite(sqlite::Lite),
     MsSql(mssql::Ms),
     Oracle(oracle::Ora),
+    Odbc(odbc::Odbc),
 }
 
 impl Db {
@@ -222,6 +228,7 @@ impl Db {
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
             EngineKind::MsSql => mssql::Ms::connect(cfg, role, lazy).await.map(Db::MsSql),
             EngineKind::Oracle => oracle::Ora::connect(cfg, role, lazy).await.map(Db::Oracle),
+            EngineKind::Odbc => odbc::Odbc::connect(cfg, role, lazy).await.map(Db::Odbc),
         }
     }
 
@@ -232,6 +239,7 @@ impl Db {
             Db::Sqlite(_) => EngineKind::Sqlite,
             Db::MsSql(_) => EngineKind::MsSql,
             Db::Oracle(_) => EngineKind::Oracle,
+            Db::Odbc(_) => EngineKind::Odbc,
         }
     }
 
@@ -242,6 +250,7 @@ impl Db {
             Db::Sqlite(_) => Dialect::Sqlite,
             Db::MsSql(_) => Dialect::MsSql,
             Db::Oracle(_) => Dialect::Oracle,
+            Db::Odbc(d) => Dialect::Odbc(d.flavor()),
         }
     }
 
@@ -253,11 +262,13 @@ impl Db {
             Db::Sqlite(d) => d.introspect(t).await,
             Db::MsSql(d) => d.introspect(t).await,
             Db::Oracle(d) => d.introspect(t).await,
+            Db::Odbc(d) => d.introspect(t).await,
         }
     }
 
     /// When the oldest transaction still open on the database began, where the engine tells
-    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle), and a note when the agent cannot see every session.
+    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle, and through ODBC DM, Kingbase and the
+    /// rest), and a note when the agent cannot see every session.
     pub async fn oldest_transaction(
         &self,
     ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
@@ -275,6 +286,7 @@ impl Db {
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
             Db::MsSql(d) => d.oldest_transaction().await,
             Db::Oracle(d) => d.oldest_transaction().await,
+            Db::Odbc(d) => d.oldest_transaction().await,
             Db::Sqlite(_) => Ok((None, None)),
         }
     }
@@ -335,6 +347,7 @@ impl Db {
             Db::Sqlite(d) => d.now().await,
             Db::MsSql(d) => d.now().await,
             Db::Oracle(d) => d.now().await,
+            Db::Odbc(d) => d.now().await,
         }
     }
 
@@ -352,6 +365,7 @@ impl Db {
             Db::Sqlite(d) => d.fetch(sql, cols, max_bytes).await,
             Db::MsSql(d) => d.fetch(sql, cols, max_bytes).await,
             Db::Oracle(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::Odbc(d) => d.fetch(sql, cols, max_bytes).await,
         }
     }
 
@@ -423,6 +437,10 @@ impl Db {
                 ready.await;
                 d.write(w).await
             }
+            Db::Odbc(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 
@@ -434,6 +452,7 @@ impl Db {
             Db::Sqlite(d) => d.exec_many(text, rows).await,
             Db::MsSql(d) => d.exec_many(text, rows).await,
             Db::Oracle(d) => d.exec_many(text, rows).await,
+            Db::Odbc(d) => d.exec_many(text, rows).await,
         }
     }
 
@@ -444,6 +463,7 @@ impl Db {
             Db::Sqlite(d) => d.pool.close().await,
             Db::MsSql(d) => d.close().await,
             Db::Oracle(d) => d.close().await,
+            Db::Odbc(d) => d.close().await,
         }
     }
 }
