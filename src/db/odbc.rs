@@ -599,16 +599,19 @@ impl Odbc {
         cols: &[Col],
         max_bytes: usize,
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
-        let text = match self.inner.rownum.load(std::sync::atomic::Ordering::Relaxed) {
-            true => super::dialect::oracle_rownum(&sql.text).unwrap_or_else(|| sql.text.clone()),
-            false => sql.text.clone(),
-        };
+        let text = sql.text.clone();
+        let inner = self.inner.clone();
         let params = sql.params.clone();
         let cols = cols.to_vec();
         let timeout = self.inner.statement_timeout;
         let doing = "reading rows".to_owned();
         let d = doing.clone();
         self.run(doing, move |c, f| {
+            // Oracle 11g through ODBC pages by `ROWNUM`, as natively (known once connected).
+            let text = match inner.rownum.load(std::sync::atomic::Ordering::Relaxed) {
+                true => super::dialect::oracle_rownum(&text).unwrap_or(text),
+                false => text,
+            };
             read_rows(c, f, &d, &text, &params, &cols, max_bytes, timeout)
         })
         .await

@@ -65,3 +65,27 @@ impl Odbc {
         match *self {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Built without the feature, an `odbc://` database fails at once, Fatal, saying what
+    /// to install and how to build, and without its password.
+    #[tokio::test]
+    async fn without_the_feature_odbc_says_how_to_build_it() {
+        let text = "[agent]\nid = \"a\"\nstate_dir = \"/tmp\"\ntimezone = \"UTC\"\n\
+                    [source]\nurl = \"odbc:DSN=DM8;UID=SYSDBA;PWD=s3cret_pw\"\ndialect = \"dm\"\n\
+                    [exchange]\nurl = \"postgres://x@127.0.0.1/x\"\n\
+                    [[table]]\nsource = \"t\"\nwatermark = { kind = \"key\", column = \"id\" }\n";
+        let cfg = crate::config::load_str(text, std::path::Path::new("/tmp/t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = match crate::db::Db::connect(&cfg.source, "source", true).await {
+            Ok(_) => panic!("an ODBC database without ODBC"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert_eq!(e.class(), super::ErrorClass::Fatal);
+        assert!(msg.contains("apt-get install unixodbc"), "{msg}");
+        assert!(msg.contains("--features odbc"), "{msg}");
+        assert!(!msg.contains("s3cret_pw"), "{msg}");
+    }
+}

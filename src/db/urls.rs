@@ -330,6 +330,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn odbc_urls_become_connection_strings_and_the_sections_password_wins() {
+        assert_eq!(odbc("odbc://DM8_QZK", None).as_deref(), Ok("DSN=DM8_QZK"));
+        assert_eq!(
+            odbc("odbc://SYSDBA:p%40ss@DM8_QZK", None).as_deref(),
+            Ok("DSN=DM8_QZK;UID=SYSDBA;PWD=p@ss")
+        );
+        assert_eq!(
+            odbc("odbc://SYSDBA:old@DM8_QZK", Some("n;ew}")).as_deref(),
+            Ok("DSN=DM8_QZK;UID=SYSDBA;PWD={n;ew}}}")
+        );
+        assert_eq!(
+            odbc(
+                "odbc:Driver={KingbaseES 8.6 ODBC Driver};Server=10.1.2.3;Port=54321;PWD=x;Database=前置库",
+                Some("s3cret")
+            )
+            .as_deref(),
+            Ok("Driver=KingbaseES 8.6 ODBC Driver;Server=10.1.2.3;Port=54321;Database=前置库;PWD=s3cret")
+        );
+        assert!(odbc("odbc://", None).is_err());
+        assert!(odbc("odbc:", None).is_err());
+        assert!(odbc("postgres://x", None).is_err());
+    }
+
+    #[test]
+    fn odbc_passwords_are_redacted_in_both_forms() {
+        assert_eq!(
+            odbc_redacted(
+                "odbc:Driver={DM8 ODBC DRIVER};Server=h;UID=SYSDBA;PWD={a;b}};c};Port=5236"
+            ),
+            "odbc:Driver=DM8 ODBC DRIVER;Server=h;UID=SYSDBA;PWD=***;Port=5236"
+        );
+        assert_eq!(
+            odbc_redacted("odbc:Driver=x;Password=s3cret"),
+            "odbc:Driver=x;Password=***"
+        );
+        assert_eq!(
+            odbc_redacted("odbc://SYSDBA:s3cret@DM8_QZK"),
+            "odbc://SYSDBA:***@DM8_QZK"
+        );
+    }
+
+    #[test]
     fn mssql_urls_name_every_setting() {
         let u = mssql(
             "mssql://sync:p%40ss@10.0.0.5:1444/qzk?encrypt=true&trust_server_certificate=true",
