@@ -438,13 +438,29 @@ impl Odbc {
         self.inner.flavor
     }
 
+    /// One of the `max_connections` turns; none once the engine was closed.
+    async fn permit(&self, doing: &str) -> Result<tokio::sync::OwnedSemaphorePermit, DbError> {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::Query {
+                engine: E,
+                doing: doing.to_owned(),
+                cause: "the connection pool was closed".into(),
+                code: None,
+                class: ErrorClass::Unavailable,
+            })
+    }
+
     /// Run `f` on a blocking thread with a pooled connection.
     async fn run<T: Send + 'static>(
         &self,
         doing: String,
         f: impl FnOnce(&Conn, Flavor) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let permit = self.inner.permits.clone().acquire_owned().await.ok();
+        let permit = self.permit(&doing).await?;
         let inner = self.inner.clone();
         let d = doing.clone();
         let r = tokio::task::spawn_blocking(move || {
@@ -620,7 +636,7 @@ impl Odbc {
     pub async fn write(&self, w: &WriteBatch<'_>) -> Result<Vec<Refused>, DbError> {
         let table = w.upsert.table;
         let doing = format!("starting a transaction on {table}");
-        let permit = self.inner.permits.clone().acquire_owned().await.ok();
+        let permit = self.permit(&doing).await?;
         let inner = self.inner.clone();
         let d = doing.clone();
         let flavor = inner.flavor;

@@ -1,7 +1,8 @@
 //! The `odbc://` engine through Debian's real ODBC drivers (`odbc-postgresql`,
 //! `odbc-mariadb`, under unixODBC) against the local PostgreSQL and MariaDB: every type
 //! exact both ways, upserts where the newer row wins, control-column deletes, a row refused
-//! alone, a transaction that commits late, and a kill -9 in the middle of an exchange.
+//! alone, a transaction that commits late, a kill -9 in the middle of an exchange, and the
+//! Chinese text of a database that is not UTF-8.
 //! Built only with `--features odbc` (scripts/test.sh runs them as a step of their own):
 //!
 //! ```text
@@ -493,4 +494,60 @@ async fn a_missing_driver_says_what_to_install_and_hides_the_password() {
     assert!(!msg.contains("s3cret_pw"), "{msg}");
     assert!(msg.contains("PWD=***"), "{msg}");
     assert!(msg.contains("apt-get install odbc-postgresql"), "{msg}");
+}
+
+/// A front-end database that is not UTF-8 (MariaDB's `gbk`, the GB 2312/GBK family GB 18030
+/// extends): its Chinese text, read and written through the driver's UTF-16 calls, arrives
+/// exactly at a UTF-8 PostgreSQL exchange, and back into another `gbk` table.
+#[tokio::test]
+async fn chinese_text_of_a_gbk_database_arrives_exactly_both_ways() {
+    let (db, side) = my_side("odbc_gbk").await;
+    db.exec(&format!(
+        "ALTER DATABASE `{}` CHARACTER SET gbk COLLATE gbk_bin",
+        db.name
+    ))
+    .await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, name varchar(60), note text) CHARACTER SET gbk";
+    db.exec(ddl).await;
+    let native = connect(&side.native).await;
+    let rows: Vec<Vec<Value>> = (1..=300)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                Value::Text(format!(
+                    "黑龙江省哈尔滨市道里区中央大街{i}号·市场监督管理局"
+                )),
+                Value::Text("检查发现：台账不全，已责令整改。".repeat((i % 5 + 1) as usize)),
+            ]
+        })
+        .collect();
+    exec(&native, "INSERT INTO t VALUES (?, ?, ?)", &rows).await;
+    assert_eq!(
+        db.rows("SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 't' AND COLUMN_NAME = 'name'")
+            .await[0][0]
+            .as_deref(),
+        Some("gbk")
+    );
+    let pg = PgDb::new("odbc_gbk").await;
+    pg.exec("CREATE TABLE t (id int PRIMARY KEY, name varchar(60), note text)")
+        .await;
+    let up = Agent::new(&format!("{}{}", header(&side.odbc, &pg.url), table(KEY)));
+    let out = up.ok(&["once"]);
+    assert!(out.contains("t: 300 row(s) sent"), "{out}");
+    let native_pg = connect(&pg.url).await;
+    assert_same_rows(&rows, &all_rows(&native_pg, "t").await);
+    // Back into a gbk table through ODBC.
+    db.exec("CREATE TABLE t2 (id int PRIMARY KEY, name varchar(60), note text) CHARACTER SET gbk")
+        .await;
+    let back = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\ntarget = \"t2\"\nwatermark = {KEY}\n",
+        header(&pg.url, &side.odbc)
+    ));
+    let out = back.ok(&["once"]);
+    assert!(out.contains("t: 300 row(s) sent"), "{out}");
+    assert_same_rows(&rows, &all_rows(&native, "t2").await);
+    native.close().await;
+    native_pg.close().await;
+    pg.drop().await;
+    db.drop().await;
 }
