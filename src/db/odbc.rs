@@ -283,6 +283,123 @@ fn read_rows(
     };
     let n = cursor.num_result_cols().map_err(err(doing, flavor))?;
     let n = u16::try_from(n).unwrap_or(0);
+    if let Some(descs) = columnar_descs(&mut cursor, cols, n) {
+        return match read_columnar(cursor, descs, cols, max_bytes) {
+            Ok(Some(read)) => Ok(read),
+            // A value longer than its column's declared size: read again cell by cell.
+            Ok(None) => read_cells(c, flavor, doing, text, params, cols, max_bytes, timeout),
+            Err(e) => Err(err(doing, flavor)(e)),
+        };
+    }
+    read_cursor_cells(cursor, flavor, doing, cols, n, max_bytes)
+}
+
+/// Most characters (or bytes) of a column read in bound buffers; a longer column (CLOB,
+/// BLOB, `text`) is read cell by cell.
+const COLUMNAR_MAX: usize = 4000;
+/// Rows fetched per round trip into bound buffers.
+const COLUMNAR_ROWS: usize = 256;
+
+/// Buffers for a select whose every column has a declared size up to [`COLUMNAR_MAX`]:
+/// UTF-16 text, bytes for byte columns. `None` when some column is longer or unsized.
+fn columnar_descs(
+    cursor: &mut impl ResultSetMetadata,
+    cols: &[Col],
+    n: u16,
+) -> Option<Vec<odbc_api::buffers::BufferDesc>> {
+    use odbc_api::buffers::BufferDesc;
+    if usize::from(n) < cols.len() {
+        return None;
+    }
+    cols.iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let k = u16::try_from(i + 1).ok()?;
+            let ty = cursor.col_data_type(k).ok()?;
+            if col.ty == ColType::Bytes {
+                let len = ty.column_size()?.get();
+                (len <= COLUMNAR_MAX).then_some(BufferDesc::Binary { max_bytes: len })
+            } else {
+                let len = ty.utf16_len()?.get();
+                (len <= COLUMNAR_MAX * 2).then_some(BufferDesc::WText { max_str_len: len })
+            }
+        })
+        .collect()
+}
+
+/// A select's rows fetched into bound column buffers, [`COLUMNAR_ROWS`] a round trip. `None`
+/// when a value did not fit its buffer.
+fn read_columnar(
+    cursor: impl Cursor,
+    descs: Vec<odbc_api::buffers::BufferDesc>,
+    cols: &[Col],
+    max_bytes: usize,
+) -> Result<Option<(Vec<ReadRow>, bool)>, odbc_api::Error> {
+    let buffer = odbc_api::buffers::ColumnarDynBuffer::from_descs(COLUMNAR_ROWS, descs);
+    let mut block = cursor.bind_buffer(buffer)?;
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    loop {
+        let batch = match block.fetch_with_truncation_check(true) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Some((rows, false))),
+            Err(odbc_api::Error::TooLargeValueForBuffer { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for r in 0..batch.num_rows() {
+            let row = super::read_row(cols, |i, col| {
+                let cell = batch.column(i);
+                if col.ty == ColType::Bytes {
+                    let bin = cell.as_binary().ok_or("not a byte buffer")?;
+                    return Ok(bin.get(r).map_or(Value::Null, |b| Value::Bytes(b.to_vec())));
+                }
+                let text = cell.as_wide_text().ok_or("not a text buffer")?;
+                match text.get(r) {
+                    Some(w) => decode(String::from_utf16_lossy(w), col),
+                    None => Ok(Value::Null),
+                }
+            });
+            bytes += row.values.iter().map(value_size).sum::<usize>();
+            rows.push(row);
+            if bytes >= max_bytes {
+                return Ok(Some((rows, true)));
+            }
+        }
+    }
+}
+
+/// [`read_rows`] cell by cell (`SQLGetData`), whatever the columns' sizes.
+#[allow(clippy::too_many_arguments)]
+fn read_cells(
+    c: &Conn,
+    flavor: Flavor,
+    doing: &str,
+    text: &str,
+    params: &[Value],
+    cols: &[Col],
+    max_bytes: usize,
+    timeout: Option<usize>,
+) -> Result<(Vec<ReadRow>, bool), DbError> {
+    let b = binds(params, flavor);
+    let cursor = c
+        .execute(text, &b[..], timeout)
+        .map_err(err(doing, flavor))?;
+    let Some(mut cursor) = cursor else {
+        return Ok((Vec::new(), false));
+    };
+    let n = cursor.num_result_cols().map_err(err(doing, flavor))?;
+    let n = u16::try_from(n).unwrap_or(0);
+    read_cursor_cells(cursor, flavor, doing, cols, n, max_bytes)
+}
+
+fn read_cursor_cells(
+    mut cursor: impl Cursor,
+    flavor: Flavor,
+    doing: &str,
+    cols: &[Col],
+    n: u16,
+    max_bytes: usize,
+) -> Result<(Vec<ReadRow>, bool), DbError> {
     let mut rows = Vec::new();
     let mut bytes = 0;
     let mut wide = Vec::new();
