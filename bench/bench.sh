@@ -29,6 +29,13 @@
 #   my2pg     MariaDB -> PostgreSQL; limit: `mariadb --batch` export piped into \copy
 #   pg2my     PostgreSQL -> MariaDB; limit: \copy export piped into LOAD DATA LOCAL INFILE
 #   lite2pg   SQLite -> PostgreSQL; limit: `sqlite3 -csv` export piped into \copy (FORMAT csv)
+#   odbc      PostgreSQL -> PostgreSQL with the exchange reached through ODBC (unixODBC and
+#             Debian's psqlODBC, "PostgreSQL Unicode"), then with the source reached so, ROWS
+#             rows on the same data; the reference is the agent's native full PG->PG time
+#             (scenario full; goal: at most 1.5 times it). The agent is then built with
+#             `--features odbc`. In the default list only where that driver is installed
+#             (apt-get install unixodbc unixodbc-dev odbc-postgresql); ODBC_PG sets the
+#             connection string's server part (default: from PGURL)
 #
 # Every agent run is followed by a checksum of source and target (count and the sum of a hash
 # of every row's canonical text, the same on both engines); a mismatch fails the run.
@@ -39,7 +46,13 @@ ROWS=${ROWS:-1000000}
 CHANGED=${CHANGED:-20000}
 BIG=${BIG:-5000000}
 RT_SECONDS=${RT_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"full incr realtime my2pg pg2my lite2pg big http soap"}
+# The odbc scenario needs unixODBC and Debian's PostgreSQL ODBC driver.
+odbc_ready() { command -v odbcinst >/dev/null && odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1; }
+if [ -z "${SCENARIOS:-}" ]; then
+    SCENARIOS="full incr realtime my2pg pg2my lite2pg big http soap"
+    odbc_ready && SCENARIOS="$SCENARIOS odbc"
+fi
+export SCENARIOS
 SOAP_PAYLOAD=${SOAP_PAYLOAD:-xml}
 
 cd "$(dirname "$0")/.."
@@ -48,7 +61,9 @@ BASE=${BENCH_DIR:-${TMPDIR:-/tmp}/frontdb-bench}
 
 if [ -z "${AGENT:-}" ]; then
     printf '\n== building the agent (release)\n' >&2
-    cargo build --release --quiet
+    features=()
+    [[ " $SCENARIOS " == *" odbc "* ]] && features=(--features odbc)
+    cargo build --release --quiet "${features[@]}"
     AGENT="$ROOT/target/release/frontdb-agent"
 fi
 
@@ -258,6 +273,29 @@ SQL
     psqlq fdb_bench_src -c "DELETE FROM supervision WHERE id > $ROWS" -c "VACUUM ANALYZE supervision"
 fi
 psql -X -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS fdb_bench_tgt"
+
+# --- full PostgreSQL -> PostgreSQL through ODBC ----------------------------------------------------
+if wants odbc; then
+    odbc_ready || die "scenario odbc: no ODBC driver \"PostgreSQL Unicode\" (apt-get install unixodbc unixodbc-dev odbc-postgresql)"
+    # Server=...;Port=...;Uid=... of PGURL (postgres://user[:password]@host:port).
+    ODBC_PG=${ODBC_PG:-$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); pw = ";Pwd=" + p.password if p.password else ""; print("Driver={PostgreSQL Unicode};Server=%s;Port=%s;Uid=%s%s" % (p.hostname, p.port or 5432, p.username or "postgres", pw))' "$PGURL")}
+    src_sum=$(pg_sum fdb_bench_src supervision)
+    say "full exchange PostgreSQL -> PostgreSQL with the exchange through ODBC, $ROWS rows"
+    pg_fresh fdb_bench_tgt
+    pg_ddl supervision | psqlq fdb_bench_tgt
+    agent_config "$WORK/odbc.toml" "$PGURL/fdb_bench_src" "odbc:$ODBC_PG;Database=fdb_bench_tgt" supervision
+    measure agent_odbc "$AGENT" --config "$WORK/odbc.toml" once
+    same "agent into ODBC" "$src_sum" "$(pg_sum fdb_bench_tgt supervision)"
+    record "full PG→PG, exchange through ODBC (psqlODBC) ${ROWS} rows; reference: the agent's native PG→PG (goal ≤ 1.5×)" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
+    say "full exchange PostgreSQL -> PostgreSQL with the source through ODBC, $ROWS rows"
+    pg_fresh fdb_bench_tgt
+    pg_ddl supervision | psqlq fdb_bench_tgt
+    agent_config "$WORK/odbc-src.toml" "odbc:$ODBC_PG;Database=fdb_bench_src" "$PGURL/fdb_bench_tgt" supervision
+    measure agent_odbc_src "$AGENT" --config "$WORK/odbc-src.toml" once
+    same "agent from ODBC" "$src_sum" "$(pg_sum fdb_bench_tgt supervision)"
+    record "full PG→PG, source through ODBC (psqlODBC) ${ROWS} rows; reference: the agent's native PG→PG (goal ≤ 1.5×)" "${AGENT_FULL_S:--}" "$SECS" "${AGENT_FULL_MB:--}" "$RSS_MB"
+    psql -X -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS fdb_bench_tgt"
+fi
 
 # --- real time ---------------------------------------------------------------------------------
 if wants realtime; then

@@ -221,6 +221,23 @@ ensure_tls_test() {
     pg_server_installed || install_packages "PostgreSQL (for the TLS test's own server)" postgresql
 }
 
+# --- ODBC ---------------------------------------------------------------------------------
+
+# The `odbc://` engine (built with `--features odbc`) links unixODBC, and its live tests
+# (tests/it/odbc_live.rs) reach the local PostgreSQL and MariaDB through Debian's own ODBC
+# drivers, which register themselves in /etc/odbcinst.ini as "PostgreSQL Unicode" and
+# "MariaDB Unicode".
+odbc_driver() { odbcinst -q -d -n "$1" >/dev/null 2>&1; }
+ensure_odbc() {
+    if [ ! -e /usr/include/sql.h ] || ! command -v odbcinst >/dev/null ||
+        ! odbc_driver "PostgreSQL Unicode" || ! odbc_driver "MariaDB Unicode"; then
+        install_packages "unixODBC and the PostgreSQL and MariaDB ODBC drivers" \
+            unixodbc unixodbc-dev odbc-postgresql odbc-mariadb
+    fi
+    odbc_driver "PostgreSQL Unicode" || die "odbc-postgresql is installed but \"PostgreSQL Unicode\" is not in /etc/odbcinst.ini (odbcinst -q -d lists the drivers)"
+    odbc_driver "MariaDB Unicode" || die "odbc-mariadb is installed but \"MariaDB Unicode\" is not in /etc/odbcinst.ini (odbcinst -q -d lists the drivers)"
+}
+
 # --- The suite ----------------------------------------------------------------------------
 
 main() {
@@ -229,6 +246,7 @@ main() {
     type -P kill >/dev/null || install_packages "kill(1)" procps
     ensure_openssh
     ensure_tls_test
+    ensure_odbc
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then
         ensure_postgres
         # Databases left behind by an interrupted run.
@@ -261,6 +279,14 @@ main() {
     cargo clippy --test soak -- -D warnings
     say "cargo test"
     cargo test "$@"
+    # The ODBC engine is not in the default build (it links unixODBC): its unit and live
+    # tests build and run with the feature, as a step of their own.
+    say "cargo clippy --features odbc --all-targets -- -D warnings"
+    cargo clippy --features odbc --all-targets -- -D warnings
+    # Every test whose name says odbc: the engine's and its dialects' unit tests, the
+    # configuration's, and tests/it/odbc_live.rs.
+    say "cargo test --features odbc (the ODBC engine's unit tests and tests/it/odbc_live.rs)"
+    cargo test --features odbc --lib --test it odbc
     say "chaos soak: 2 minutes with seed 1, then 2 minutes with a random seed (docs/soak.md)"
     scripts/soak.sh --profile dev --minutes 2 --seed 1 --seed random
     say "all tests passed (${SECONDS}s)"

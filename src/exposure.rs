@@ -83,6 +83,12 @@ pub fn transport(db: &DbConfig) -> (String, bool) {
                 false,
             );
         }
+        EngineKind::Odbc => {
+            return (
+                "transport: as the ODBC driver's settings (odbc.ini) set it".into(),
+                false,
+            );
+        }
         EngineKind::Postgres => {
             let mode = param("sslmode").unwrap_or_else(|| "prefer".into());
             (
@@ -190,6 +196,7 @@ mod transport_tests {
             transaction_guard: std::time::Duration::ZERO,
             statement_timeout: std::time::Duration::ZERO,
             redacted: String::new(),
+            flavor: None,
         }
     }
 

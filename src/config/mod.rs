@@ -457,6 +457,36 @@ mod tests {
     }
 
     #[test]
+    fn an_odbc_database_takes_a_dialect_and_hides_its_password() {
+        let table = "[[table]]\nsource = \"t\"\nwatermark = { kind = \"key\" }\n";
+        let odbc = BASE.replace(
+            "url = \"sqlite://src.db?mode=ro\"\n",
+            "url = \"odbc:Driver={DM8 ODBC DRIVER};Server=h;UID=SYSDBA;PWD=s3cret\"\ndialect = \"dm\"\n",
+        );
+        let cfg = load_str(&format!("{odbc}{table}"), Path::new("/etc/fd/agent.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.source.engine, crate::db::EngineKind::Odbc);
+        assert_eq!(cfg.source.flavor, Some(crate::db::dialect::Flavor::Dm));
+        assert_eq!(
+            cfg.source.redacted,
+            "odbc:Driver=DM8 ODBC DRIVER;Server=h;UID=SYSDBA;PWD=***"
+        );
+        let bad = odbc.replace("dialect = \"dm\"", "dialect = \"sybase\"");
+        let p = problems(&format!("{bad}{table}"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].path.as_str(), p[0].line), ("source.dialect", Some(7)));
+        assert!(p[0].message.contains("use dm, kingbase, gbase"), "{p:?}");
+        // Only an ODBC database speaks a dialect of its choosing.
+        let p = problems(&format!(
+            "{}{table}",
+            BASE.replace("[exchange]\n", "[exchange]\ndialect = \"kingbase\"\n")
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "exchange.dialect");
+        assert!(p[0].message.contains("odbc:// databases only"), "{p:?}");
+    }
+
+    #[test]
     fn a_listening_table_needs_a_second_source_connection() {
         let pg = BASE.replace(
             "url = \"sqlite://src.db?mode=ro\"\n",

@@ -210,6 +210,9 @@ pub struct RawDatabase {
     /// the committed watermark back (rows it commits later are then not missed, however
     /// long it ran). `0s` turns this off. Default `10m`.
     pub transaction_guard: Option<String>,
+    /// `odbc://` only: the SQL the engine behind the driver speaks: `dm`, `kingbase`,
+    /// `gbase`, `oracle`, `postgres` or `mysql`. Default: told from the driver's DBMS name.
+    pub dialect: Option<String>,
 }
 
 /// `[exchange]` — the provincial exchange.
@@ -272,6 +275,8 @@ pub struct RawExchange {
     /// How long a transaction still open at the exchange database may hold back the
     /// watermark of a `down` table (read there). Default `10m`.
     pub transaction_guard: Option<String>,
+    /// `odbc://` exchange databases: the engine's SQL dialect, as in `[source]`.
+    pub dialect: Option<String>,
     /// Names of the control columns the agent fills when an exchange table has them.
     #[serde(default)]
     pub control_columns: RawControlColumns,
@@ -282,9 +287,10 @@ pub struct RawExchange {
 
 impl RawExchange {
     /// The keys of a database exchange (besides `url`), each with whether it is set.
-    pub fn database_keys(&self) -> [(&'static str, bool); 6] {
+    pub fn database_keys(&self) -> [(&'static str, bool); 7] {
         [
             ("password", self.password.is_some()),
+            ("dialect", self.dialect.is_some()),
             ("max_connections", self.max_connections.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
             ("bootstrap_sql", self.bootstrap_sql.is_some()),

@@ -13,6 +13,7 @@ use super::{
     Agent, Config, ControlColumns, DeleteMode, Exchange, ExchangeTarget, LogFormat, Problem,
     TableSpec, WatermarkSpec, Window,
 };
+use crate::db::dialect::Flavor;
 use crate::db::{DbConfig, EngineKind};
 use crate::ident::{Ident, TableName};
 use crate::schedule::{self, Schedule};
@@ -48,6 +49,7 @@ struct RawConn<'a> {
     bootstrap_sql: Option<&'a Path>,
     transaction_guard: Option<&'a str>,
     statement_timeout: Option<&'a str>,
+    dialect: Option<&'a str>,
 }
 
 impl V<'_> {
@@ -293,18 +295,22 @@ impl V<'_> {
             "sqlite" => Some(EngineKind::Sqlite),
             "mssql" | "sqlserver" => Some(EngineKind::MsSql),
             "oracle" => Some(EngineKind::Oracle),
+            "odbc" => Some(EngineKind::Odbc),
             _ => {
                 self.err(
                     format!("{section}.url"),
                     format!(
                         "`{scheme}` is not a supported database: use postgres://, mysql://, \
-                         sqlite://, mssql:// or oracle://"
+                         sqlite://, mssql://, oracle:// or odbc://"
                     ),
                 );
                 None
             }
         };
-        let redacted = secret::redact_url(c.url);
+        let redacted = match engine {
+            Some(EngineKind::Odbc) => crate::db::urls::odbc_redacted(c.url),
+            _ => secret::redact_url(c.url),
+        };
         let url = secret::resolve(c.url, self.base, self.env)
             .map_err(|e| self.err(format!("{section}.url"), e))
             .ok();
@@ -343,12 +349,36 @@ impl V<'_> {
             c.statement_timeout,
             Duration::ZERO,
         );
+        let flavor = match c.dialect {
+            Some(_) if engine != Some(EngineKind::Odbc) => {
+                self.err(
+                    format!("{section}.dialect"),
+                    "applies to odbc:// databases only (the other engines speak their own SQL)",
+                );
+                None
+            }
+            Some(d) => match Flavor::parse(d) {
+                Some(f) => Some(f),
+                None => {
+                    self.err(
+                        format!("{section}.dialect"),
+                        format!(
+                            "`{d}` is not an ODBC dialect: use dm, kingbase, gbase, oracle, \
+                             postgres or mysql"
+                        ),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         let engine = engine?;
         let mut url = url?;
         let pw = password.as_ref().map(|p| p.expose());
         let checked = match engine {
             EngineKind::MsSql => crate::db::urls::mssql(&url, pw).map(drop),
             EngineKind::Oracle => crate::db::urls::oracle(&url, pw).map(drop),
+            EngineKind::Odbc => crate::db::urls::odbc(&url, pw).map(drop),
             _ => Ok(()),
         };
         if let Err(e) = checked {
@@ -367,6 +397,7 @@ impl V<'_> {
             transaction_guard,
             statement_timeout,
             redacted,
+            flavor,
         })
     }
 
@@ -472,6 +503,7 @@ impl V<'_> {
                         // Read only for `down` tables: the province's transactions there.
                         transaction_guard: e.transaction_guard.as_deref(),
                         statement_timeout: Some(e.statement_timeout.as_deref().unwrap_or("5m")),
+                        dialect: e.dialect.as_deref(),
                     },
                 )
                 .map(ExchangeTarget::Database)
@@ -563,6 +595,7 @@ pub fn validate(
             bootstrap_sql: s.bootstrap_sql.as_deref(),
             transaction_guard: s.transaction_guard.as_deref(),
             statement_timeout: None,
+            dialect: s.dialect.as_deref(),
         },
     );
     v.source_engine = source.as_ref().map(|s| s.engine);

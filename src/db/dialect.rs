@@ -16,6 +16,8 @@ pub enum Dialect {
     Sqlite,
     MsSql,
     Oracle,
+    /// An engine reached through ODBC: `?` placeholders, the statement forms of its family.
+    Odbc(Flavor),
 }
 
 /// A statement and the values to bind to its placeholders, in order.
@@ -98,11 +100,20 @@ pub struct Upsert<'a> {
 }
 
 impl Dialect {
+    /// The native dialect whose statement forms this one follows (itself, but for ODBC).
+    pub fn family(self) -> Dialect {
+        match self {
+            Dialect::Odbc(f) => f.family(),
+            d => d,
+        }
+    }
+
     pub fn quote(self, id: &Ident) -> String {
         match self {
             Dialect::MySql => format!("`{id}`"),
             Dialect::MsSql => format!("[{id}]"),
             Dialect::Postgres | Dialect::Sqlite | Dialect::Oracle => format!("\"{id}\""),
+            Dialect::Odbc(f) => f.family().quote(id),
         }
     }
 
@@ -120,6 +131,8 @@ impl Dialect {
             Dialect::Sqlite => 32_766,
             Dialect::MsSql => 2_100,
             Dialect::Oracle => 32_767,
+            // What the drivers are known to take; no ODBC statement here comes near it.
+            Dialect::Odbc(_) => 32_767,
         }
     }
 
@@ -151,6 +164,7 @@ impl Dialect {
                 Some("date") => format!("CAST(:{n} AS DATE)"),
                 _ => format!(":{n}"),
             },
+            Dialect::Odbc(f) => odbc_placeholder(f, ty),
         }
     }
 
@@ -167,8 +181,12 @@ impl Dialect {
             }
             (Dialect::MsSql, ColType::Decimal) => format!("CONVERT(varchar(100), {q})"),
             (Dialect::MsSql, ColType::Other) => format!("CONVERT(nvarchar(max), {q})"),
-            (Dialect::Oracle, ColType::Decimal) => {
+            (Dialect::Oracle | Dialect::Odbc(Flavor::Oracle), ColType::Decimal) => {
                 format!("TO_CHAR({q}, 'TM9', 'NLS_NUMERIC_CHARACTERS=''.,''')")
+            }
+            // Read as text: whatever the driver makes of json, uuid, intervals, arrays.
+            (Dialect::Odbc(Flavor::Postgres | Flavor::Kingbase), ColType::Other) => {
+                format!("CAST({q} AS text)")
             }
             _ => q,
         }
@@ -205,7 +223,7 @@ impl Dialect {
         }
         match (self, s.limit) {
             (Dialect::MsSql, _) | (_, None) => {}
-            (Dialect::Oracle, Some(n)) => {
+            (Dialect::Oracle | Dialect::Odbc(Flavor::Oracle), Some(n)) => {
                 let _ = write!(text, " FETCH FIRST {n} ROWS ONLY");
             }
             (_, Some(n)) => {
@@ -333,7 +351,7 @@ impl Dialect {
     /// branch is a probe of an index, however large the table.
     pub fn which_exist(self, tables: &[(&TableName, Vec<Cond<'_>>)]) -> Sql {
         let mut params = Binds::default();
-        let dual = match self {
+        let dual = match self.family() {
             Dialect::MySql | Dialect::Oracle => " FROM DUAL",
             _ => "",
         };
@@ -341,10 +359,10 @@ impl Dialect {
             .iter()
             .enumerate()
             .map(|(i, (t, conds))| {
-                let k = match self {
+                let k = match self.family() {
                     Dialect::Postgres | Dialect::MsSql => format!("CAST({i} AS bigint)"),
                     Dialect::MySql => format!("CAST({i} AS SIGNED)"),
-                    Dialect::Sqlite | Dialect::Oracle => i.to_string(),
+                    _ => i.to_string(),
                 };
                 let w: Vec<String> = conds.iter().map(|c| self.cond(c, &mut params)).collect();
                 let w = if w.is_empty() {
@@ -552,6 +570,13 @@ impl Dialect {
                 format!("({q} = {p} OR ({q} IS NULL AND {p} IS NULL))")
             }
             Dialect::Oracle => format!("DECODE({q}, {}, 1, 0) = 1", self.param(n, Some(c))),
+            Dialect::Odbc(f) => match f.family() {
+                Dialect::Postgres => {
+                    format!("{q} IS NOT DISTINCT FROM {}", self.param(n, Some(c)))
+                }
+                Dialect::MySql => format!("{q} <=> ?"),
+                _ => format!("DECODE({q}, {}, 1, 0) = 1", self.param(n, Some(c))),
+            },
         }
     }
 }
@@ -586,6 +611,19 @@ fn safe_type(native: &str) -> Option<&str> {
     ok.then_some(native)
 }
 
+/// An ODBC placeholder: `?`, cast to the column's type where its family needs it. Values are
+/// bound as text (but integers, floats and bytes), so PostgreSQL-family engines get every
+/// typed parameter cast; the types a PostgreSQL-family catalog gives carry no length or
+/// precision (a cast to one would cut or round a value instead of refusing it).
+fn odbc_placeholder(f: Flavor, ty: Option<&str>) -> String {
+    match (f.family(), ty) {
+        (Dialect::Postgres, Some(t)) => format!("CAST(? AS {t})"),
+        (Dialect::Oracle, Some(t)) if oracle_char(t) => format!("CAST(? AS {t})"),
+        (Dialect::Oracle, Some(t)) if t.eq_ignore_ascii_case("date") => "CAST(? AS DATE)".into(),
+        _ => "?".into(),
+    }
+}
+
 /// An Oracle `CHAR`/`NCHAR` type name (blank-padded).
 fn oracle_char(native: &str) -> bool {
     let n = native.to_ascii_lowercase();
@@ -603,6 +641,10 @@ mod upsert;
 
 #[path = "dialect_scope.rs"]
 mod scope;
+
+#[path = "dialect_odbc.rs"]
+mod odbc;
+pub use odbc::{Flavor, oracle_major, oracle_rownum};
 pub use pg::key_array;
 use pg::{pg_setting_expr, pg_setting_text};
 
@@ -613,3 +655,7 @@ mod tests;
 #[cfg(test)]
 #[path = "dialect_merge_tests.rs"]
 mod merge_tests;
+
+#[cfg(test)]
+#[path = "dialect_odbc_tests.rs"]
+mod odbc_tests;

@@ -28,7 +28,7 @@ impl Dialect {
     /// Parameters one `MERGE` of rows of `columns` columns may carry: [`super::super::chunks`]
     /// cuts a batch into statements of at most this many.
     pub fn merge_params(self, columns: usize) -> usize {
-        let rows = match self {
+        let rows = match self.family() {
             Dialect::Oracle => ORACLE_MERGE_ROWS,
             _ => MSSQL_MERGE_ROWS,
         };
@@ -40,7 +40,7 @@ impl Dialect {
     /// 1000 expressions in an `IN` list).
     pub fn keys_per_select(self, key_cols: usize, wanted: usize) -> usize {
         let by_params = self.param_budget() / key_cols.max(1);
-        let limit = match self {
+        let limit = match self.family() {
             Dialect::Oracle => by_params.min(1000),
             _ => by_params,
         };
@@ -50,7 +50,7 @@ impl Dialect {
     /// The statements of a part's savepoint: set, roll back to, release (`None`: the engine
     /// releases nothing, SQL Server and Oracle).
     pub fn savepoint(self) -> (&'static str, &'static str, Option<&'static str>) {
-        match self {
+        match self.family() {
             Dialect::MsSql => (
                 "SAVE TRANSACTION frontdb_part",
                 "ROLLBACK TRANSACTION frontdb_part",
@@ -93,6 +93,10 @@ impl Dialect {
                 | ColType::TimestampTz,
                 Some(t),
             ) => format!("CAST(:{n} AS {t})"),
+            // Oracle's forms, with ODBC's one placeholder.
+            (Dialect::Odbc(f), _, _) if f.family() == Dialect::Oracle => Dialect::Oracle
+                .merge_param(n, c)
+                .replace(&format!(":{n}"), "?"),
             _ => self.placeholder(n, None),
         }
     }
@@ -112,13 +116,13 @@ impl Dialect {
                 .map(|(c, name)| {
                     n += 1;
                     let p = self.merge_param(n, c);
-                    match self {
+                    match self.family() {
                         Dialect::Oracle if r == 0 => format!("{p} AS {name}"),
                         _ => p,
                     }
                 })
                 .collect();
-            source_rows.push(match self {
+            source_rows.push(match self.family() {
                 Dialect::Oracle => format!("SELECT {} FROM dual", ps.join(", ")),
                 _ => format!("({})", ps.join(", ")),
             });
@@ -144,7 +148,7 @@ impl Dialect {
             values.join(", ")
         );
         let mut text;
-        match self {
+        match self.family() {
             Dialect::Oracle => {
                 text = format!(
                     "MERGE INTO {} tgt USING ({}) src ON ({})",

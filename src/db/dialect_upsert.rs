@@ -29,7 +29,7 @@ impl Dialect {
             text.push(')');
         }
         let updated = self.updated_columns(u);
-        match self {
+        match self.family() {
             Dialect::MySql => {
                 if updated.is_empty() {
                     let k = &names[u.key[0]];

@@ -84,10 +84,15 @@ impl DbError {
 
     pub(super) fn query(engine: EngineKind, doing: impl Into<String>, e: sqlx::Error) -> Self {
         let (code, class) = classify(engine, &e);
+        // A pool connecting lazily meets the server's demand here: it will not pass.
+        let (cause, class) = match gauss_sha256(&describe(&e)) {
+            Some(words) => (words, ErrorClass::Fatal),
+            None => (describe(&e), class),
+        };
         DbError::Query {
             engine,
             doing: doing.into(),
-            cause: describe(&e),
+            cause,
             code,
             class,
         }
@@ -95,6 +100,15 @@ impl DbError {
 
     pub(super) fn connect(cfg: &DbConfig, role: &'static str, e: &sqlx::Error) -> Self {
         let (_, class) = classify(cfg.engine, e);
+        if let Some(cause) = gauss_sha256(&describe(e)) {
+            return DbError::Connect {
+                role,
+                engine: cfg.engine,
+                url: cfg.redacted.clone(),
+                cause,
+                class: ErrorClass::Fatal,
+            };
+        }
         DbError::Connect {
             role,
             engine: cfg.engine,
@@ -129,7 +143,7 @@ pub(super) fn classify(engine: EngineKind, e: &sqlx::Error) -> (Option<String>, 
             EngineKind::Postgres => postgres::classify(d.as_ref()),
             EngineKind::MySql => mysql::classify(d.as_ref()),
             EngineKind::Sqlite => sqlite::classify(d.as_ref()),
-            EngineKind::MsSql | EngineKind::Oracle => (None, ErrorClass::Fatal),
+            EngineKind::MsSql | EngineKind::Oracle | EngineKind::Odbc => (None, ErrorClass::Fatal),
         },
         _ => (None, ErrorClass::Fatal),
     }
@@ -141,4 +155,30 @@ pub(super) fn describe(e: &sqlx::Error) -> String {
         sqlx::Error::Database(d) => d.message().to_owned(),
         other => other.to_string(),
     }
+}
+
+/// openGauss and GaussDB ask for their own SHA-256 password exchange under request 10,
+/// which PostgreSQL gives to SASL (the driver then finds no mechanism it knows: a
+/// PostgreSQL server offers SCRAM-SHA-256, which it does), or for MD5-then-SHA-256 under
+/// 11: what to set on the server instead, or how to reach it otherwise. `None` for any
+/// other error.
+pub(super) fn gauss_sha256(cause: &str) -> Option<String> {
+    let asked = [
+        "unsupported SASL authentication mechanisms",
+        "unknown authentication method: 10",
+        "unknown authentication method: 11",
+    ]
+    .iter()
+    .any(|m| cause.contains(m))
+        && !cause.contains("SCRAM");
+    asked.then(|| {
+        format!(
+            "{cause}: the server asks for openGauss/GaussDB SHA-256 authentication, which the \
+             PostgreSQL protocol the agent speaks has not. On the server set \
+             password_encryption_type = 1 (md5 and sha256) in postgresql.conf, set the agent \
+             user's password again (so that an md5 hash is stored), and give the agent's \
+             address `md5` in pg_hba.conf; or connect through odbc:// with the engine's own \
+             ODBC driver (dialect = \"postgres\")"
+        )
+    })
 }

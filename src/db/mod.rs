@@ -10,6 +10,11 @@ mod error;
 mod facts;
 mod mssql;
 mod mysql;
+#[cfg(feature = "odbc")]
+mod odbc;
+#[cfg(not(feature = "odbc"))]
+#[path = "odbc_off.rs"]
+mod odbc;
 mod oracle;
 mod parts;
 mod pgbinary;
@@ -221,6 +226,7 @@ pub enum Db {
     Sqlite(sqlite::Lite),
     MsSql(mssql::Ms),
     Oracle(oracle::Ora),
+    Odbc(odbc::Odbc),
 }
 
 impl Db {
@@ -242,6 +248,7 @@ impl Db {
             EngineKind::Sqlite => sqlite::Lite::connect(cfg, role).await.map(Db::Sqlite),
             EngineKind::MsSql => mssql::Ms::connect(cfg, role, lazy).await.map(Db::MsSql),
             EngineKind::Oracle => oracle::Ora::connect(cfg, role, lazy).await.map(Db::Oracle),
+            EngineKind::Odbc => odbc::Odbc::connect(cfg, role, lazy).await.map(Db::Odbc),
         }
     }
 
@@ -252,6 +259,7 @@ impl Db {
             Db::Sqlite(_) => EngineKind::Sqlite,
             Db::MsSql(_) => EngineKind::MsSql,
             Db::Oracle(_) => EngineKind::Oracle,
+            Db::Odbc(_) => EngineKind::Odbc,
         }
     }
 
@@ -262,6 +270,7 @@ impl Db {
             Db::Sqlite(_) => Dialect::Sqlite,
             Db::MsSql(_) => Dialect::MsSql,
             Db::Oracle(_) => Dialect::Oracle,
+            Db::Odbc(d) => Dialect::Odbc(d.flavor()),
         }
     }
 
@@ -273,11 +282,13 @@ impl Db {
             Db::Sqlite(d) => d.introspect(t).await,
             Db::MsSql(d) => d.introspect(t).await,
             Db::Oracle(d) => d.introspect(t).await,
+            Db::Odbc(d) => d.introspect(t).await,
         }
     }
 
     /// When the oldest transaction still open on the database began, where the engine tells
-    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle), and a note when the agent cannot see every session.
+    /// (PostgreSQL, MySQL/MariaDB, SQL Server, Oracle, and through ODBC DM, Kingbase and the
+    /// rest), and a note when the agent cannot see every session.
     pub async fn oldest_transaction(
         &self,
     ) -> Result<(Option<DateTime<Utc>>, Option<String>), DbError> {
@@ -295,6 +306,7 @@ impl Db {
             Db::MySql(d) => Ok((d.oldest_transaction().await?, None)),
             Db::MsSql(d) => d.oldest_transaction().await,
             Db::Oracle(d) => d.oldest_transaction().await,
+            Db::Odbc(d) => d.oldest_transaction().await,
             Db::Sqlite(_) => Ok((None, None)),
         }
     }
@@ -355,6 +367,7 @@ impl Db {
             Db::Sqlite(d) => d.now().await,
             Db::MsSql(d) => d.now().await,
             Db::Oracle(d) => d.now().await,
+            Db::Odbc(d) => d.now().await,
         }
     }
 
@@ -372,6 +385,7 @@ impl Db {
             Db::Sqlite(d) => d.fetch(sql, cols, max_bytes).await,
             Db::MsSql(d) => d.fetch(sql, cols, max_bytes).await,
             Db::Oracle(d) => d.fetch(sql, cols, max_bytes).await,
+            Db::Odbc(d) => d.fetch(sql, cols, max_bytes).await,
         }
     }
 
@@ -443,6 +457,10 @@ impl Db {
                 ready.await;
                 d.write(w).await
             }
+            Db::Odbc(d) => {
+                ready.await;
+                d.write(w).await
+            }
         }
     }
 
@@ -454,6 +472,7 @@ impl Db {
             Db::Sqlite(d) => d.exec_many(text, rows).await,
             Db::MsSql(d) => d.exec_many(text, rows).await,
             Db::Oracle(d) => d.exec_many(text, rows).await,
+            Db::Odbc(d) => d.exec_many(text, rows).await,
         }
     }
 
@@ -480,6 +499,7 @@ impl Db {
             Db::Sqlite(d) => d.pool.close().await,
             Db::MsSql(d) => d.close().await,
             Db::Oracle(d) => d.close().await,
+            Db::Odbc(d) => d.close().await,
         }
     }
 }

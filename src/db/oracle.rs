@@ -1,4 +1,4 @@
-//! Oracle Database (12c and later), through the Oracle client library (ODPI-C), which the
+//! Oracle Database (12c and later; 11g pages by `ROWNUM`), through the Oracle client library (ODPI-C), which the
 //! `oracle` crate loads when the first connection is made: Instant Client must be installed
 //! where the agent runs (`LD_LIBRARY_PATH` or `ldconfig`).
 //!
@@ -87,6 +87,8 @@ struct Inner {
     pool: Mutex<Option<Pool>>,
     /// Closed: no pool is made again.
     closed: std::sync::atomic::AtomicBool,
+    /// The server pages by `ROWNUM` only (11g and earlier have no `FETCH FIRST`).
+    rownum: std::sync::atomic::AtomicBool,
 }
 
 pub struct Ora {
@@ -148,6 +150,10 @@ impl Inner {
         let c = self.pool()?.get()?;
         c.set_call_timeout(self.call_timeout)?;
         c.execute(SESSION, &[])?;
+        if let Ok((v, _)) = c.server_version() {
+            self.rownum
+                .store(v.major() < 12, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(c)
     }
 
@@ -229,6 +235,7 @@ impl Ora {
                 call_timeout: (!cfg.statement_timeout.is_zero()).then_some(cfg.statement_timeout),
                 pool: Mutex::new(None),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                rownum: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if !lazy {
@@ -424,10 +431,17 @@ impl Ora {
     ) -> Result<(Vec<ReadRow>, bool), DbError> {
         let text = sql.text.clone();
         let params = sql.params.clone();
+        let inner = self.inner.clone();
         let cols = cols.to_vec();
         let doing = "reading rows".to_owned();
         let d = doing.clone();
         self.run(doing, move |c| {
+            // 11g: the select paged by `FETCH FIRST` is wrapped and paged by `ROWNUM` (the
+            // server's version is known once a connection was made, as `c` was).
+            let text = match inner.rownum.load(std::sync::atomic::Ordering::Relaxed) {
+                true => super::dialect::oracle_rownum(&text).unwrap_or(text),
+                false => text,
+            };
             let b = binds(&params, &[]);
             let mut stmt = c
                 .statement(&text)

@@ -15,6 +15,8 @@ pub enum EngineKind {
     Sqlite,
     MsSql,
     Oracle,
+    /// Any engine with an ODBC driver (`odbc://`), built with the `odbc` feature.
+    Odbc,
 }
 
 impl fmt::Display for EngineKind {
@@ -25,6 +27,7 @@ impl fmt::Display for EngineKind {
             EngineKind::Sqlite => "SQLite",
             EngineKind::MsSql => "SQL Server",
             EngineKind::Oracle => "Oracle",
+            EngineKind::Odbc => "ODBC",
         })
     }
 }
@@ -45,4 +48,7 @@ pub struct DbConfig {
     pub statement_timeout: Duration,
     /// The URL with any password replaced by `***`.
     pub redacted: String,
+    /// `odbc://` databases: the SQL the engine speaks, when configured (else it is told
+    /// from the driver's DBMS name).
+    pub flavor: Option<crate::db::dialect::Flavor>,
 }

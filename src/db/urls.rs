@@ -192,9 +192,184 @@ pub fn oracle(url: &str, password: Option<&str>) -> Result<OracleUrl, String> {
     })
 }
 
+/// An ODBC connection string from an `odbc://` URL or an `odbc:` connection string:
+///
+/// ```text
+/// odbc://[USER[:PASSWORD]@]DSN          a data source of odbc.ini
+/// odbc:Driver={...};Server=...;...      a connection string, as the driver documents it
+/// ```
+///
+/// `password` (the section's own) replaces any in the URL (`PWD=`).
+pub fn odbc(url: &str, password: Option<&str>) -> Result<String, String> {
+    let mut parts: Vec<(String, String)> = Vec::new();
+    if let Some(rest) = url.strip_prefix("odbc://") {
+        let (user, dsn) = match rest.rsplit_once('@') {
+            Some((u, d)) => (Some(u), d),
+            None => (None, rest),
+        };
+        let dsn = dsn.trim_end_matches('/');
+        if dsn.is_empty() {
+            return Err("the URL names no data source (write odbc://DSN)".into());
+        }
+        parts.push(("DSN".into(), decode(dsn, "data source name")?));
+        if let Some(u) = user {
+            let (name, pw) = match u.split_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (u, None),
+            };
+            parts.push(("UID".into(), decode(name, "user name")?));
+            if let Some(p) = pw {
+                parts.push(("PWD".into(), decode(p, "password")?));
+            }
+        }
+    } else if let Some(rest) = url.strip_prefix("odbc:") {
+        parts = odbc_pairs(rest);
+        if parts.is_empty() {
+            return Err(
+                "the connection string is empty (write odbc:Driver={...};Server=...)".into(),
+            );
+        }
+    } else {
+        return Err("expected odbc://DSN or odbc:Driver={...};...".into());
+    }
+    if let Some(p) = password {
+        parts.retain(|(k, _)| !is_password_key(k));
+        parts.push(("PWD".into(), p.to_owned()));
+    }
+    Ok(parts
+        .iter()
+        .map(|(k, v)| format!("{k}={}", odbc_value(v)))
+        .collect::<Vec<_>>()
+        .join(";"))
+}
+
+/// The keys of an ODBC connection string that hold a password.
+fn is_password_key(k: &str) -> bool {
+    k.eq_ignore_ascii_case("pwd") || k.eq_ignore_ascii_case("password")
+}
+
+/// A value as a connection string writes it: in braces when it holds `;`, braces or blanks
+/// at its ends (a `}` inside is doubled).
+fn odbc_value(v: &str) -> String {
+    if v.contains([';', '{', '}']) || v.trim() != v {
+        format!("{{{}}}", v.replace('}', "}}"))
+    } else {
+        v.to_owned()
+    }
+}
+
+/// The `KEY=VALUE` pairs of a connection string (a value may be `{...}`, `}}` a brace).
+fn odbc_pairs(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        let key = key.trim().trim_start_matches(';').trim().to_owned();
+        let mut value = String::new();
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '}' {
+                    if chars.peek() == Some(&'}') {
+                        chars.next();
+                        value.push('}');
+                        continue;
+                    }
+                    break;
+                }
+                value.push(c);
+            }
+            for c in chars.by_ref() {
+                if c == ';' {
+                    break;
+                }
+            }
+        } else {
+            for c in chars.by_ref() {
+                if c == ';' {
+                    break;
+                }
+                value.push(c);
+            }
+        }
+        if !key.is_empty() {
+            out.push((key, value));
+        }
+        if chars.peek().is_none() {
+            return out;
+        }
+    }
+}
+
+/// An ODBC URL or connection string with its password replaced by `***`.
+pub fn odbc_redacted(url: &str) -> String {
+    match url.strip_prefix("odbc:") {
+        Some(rest) if !rest.starts_with("//") => {
+            let pairs = odbc_pairs(rest);
+            let text: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| match is_password_key(k) {
+                    true => format!("{k}=***"),
+                    false => format!("{k}={}", odbc_value(v)),
+                })
+                .collect();
+            format!("odbc:{}", text.join(";"))
+        }
+        _ => crate::config::secret::redact_url(url),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odbc_urls_become_connection_strings_and_the_sections_password_wins() {
+        assert_eq!(odbc("odbc://DM8_QZK", None).as_deref(), Ok("DSN=DM8_QZK"));
+        assert_eq!(
+            odbc("odbc://SYSDBA:p%40ss@DM8_QZK", None).as_deref(),
+            Ok("DSN=DM8_QZK;UID=SYSDBA;PWD=p@ss")
+        );
+        assert_eq!(
+            odbc("odbc://SYSDBA:old@DM8_QZK", Some("n;ew}")).as_deref(),
+            Ok("DSN=DM8_QZK;UID=SYSDBA;PWD={n;ew}}}")
+        );
+        assert_eq!(
+            odbc(
+                "odbc:Driver={KingbaseES 8.6 ODBC Driver};Server=10.1.2.3;Port=54321;PWD=x;Database=前置库",
+                Some("s3cret")
+            )
+            .as_deref(),
+            Ok("Driver=KingbaseES 8.6 ODBC Driver;Server=10.1.2.3;Port=54321;Database=前置库;PWD=s3cret")
+        );
+        assert!(odbc("odbc://", None).is_err());
+        assert!(odbc("odbc:", None).is_err());
+        assert!(odbc("postgres://x", None).is_err());
+    }
+
+    #[test]
+    fn odbc_passwords_are_redacted_in_both_forms() {
+        assert_eq!(
+            odbc_redacted(
+                "odbc:Driver={DM8 ODBC DRIVER};Server=h;UID=SYSDBA;PWD={a;b}};c};Port=5236"
+            ),
+            "odbc:Driver=DM8 ODBC DRIVER;Server=h;UID=SYSDBA;PWD=***;Port=5236"
+        );
+        assert_eq!(
+            odbc_redacted("odbc:Driver=x;Password=s3cret"),
+            "odbc:Driver=x;Password=***"
+        );
+        assert_eq!(
+            odbc_redacted("odbc://SYSDBA:s3cret@DM8_QZK"),
+            "odbc://SYSDBA:***@DM8_QZK"
+        );
+    }
 
     #[test]
     fn mssql_urls_name_every_setting() {

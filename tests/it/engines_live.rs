@@ -579,3 +579,67 @@ async fn the_sql_server_merge_lets_only_newer_rows_win_on_a_real_merge_engine() 
     db.close().await;
     pg.drop().await;
 }
+
+/// openGauss/GaussDB asks for its SHA-256 password exchange (authentication request 10): a
+/// listener on loopback answers the agent's startup as such a server does. Connecting
+/// fails as Fatal (it will not pass by retrying), naming the md5 setting to use instead
+/// and the ODBC way round; lazily, the first statement fails the same way.
+#[tokio::test]
+async fn an_opengauss_sha256_login_is_refused_naming_the_md5_setting() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            // The startup message: its length, then the rest of it.
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).await.is_err() {
+                continue;
+            }
+            let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+            if s.read_exact(&mut rest).await.is_err() {
+                continue;
+            }
+            // AuthenticationSHA256Password: method 10, the stored method (2: sha256), a
+            // 64-character random code, an 8-character token, the iteration count.
+            let mut body = Vec::new();
+            body.extend_from_slice(&10u32.to_be_bytes());
+            body.extend_from_slice(&2u32.to_be_bytes());
+            body.extend_from_slice(&[b'a'; 64]);
+            body.extend_from_slice(&[b'b'; 8]);
+            body.extend_from_slice(&10_000u32.to_be_bytes());
+            let mut msg = vec![b'R'];
+            msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+            msg.extend_from_slice(&body);
+            let _ = s.write_all(&msg).await;
+            let _ = s.flush().await;
+        }
+    });
+    let url = format!("postgres://agent:s3cret_pw@127.0.0.1:{port}/qzk?sslmode=disable");
+    let cfg = config(&url, "postgres://x@127.0.0.1:5432/x");
+    let e = match Db::connect(&cfg.source, "source", false).await {
+        Ok(_) => panic!("connected to a server that asks for SHA-256"),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    assert_eq!(e.class(), ErrorClass::Fatal, "{msg}");
+    assert!(msg.contains("password_encryption_type = 1"), "{msg}");
+    assert!(msg.contains("`md5` in pg_hba.conf"), "{msg}");
+    assert!(msg.contains("odbc://"), "{msg}");
+    assert!(!msg.contains("s3cret_pw"), "{msg}");
+    let db = Db::connect(&cfg.source, "source", true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = db.now().await.expect_err("no login");
+    assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+    assert!(
+        e.to_string().contains("password_encryption_type = 1"),
+        "{e}"
+    );
+    server.abort();
+}

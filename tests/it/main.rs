@@ -27,6 +27,8 @@ mod idle;
 mod key_shapes;
 mod long_transactions;
 mod modes;
+#[cfg(feature = "odbc")]
+mod odbc_live;
 mod operators;
 mod order;
 mod packaging;
