@@ -84,6 +84,9 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         if cfg.agent.metrics.is_some() {
             tracker.spawn(crate::health::serve(ctx.clone()));
         }
+        if cfg.agent.console.is_some() {
+            tracker.spawn(crate::console::serve(ctx.clone()));
+        }
         if runner::feedback_wanted(&cfg) {
             tracker.spawn(runner::feedback_loop(ctx.clone()));
         }
@@ -330,9 +333,34 @@ fn watchdog(root: CancellationToken) {
     });
 }
 
+/// `resync`, asked for by `who` (the command line's user, or a console user): recorded in
+/// the audit trail, then asked of the running daemon, or done here when none runs. `say`
+/// is told what to tell the person.
+pub async fn resync(
+    cfg: Arc<Config>,
+    who: &str,
+    lang: crate::i18n::Lang,
+    table: Option<&str>,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<(), AppError> {
+    let what = table.map_or("every table".into(), |t| format!("table {t}"));
+    runner::selected(&cfg, table)?;
+    crate::audit::record_as(&cfg, who, "resync", &what).await?;
+    match crate::lock::holder(&cfg.agent.state_dir) {
+        Some(pid) => request(&cfg, table, pid, lang, say).await,
+        None => runner::resync_now(cfg, table).await,
+    }
+}
+
 /// `resync` while the daemon runs: record the request; the daemon picks it up within a
-/// second. Returns what to tell the operator.
-pub async fn request(cfg: &Config, table: Option<&str>, pid: u32) -> Result<(), AppError> {
+/// second. `say` is told what to tell the operator.
+pub async fn request(
+    cfg: &Config,
+    table: Option<&str>,
+    pid: u32,
+    lang: crate::i18n::Lang,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<(), AppError> {
     let names: Vec<String> = runner::selected(cfg, table)?
         .iter()
         .map(|s| s.name.clone())
@@ -346,7 +374,12 @@ pub async fn request(cfg: &Config, table: Option<&str>, pid: u32) -> Result<(), 
             .await
             .map_err(AppError::runtime)?;
         if was == ResyncState::Running {
-            println!("{name}: a full resync is already running in the daemon (pid {pid})");
+            say(crate::t!(
+                lang,
+                "resync-running",
+                table = name.as_str(),
+                pid = pid
+            ));
             continue;
         }
         let mut picked = false;
@@ -360,14 +393,19 @@ pub async fn request(cfg: &Config, table: Option<&str>, pid: u32) -> Result<(), 
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if picked {
-            println!(
-                "{name}: the daemon (pid {pid}) started the full resync; `frontdb-agent status` shows its progress"
-            );
+            say(crate::t!(
+                lang,
+                "resync-started",
+                table = name.as_str(),
+                pid = pid
+            ));
         } else {
-            println!(
-                "{name}: full resync requested; the daemon (pid {pid}) starts it when the \
-                 table's current cycle ends; `frontdb-agent status` shows its progress"
-            );
+            say(crate::t!(
+                lang,
+                "resync-requested",
+                table = name.as_str(),
+                pid = pid
+            ));
         }
     }
     state.close().await;

@@ -36,6 +36,9 @@
 //!   ledger and its history, resync progress. Only the job, the feedback loop and the
 //!   commands write to it; sources and sinks never do.
 //! - [`health`], [`metrics`]: `/metrics`, `/healthz` and the patrol; the metrics' names.
+//! - [`console`]: the web console for department staff (overview, a table's chart, rejects
+//!   to send again, resyncs), HTML and `/api/` JSON; [`i18n`]: the English and Chinese
+//!   catalogue it shares with the command line.
 //! - [`config`]: the TOML file — schema, secrets, validation that reports every problem.
 //! - [`ident`], [`value`], [`secret`]: identifiers and column descriptions, cell values and
 //!   their exact conversions, secrets that never print — shared by everything above.
@@ -47,6 +50,7 @@ pub mod check;
 pub mod cipher;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod ctx;
 pub mod daemon;
@@ -57,6 +61,7 @@ pub mod export;
 pub mod exposure;
 pub mod feedback;
 pub mod health;
+pub mod i18n;
 pub mod ident;
 pub mod job;
 pub mod lock;
