@@ -162,7 +162,10 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("rows &lt;x&gt;"), "text is escaped: {s}");
-        assert!(s.contains("2.0h"), "{s}");
+        // The lag's scale tops at 10,000 s (2.8h): 7,200 s stands at 72 % of the plot.
+        assert!(s.contains(">2.8h<"), "{s}");
+        let y = TOP + plot_h - 0.72 * plot_h;
+        assert!(s.contains(&format!("points=\"208.0,{y:.1}\"")), "{s}");
     }
 
     #[test]

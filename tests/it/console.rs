@@ -823,3 +823,64 @@ fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Run a command with a locale; insist on success; its standard output.
+fn in_locale(agent: &Agent, lang: &str, args: &[&str]) -> String {
+    let out = agent
+        .command()
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", lang)
+        .args(args)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} in {lang}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test]
+async fn the_command_line_follows_the_locale_and_its_json_does_not() {
+    let s = Scene::new("console_locale", "").await;
+    s.agent.ok(&["once"]);
+    let id = rejects(&s.agent, &[])[0]["id"].to_string();
+    let zh = in_locale(&s.agent, "zh_CN.UTF-8", &["status"]);
+    assert!(zh.contains("交换程序 230000-TEST：未运行"), "{zh}");
+    assert!(zh.contains("上次运行") && zh.contains("退回"), "{zh}");
+    let en = in_locale(&s.agent, "en_US.UTF-8", &["status"]);
+    assert!(en.contains("agent 230000-TEST: daemon not running"), "{en}");
+    assert!(en.contains("LAST RUN") && !en.contains("上次运行"), "{en}");
+    let show = in_locale(&s.agent, "zh_CN.UTF-8", &["rejects", "show", &id]);
+    assert!(
+        show.contains(&format!("退回记录 #{id}")) && show.contains("原因："),
+        "{show}"
+    );
+    let check = in_locale(&s.agent, "zh_CN.UTF-8", &["check", "--offline"]);
+    assert!(check.contains("：有效，共 2 张表"), "{check}");
+    // Machine-readable output is the same in every language.
+    for args in [
+        &["status", "--json"][..],
+        &["rejects", "list", "--json"][..],
+        &["rejects", "show", &id, "--json"][..],
+    ] {
+        let strip = |t: String| {
+            let mut v: serde_json::Value = serde_json::from_str(&t).expect("json");
+            v.as_object_mut().map(|o| o.remove("generated_at"));
+            let tables = v.get_mut("tables").and_then(|t| t.as_array_mut());
+            for t in tables.into_iter().flatten() {
+                t.as_object_mut().map(|o| o.remove("lag_seconds"));
+            }
+            v
+        };
+        assert_eq!(
+            strip(in_locale(&s.agent, "zh_CN.UTF-8", args)),
+            strip(in_locale(&s.agent, "C.UTF-8", args)),
+            "{args:?}"
+        );
+    }
+    s.drop().await;
+}

@@ -34,17 +34,21 @@ impl V<'_> {
                 })
                 .ok()
         });
-        let mut users: Vec<ConsoleUser> = Vec::new();
-        for (i, u) in std::mem::take(&mut a.console_user).into_iter().enumerate() {
-            if let Some(u) = self.console_user(i, u, &users) {
-                users.push(u);
-            }
-        }
-        if a.console.is_some() && users.is_empty() {
+        let raw = std::mem::take(&mut a.console_user);
+        if a.console.is_some() && raw.is_empty() {
             self.err(
                 "agent.console",
                 "the console needs at least one [[agent.console_user]] to sign in with",
             );
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut users: Vec<ConsoleUser> = Vec::new();
+        for (i, u) in raw.into_iter().enumerate() {
+            let twice = names.contains(&u.name);
+            names.push(u.name.clone());
+            if let Some(u) = self.console_user(i, u, twice) {
+                users.push(u);
+            }
         }
         (addr, session, users)
     }
@@ -53,7 +57,7 @@ impl V<'_> {
         &mut self,
         i: usize,
         u: super::super::schema::RawConsoleUser,
-        before: &[ConsoleUser],
+        twice: bool,
     ) -> Option<ConsoleUser> {
         let p = format!("agent.console_user[{i}]");
         let mut ok = true;
@@ -64,7 +68,7 @@ impl V<'_> {
             );
             ok = false;
         }
-        if before.iter().any(|b| b.name == u.name) {
+        if twice {
             self.err(
                 format!("{p}.name"),
                 format!("`{}` is named by another console_user", u.name),
@@ -122,5 +126,118 @@ impl V<'_> {
             token,
             role,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConsoleRole, load_str_with};
+
+    const BASE: &str = "[agent]\nid = \"a\"\nstate_dir = \"state\"\ntimezone = \"UTC\"\n";
+    const REST: &str = "[source]\nurl = \"sqlite://src.db?mode=ro\"\n[exchange]\nurl = \"postgres://u@h/db\"\n\
+        [[table]]\nsource = \"t\"\nwatermark = { kind = \"key\" }\n";
+    const HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$Y29uc29sZS10ZXN0LXNhbHQ$3kx6jW0jpQj2oJ3cQmFYrC2qXk3i2qGx5m0oVZ8dQbE";
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "a-token-of-twenty-chars".into())
+    }
+
+    fn load(agent: &str) -> Result<crate::config::Config, Vec<(String, Option<usize>, String)>> {
+        load_str_with(
+            &format!("{BASE}{agent}\n{REST}"),
+            Path::new("/etc/fd/agent.toml"),
+            env,
+        )
+        .map_err(|e| {
+            e.problems
+                .into_iter()
+                .map(|p| (p.path, p.line, p.message))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn users_with_a_hash_or_a_token_and_a_role() {
+        let cfg = load(&format!(
+            "console = \"9188\"\nconsole_session = \"10m\"\n\
+             [[agent.console_user]]\nname = \"li\"\npassword_hash = \"{HASH}\"\nrole = \"operator\"\n\
+             [[agent.console_user]]\nname = \"script\"\ntoken = \"${{env:TOKEN}}\"\n"
+        ))
+        .expect("valid");
+        let a = &cfg.agent;
+        assert_eq!(a.console, Some("127.0.0.1:9188".parse().expect("addr")));
+        assert_eq!(a.console_session, std::time::Duration::from_secs(600));
+        assert_eq!(a.console_users.len(), 2);
+        assert_eq!(a.console_users[0].role, ConsoleRole::Operator);
+        assert_eq!(a.console_users[1].role, ConsoleRole::Viewer);
+        // A token is a secret: scrubbed from messages like the others.
+        assert!(
+            cfg.secrets()
+                .contains(&"a-token-of-twenty-chars".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_console_is_off_by_default() {
+        let cfg = load("").expect("valid");
+        assert_eq!(cfg.agent.console, None);
+        assert!(cfg.agent.console_users.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_user_and_line() {
+        let problems = load(
+            "console = \"nowhere\"\n\
+             [[agent.console_user]]\nname = \"li\"\npassword_hash = \"not-a-hash\"\nrole = \"admin\"\n\
+             [[agent.console_user]]\nname = \"li\"\ntoken = \"short\"\n\
+             [[agent.console_user]]\nname = \"wang\"\n",
+        )
+        .err()
+        .expect("problems");
+        let has = |path: &str, word: &str| {
+            problems
+                .iter()
+                .any(|(p, line, m)| p == path && line.is_some() && m.contains(word))
+        };
+        assert!(has("agent.console", "not an address"), "{problems:?}");
+        assert!(
+            has("agent.console_user[0].password_hash", "PHC"),
+            "{problems:?}"
+        );
+        assert!(
+            has("agent.console_user[0].role", "viewer or operator"),
+            "{problems:?}"
+        );
+        assert!(
+            has("agent.console_user[1].name", "another console_user"),
+            "{problems:?}"
+        );
+        assert!(
+            has("agent.console_user[1].token", "16 characters"),
+            "{problems:?}"
+        );
+        assert!(
+            has("agent.console_user[2]", "password_hash or a token"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|(_, _, m)| m.contains("not-a-hash")),
+            "a hash is not repeated: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_console_needs_a_user() {
+        let problems = load("console = \"127.0.0.1:9188\"\n")
+            .err()
+            .expect("problems");
+        assert!(
+            problems
+                .iter()
+                .any(|(p, _, m)| p == "agent.console" && m.contains("console_user")),
+            "{problems:?}"
+        );
     }
 }
