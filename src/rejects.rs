@@ -297,7 +297,7 @@ pub async fn choose(
 ) -> Result<Vec<RejectRow>, AppError> {
     Ok(match (id, table, all) {
         (Some(id), _, _) => {
-            let st = open_state(&cfg)
+            let st = open_state(cfg)
                 .await?
                 .ok_or_else(|| AppError::Usage(format!("there is no rejected row #{id}")))?;
             let r = st.reject(id).await.map_err(AppError::runtime)?;

@@ -45,7 +45,6 @@ fn login_form(app: &App, headers: &HeaderMap, code: StatusCode, error: Option<St
         headers,
         None,
         "login.html",
-        "login",
         "/login",
         code,
         context! { login_csrf => token.clone(), error => error },
@@ -222,7 +221,7 @@ pub(super) async fn resubmit(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let l = lang(&headers);
     if let Some((code, why)) = refused(&who, &f) {
@@ -273,7 +272,7 @@ pub(super) async fn resubmit_api(
 ) -> Response {
     let who = match app.api_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some((code, why)) = refused(&who, &f) {
         return api_refusal(code, why);
@@ -312,7 +311,7 @@ pub(super) async fn resync(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let l = lang(&headers);
     if let Some((code, why)) = refused(&who, &f) {
@@ -355,7 +354,7 @@ pub(super) async fn resync_api(
 ) -> Response {
     let who = match app.api_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some((code, why)) = refused(&who, &f) {
         return api_refusal(code, why);

@@ -214,15 +214,17 @@ impl App {
     }
 
     /// The user of a page request, or the way to the sign-in page.
-    fn page_user(&self, headers: &HeaderMap) -> Result<Signed, Response> {
+    fn page_user(&self, headers: &HeaderMap) -> Result<Signed, Box<Response>> {
         let (users, idle) = self.users();
         auth::signed(headers, users, idle).ok_or_else(|| {
-            guarded((StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response())
+            Box::new(guarded(
+                (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response(),
+            ))
         })
     }
 
     /// The user of an `/api/` request, or 401.
-    fn api_user(&self, headers: &HeaderMap) -> Result<Signed, Response> {
+    fn api_user(&self, headers: &HeaderMap) -> Result<Signed, Box<Response>> {
         let (users, idle) = self.users();
         auth::signed(headers, users, idle).ok_or_else(|| {
             let mut r = json(
@@ -231,7 +233,7 @@ impl App {
             );
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
+            Box::new(r)
         })
     }
 
@@ -242,12 +244,18 @@ impl App {
         headers: &HeaderMap,
         who: Option<&Signed>,
         name: &str,
-        page: &str,
         back: &str,
         code: StatusCode,
         extra: Value,
     ) -> Response {
         let lang = lang(headers);
+        // Which part of the navigation the page belongs to.
+        let page = match name {
+            "overview.html" | "table.html" => "overview",
+            "rejects.html" | "reject.html" => "rejects",
+            "actions.html" => "actions",
+            _ => "",
+        };
         let frame = context! {
             lang_tag => lang.tag(),
             agent => self.ctx.cfg.agent.id.clone(),
@@ -298,7 +306,6 @@ impl App {
             headers,
             who,
             "message.html",
-            "",
             back.unwrap_or("/"),
             code,
             context! { ok => code.is_success(), heading => heading, lines => lines.to_vec(), return_to => back },

@@ -30,14 +30,13 @@ pub(super) async fn overview(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match views::overview(&app.ctx.cfg).await {
         Ok(v) => app.render(
             &headers,
             Some(&who),
             "overview.html",
-            "overview",
             &back(&uri),
             StatusCode::OK,
             context! { view => Value::from(Serde(&v)) },
@@ -48,7 +47,7 @@ pub(super) async fn overview(
 
 pub(super) async fn overview_api(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(r) = app.api_user(&headers) {
-        return r;
+        return *r;
     }
     match views::overview(&app.ctx.cfg).await {
         Ok(v) => json(StatusCode::OK, &v),
@@ -80,7 +79,7 @@ pub(super) async fn table(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let l = lang(&headers);
     match views::table(&app.ctx.cfg, &app.ctx.state, &name, days.get()).await {
@@ -94,7 +93,6 @@ pub(super) async fn table(
                 &headers,
                 Some(&who),
                 "table.html",
-                "overview",
                 &back(&uri),
                 StatusCode::OK,
                 context! { view => Value::from(Serde(&v)), chart => chart },
@@ -119,7 +117,7 @@ pub(super) async fn table_api(
     Query(days): Query<Days>,
 ) -> Response {
     if let Err(r) = app.api_user(&headers) {
-        return r;
+        return *r;
     }
     match views::table(&app.ctx.cfg, &app.ctx.state, &name, days.get()).await {
         Ok(Some(v)) => json(StatusCode::OK, &v),
@@ -139,7 +137,7 @@ pub(super) async fn rejects(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = filter.tidy();
     match views::rejects(&app.ctx.cfg, &filter).await {
@@ -153,7 +151,6 @@ pub(super) async fn rejects(
                 &headers,
                 Some(&who),
                 "rejects.html",
-                "rejects",
                 &back(&uri),
                 StatusCode::OK,
                 context! {
@@ -175,7 +172,7 @@ pub(super) async fn rejects_api(
     Query(filter): Query<Filter>,
 ) -> Response {
     if let Err(r) = app.api_user(&headers) {
-        return r;
+        return *r;
     }
     match views::rejects(&app.ctx.cfg, &filter.tidy()).await {
         Ok(rows) => json(StatusCode::OK, &rows),
@@ -192,7 +189,7 @@ pub(super) async fn rejects_csv(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let made = match views::rejects(&app.ctx.cfg, &filter.tidy()).await {
         Ok(rows) => crate::rejects::csv_of(&app.ctx.cfg, &rows, true),
@@ -239,7 +236,7 @@ pub(super) async fn reject(
 ) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let l = lang(&headers);
     match reject_doc(&app, id).await {
@@ -257,7 +254,6 @@ pub(super) async fn reject(
                 &headers,
                 Some(&who),
                 "reject.html",
-                "rejects",
                 &back(&uri),
                 StatusCode::OK,
                 context! {
@@ -286,7 +282,7 @@ pub(super) async fn reject_api(
     Path(id): Path<i64>,
 ) -> Response {
     if let Err(r) = app.api_user(&headers) {
-        return r;
+        return *r;
     }
     match reject_doc(&app, id).await {
         Ok(Some(doc)) => json(StatusCode::OK, &doc),
@@ -322,7 +318,7 @@ async fn actions_doc(app: &App) -> Result<Actions, AppError> {
 pub(super) async fn actions(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
     let who = match app.page_user(&headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match actions_doc(&app).await {
         Ok(a) => {
@@ -338,7 +334,6 @@ pub(super) async fn actions(State(app): State<Arc<App>>, headers: HeaderMap, uri
                 &headers,
                 Some(&who),
                 "actions.html",
-                "actions",
                 &back(&uri),
                 StatusCode::OK,
                 context! {
@@ -354,7 +349,7 @@ pub(super) async fn actions(State(app): State<Arc<App>>, headers: HeaderMap, uri
 
 pub(super) async fn actions_api(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(r) = app.api_user(&headers) {
-        return r;
+        return *r;
     }
     match actions_doc(&app).await {
         Ok(a) => json(StatusCode::OK, &a),

@@ -115,7 +115,7 @@ impl V<'_> {
         };
         if u.password_hash.is_none() && u.token.is_none() {
             self.err(
-                format!("{p}"),
+                p.clone(),
                 "needs a password_hash or a token to sign in with",
             );
             ok = false;
@@ -194,8 +194,7 @@ mod tests {
              [[agent.console_user]]\nname = \"li\"\ntoken = \"short\"\n\
              [[agent.console_user]]\nname = \"wang\"\n",
         )
-        .err()
-        .expect("problems");
+        .expect_err("problems");
         let has = |path: &str, word: &str| {
             problems
                 .iter()
@@ -230,9 +229,7 @@ mod tests {
 
     #[test]
     fn a_console_needs_a_user() {
-        let problems = load("console = \"127.0.0.1:9188\"\n")
-            .err()
-            .expect("problems");
+        let problems = load("console = \"127.0.0.1:9188\"\n").expect_err("problems");
         assert!(
             problems
                 .iter()
