@@ -211,7 +211,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             "this command reads no agent configuration".into(),
         )),
         Command::Resync { table } => {
-            crate::daemon::resync(
+            crate::asked::resync(
                 std::sync::Arc::new(cfg),
                 &crate::audit::local_user(),
                 crate::i18n::Lang::cli(),

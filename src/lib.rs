@@ -9,7 +9,8 @@
 //!
 //! - [`cli`], [`daemon`], [`runner`], [`control`]: the command line (`main.rs` only wires it
 //!   up); `run` with its signals, reloads and requests; `once`, an in-process resync, and each
-//!   table's loop on its schedule; the daemon's answers to `status` over a local socket.
+//!   table's loop on its schedule; the daemon's answers to `status` over a local socket;
+//!   [`asked`], a resync as a person asks for it (command line or console).
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions;
 //!   [`export`], a whole table as named, manifested files for a format-file import.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
@@ -45,6 +46,7 @@
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod asked;
 pub mod audit;
 pub mod check;
 pub mod cipher;

@@ -297,7 +297,7 @@ async fn do_resync(app: &App, who: &Signed, l: Lang, f: &Fields) -> Result<Vec<S
     }
     let table = field(f, "table").filter(|t| !t.is_empty());
     let mut said = Vec::new();
-    crate::daemon::resync(app.ctx.cfg.clone(), &who.who(), l, table, &mut |line| {
+    crate::asked::resync(app.ctx.cfg.clone(), &who.who(), l, table, &mut |line| {
         said.push(line)
     })
     .await?;

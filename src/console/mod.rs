@@ -5,7 +5,7 @@
 //! Sign-in is a session cookie (HTTP-only, same-site strict, ending after `console_session`
 //! idle) whose forms carry a CSRF token; scripts send `Authorization: Bearer <token>`.
 //! Resubmitting and resyncing go through the very functions the command line calls
-//! ([`crate::rejects::send_again`], [`crate::daemon::resync`]), recorded in the audit trail
+//! ([`crate::rejects::send_again`], [`crate::asked::resync`]), recorded in the audit trail
 //! under the signed-in user.
 
 mod auth;
