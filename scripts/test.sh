@@ -213,6 +213,14 @@ ensure_openssh() {
     fi
 }
 
+# The console's browser test (tests/it/console/browser.rs) drives Debian's chromium, headless,
+# over the DevTools protocol; fonts-noto-cjk draws its Chinese pages in the screenshots.
+ensure_chromium() {
+    if ! command -v chromium >/dev/null; then
+        install_packages "chromium (for the console's browser test)" chromium fonts-noto-cjk
+    fi
+}
+
 # The TLS test (tests/it/tls.rs) makes a CA of its own with openssl and starts a PostgreSQL
 # of its own (initdb, postgres) with it: the server binaries, even when FRONTDB_TEST_PG
 # points elsewhere.
@@ -245,6 +253,7 @@ main() {
     # The tests signal the agent with kill(1), which minimal images lack.
     type -P kill >/dev/null || install_packages "kill(1)" procps
     ensure_openssh
+    ensure_chromium
     ensure_tls_test
     ensure_odbc
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then

@@ -35,13 +35,22 @@ pub async fn record(
     action: &str,
     detail: &str,
 ) -> Result<(), crate::error::AppError> {
+    record_as(cfg, &local_user(), action, detail).await
+}
+
+/// Record an action asked for by `who` (a console user, say), as [`record`] does.
+pub async fn record_as(
+    cfg: &crate::config::Config,
+    who: &str,
+    action: &str,
+    detail: &str,
+) -> Result<(), crate::error::AppError> {
     use crate::error::AppError;
-    let who = local_user();
     tracing::info!(%who, action, "{detail}");
     let st = crate::state::State::open(&cfg.agent.state_dir)
         .await
         .map_err(AppError::runtime)?;
-    let done = st.audit(&who, action, Some(detail)).await;
+    let done = st.audit(who, action, Some(detail)).await;
     st.close().await;
     done.map_err(AppError::runtime)
 }

@@ -22,12 +22,15 @@ pub const DEFAULT_SAMPLE: usize = 200;
 
 pub async fn check(cfg: Config, sample: usize) -> Result<(), AppError> {
     println!(
-        "configuration {}: valid, {} table(s)",
-        cfg.file.display(),
-        cfg.tables.len()
+        "{}",
+        crate::tc!(
+            "check-valid",
+            file = cfg.file.display().to_string(),
+            n = cfg.tables.len()
+        )
     );
     for w in crate::exposure::warnings(&cfg) {
-        println!("WARNING — {w}");
+        println!("{}", crate::tc!("check-warning", warning = w));
     }
     let (source, exchange) = connect(&cfg).await?;
     // Whether the source tells its transaction ids (PostgreSQL 13 and later).
@@ -58,7 +61,14 @@ pub async fn check(cfg: Config, sample: usize) -> Result<(), AppError> {
             }
             Err(e) => {
                 bad += 1;
-                println!("table {}: PROBLEM — {}: ", spec.name, e.step);
+                println!(
+                    "{}",
+                    crate::tc!(
+                        "check-table-problem",
+                        table = spec.name.as_str(),
+                        step = e.step.to_string()
+                    )
+                );
                 for p in e.cause.to_string().split("; ") {
                     println!("  - {p}");
                 }
@@ -72,7 +82,7 @@ pub async fn check(cfg: Config, sample: usize) -> Result<(), AppError> {
             "{bad} problem(s): the configuration does not match the databases (see above)"
         )));
     }
-    println!("all tables OK");
+    println!("{}", crate::tc!("check-all-ok"));
     Ok(())
 }
 
@@ -103,14 +113,31 @@ async fn connect(cfg: &Config) -> Result<(Arc<Db>, Exchange), AppError> {
     );
     match &source {
         Ok(_) => println!(
-            "source: connected ({}, {})",
-            cfg.source.engine, cfg.source.redacted
+            "{}",
+            crate::tc!(
+                "check-connected",
+                side = "source",
+                what = format!("{}, {}", cfg.source.engine, cfg.source.redacted)
+            )
         ),
-        Err(e) => println!("source: FAILED — {e}"),
+        Err(e) => println!(
+            "{}",
+            crate::tc!("check-failed", side = "source", error = e.to_string())
+        ),
     }
     match &target {
-        Ok(_) => println!("exchange: connected ({})", cfg.exchange.describe()),
-        Err(e) => println!("exchange: FAILED — {e}"),
+        Ok(_) => println!(
+            "{}",
+            crate::tc!(
+                "check-connected",
+                side = "exchange",
+                what = cfg.exchange.describe().to_string()
+            )
+        ),
+        Err(e) => println!(
+            "{}",
+            crate::tc!("check-failed", side = "exchange", error = e.to_string())
+        ),
     }
     let live = [
         source.as_ref().ok(),

@@ -198,12 +198,15 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
         Command::Status { json } => crate::status::status(&cfg, json).await,
         Command::Check { offline: true, .. } => {
             println!(
-                "configuration {}: valid, {} table(s)",
-                cfg.file.display(),
-                cfg.tables.len()
+                "{}",
+                crate::tc!(
+                    "check-valid",
+                    file = cfg.file.display().to_string(),
+                    n = cfg.tables.len()
+                )
             );
             for w in crate::exposure::warnings(&cfg) {
-                println!("WARNING — {w}");
+                println!("{}", crate::tc!("check-warning", warning = w));
             }
             Ok(())
         }
@@ -215,15 +218,14 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
             "this command reads no agent configuration".into(),
         )),
         Command::Resync { table } => {
-            let what = table
-                .as_deref()
-                .map_or("every table".into(), |t| format!("table {t}"));
-            crate::runner::selected(&cfg, table.as_deref())?;
-            crate::audit::record(&cfg, "resync", &what).await?;
-            match crate::lock::holder(&cfg.agent.state_dir) {
-                Some(pid) => crate::daemon::request(&cfg, table.as_deref(), pid).await,
-                None => crate::runner::resync_now(cfg, table.as_deref()).await,
-            }
+            crate::asked::resync(
+                std::sync::Arc::new(cfg),
+                &crate::audit::local_user(),
+                crate::i18n::Lang::cli(),
+                table.as_deref(),
+                &mut |line| println!("{line}"),
+            )
+            .await
         }
         Command::Export {
             table,

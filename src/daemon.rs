@@ -16,7 +16,6 @@ use crate::config::{self, Config};
 use crate::error::AppError;
 use crate::job::Ctx;
 use crate::runner::{self, Wake};
-use crate::state::{ResyncState, State};
 
 /// `run`: the daemon, until SIGTERM or SIGINT.
 pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
@@ -83,6 +82,9 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(crate::health::patrol(ctx.clone()));
         if cfg.agent.metrics.is_some() {
             tracker.spawn(crate::health::serve(ctx.clone()));
+        }
+        if cfg.agent.console.is_some() {
+            tracker.spawn(crate::console::serve(ctx.clone()));
         }
         if runner::feedback_wanted(&cfg) {
             tracker.spawn(runner::feedback_loop(ctx.clone()));
@@ -328,48 +330,4 @@ fn watchdog(root: CancellationToken) {
             }
         }
     });
-}
-
-/// `resync` while the daemon runs: record the request; the daemon picks it up within a
-/// second. Returns what to tell the operator.
-pub async fn request(cfg: &Config, table: Option<&str>, pid: u32) -> Result<(), AppError> {
-    let names: Vec<String> = runner::selected(cfg, table)?
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let state = State::open(&cfg.agent.state_dir)
-        .await
-        .map_err(AppError::runtime)?;
-    for name in &names {
-        let was = state
-            .request_resync(name)
-            .await
-            .map_err(AppError::runtime)?;
-        if was == ResyncState::Running {
-            println!("{name}: a full resync is already running in the daemon (pid {pid})");
-            continue;
-        }
-        let mut picked = false;
-        for _ in 0..100 {
-            if let Ok(Some(r)) = state.resync_of(name).await
-                && r.state != ResyncState::Requested
-            {
-                picked = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if picked {
-            println!(
-                "{name}: the daemon (pid {pid}) started the full resync; `frontdb-agent status` shows its progress"
-            );
-        } else {
-            println!(
-                "{name}: full resync requested; the daemon (pid {pid}) starts it when the \
-                 table's current cycle ends; `frontdb-agent status` shows its progress"
-            );
-        }
-    }
-    state.close().await;
-    Ok(())
 }

@@ -9,7 +9,8 @@
 //!
 //! - [`cli`], [`daemon`], [`runner`], [`control`]: the command line (`main.rs` only wires it
 //!   up); `run` with its signals, reloads and requests; `once`, an in-process resync, and each
-//!   table's loop on its schedule; the daemon's answers to `status` over a local socket.
+//!   table's loop on its schedule; the daemon's answers to `status` over a local socket;
+//!   [`asked`], a resync as a person asks for it (command line or console).
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions;
 //!   [`export`], a whole table as named, manifested files for a format-file import.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
@@ -38,17 +39,22 @@
 //!   ledger and its history, resync progress. Only the job, the feedback loop and the
 //!   commands write to it; sources and sinks never do.
 //! - [`health`], [`metrics`]: `/metrics`, `/healthz` and the patrol; the metrics' names.
+//! - [`console`]: the web console for department staff (overview, a table's chart, rejects
+//!   to send again, resyncs), HTML and `/api/` JSON; [`i18n`]: the English and Chinese
+//!   catalogue it shares with the command line.
 //! - [`config`]: the TOML file — schema, secrets, validation that reports every problem.
 //! - [`ident`], [`value`], [`secret`]: identifiers and column descriptions, cell values and
 //!   their exact conversions, secrets that never print — shared by everything above.
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod asked;
 pub mod audit;
 pub mod check;
 pub mod cipher;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod ctx;
 pub mod daemon;
@@ -59,6 +65,7 @@ pub mod export;
 pub mod exposure;
 pub mod feedback;
 pub mod health;
+pub mod i18n;
 pub mod ident;
 pub mod job;
 pub mod lock;

@@ -63,6 +63,15 @@ async fn selected(
     }
 }
 
+/// The rejects of a table (or all) in a state (or any), as `rejects list` names them.
+pub async fn selected_by(
+    cfg: &Config,
+    table: Option<&str>,
+    state: Option<&str>,
+) -> Result<Vec<RejectRow>, AppError> {
+    selected(cfg, table, state_of(state)?).await
+}
+
 /// `rejects list`.
 pub async fn list(
     cfg: &Config,
@@ -79,7 +88,7 @@ pub async fn list(
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no rejected rows");
+        println!("{}", crate::tc!("rejects-none"));
         return Ok(());
     }
     for r in &rows {
@@ -111,7 +120,7 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
         None => None,
     };
     let Some(((r, history), asked)) = found else {
-        return Err(AppError::Usage(format!("there is no rejected row #{id}")));
+        return Err(AppError::Usage(crate::tc!("rejects-no-such", id = id)));
     };
     let asked = asked.map_err(AppError::runtime)?;
     if json {
@@ -122,25 +131,54 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
         );
         return Ok(());
     }
-    println!("reject #{}  table {}  key {}", r.id, r.table, r.key);
-    println!("  state         {} (from {})", r.state, r.origin);
-    println!("  first seen    {}", local(cfg, &r.first_seen));
-    println!("  last seen     {}", local(cfg, &r.last_seen));
+    let lang = crate::i18n::Lang::cli();
+    let label = |id: &str| crate::status::pad(&crate::t!(lang, id), 14);
+    println!(
+        "{}",
+        crate::t!(
+            lang,
+            "rejects-show-head",
+            id = r.id,
+            table = r.table.as_str(),
+            key = r.key.as_str()
+        )
+    );
+    println!(
+        "  {}{}",
+        label("rejects-state"),
+        crate::t!(
+            lang,
+            "rejects-state-from",
+            state = r.state.as_str(),
+            origin = r.origin.as_str()
+        )
+    );
+    println!(
+        "  {}{}",
+        label("rejects-first-seen"),
+        local(cfg, &r.first_seen)
+    );
+    println!(
+        "  {}{}",
+        label("rejects-last-seen"),
+        local(cfg, &r.last_seen)
+    );
     if let Some(b) = &r.batch_id {
-        println!("  batch         {b}");
+        println!("  {}{b}", label("rejects-batch"));
     }
-    println!("  reasons:");
+    println!("  {}", crate::t!(lang, "rejects-reasons"));
     for why in &r.reasons {
         println!("    - {why}");
     }
     if r.encrypted {
         println!(
-            "  row:          the values and reasons are encrypted (state_cipher); configure \
-             state_key to read them"
+            "  {}{}",
+            label("rejects-row"),
+            crate::t!(lang, "rejects-encrypted")
         );
     }
     if let Some(obj) = r.row.as_object().filter(|o| !o.is_empty()) {
-        println!("  row:");
+        println!("  {}", crate::t!(lang, "rejects-row"));
         for (k, v) in obj {
             match v {
                 serde_json::Value::Null => println!("    {k} = NULL"),
@@ -150,7 +188,7 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
             }
         }
     }
-    println!("  history:");
+    println!("  {}", crate::t!(lang, "rejects-history"));
     for h in &history {
         match &h.detail {
             Some(d) => println!("    {}  {}: {d}", local(cfg, &h.at), h.event),
@@ -158,7 +196,16 @@ pub async fn show(cfg: &Config, id: i64, json: bool) -> Result<(), AppError> {
         }
     }
     for a in &asked {
-        println!("    {}  {} asked by {}", local(cfg, &a.at), a.action, a.who);
+        println!(
+            "    {}  {}",
+            local(cfg, &a.at),
+            crate::t!(
+                lang,
+                "asked-by",
+                action = a.action.as_str(),
+                who = a.who.as_str()
+            )
+        );
     }
     Ok(())
 }
@@ -171,6 +218,16 @@ pub async fn export(
     bom: bool,
 ) -> Result<(), AppError> {
     let rows = selected(cfg, table, state_of(state)?).await?;
+    let out = csv_of(cfg, &rows, bom)?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(AppError::runtime)?;
+    Ok(())
+}
+
+/// The rejects as CSV (UTF-8, times in the agent's zone; `bom` first for Excel).
+pub fn csv_of(cfg: &Config, rows: &[RejectRow], bom: bool) -> Result<Vec<u8>, AppError> {
     let mut out = Vec::new();
     if bom {
         out.extend_from_slice("\u{feff}".as_bytes());
@@ -190,7 +247,7 @@ pub async fn export(
             "cleared",
         ];
         w.write_record(header).map_err(AppError::runtime)?;
-        for r in &rows {
+        for r in rows {
             let opt = |s: &Option<String>| s.as_deref().map(|t| local(cfg, t)).unwrap_or_default();
             w.write_record([
                 r.id.to_string(),
@@ -208,11 +265,7 @@ pub async fn export(
         }
         w.flush().map_err(AppError::runtime)?;
     }
-    use std::io::Write;
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(AppError::runtime)?;
-    Ok(())
+    Ok(out)
 }
 
 /// `rejects resubmit`: read the current source rows of these rejects and send them again
@@ -223,9 +276,28 @@ pub async fn resubmit(
     table: Option<&str>,
     all: bool,
 ) -> Result<(), AppError> {
-    let chosen: Vec<RejectRow> = match (id, table, all) {
+    let chosen = choose(&cfg, id, table, all).await?;
+    send_again(
+        Arc::new(cfg),
+        &crate::audit::local_user(),
+        crate::i18n::Lang::cli(),
+        chosen,
+        &mut |line| println!("{line}"),
+    )
+    .await
+}
+
+/// The rejects `rejects resubmit` names: one by its id, the open ones of a table, or every
+/// open one.
+pub async fn choose(
+    cfg: &Config,
+    id: Option<i64>,
+    table: Option<&str>,
+    all: bool,
+) -> Result<Vec<RejectRow>, AppError> {
+    Ok(match (id, table, all) {
         (Some(id), _, _) => {
-            let st = open_state(&cfg)
+            let st = open_state(cfg)
                 .await?
                 .ok_or_else(|| AppError::Usage(format!("there is no rejected row #{id}")))?;
             let r = st.reject(id).await.map_err(AppError::runtime)?;
@@ -235,36 +307,57 @@ pub async fn resubmit(
                     .0,
             ]
         }
-        (None, Some(t), _) => selected(&cfg, Some(t), Some(RejectState::Open)).await?,
-        (None, None, true) => selected(&cfg, None, Some(RejectState::Open)).await?,
+        (None, Some(t), _) => selected(cfg, Some(t), Some(RejectState::Open)).await?,
+        (None, None, true) => selected(cfg, None, Some(RejectState::Open)).await?,
         (None, None, false) => {
             return Err(AppError::Usage(
                 "say which rejects to send again: an ID, --table T or --all".into(),
             ));
         }
-    };
+    })
+}
+
+/// Send `chosen` again, asked for by `who` (the command line's user, or a console user):
+/// recorded in the audit trail, then asked of the running daemon, or done here when none
+/// runs. `say` is told, in `lang`, what to tell the person.
+pub async fn send_again(
+    cfg: Arc<Config>,
+    who: &str,
+    lang: crate::i18n::Lang,
+    chosen: Vec<RejectRow>,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<(), AppError> {
     if chosen.is_empty() {
-        println!("no open rejects to send again");
+        say(crate::t!(lang, "resubmit-none"));
         return Ok(());
     }
     let ids: String = chosen.iter().map(|r| format!("#{} ", r.id)).collect();
-    crate::audit::record(&cfg, "rejects resubmit", ids.trim_end()).await?;
+    crate::audit::record_as(&cfg, who, "rejects resubmit", ids.trim_end()).await?;
     match crate::lock::holder(&cfg.agent.state_dir) {
-        Some(pid) => ask_daemon(&cfg, pid, &chosen).await,
-        None => resubmit_here(cfg, chosen).await,
+        Some(pid) => ask_daemon(&cfg, pid, &chosen, lang, say).await,
+        None => resubmit_here(cfg, chosen, say).await,
     }
 }
 
 /// Beside a running agent: ask it to send the rejects again (each table in its own turn,
 /// never beside its cycle), and wait a while for it to have done so. Rejects of tables the
 /// configuration no longer runs are left as they are.
-async fn ask_daemon(cfg: &Config, pid: u32, chosen: &[RejectRow]) -> Result<(), AppError> {
+async fn ask_daemon(
+    cfg: &Config,
+    pid: u32,
+    chosen: &[RejectRow],
+    lang: crate::i18n::Lang,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<(), AppError> {
     let runs = |t: &str| cfg.tables.iter().any(|s| s.name == t && s.enabled);
     for r in chosen.iter().filter(|r| !runs(&r.table)) {
-        println!(
-            "#{}  {} key {}: the table is not exchanged by this configuration; left as it is",
-            r.id, r.table, r.key
-        );
+        say(crate::t!(
+            lang,
+            "resubmit-not-exchanged",
+            id = r.id,
+            table = r.table.as_str(),
+            key = r.key.as_str()
+        ));
     }
     let ids: Vec<i64> = chosen
         .iter()
@@ -287,27 +380,22 @@ async fn ask_daemon(cfg: &Config, pid: u32, chosen: &[RejectRow]) -> Result<(), 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     st.close().await;
+    let n = ids.len();
     if done {
-        println!(
-            "the daemon (pid {pid}) sent {} reject(s) again (a row the source no longer has is \
-             named in its log); `frontdb-agent rejects list` shows where they stand",
-            ids.len()
-        );
+        say(crate::t!(lang, "resubmit-done", pid = pid, n = n));
     } else {
-        println!(
-            "{} reject(s) to send again: the running daemon (pid {pid}) sends them in each \
-             table's next turn (a `once` running now leaves them to the daemon); \
-             `frontdb-agent rejects list` shows where they stand",
-            ids.len()
-        );
+        say(crate::t!(lang, "resubmit-pending", pid = pid, n = n));
     }
     Ok(())
 }
 
 /// No daemon runs: send the rejects again here, holding the agent's lock meanwhile.
-async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppError> {
+async fn resubmit_here(
+    cfg: Arc<Config>,
+    chosen: Vec<RejectRow>,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<(), AppError> {
     let _lock = crate::lock::acquire(&cfg.agent.state_dir).map_err(AppError::Runtime)?;
-    let cfg = Arc::new(cfg);
     let ctx = crate::runner::connect(cfg.clone(), CancellationToken::new(), false).await?;
     let mut by_table: HashMap<String, Vec<RejectRow>> = HashMap::new();
     for r in chosen {
@@ -316,10 +404,10 @@ async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppErr
     let mut failures = Vec::new();
     for (name, rejects) in by_table {
         let Some(spec) = cfg.tables.iter().find(|t| t.name == name) else {
-            println!(
+            say(format!(
                 "{name}: no such table in the configuration any more; {} reject(s) left as they are",
                 rejects.len()
-            );
+            ));
             continue;
         };
         let prepared = match crate::job::ends(&ctx, spec) {
@@ -333,15 +421,15 @@ async fn resubmit_here(cfg: Config, chosen: Vec<RejectRow>) -> Result<(), AppErr
         match done {
             Ok(d) => {
                 for r in &d.gone {
-                    println!(
+                    say(format!(
                         "#{}  {} key {}: the row no longer exists at the source",
                         r.id, name, r.key
-                    );
+                    ));
                 }
-                println!(
+                say(format!(
                     "{name}: {} row(s) sent again, {} quarantined again",
                     d.report.sent, d.report.rejected
-                );
+                ));
             }
             Err(e) => failures.push(e.to_string()),
         }

@@ -401,8 +401,7 @@ pub async fn feedback_loop(ctx: Arc<Ctx>) {
 
 /// `resync` when no daemon runs: resync the selected tables here, with a progress bar on a
 /// terminal. An interrupted resync resumes from its last chunk the next time.
-pub async fn resync_now(cfg: Config, table: Option<&str>) -> Result<(), AppError> {
-    let cfg = Arc::new(cfg);
+pub async fn resync_now(cfg: Arc<Config>, table: Option<&str>) -> Result<(), AppError> {
     let names: Vec<String> = selected(&cfg, table)?
         .iter()
         .map(|s| s.name.clone())

@@ -167,13 +167,13 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
 }
 
 /// Pad to a display width (Chinese characters take two columns).
-fn pad(s: &str, width: usize) -> String {
+pub fn pad(s: &str, width: usize) -> String {
     let w = UnicodeWidthStr::width(s);
     format!("{s}{}", " ".repeat(width.saturating_sub(w)))
 }
 
 /// A duration in its two largest units: `3d 11h`, `51m 36s`, `4s`.
-fn short(d: i64) -> String {
+pub fn short(d: i64) -> String {
     let d = d.max(0);
     let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
     let mut parts = Vec::new();
@@ -215,13 +215,12 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), AppError> {
     print_tables(&st, &local);
     if !st.actions.is_empty() {
         println!();
-        println!("latest actions:");
+        println!("{}", crate::tc!("status-latest-actions"));
         for a in &st.actions {
             println!(
-                "  {}  {} asked by {}: {}",
+                "  {}  {}: {}",
                 local.of(Some(&a.at)),
-                a.action,
-                a.who,
+                crate::tc!("asked-by", action = a.action.as_str(), who = a.who.as_str()),
                 brief(a.detail.as_deref().unwrap_or(""))
             );
         }
@@ -264,30 +263,47 @@ impl Local {
 
 /// The daemon, the state directory, and whether each database answers.
 fn print_agent(st: &Status, local: &Local) {
+    let agent = st.agent.as_str();
     match (st.daemon.pid, st.daemon.uptime_seconds) {
         (Some(pid), Some(up)) => println!(
-            "agent {}: daemon running (pid {pid}, up {})",
-            st.agent,
-            short(up)
+            "{}",
+            crate::tc!(
+                "status-agent-running",
+                agent = agent,
+                pid = pid,
+                up = short(up)
+            )
         ),
-        (Some(pid), None) => println!("agent {}: daemon running (pid {pid})", st.agent),
-        _ => println!("agent {}: daemon not running", st.agent),
+        (Some(pid), None) => println!(
+            "{}",
+            crate::tc!("status-agent-running-bare", agent = agent, pid = pid)
+        ),
+        _ => println!("{}", crate::tc!("status-agent-stopped", agent = agent)),
     }
-    println!("state in {}", st.state_dir);
+    println!(
+        "{}",
+        crate::tc!("status-state-in", dir = st.state_dir.as_str())
+    );
     for name in ["source", "exchange", "feedback"] {
         if let Some(r) = st.databases.get(name) {
             if r.up {
                 println!(
-                    "{} answers (checked {})",
-                    pad(name, 9),
-                    local.of(Some(&r.checked))
+                    "{}",
+                    crate::tc!(
+                        "status-db-answers",
+                        name = pad(name, 9),
+                        at = local.of(Some(&r.checked))
+                    )
                 );
             } else {
                 println!(
-                    "{} DOES NOT ANSWER since {}: {}",
-                    pad(name, 9),
-                    local.of(Some(&r.since)),
-                    r.error.clone().unwrap_or_default()
+                    "{}",
+                    crate::tc!(
+                        "status-db-down",
+                        name = pad(name, 9),
+                        since = local.of(Some(&r.since)),
+                        error = r.error.clone().unwrap_or_default()
+                    )
                 );
             }
         }
@@ -297,24 +313,34 @@ fn print_agent(st: &Status, local: &Local) {
 /// One line per table, in columns.
 fn print_tables(st: &Status, local: &Local) {
     let header = [
-        "TABLE", "DIR", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG",
-        "NEXT RUN", "REJECTS",
-    ];
+        "status-head-table",
+        "status-head-dir",
+        "status-head-schedule",
+        "status-head-last-run",
+        "status-head-took",
+        "status-head-result",
+        "status-head-rows",
+        "status-head-rows-24h",
+        "status-head-lag",
+        "status-head-next-run",
+        "status-head-rejects",
+    ]
+    .map(|id| crate::tc!(id));
     let rows: Vec<[String; 11]> = st
         .tables
         .iter()
         .map(|t| {
             let s = &t.state;
             let result = match (s.last_outcome.as_deref(), s.failures) {
-                (_, f) if f > 0 => format!("FAILING×{f}"),
+                (_, f) if f > 0 => crate::tc!("status-failing", n = f),
                 (Some(o), _) => o.to_owned(),
-                (None, _) => "never run".into(),
+                (None, _) => crate::tc!("status-never-run"),
             };
             [
                 if t.enabled {
                     t.table.clone()
                 } else {
-                    format!("{} (off)", t.table)
+                    crate::tc!("status-off", table = t.table.as_str())
                 },
                 t.direction.as_str().to_owned(),
                 t.schedule.clone(),
@@ -335,7 +361,7 @@ fn print_tables(st: &Status, local: &Local) {
         .map(|i| {
             rows.iter()
                 .map(|r| UnicodeWidthStr::width(r[i].as_str()))
-                .chain([header[i].len()])
+                .chain([UnicodeWidthStr::width(header[i].as_str())])
                 .max()
                 .unwrap_or(0)
         })
@@ -350,7 +376,7 @@ fn print_tables(st: &Status, local: &Local) {
             .trim_end()
             .to_owned()
     };
-    println!("{}", line(header.to_vec()));
+    println!("{}", line(header.iter().map(String::as_str).collect()));
     for r in &rows {
         println!("{}", line(r.iter().map(String::as_str).collect()));
     }
@@ -362,20 +388,24 @@ fn notes(t: &TableStatus, local: &Local) -> Vec<String> {
     let s = &t.state;
     let mut notes = crate::shape::notes(t.sharing, &t.masked, t.filter.as_deref());
     if let Some(w) = &s.watermark {
-        notes.push(format!("{} watermark {w}", t.mode));
+        notes.push(crate::tc!(
+            "status-watermark",
+            mode = t.mode,
+            watermark = w.as_str()
+        ));
     }
     if s.failures > 0 {
-        notes.push(format!(
-            "failing since {} ({} attempt(s))",
-            local.of(s.failing_since.as_deref()),
-            s.failures
+        notes.push(crate::tc!(
+            "status-failing-since",
+            since = local.of(s.failing_since.as_deref()),
+            n = s.failures
         ));
     }
     if let Some(e) = &s.last_error {
-        notes.push(format!("last error: {e}"));
+        notes.push(crate::tc!("status-last-error", error = e.as_str()));
     }
     for w in &s.warnings {
-        notes.push(format!("warning: {w}"));
+        notes.push(crate::tc!("status-warning", warning = w.as_str()));
     }
     if let Some(r) = &t.resync {
         let pct = r

@@ -116,6 +116,30 @@ pub struct Agent {
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
+    /// The web console ([`crate::console`]): where it listens, who may sign in.
+    pub console: Option<std::net::SocketAddr>,
+    pub console_session: Duration,
+    pub console_users: Vec<ConsoleUser>,
+}
+
+/// What a console user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    /// Reads every page.
+    Viewer,
+    /// Also resubmits rejects and asks for resyncs.
+    Operator,
+}
+
+/// `[[agent.console_user]]`, validated.
+#[derive(Clone, Debug)]
+pub struct ConsoleUser {
+    pub name: String,
+    /// An argon2 hash in PHC form (checked to parse when the configuration is read).
+    pub password_hash: Option<String>,
+    pub token: Option<Secret>,
+    pub role: ConsoleRole,
 }
 
 /// How the log is written.
@@ -165,6 +189,11 @@ impl Config {
         }
         if let Some(t) = &self.agent.metrics_token {
             out.push(t.expose().to_owned());
+        }
+        for u in &self.agent.console_users {
+            if let Some(t) = &u.token {
+                out.push(t.expose().to_owned());
+            }
         }
         out
     }

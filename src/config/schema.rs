@@ -86,6 +86,29 @@ pub struct RawAgent {
     /// `/healthz` says unhealthy when the exchange has been unreachable, or a table has been
     /// failing, for longer than this. Default `10m`.
     pub unhealthy_after: Option<String>,
+    /// Address of the web console for department staff, e.g. `127.0.0.1:9188` (a port alone
+    /// listens on loopback). Default: none (no console).
+    pub console: Option<String>,
+    /// A console session ends after this long without a request. Default `30m`.
+    pub console_session: Option<String>,
+    /// Who may sign in to the console (`[[agent.console_user]]`).
+    #[serde(default)]
+    pub console_user: Vec<RawConsoleUser>,
+}
+
+/// `[[agent.console_user]]`: one person (or script) allowed into the console.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsoleUser {
+    /// The name signed in with, and recorded in the audit trail. Required.
+    pub name: String,
+    /// The password as an argon2 hash in PHC form (`$argon2id$v=19$...`).
+    pub password_hash: Option<String>,
+    /// A token (`${file:...}`): `Authorization: Bearer <token>` on `/api/*`, or typed as the
+    /// password on the sign-in page.
+    pub token: Option<String>,
+    /// `viewer` (reads) or `operator` (also resubmits and resyncs). Default `viewer`.
+    pub role: Option<String>,
 }
 
 /// `[feedback]`: how the province's rejections come back.

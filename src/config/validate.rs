@@ -21,6 +21,7 @@ use crate::value::Value;
 
 mod shape;
 pub use shape::key_masked;
+mod console;
 mod table;
 
 /// Default schedule of a table that names none.
@@ -96,7 +97,7 @@ impl V<'_> {
         }
     }
 
-    fn agent(&mut self, a: RawAgent) -> Option<Agent> {
+    fn agent(&mut self, mut a: RawAgent) -> Option<Agent> {
         let id_ok = !a.id.is_empty()
             && a.id.len() <= 64
             && a.id
@@ -228,6 +229,7 @@ impl V<'_> {
             a.unhealthy_after.as_deref(),
             Duration::from_secs(600),
         );
+        let (console, console_session, console_users) = self.console(&mut a);
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -251,6 +253,9 @@ impl V<'_> {
             log_format,
             patrol,
             unhealthy_after,
+            console,
+            console_session,
+            console_users,
         })
     }
 

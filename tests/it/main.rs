@@ -13,6 +13,7 @@
 mod common;
 
 mod cli;
+mod console;
 mod daemon;
 mod downstream;
 mod engines_live;

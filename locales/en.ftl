@@ -1,0 +1,177 @@
+# frontdb-agent's messages in English (the default). Every message is also in zh-CN.ftl.
+
+## The console's frame
+app-title = Data exchange console
+nav-overview = Overview
+nav-rejects = Rejects
+nav-actions = Actions
+role-viewer = viewer
+role-operator = operator
+sign-in = Sign in
+sign-out = Sign out
+user-name = User name
+password = Password
+sign-in-refused = Wrong user name or password.
+csrf-refused = The form came without its security token (or an old one); open the page again and repeat.
+operators-only = Only an operator may do this.
+failed = It did not work
+back = Back
+any = (any)
+filter = Filter
+off = off
+
+## Overview
+daemon-running = The agent is running (process { $pid }).
+daemon-stopped = The agent is not running.
+generated-at = as of
+db-source = Front-end database
+db-exchange = Exchange
+db-feedback = Feedback
+db-answers = answers
+db-down = DOES NOT ANSWER since { $since }:
+col-table = Table
+col-direction = Direction
+col-schedule = Schedule
+col-last-run = Last run
+col-result = Result
+col-lag = Lag
+col-next-run = Next run
+col-rows-24h = Rows in 24 h
+col-open-rejects = Open rejects
+col-compliance = Frequency
+dir-up = to the province
+dir-down = from the province
+failing = FAILING ({ $n } attempts)
+never-run = never run
+outcome-ok = ok
+outcome-failed = failed
+outcome-stopped = stopped
+compliance-met = on time
+compliance-late = LATE
+compliance-never = not yet exchanged
+compliance-none = no category
+required-every = required: at least every { $gap }
+latest-actions = Latest actions
+asked-by = { $action } asked by { $who }
+reason-unreachable = The database or the exchange does not answer (network, server down or wrong address).
+reason-missing = A table or column the agent needs is missing.
+reason-denied = The agent's account was refused (password or permissions).
+reason-refused = The other side refused the data (a key, a constraint or a value).
+reason-other = The cycle failed; the technical message says why.
+
+## A table
+rows-total = rows in all
+masked-columns = masked columns
+chart-title = Rows exchanged and lag, last { $days } days
+chart-rows = rows exchanged
+chart-lag = lag at the end of the day
+last-days = last { $days } days
+resync = Full resync
+resync-never = No full resync so far.
+resync-state-requested = requested
+resync-state-running = running
+resync-state-done = done
+resync-state-failed = failed
+resync-progress = { $rows } rows sent in { $chunks } chunks, { $deleted } removed at the exchange
+last-batches = Last batches
+no-batches = No batch so far.
+no-such-table = There is no table { $table }.
+col-batch = Batch
+col-cd-batch = Batch number
+col-status = Status
+col-rows = Rows
+col-deletes = Deletes
+col-rejected = Rejected
+col-started = Started
+col-finished = Finished
+
+## Rejects
+col-state = State
+col-origin = Origin
+col-rule = Rule or word
+col-key = Key
+col-reasons = Reasons
+col-last-seen = Last seen
+first-seen = First seen
+state-open = open
+state-resubmitted = resubmitted
+state-cleared = cleared
+origin-read = read
+origin-map = mapping
+origin-rule = quality rule
+origin-target = exchange refused
+origin-province = province rejected
+export-csv = Export CSV (Excel)
+resubmit-selected = Send the selected rows again
+resubmit-one = Send this row again
+resubmit-asked = Sending again
+reject-title = Reject #{ $id }
+row-values = The row's values
+masked = masked
+history = History
+rejects-none = no rejected rows
+rejects-no-such = there is no rejected row #{ $id }
+rejects-show-head = reject #{ $id }  table { $table }  key { $key }
+rejects-state = state
+rejects-state-from = { $state } (from { $origin })
+rejects-first-seen = first seen
+rejects-last-seen = last seen
+rejects-batch = batch
+rejects-reasons = reasons:
+rejects-row = row:
+rejects-history = history:
+rejects-encrypted = the values and reasons are encrypted (state_cipher); configure state_key to read them
+resubmit-none = no open rejects to send again
+resubmit-not-exchanged = #{ $id }  { $table } key { $key }: the table is not exchanged by this configuration; left as it is
+resubmit-done = the daemon (pid { $pid }) sent { $n } reject(s) again (a row the source no longer has is named in its log); `frontdb-agent rejects list` shows where they stand
+resubmit-pending = { $n } reject(s) to send again: the running daemon (pid { $pid }) sends them in each table's next turn (a `once` running now leaves them to the daemon); `frontdb-agent rejects list` shows where they stand
+
+## Actions
+resync-explain = A full resync sends every row of the table again and removes at the exchange the rows the source no longer has. Other tables keep their schedules meanwhile.
+resync-confirm = Yes, send the whole table again
+resync-button = Start the full resync
+resync-asked = Full resync asked for
+resync-unconfirmed = A full resync needs confirmation (confirm=yes).
+resync-running = { $table }: a full resync is already running in the daemon (pid { $pid })
+resync-started = { $table }: the daemon (pid { $pid }) started the full resync; `frontdb-agent status` shows its progress
+resync-requested = { $table }: full resync requested; the daemon (pid { $pid }) starts it when the table's current cycle ends; `frontdb-agent status` shows its progress
+audit-trail = Who asked for what
+col-when = When
+col-who = Who
+col-action = Action
+col-detail = Detail
+
+## status (command line)
+status-agent-running = agent { $agent }: daemon running (pid { $pid }, up { $up })
+status-agent-running-bare = agent { $agent }: daemon running (pid { $pid })
+status-agent-stopped = agent { $agent }: daemon not running
+status-state-in = state in { $dir }
+status-db-answers = { $name } answers (checked { $at })
+status-db-down = { $name } DOES NOT ANSWER since { $since }: { $error }
+status-latest-actions = latest actions:
+status-head-table = TABLE
+status-head-dir = DIR
+status-head-schedule = SCHEDULE
+status-head-last-run = LAST RUN
+status-head-took = TOOK
+status-head-result = RESULT
+status-head-rows = ROWS
+status-head-rows-24h = ROWS 24H
+status-head-lag = LAG
+status-head-next-run = NEXT RUN
+status-head-rejects = REJECTS
+status-failing = FAILING×{ $n }
+status-never-run = never run
+status-off = { $table } (off)
+status-failing-since = failing since { $since } ({ $n } attempt(s))
+status-last-error = last error: { $error }
+status-warning = warning: { $warning }
+status-watermark = { $mode } watermark { $watermark }
+
+## check (command line)
+check-valid = configuration { $file }: valid, { $n } table(s)
+check-warning = WARNING — { $warning }
+check-connected = { $side }: connected ({ $what })
+check-failed = { $side }: FAILED — { $error }
+check-table-problem = table { $table }: PROBLEM — { $step }: 
+check-all-ok = all tables OK

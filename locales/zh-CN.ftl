@@ -1,0 +1,177 @@
+# frontdb-agent 的中文消息。每条消息在 en.ftl 中也有。
+
+## 控制台框架
+app-title = 数据交换控制台
+nav-overview = 概览
+nav-rejects = 退回数据
+nav-actions = 操作
+role-viewer = 查看者
+role-operator = 操作员
+sign-in = 登录
+sign-out = 退出
+user-name = 用户名
+password = 密码
+sign-in-refused = 用户名或密码错误。
+csrf-refused = 表单缺少安全令牌（或令牌已过期）；请重新打开页面后再试。
+operators-only = 只有操作员可以执行此操作。
+failed = 操作未成功
+back = 返回
+any = （全部）
+filter = 筛选
+off = 已停用
+
+## 概览
+daemon-running = 交换程序正在运行（进程 { $pid }）。
+daemon-stopped = 交换程序未运行。
+generated-at = 统计时间
+db-source = 前置库
+db-exchange = 交换库
+db-feedback = 反馈
+db-answers = 连接正常
+db-down = 自 { $since } 起无法连接：
+col-table = 表
+col-direction = 方向
+col-schedule = 调度
+col-last-run = 上次运行
+col-result = 结果
+col-lag = 延迟
+col-next-run = 下次运行
+col-rows-24h = 24 小时行数
+col-open-rejects = 待处理退回
+col-compliance = 频率要求
+dir-up = 上报省级
+dir-down = 省级下发
+failing = 运行失败（已尝试 { $n } 次）
+never-run = 尚未运行
+outcome-ok = 成功
+outcome-failed = 失败
+outcome-stopped = 已停止
+compliance-met = 按时
+compliance-late = 已超期
+compliance-never = 尚未交换
+compliance-none = 未设类别
+required-every = 要求：至少每 { $gap } 一次
+latest-actions = 最近的操作
+asked-by = { $who } 执行了 { $action }
+reason-unreachable = 数据库或交换平台无法连接（网络故障、服务器停机或地址错误）。
+reason-missing = 缺少所需的表或字段。
+reason-denied = 交换程序的账号被拒绝（密码或权限问题）。
+reason-refused = 对方拒收了数据（主键、约束或取值问题）。
+reason-other = 本次运行失败，原因见技术信息。
+
+## 单表
+rows-total = 累计行数
+masked-columns = 脱敏字段
+chart-title = 近 { $days } 天交换行数与延迟
+chart-rows = 交换行数
+chart-lag = 日终延迟
+last-days = 近 { $days } 天
+resync = 全量重传
+resync-never = 尚未进行全量重传。
+resync-state-requested = 已申请
+resync-state-running = 进行中
+resync-state-done = 已完成
+resync-state-failed = 失败
+resync-progress = 已分 { $chunks } 批发送 { $rows } 行，在交换库删除 { $deleted } 行
+last-batches = 最近批次
+no-batches = 尚无批次。
+no-such-table = 没有名为 { $table } 的表。
+col-batch = 批次
+col-cd-batch = 批次号
+col-status = 状态
+col-rows = 行数
+col-deletes = 删除数
+col-rejected = 退回数
+col-started = 开始时间
+col-finished = 完成时间
+
+## 退回数据
+col-state = 状态
+col-origin = 来源
+col-rule = 规则或关键词
+col-key = 主键
+col-reasons = 原因
+col-last-seen = 最近出现
+first-seen = 首次出现
+state-open = 待处理
+state-resubmitted = 已重新提交
+state-cleared = 已解决
+origin-read = 读取
+origin-map = 字段映射
+origin-rule = 质量规则
+origin-target = 交换库拒收
+origin-province = 省级退回
+export-csv = 导出 CSV（Excel）
+resubmit-selected = 重新提交所选行
+resubmit-one = 重新提交此行
+resubmit-asked = 正在重新提交
+reject-title = 退回记录 #{ $id }
+row-values = 该行的值
+masked = 已脱敏
+history = 处理记录
+rejects-none = 没有退回的数据
+rejects-no-such = 没有编号为 #{ $id } 的退回记录
+rejects-show-head = 退回记录 #{ $id }  表 { $table }  主键 { $key }
+rejects-state = 状态
+rejects-state-from = { $state }（来源：{ $origin }）
+rejects-first-seen = 首次出现
+rejects-last-seen = 最近出现
+rejects-batch = 批次
+rejects-reasons = 原因：
+rejects-row = 行：
+rejects-history = 处理记录：
+rejects-encrypted = 值和原因已加密（state_cipher）；配置 state_key 后才能查看
+resubmit-none = 没有待重新提交的退回记录
+resubmit-not-exchanged = #{ $id }  { $table } 主键 { $key }：当前配置不再交换此表，保持原状
+resubmit-done = 交换程序（进程 { $pid }）已重新提交 { $n } 条退回记录（源库已不存在的行记在其日志中）；`frontdb-agent rejects list` 可查看其状态
+resubmit-pending = 有 { $n } 条退回记录待重新提交：运行中的交换程序（进程 { $pid }）会在各表下一轮处理（正在运行的 `once` 会留给交换程序）；`frontdb-agent rejects list` 可查看其状态
+
+## 操作
+resync-explain = 全量重传会重新发送该表的每一行，并在交换库删除源库中已不存在的行。其他表照常按计划运行。
+resync-confirm = 确认重新发送整张表
+resync-button = 开始全量重传
+resync-asked = 已申请全量重传
+resync-unconfirmed = 全量重传需要确认（confirm=yes）。
+resync-running = { $table }：交换程序（进程 { $pid }）正在进行全量重传
+resync-started = { $table }：交换程序（进程 { $pid }）已开始全量重传；`frontdb-agent status` 可查看进度
+resync-requested = { $table }：已申请全量重传；交换程序（进程 { $pid }）会在该表本轮结束后开始；`frontdb-agent status` 可查看进度
+audit-trail = 操作记录
+col-when = 时间
+col-who = 操作人
+col-action = 操作
+col-detail = 详情
+
+## status（命令行）
+status-agent-running = 交换程序 { $agent }：正在运行（进程 { $pid }，已运行 { $up }）
+status-agent-running-bare = 交换程序 { $agent }：正在运行（进程 { $pid }）
+status-agent-stopped = 交换程序 { $agent }：未运行
+status-state-in = 状态目录 { $dir }
+status-db-answers = { $name } 连接正常（检查于 { $at }）
+status-db-down = { $name } 自 { $since } 起无法连接：{ $error }
+status-latest-actions = 最近的操作：
+status-head-table = 表
+status-head-dir = 方向
+status-head-schedule = 调度
+status-head-last-run = 上次运行
+status-head-took = 耗时
+status-head-result = 结果
+status-head-rows = 行数
+status-head-rows-24h = 24小时行数
+status-head-lag = 延迟
+status-head-next-run = 下次运行
+status-head-rejects = 退回
+status-failing = 失败×{ $n }
+status-never-run = 尚未运行
+status-off = { $table }（已停用）
+status-failing-since = 自 { $since } 起失败（已尝试 { $n } 次）
+status-last-error = 最近错误：{ $error }
+status-warning = 警告：{ $warning }
+status-watermark = { $mode } 水位 { $watermark }
+
+## check（命令行）
+check-valid = 配置文件 { $file }：有效，共 { $n } 张表
+check-warning = 警告 — { $warning }
+check-connected = { $side }：已连接（{ $what }）
+check-failed = { $side }：连接失败 — { $error }
+check-table-problem = 表 { $table }：有问题 — { $step }：
+check-all-ok = 所有表均正常
