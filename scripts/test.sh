@@ -221,6 +221,20 @@ ensure_tls_test() {
     pg_server_installed || install_packages "PostgreSQL (for the TLS test's own server)" postgresql
 }
 
+# --- Python and aiosmtpd ------------------------------------------------------------------
+
+# The alert test (tests/it/alerts.rs) runs a webhook receiver (Python's standard library) and
+# an SMTP server with STARTTLS and a login (aiosmtpd) of its own on loopback.
+ensure_aiosmtpd() {
+    command -v python3 >/dev/null || install_packages "Python (for the alert test)" python3
+    python3 -c 'import aiosmtpd' 2>/dev/null && return 0
+    say "installing aiosmtpd (for the alert test's SMTP server)"
+    python3 -m pip install --quiet aiosmtpd 2>/dev/null ||
+        install_packages "aiosmtpd (for the alert test)" python3-aiosmtpd
+    python3 -c 'import aiosmtpd' ||
+        die "python3 cannot import aiosmtpd (the alert test's SMTP server): pip install aiosmtpd, or apt-get install python3-aiosmtpd"
+}
+
 # --- The suite ----------------------------------------------------------------------------
 
 main() {
@@ -229,6 +243,7 @@ main() {
     type -P kill >/dev/null || install_packages "kill(1)" procps
     ensure_openssh
     ensure_tls_test
+    ensure_aiosmtpd
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then
         ensure_postgres
         # Databases left behind by an interrupted run.

@@ -11,7 +11,11 @@
 //!   up); `run` with its signals, reloads and requests; `once`, an in-process resync, and each
 //!   table's loop on its schedule; the daemon's answers to `status` over a local socket.
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions;
-//!   [`export`], a whole table as named, manifested files for a format-file import.
+//!   [`export`], a whole table as named, manifested files for a format-file import;
+//!   [`report`], a month's exchanges per table and day against the category's limit.
+//! - [`compliance`], [`alert`]: whether each table meets its category's frequency (deadline,
+//!   on time / at risk / late); alerts to webhooks, WeCom and DingTalk robots and e-mail,
+//!   throttled, closed on recovery, sent in the background.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
 //!   store, the signal to stop), and which side each table reads and writes.
 //! - [`probe`], [`watch`]: questions many tables share, asked of a database at most once a
@@ -42,10 +46,12 @@
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod alert;
 pub mod audit;
 pub mod check;
 pub mod cipher;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod control;
 pub mod ctx;
@@ -66,6 +72,7 @@ pub mod metrics;
 pub mod probe;
 pub mod purge;
 pub mod rejects;
+pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod secret;

@@ -21,6 +21,10 @@ pub const OPEN_REJECTS: &str = "frontdb_open_rejects";
 pub const FAILURES: &str = "frontdb_consecutive_failures";
 pub const RESYNC: &str = "frontdb_resync_progress_ratio";
 pub const UP: &str = "frontdb_database_up";
+/// Tables of a data category: 0 on time, 1 at risk, 2 late, -1 unknown (never exchanged).
+pub const COMPLIANCE: &str = "frontdb_compliance_state";
+/// Tables of a data category: when the next successful exchange is due (Unix seconds).
+pub const COMPLIANCE_DEADLINE: &str = "frontdb_compliance_deadline_timestamp_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -33,6 +33,9 @@ pub struct TableStatus {
     pub sharing: &'static str,
     pub masked: Vec<String>,
     pub filter: Option<String>,
+    /// Tables of a data category: the deadline of the next successful exchange, and
+    /// whether the table is on time, at risk or late, since when.
+    pub compliance: Option<crate::compliance::Compliance>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +114,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
         }
         databases.extend(a.reach);
     }
+    let origin = started.as_deref().and_then(parse_ts);
     let tables = cfg
         .tables
         .iter()
@@ -128,6 +132,8 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 .as_deref()
                 .and_then(parse_ts)
                 .map(|t| (now - t).num_seconds().max(0));
+            let compliance =
+                crate::compliance::assess(spec, &state, origin, cfg.agent.at_risk_margin, now);
             TableStatus {
                 table: spec.name.clone(),
                 source: spec.source.to_string(),
@@ -142,6 +148,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 sharing: spec.shape.sharing.as_str(),
                 masked: crate::shape::describe_masks(&spec.shape.masks),
                 filter: spec.shape.scope.as_ref().map(ToString::to_string),
+                compliance,
             }
         })
         .collect();
@@ -297,10 +304,20 @@ fn print_agent(st: &Status, local: &Local) {
 /// One line per table, in columns.
 fn print_tables(st: &Status, local: &Local) {
     let header = [
-        "TABLE", "DIR", "SCHEDULE", "LAST RUN", "TOOK", "RESULT", "ROWS", "ROWS 24H", "LAG",
-        "NEXT RUN", "REJECTS",
+        "TABLE",
+        "DIR",
+        "SCHEDULE",
+        "LAST RUN",
+        "TOOK",
+        "RESULT",
+        "ROWS",
+        "ROWS 24H",
+        "LAG",
+        "NEXT RUN",
+        "REJECTS",
+        "FREQUENCY",
     ];
-    let rows: Vec<[String; 11]> = st
+    let rows: Vec<[String; 12]> = st
         .tables
         .iter()
         .map(|t| {
@@ -328,6 +345,9 @@ fn print_tables(st: &Status, local: &Local) {
                 t.lag_seconds.map(short).unwrap_or_else(|| "-".into()),
                 local.of(s.next_run.as_deref()),
                 s.open_rejects.to_string(),
+                t.compliance
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |c| c.standing.as_str().to_owned()),
             ]
         })
         .collect();
@@ -363,6 +383,17 @@ fn notes(t: &TableStatus, local: &Local) -> Vec<String> {
     let mut notes = crate::shape::notes(t.sharing, &t.masked, t.filter.as_deref());
     if let Some(w) = &s.watermark {
         notes.push(format!("{} watermark {w}", t.mode));
+    }
+    if let Some(c) = &t.compliance {
+        notes.push(format!(
+            "category {} (at least every {}): {} since {}, next successful exchange due by {}: {}",
+            c.category,
+            crate::compliance::words(std::time::Duration::from_secs(c.limit_seconds)),
+            c.standing.as_str(),
+            local.of(c.since.as_deref()),
+            local.of(c.deadline.as_deref()),
+            c.reason
+        ));
     }
     if s.failures > 0 {
         notes.push(format!(

@@ -1,6 +1,7 @@
 //! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
+pub mod alert;
 pub mod down;
 mod feedback;
 pub mod file;
@@ -42,6 +43,8 @@ pub struct Config {
     pub tables: Vec<TableSpec>,
     /// How the province is told of a full resync.
     pub resync: ResyncNotice,
+    /// Where alerts are sent.
+    pub alerts: Vec<alert::AlertTarget>,
 }
 
 /// How the province's rejections come back.
@@ -116,6 +119,9 @@ pub struct Agent {
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
+    /// See [`crate::compliance`].
+    pub at_risk_margin: Duration,
+    pub alert_repeat: Duration,
 }
 
 /// How the log is written.
@@ -165,6 +171,9 @@ impl Config {
         }
         if let Some(t) = &self.agent.metrics_token {
             out.push(t.expose().to_owned());
+        }
+        for a in &self.alerts {
+            out.extend(a.secrets());
         }
         out
     }

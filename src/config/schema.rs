@@ -26,6 +26,9 @@ pub struct RawConfig {
     /// How the province is told of a full resync, and how its batches are marked. Default:
     /// not told, not marked.
     pub resync: Option<RawResync>,
+    /// Where alerts are sent (`[[alert]]`). Default: nowhere.
+    #[serde(default)]
+    pub alert: Vec<RawAlert>,
 }
 
 /// `[agent]`
@@ -86,6 +89,11 @@ pub struct RawAgent {
     /// `/healthz` says unhealthy when the exchange has been unreachable, or a table has been
     /// failing, for longer than this. Default `10m`.
     pub unhealthy_after: Option<String>,
+    /// A table of a data category is at risk when less than this is left before the latest
+    /// moment its next successful exchange must happen. Default `2h`.
+    pub at_risk_margin: Option<String>,
+    /// An alert still open is sent again after this long (`[[alert]]`). Default `4h`.
+    pub alert_repeat: Option<String>,
 }
 
 /// `[feedback]`: how the province's rejections come back.
@@ -675,4 +683,43 @@ pub struct RawSoap {
     /// Path of each per-record failure (children `index`, `code`, `message`). Default
     /// `<operation>Response/rejected/record`.
     pub rejected_path: Option<String>,
+}
+
+/// One `[[alert]]` target as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// `webhook` (a JSON POST), `wecom` (企业微信 group robot), `dingtalk` (钉钉 group robot)
+    /// or `email` (SMTP). Required.
+    pub kind: String,
+    /// A name for the log. Default: the kind and the target's number.
+    pub name: Option<String>,
+    /// webhook, wecom, dingtalk: the URL posted to. A robot's URL holds its key, so for
+    /// wecom and dingtalk it must be written as `${env:NAME}` or `${file:PATH}`.
+    pub url: Option<String>,
+    /// webhook: a bearer token sent as `Authorization: Bearer` (`${env:}` or `${file:}`).
+    pub token: Option<String>,
+    /// dingtalk: the robot's signing secret (加签), `${env:}` or `${file:}`: the URL gets
+    /// `timestamp` and `sign` (HMAC-SHA256 of "timestamp\nsecret", base64).
+    pub secret: Option<String>,
+    /// email: the SMTP server as `host:port` (port default 587).
+    pub smtp: Option<String>,
+    /// email: `starttls` (default: the connection must be upgraded to TLS before the login
+    /// and the message) or `none` (plain text, only for a relay on this machine).
+    pub tls: Option<String>,
+    /// email: a PEM file with the CA certificate of the SMTP server, trusted besides the
+    /// public roots.
+    pub ca_file: Option<PathBuf>,
+    /// email: the SMTP login. Default: none (no authentication).
+    pub user: Option<String>,
+    /// email: the SMTP password, `${env:}` or `${file:}`.
+    pub password: Option<String>,
+    /// email: the sender address. Required for email.
+    pub from: Option<String>,
+    /// email: the recipients. Required for email.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// The events sent to this target: `failing`, `at_risk`, `late`, `unreachable`,
+    /// `rejects`, `resync`. Default: all of them.
+    pub events: Option<Vec<String>>,
 }

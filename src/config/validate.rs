@@ -226,6 +226,19 @@ impl V<'_> {
             a.unhealthy_after.as_deref(),
             Duration::from_secs(600),
         );
+        let at_risk_margin = self.duration(
+            "agent.at_risk_margin",
+            a.at_risk_margin.as_deref(),
+            Duration::from_secs(2 * 3600),
+        );
+        let alert_repeat = self.duration(
+            "agent.alert_repeat",
+            a.alert_repeat.as_deref(),
+            Duration::from_secs(4 * 3600),
+        );
+        if alert_repeat < Duration::from_secs(60) {
+            self.err("agent.alert_repeat", "must be at least 1m");
+        }
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -249,6 +262,8 @@ impl V<'_> {
             log_format,
             patrol,
             unhealthy_after,
+            at_risk_margin,
+            alert_repeat,
         })
     }
 
@@ -599,6 +614,7 @@ pub fn validate(
         );
     }
     let resync = v.resync(raw.resync);
+    let alerts = super::alert::validate(&mut v, raw.alert);
     let mut tables = Vec::new();
     let mut places = Vec::new();
     let mut names = HashSet::new();
@@ -651,6 +667,7 @@ pub fn validate(
                 feedback,
                 tables,
                 resync,
+                alerts,
             })
         }
         _ => Err(v.problems),

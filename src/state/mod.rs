@@ -20,6 +20,7 @@ use crate::watermark::Watermark;
 mod audit;
 mod crypt;
 mod digests;
+mod exchanges;
 mod kinds;
 mod ledger;
 mod purge;
@@ -32,6 +33,7 @@ pub use audit::AuditEntry;
 #[cfg(test)]
 use digests::DIGESTS_PER_ROW;
 use digests::DIGESTS_PER_STATEMENT;
+pub use exchanges::Exchanged;
 pub use kinds::{Origin, Outcome, RejectState, ResyncState};
 pub use ledger::{LedgerEntry, Sent};
 pub use purge::{PurgePlan, Purged};

@@ -12,7 +12,9 @@
 
 mod common;
 
+mod alerts;
 mod cli;
+mod compliance;
 mod daemon;
 mod downstream;
 mod engines_live;
