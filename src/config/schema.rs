@@ -195,6 +195,10 @@ pub struct RawRule {
     pub op: Option<String>,
     /// `compare`: the other source column.
     pub other: Option<String>,
+    /// `block` (default): a failing row is quarantined and not sent. `warn`: the row is sent,
+    /// and the finding is logged and reported in `status` (the province's data centre is the
+    /// final judge, DB23/T 2835 7.3.3.2).
+    pub severity: Option<String>,
 }
 
 /// `[source]` — a database connection.

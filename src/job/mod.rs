@@ -44,6 +44,9 @@ pub struct CycleReport {
     pub skipped: u64,
     pub batches: u64,
     pub warnings: Vec<String>,
+    /// Rows sent although a `severity = "warn"` rule found a problem, and the first findings.
+    pub warned: u64,
+    pub findings: Vec<String>,
     /// The cycle stopped early because the agent is shutting down.
     pub stopped: bool,
 }
@@ -187,6 +190,13 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
             );
             tracing::warn!(table = %plan.name, "{w}");
             report.warnings.push(w);
+        }
+        if report.warned > 0 {
+            report.warnings.push(format!(
+                "{} row(s) were sent with findings of warn rules (the first: {})",
+                report.warned,
+                report.findings.join("; ")
+            ));
         }
         Ok(report)
     }

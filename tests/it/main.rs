@@ -40,6 +40,7 @@ mod rejects_more;
 mod reread;
 mod resync_notice;
 mod service;
+mod severity;
 mod shaping;
 mod soap;
 mod tls;

@@ -369,6 +369,7 @@ impl Builder<'_> {
                     crate::validate::Check::Compare { other, .. } => self.mask_of(other),
                     _ => None,
                 },
+                warn: r.warn,
             });
         }
         rules
