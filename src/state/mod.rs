@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 use crate::watermark::Watermark;
 
 mod audit;
+pub mod counter;
 mod crypt;
 mod digests;
 mod exchanges;
