@@ -335,3 +335,139 @@ async fn a_failing_table_alerts_every_target_once_and_recovers() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// Alert secrets written in the file, unknown events and kinds are refused with their key.
+#[test]
+fn alert_secrets_must_come_from_env_or_file() {
+    let agent = Agent::new(
+        "[agent]\nid = \"a\"\nstate_dir = \"{dir}/state\"\n\
+         [source]\nurl = \"sqlite://{dir}/s.db\"\n[exchange]\nurl = \"sqlite://{dir}/e.db\"\n\
+         [[table]]\nsource = \"t\"\nwatermark = { kind = \"key\" }\n\
+         [[alert]]\nkind = \"wecom\"\nurl = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=PlainKey-1\"\n\
+         [[alert]]\nkind = \"email\"\nsmtp = \"127.0.0.1:25\"\nuser = \"u\"\npassword = \"PlainPw-2\"\n\
+         from = \"a@example.org\"\nto = [\"b@example.org\"]\nevents = [\"failing\", \"sometimes\"]\n\
+         [[alert]]\nkind = \"pager\"\n",
+    );
+    let out = agent.run(&["check", "--offline"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for want in [
+        "alert[0].url: a robot's URL holds its key and is a secret: write it as ${env:NAME} or ${file:PATH}",
+        "alert[1].password: the SMTP password is a secret",
+        "alert[1].events: `sometimes` is not an event",
+        "alert[2].kind: `pager` is not an alert kind",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("PlainKey-1") && !err.contains("PlainPw-2"),
+        "{err}"
+    );
+}
+
+/// A resync that ends is told once; the exchange unreachable is told with the table that
+/// fails for it, and both recover.
+#[tokio::test]
+async fn a_resync_and_an_unreachable_exchange_are_told() {
+    let src = PgDb::new("alerts2").await;
+    let tgt = PgDb::new("alerts2").await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, updated_at timestamp(6) NOT NULL DEFAULT localtimestamp)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    src.exec("INSERT INTO t (id, v) SELECT g, 'v' || g FROM generate_series(1, 20) g")
+        .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let hooks = work.path().join("hooks.jsonl");
+    let port_file = work.path().join("hooks.port");
+    let _receiver = python(
+        "receiver.py",
+        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
+    );
+    wait_for(
+        "the webhook receiver",
+        Duration::from_secs(20),
+        async || port_file.exists(),
+    )
+    .await;
+    let hport = std::fs::read_to_string(&port_file).expect("port");
+    let base = header(&src.url, &tgt.url).replace(
+        "department_code = \"SCJGJ\"\n",
+        "department_code = \"SCJGJ\"\npatrol = \"1s\"\nunhealthy_after = \"2s\"\nretry_max = \"1s\"\n",
+    );
+    let agent = Agent::new(&format!(
+        "{base}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"30s\" }}\n\
+         [[alert]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
+        hport.trim()
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    wait_for("the first rows", Duration::from_secs(30), async || {
+        tgt.scalar_i64("SELECT count(*) FROM t").await == 20
+    })
+    .await;
+    agent.ok(&["resync", "--table", "t"]);
+    let events = |hooks: &Path| -> Vec<(String, String)> {
+        taken(hooks, "/hook")
+            .iter()
+            .map(|r| {
+                (
+                    r["body"]["event"].as_str().unwrap_or("").to_owned(),
+                    r["body"]["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    wait_for("the resync notice", Duration::from_secs(30), async || {
+        !events(&hooks).is_empty()
+    })
+    .await;
+    assert_eq!(events(&hooks), [("resync".to_owned(), "notice".to_owned())]);
+    let notice = &taken(&hooks, "/hook")[0]["body"];
+    assert!(
+        notice["what"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the full resync of table t finished: 20 row(s)"),
+        "{notice}"
+    );
+
+    refuse_connections(&tgt.name, true).await;
+    src.exec("INSERT INTO t (id, v) VALUES (21, 'x')").await;
+    wait_for(
+        "unreachable and failing",
+        Duration::from_secs(60),
+        async || events(&hooks).len() == 3,
+    )
+    .await;
+    let mut firing: Vec<(String, String)> = events(&hooks)[1..].to_vec();
+    firing.sort();
+    assert_eq!(
+        firing,
+        [
+            ("failing".to_owned(), "firing".to_owned()),
+            ("unreachable".to_owned(), "firing".to_owned())
+        ]
+    );
+    refuse_connections(&tgt.name, false).await;
+    wait_for("the recoveries", Duration::from_secs(60), async || {
+        events(&hooks).len() == 5
+    })
+    .await;
+    wait_for("the row", Duration::from_secs(30), async || {
+        tgt.scalar_i64("SELECT count(*) FROM t").await == 21
+    })
+    .await;
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let mut resolved: Vec<(String, String)> = events(&hooks)[3..].to_vec();
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        [
+            ("failing".to_owned(), "resolved".to_owned()),
+            ("unreachable".to_owned(), "resolved".to_owned())
+        ]
+    );
+    src.drop().await;
+    tgt.drop().await;
+}
