@@ -81,6 +81,7 @@ pub mod sim;
 pub mod sink;
 pub mod state;
 pub mod status;
+pub mod translate;
 pub mod validate;
 pub mod value;
 pub mod watch;

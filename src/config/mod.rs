@@ -11,6 +11,7 @@ mod rules;
 pub mod schema;
 pub mod secret;
 pub mod soap;
+mod translate;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -260,6 +261,8 @@ pub struct TableSpec {
     pub enabled: bool,
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
+    /// Local codes replaced by the standard's, per column.
+    pub translate: Vec<crate::translate::TranslateSpec>,
     pub feedback_table: Option<TableName>,
     pub direction: Direction,
     /// `down`: a front-end column set on every arriving row.

@@ -478,6 +478,9 @@ pub struct RawTable {
     /// Quality rules checked on every row before it is sent. Default: none.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Source column = how its local codes become the standard's. Default: none.
+    #[serde(default)]
+    pub translate: BTreeMap<String, RawTranslate>,
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
@@ -726,4 +729,26 @@ pub struct RawAlert {
     /// The events sent to this target: `failing`, `at_risk`, `late`, `unreachable`,
     /// `rejects`, `resync`. Default: all of them.
     pub events: Option<Vec<String>>,
+}
+
+/// `translate = { column = { ... } }`: one column's local codes and the standard's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTranslate {
+    /// Local code = standard code, inline.
+    pub map: Option<BTreeMap<String, String>>,
+    /// A file of `local,standard` lines (relative to the configuration file).
+    pub file: Option<PathBuf>,
+    /// A table holding the pairs, read when the table job starts.
+    pub table: Option<String>,
+    /// `table`: its column of local codes. Default `local_code`.
+    pub from: Option<String>,
+    /// `table`: its column of standard codes. Default `code`.
+    pub to: Option<String>,
+    /// `table`: `front` (the front-end database, default) or `exchange` (the exchange
+    /// database).
+    pub database: Option<String>,
+    /// A code the translation does not know: `reject` (default: the row is quarantined) or
+    /// `pass` (sent as it is).
+    pub unknown: Option<String>,
 }

@@ -44,4 +44,5 @@ mod severity;
 mod shaping;
 mod soap;
 mod tls;
+mod translate;
 mod types;

@@ -182,6 +182,7 @@ impl V<'_> {
             .as_deref()
             .map(|m| self.duration(&format!("{p}.max_lag"), Some(m), Duration::ZERO));
         let rules = self.rules(&p, t.rules);
+        let translate = self.translate(&p, t.translate);
         let feedback_table = match &t.feedback_table {
             Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
             None => None,
@@ -220,6 +221,7 @@ impl V<'_> {
             enabled: t.enabled.unwrap_or(true),
             max_lag,
             rules,
+            translate,
             feedback_table,
             shape: shape?,
             class_code: t.class_code,

@@ -134,6 +134,14 @@ fn sort_row(
     if reasons.is_empty() && origin == Origin::Rule {
         note_findings(plan, &rkey, &values, tz, report);
     }
+    // Codes are translated after the rules, which check the local codes the source holds.
+    let (origin, reasons) = match reasons.is_empty() && !plan.translate.is_empty() {
+        true => (
+            Origin::Map,
+            crate::translate::apply(&plan.translate, &mut values),
+        ),
+        false => (origin, reasons),
+    };
     if !reasons.is_empty() {
         fill(&mut values, tuple.as_ref(), &mut whole, plan);
         if plan.flag.is_some() && !key_null {
