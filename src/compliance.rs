@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::TableSpec;
 use crate::schedule::{self, Schedule};
 use crate::state::{TableState, parse_ts, ts};
 
@@ -67,16 +66,18 @@ pub struct Compliance {
     pub reason: String,
 }
 
-/// The compliance of `spec` from what the store says of it (`t`), counting from `origin` (the
-/// daemon's start) when it never succeeded. `None` for a table without a category.
+/// The compliance of a table of `category` from what the store says of it (`t`), counting
+/// from `origin` (the daemon's start) when it never succeeded. `None` without a category.
+/// (It takes the category, not the table's configuration, so that the configuration's
+/// validation can use [`refusal`] without a circle between the two modules.)
 pub fn assess(
-    spec: &TableSpec,
+    category: Option<&str>,
     t: &TableState,
     origin: Option<DateTime<Utc>>,
     margin: Duration,
     now: DateTime<Utc>,
 ) -> Option<Compliance> {
-    let category = spec.category.as_deref()?;
+    let category = category?;
     let (limit, _) = schedule::category_minimum(category)?;
     let last = t.last_success.as_deref().and_then(parse_ts);
     let mut c = Compliance {
@@ -238,37 +239,26 @@ mod tests {
         );
     }
 
-    fn spec(category: &str) -> TableSpec {
-        let text = format!(
-            "[agent]\nid = \"a\"\nstate_dir = \"/tmp/x\"\n[source]\nurl = \"sqlite::memory:\"\n\
-             [exchange]\nurl = \"sqlite::memory:\"\n[[table]]\nsource = \"t\"\n\
-             watermark = {{ kind = \"key\" }}\nschedule = \"every:1h\"\ncategory = \"{category}\"\n"
-        );
-        let cfg = crate::config::load_str(&text, std::path::Path::new("/tmp/agent.toml"))
-            .expect("config");
-        cfg.tables.into_iter().next().expect("table")
-    }
-
     fn at(s: &str) -> DateTime<Utc> {
         parse_ts(s).expect("time")
     }
 
     #[test]
     fn on_time_then_at_risk_then_late() {
-        let spec = spec("supervision_action");
+        let spec = Some("supervision_action");
         let t = TableState {
             last_success: Some("2026-11-01T00:00:00Z".into()),
             ..TableState::default()
         };
         let margin = Duration::from_secs(2 * H);
-        let c = assess(&spec, &t, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
+        let c = assess(spec, &t, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
         assert_eq!(c.standing, Standing::OnTime);
         assert_eq!(c.deadline.as_deref(), Some("2026-11-02T00:00:00.000000Z"));
         assert_eq!(c.seconds_left, Some(12 * H as i64));
-        let c = assess(&spec, &t, None, margin, at("2026-11-01T23:00:00Z")).expect("c");
+        let c = assess(spec, &t, None, margin, at("2026-11-01T23:00:00Z")).expect("c");
         assert_eq!(c.standing, Standing::AtRisk);
         assert_eq!(c.since.as_deref(), Some("2026-11-01T22:00:00.000000Z"));
-        let c = assess(&spec, &t, None, margin, at("2026-11-02T03:00:00Z")).expect("c");
+        let c = assess(spec, &t, None, margin, at("2026-11-02T03:00:00Z")).expect("c");
         assert_eq!(c.standing, Standing::Late);
         assert_eq!(c.since.as_deref(), Some("2026-11-02T00:00:00.000000Z"));
         assert!(c.reason.contains("1day 3h"), "{}", c.reason);
@@ -277,14 +267,14 @@ mod tests {
             next_run: Some("2026-11-02T00:30:00Z".into()),
             ..t.clone()
         };
-        let c = assess(&spec, &late_run, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
+        let c = assess(spec, &late_run, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
         assert_eq!(c.standing, Standing::AtRisk, "{}", c.reason);
         // Never exchanged: counted from the daemon's start, else unknown.
         let never = TableState::default();
-        let c = assess(&spec, &never, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
+        let c = assess(spec, &never, None, margin, at("2026-11-01T12:00:00Z")).expect("c");
         assert_eq!(c.standing, Standing::Unknown);
         let c = assess(
-            &spec,
+            spec,
             &never,
             Some(at("2026-10-30T00:00:00Z")),
             margin,

@@ -309,8 +309,13 @@ async fn compliance_gauges(ctx: &Ctx, tables: &[crate::state::TableState], now: 
         let Some(t) = tables.iter().find(|t| t.table == spec.name) else {
             continue;
         };
-        let Some(c) = crate::compliance::assess(spec, t, origin, ctx.cfg.agent.at_risk_margin, now)
-        else {
+        let Some(c) = crate::compliance::assess(
+            spec.category.as_deref(),
+            t,
+            origin,
+            ctx.cfg.agent.at_risk_margin,
+            now,
+        ) else {
             continue;
         };
         let labels = [

@@ -132,8 +132,13 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 .as_deref()
                 .and_then(parse_ts)
                 .map(|t| (now - t).num_seconds().max(0));
-            let compliance =
-                crate::compliance::assess(spec, &state, origin, cfg.agent.at_risk_margin, now);
+            let compliance = crate::compliance::assess(
+                spec.category.as_deref(),
+                &state,
+                origin,
+                cfg.agent.at_risk_margin,
+                now,
+            );
             TableStatus {
                 table: spec.name.clone(),
                 source: spec.source.to_string(),

@@ -159,16 +159,20 @@ async fn observe(ctx: &Ctx, now: DateTime<Utc>) -> Vec<Condition> {
                 ),
             });
         }
-        if let Some(c) = compliance::assess(spec, t, origin, cfg.agent.at_risk_margin, now)
-            && let (Some(kind), Some(since)) = (
-                match c.standing {
-                    Standing::AtRisk => Some(EventKind::AtRisk),
-                    Standing::Late => Some(EventKind::Late),
-                    Standing::OnTime | Standing::Unknown => None,
-                },
-                c.since.clone(),
-            )
-        {
+        if let Some(c) = compliance::assess(
+            spec.category.as_deref(),
+            t,
+            origin,
+            cfg.agent.at_risk_margin,
+            now,
+        ) && let (Some(kind), Some(since)) = (
+            match c.standing {
+                Standing::AtRisk => Some(EventKind::AtRisk),
+                Standing::Late => Some(EventKind::Late),
+                Standing::OnTime | Standing::Unknown => None,
+            },
+            c.since.clone(),
+        ) {
             let deadline = c.deadline.clone().unwrap_or_default();
             out.push(Condition {
                 key: format!("compliance:{name}"),

@@ -1,6 +1,6 @@
 //! `[[alert]]`: where the agent tells people that a table fails, a category's frequency is at
 //! risk or missed, the exchange is unreachable, too many rows are rejected, or a resync ended
-//! — and that it recovered. Read here; sent by [`crate::alert`].
+//! — and that it recovered. Read here; the daemon's alert module sends them.
 
 use serde::Deserialize;
 
@@ -112,6 +112,28 @@ impl AlertTarget {
 }
 
 impl V<'_> {
+    /// `[agent] at_risk_margin` and `alert_repeat`.
+    pub(super) fn alert_timing(
+        &mut self,
+        a: &super::schema::RawAgent,
+    ) -> (std::time::Duration, std::time::Duration) {
+        use std::time::Duration;
+        let margin = self.duration(
+            "agent.at_risk_margin",
+            a.at_risk_margin.as_deref(),
+            Duration::from_secs(2 * 3600),
+        );
+        let repeat = self.duration(
+            "agent.alert_repeat",
+            a.alert_repeat.as_deref(),
+            Duration::from_secs(4 * 3600),
+        );
+        if repeat < Duration::from_secs(60) {
+            self.err("agent.alert_repeat", "must be at least 1m");
+        }
+        (margin, repeat)
+    }
+
     /// A value that must come from `${env:}` or `${file:}`, resolved.
     fn alert_secret(&mut self, path: &str, raw: Option<&str>, what: &str) -> Option<Secret> {
         let raw = raw?;

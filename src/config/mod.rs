@@ -120,7 +120,7 @@ pub struct Agent {
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
-    /// See [`crate::compliance`].
+    /// Compliance: a category table is at risk with less than this left before its deadline.
     pub at_risk_margin: Duration,
     pub alert_repeat: Duration,
 }

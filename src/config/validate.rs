@@ -226,19 +226,7 @@ impl V<'_> {
             a.unhealthy_after.as_deref(),
             Duration::from_secs(600),
         );
-        let at_risk_margin = self.duration(
-            "agent.at_risk_margin",
-            a.at_risk_margin.as_deref(),
-            Duration::from_secs(2 * 3600),
-        );
-        let alert_repeat = self.duration(
-            "agent.alert_repeat",
-            a.alert_repeat.as_deref(),
-            Duration::from_secs(4 * 3600),
-        );
-        if alert_repeat < Duration::from_secs(60) {
-            self.err("agent.alert_repeat", "must be at least 1m");
-        }
+        let (at_risk_margin, alert_repeat) = self.alert_timing(&a);
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
