@@ -160,6 +160,7 @@ status-head-rows-24h = ROWS 24H
 status-head-lag = LAG
 status-head-next-run = NEXT RUN
 status-head-rejects = REJECTS
+status-head-frequency = FREQUENCY
 status-failing = FAILING×{ $n }
 status-never-run = never run
 status-off = { $table } (off)

@@ -160,6 +160,7 @@ status-head-rows-24h = 24小时行数
 status-head-lag = 延迟
 status-head-next-run = 下次运行
 status-head-rejects = 退回
+status-head-frequency = 频率合规
 status-failing = 失败×{ $n }
 status-never-run = 尚未运行
 status-off = { $table }（已停用）

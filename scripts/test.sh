@@ -246,6 +246,20 @@ ensure_odbc() {
     odbc_driver "MariaDB Unicode" || die "odbc-mariadb is installed but \"MariaDB Unicode\" is not in /etc/odbcinst.ini (odbcinst -q -d lists the drivers)"
 }
 
+# --- Python and aiosmtpd ------------------------------------------------------------------
+
+# The alert test (tests/it/alerts.rs) runs a webhook receiver (Python's standard library) and
+# an SMTP server with STARTTLS and a login (aiosmtpd) of its own on loopback.
+ensure_aiosmtpd() {
+    command -v python3 >/dev/null || install_packages "Python (for the alert test)" python3
+    python3 -c 'import aiosmtpd' 2>/dev/null && return 0
+    say "installing aiosmtpd (for the alert test's SMTP server)"
+    python3 -m pip install --quiet aiosmtpd 2>/dev/null ||
+        install_packages "aiosmtpd (for the alert test)" python3-aiosmtpd
+    python3 -c 'import aiosmtpd' ||
+        die "python3 cannot import aiosmtpd (the alert test's SMTP server): pip install aiosmtpd, or apt-get install python3-aiosmtpd"
+}
+
 # --- The suite ----------------------------------------------------------------------------
 
 main() {
@@ -256,6 +270,7 @@ main() {
     ensure_chromium
     ensure_tls_test
     ensure_odbc
+    ensure_aiosmtpd
     if [ -z "${FRONTDB_TEST_PG:-}" ]; then
         ensure_postgres
         # Databases left behind by an interrupted run.

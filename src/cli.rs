@@ -94,6 +94,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The month's evidence of the exchange frequencies, from the batch ledger: per table and
+    /// day the exchanges, rows, deletes and rejects, and the longest gap against the
+    /// category's limit.
+    Report {
+        /// The month, YYYY-MM (in the agent's time zone).
+        #[arg(long)]
+        month: String,
+        /// CSV on standard output instead of text.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Rows that were not delivered, with every reason.
     Rejects {
         #[command(subcommand)]
@@ -158,6 +169,7 @@ impl Command {
                 | Command::Check { .. }
                 | Command::Export { .. }
                 | Command::Rejects { .. }
+                | Command::Report { .. }
                 | Command::Demo { .. }
         )
     }
@@ -196,6 +208,7 @@ pub async fn dispatch(cli: Cli, cfg: Option<Config>) -> Result<(), AppError> {
         Command::Run { full_resync } => crate::daemon::run(cfg, full_resync).await,
         Command::Once { table } => crate::runner::once(cfg, table.as_deref()).await,
         Command::Status { json } => crate::status::status(&cfg, json).await,
+        Command::Report { month, csv } => crate::report::report(&cfg, &month, csv).await,
         Command::Check { offline: true, .. } => {
             println!(
                 "{}",

@@ -67,6 +67,8 @@ pub struct Ends {
     pub guard: Duration,
     /// Where code tables of the rules are read: always the front-end database.
     pub codes: Arc<Db>,
+    /// The exchange database, where the exchange is one (`translate` tables may live there).
+    pub exchange: Option<Arc<Db>>,
 }
 
 impl Ends {
@@ -82,6 +84,7 @@ impl Ends {
                 sink: Arc::clone(&sides.exchange),
                 guard: cfg.source.transaction_guard,
                 codes: Arc::clone(&sides.front),
+                exchange: sides.exchange_db.clone(),
             }),
             // Pulled from an http endpoint: the job reads the front-end table's own catalog
             // and takes its rows from the endpoint (see `job::pull`).
@@ -92,6 +95,7 @@ impl Ends {
                 sink: Arc::clone(&sides.front_sink),
                 guard: Duration::ZERO,
                 codes: Arc::clone(&sides.front),
+                exchange: sides.exchange_db.clone(),
             }),
             Direction::Down => {
                 let Some(read) = &sides.exchange_db else {
@@ -111,6 +115,7 @@ impl Ends {
                         .db()
                         .map_or(Duration::ZERO, |d| d.transaction_guard),
                     codes: Arc::clone(&sides.front),
+                    exchange: sides.exchange_db.clone(),
                 })
             }
         }

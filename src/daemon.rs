@@ -80,6 +80,7 @@ pub async fn run(cfg: Config, full_resync: bool) -> Result<(), AppError> {
         tracker.spawn(flush(ctx.clone()));
         tracker.spawn(report(ctx.clone()));
         tracker.spawn(crate::health::patrol(ctx.clone()));
+        tracker.spawn(crate::alert::watch(ctx.clone()));
         if cfg.agent.metrics.is_some() {
             tracker.spawn(crate::health::serve(ctx.clone()));
         }

@@ -270,7 +270,9 @@ async fn record_reach(state: &State, name: &str, result: Result<(), String>) {
 /// Bring the per-table gauges up to date from the state store (on every scrape).
 async fn refresh(ctx: &Ctx) {
     let now = Utc::now();
-    for t in ctx.state.tables().await.unwrap_or_default() {
+    let tables = ctx.state.tables().await.unwrap_or_default();
+    compliance_gauges(ctx, &tables, now).await;
+    for t in tables {
         let label = t.table.clone();
         if let Some(newest) = t.newest_change.as_deref().and_then(parse_ts) {
             metrics::gauge!(LAG, "table" => label.clone()).set(ago(newest, now).as_secs_f64());
@@ -289,6 +291,40 @@ async fn refresh(ctx: &Ctx) {
                 r.rows as f64 / total as f64
             };
             metrics::gauge!(RESYNC, "table" => label).set(done.min(1.0));
+        }
+    }
+}
+
+/// The compliance of every table of a data category (see [`crate::compliance`]).
+async fn compliance_gauges(ctx: &Ctx, tables: &[crate::state::TableState], now: DateTime<Utc>) {
+    use crate::metrics::{COMPLIANCE, COMPLIANCE_DEADLINE};
+    let origin = ctx
+        .state
+        .meta("daemon:started")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| parse_ts(&s));
+    for spec in ctx.cfg.tables.iter().filter(|t| t.enabled) {
+        let Some(t) = tables.iter().find(|t| t.table == spec.name) else {
+            continue;
+        };
+        let Some(c) = crate::compliance::assess(
+            spec.category.as_deref(),
+            t,
+            origin,
+            ctx.cfg.agent.at_risk_margin,
+            now,
+        ) else {
+            continue;
+        };
+        let labels = [
+            ("table", spec.name.clone()),
+            ("category", c.category.clone()),
+        ];
+        metrics::gauge!(COMPLIANCE, &labels).set(c.standing.gauge());
+        if let Some(d) = c.deadline.as_deref().and_then(parse_ts) {
+            metrics::gauge!(COMPLIANCE_DEADLINE, &labels).set(d.timestamp() as f64);
         }
     }
 }

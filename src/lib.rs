@@ -12,7 +12,11 @@
 //!   table's loop on its schedule; the daemon's answers to `status` over a local socket;
 //!   [`asked`], a resync as a person asks for it (command line or console).
 //! - [`check`], [`status`], [`rejects`], [`demo`]: the operator's views and actions;
-//!   [`export`], a whole table as named, manifested files for a format-file import.
+//!   [`export`], a whole table as named, manifested files for a format-file import;
+//!   [`report`], a month's exchanges per table and day against the category's limit.
+//! - [`compliance`], [`alert`]: whether each table meets its category's frequency (deadline,
+//!   on time / at risk / late); alerts to webhooks, WeCom and DingTalk robots and e-mail,
+//!   throttled, closed on recovery, sent in the background.
 //! - [`ctx`]: what the tasks share (configuration, front-end database, exchange, state
 //!   store, the signal to stop), and which side each table reads and writes.
 //! - [`probe`], [`watch`]: questions many tables share, asked of a database at most once a
@@ -48,11 +52,13 @@
 //! - [`lock`], [`logging`], [`error`]: one agent per state directory; the log; the exit
 //!   codes.
 
+pub mod alert;
 pub mod asked;
 pub mod audit;
 pub mod check;
 pub mod cipher;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod console;
 pub mod control;
@@ -75,6 +81,7 @@ pub mod metrics;
 pub mod probe;
 pub mod purge;
 pub mod rejects;
+pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod secret;
@@ -83,6 +90,7 @@ pub mod sim;
 pub mod sink;
 pub mod state;
 pub mod status;
+pub mod translate;
 pub mod typefit;
 pub mod validate;
 pub mod value;

@@ -10,6 +10,8 @@ pub const ROWS_READ: &str = "frontdb_rows_read_total";
 pub const ROWS_SENT: &str = "frontdb_rows_sent_total";
 pub const ROWS_DELETED: &str = "frontdb_rows_deleted_total";
 pub const ROWS_QUARANTINED: &str = "frontdb_rows_quarantined_total";
+/// Rows sent although a `severity = "warn"` rule found a problem in them.
+pub const ROWS_WARNED: &str = "frontdb_rows_warned_total";
 pub const ROWS_REJECTED: &str = "frontdb_rows_rejected_by_province_total";
 pub const BATCH_SECONDS: &str = "frontdb_batch_duration_seconds";
 pub const CYCLES: &str = "frontdb_cycles_total";
@@ -21,6 +23,10 @@ pub const OPEN_REJECTS: &str = "frontdb_open_rejects";
 pub const FAILURES: &str = "frontdb_consecutive_failures";
 pub const RESYNC: &str = "frontdb_resync_progress_ratio";
 pub const UP: &str = "frontdb_database_up";
+/// Tables of a data category: 0 on time, 1 at risk, 2 late, -1 unknown (never exchanged).
+pub const COMPLIANCE: &str = "frontdb_compliance_state";
+/// Tables of a data category: when the next successful exchange is due (Unix seconds).
+pub const COMPLIANCE_DEADLINE: &str = "frontdb_compliance_deadline_timestamp_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

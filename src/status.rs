@@ -33,6 +33,9 @@ pub struct TableStatus {
     pub sharing: &'static str,
     pub masked: Vec<String>,
     pub filter: Option<String>,
+    /// Tables of a data category: the deadline of the next successful exchange, and
+    /// whether the table is on time, at risk or late, since when.
+    pub compliance: Option<crate::compliance::Compliance>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +114,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
         }
         databases.extend(a.reach);
     }
+    let origin = started.as_deref().and_then(parse_ts);
     let tables = cfg
         .tables
         .iter()
@@ -128,6 +132,13 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 .as_deref()
                 .and_then(parse_ts)
                 .map(|t| (now - t).num_seconds().max(0));
+            let compliance = crate::compliance::assess(
+                spec.category.as_deref(),
+                &state,
+                origin,
+                cfg.agent.at_risk_margin,
+                now,
+            );
             TableStatus {
                 table: spec.name.clone(),
                 source: spec.source.to_string(),
@@ -142,6 +153,7 @@ pub async fn collect(cfg: &Config) -> Result<Status, AppError> {
                 sharing: spec.shape.sharing.as_str(),
                 masked: crate::shape::describe_masks(&spec.shape.masks),
                 filter: spec.shape.scope.as_ref().map(ToString::to_string),
+                compliance,
             }
         })
         .collect();
@@ -324,9 +336,10 @@ fn print_tables(st: &Status, local: &Local) {
         "status-head-lag",
         "status-head-next-run",
         "status-head-rejects",
+        "status-head-frequency",
     ]
     .map(|id| crate::tc!(id));
-    let rows: Vec<[String; 11]> = st
+    let rows: Vec<[String; 12]> = st
         .tables
         .iter()
         .map(|t| {
@@ -354,6 +367,9 @@ fn print_tables(st: &Status, local: &Local) {
                 t.lag_seconds.map(short).unwrap_or_else(|| "-".into()),
                 local.of(s.next_run.as_deref()),
                 s.open_rejects.to_string(),
+                t.compliance
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |c| c.standing.as_str().to_owned()),
             ]
         })
         .collect();
@@ -392,6 +408,17 @@ fn notes(t: &TableStatus, local: &Local) -> Vec<String> {
             "status-watermark",
             mode = t.mode,
             watermark = w.as_str()
+        ));
+    }
+    if let Some(c) = &t.compliance {
+        notes.push(format!(
+            "category {} (at least every {}): {} since {}, next successful exchange due by {}: {}",
+            c.category,
+            crate::compliance::words(std::time::Duration::from_secs(c.limit_seconds)),
+            c.standing.as_str(),
+            local.of(c.since.as_deref()),
+            local.of(c.deadline.as_deref()),
+            c.reason
         ));
     }
     if s.failures > 0 {

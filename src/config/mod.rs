@@ -1,6 +1,7 @@
 //! Configuration: the TOML schema ([`schema`]), loading with every problem reported at once
 //! ([`load`]), secrets ([`secret`]) and the typed, validated result ([`Config`]).
 
+pub mod alert;
 pub mod down;
 mod feedback;
 pub mod file;
@@ -10,6 +11,7 @@ mod rules;
 pub mod schema;
 pub mod secret;
 pub mod soap;
+mod translate;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -42,6 +44,8 @@ pub struct Config {
     pub tables: Vec<TableSpec>,
     /// How the province is told of a full resync.
     pub resync: ResyncNotice,
+    /// Where alerts are sent.
+    pub alerts: Vec<alert::AlertTarget>,
 }
 
 /// How the province's rejections come back.
@@ -116,6 +120,9 @@ pub struct Agent {
     pub log_format: LogFormat,
     pub patrol: Duration,
     pub unhealthy_after: Duration,
+    /// Compliance: a category table is at risk with less than this left before its deadline.
+    pub at_risk_margin: Duration,
+    pub alert_repeat: Duration,
     /// The web console ([`crate::console`]): where it listens, who may sign in.
     pub console: Option<std::net::SocketAddr>,
     pub console_session: Duration,
@@ -194,6 +201,9 @@ impl Config {
             if let Some(t) = &u.token {
                 out.push(t.expose().to_owned());
             }
+        }
+        for a in &self.alerts {
+            out.extend(a.secrets());
         }
         out
     }
@@ -280,6 +290,8 @@ pub struct TableSpec {
     pub enabled: bool,
     pub max_lag: Option<Duration>,
     pub rules: Vec<crate::validate::RuleSpec>,
+    /// Local codes replaced by the standard's, per column.
+    pub translate: Vec<crate::translate::TranslateSpec>,
     pub feedback_table: Option<TableName>,
     pub direction: Direction,
     /// `down`: a front-end column set on every arriving row.

@@ -72,12 +72,24 @@ impl V<'_> {
                     None
                 }
             };
+            let warn = match r.severity.as_deref() {
+                None | Some("block") => false,
+                Some("warn") => true,
+                Some(other) => {
+                    self.err(
+                        format!("{rp}.severity"),
+                        format!("`{other}` is not a severity: use block or warn"),
+                    );
+                    false
+                }
+            };
             if let Some(check) = check {
                 out.push(RuleSpec {
                     id: r.id.clone().unwrap_or_else(|| format!("R{}", i + 1)),
                     column,
                     check,
                     message: r.message.clone(),
+                    warn,
                 });
             }
         }

@@ -26,6 +26,9 @@ pub struct RawConfig {
     /// How the province is told of a full resync, and how its batches are marked. Default:
     /// not told, not marked.
     pub resync: Option<RawResync>,
+    /// Where alerts are sent (`[[alert]]`). Default: nowhere.
+    #[serde(default)]
+    pub alert: Vec<RawAlert>,
 }
 
 /// `[agent]`
@@ -86,6 +89,11 @@ pub struct RawAgent {
     /// `/healthz` says unhealthy when the exchange has been unreachable, or a table has been
     /// failing, for longer than this. Default `10m`.
     pub unhealthy_after: Option<String>,
+    /// A table of a data category is at risk when less than this is left before the latest
+    /// moment its next successful exchange must happen. Default `2h`.
+    pub at_risk_margin: Option<String>,
+    /// An alert still open is sent again after this long (`[[alert]]`). Default `4h`.
+    pub alert_repeat: Option<String>,
     /// Address of the web console for department staff, e.g. `127.0.0.1:9188` (a port alone
     /// listens on loopback). Default: none (no console).
     pub console: Option<String>,
@@ -210,6 +218,10 @@ pub struct RawRule {
     pub op: Option<String>,
     /// `compare`: the other source column.
     pub other: Option<String>,
+    /// `block` (default): a failing row is quarantined and not sent. `warn`: the row is sent,
+    /// and the finding is logged and reported in `status` (the province's data centre is the
+    /// final judge, DB23/T 2835 7.3.3.2).
+    pub severity: Option<String>,
 }
 
 /// `[source]` — a database connection.
@@ -499,6 +511,9 @@ pub struct RawTable {
     /// Quality rules checked on every row before it is sent. Default: none.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Source column = how its local codes become the standard's. Default: none.
+    #[serde(default)]
+    pub translate: BTreeMap<String, RawTranslate>,
     /// `[feedback] kind = "error_table"`: the province's error table for this table
     /// (`dn_..._error`), in the exchange database.
     pub feedback_table: Option<String>,
@@ -708,4 +723,65 @@ pub struct RawSoap {
     /// Path of each per-record failure (children `index`, `code`, `message`). Default
     /// `<operation>Response/rejected/record`.
     pub rejected_path: Option<String>,
+}
+
+/// One `[[alert]]` target as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// `webhook` (a JSON POST), `wecom` (企业微信 group robot), `dingtalk` (钉钉 group robot)
+    /// or `email` (SMTP). Required.
+    pub kind: String,
+    /// A name for the log. Default: the kind and the target's number.
+    pub name: Option<String>,
+    /// webhook, wecom, dingtalk: the URL posted to. A robot's URL holds its key, so for
+    /// wecom and dingtalk it must be written as `${env:NAME}` or `${file:PATH}`.
+    pub url: Option<String>,
+    /// webhook: a bearer token sent as `Authorization: Bearer` (`${env:}` or `${file:}`).
+    pub token: Option<String>,
+    /// dingtalk: the robot's signing secret (加签), `${env:}` or `${file:}`: the URL gets
+    /// `timestamp` and `sign` (HMAC-SHA256 of "timestamp\nsecret", base64).
+    pub secret: Option<String>,
+    /// email: the SMTP server as `host:port` (port default 587).
+    pub smtp: Option<String>,
+    /// email: `starttls` (default: the connection must be upgraded to TLS before the login
+    /// and the message) or `none` (plain text, only for a relay on this machine).
+    pub tls: Option<String>,
+    /// email: a PEM file with the CA certificate of the SMTP server, trusted besides the
+    /// public roots.
+    pub ca_file: Option<PathBuf>,
+    /// email: the SMTP login. Default: none (no authentication).
+    pub user: Option<String>,
+    /// email: the SMTP password, `${env:}` or `${file:}`.
+    pub password: Option<String>,
+    /// email: the sender address. Required for email.
+    pub from: Option<String>,
+    /// email: the recipients. Required for email.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// The events sent to this target: `failing`, `at_risk`, `late`, `unreachable`,
+    /// `rejects`, `resync`. Default: all of them.
+    pub events: Option<Vec<String>>,
+}
+
+/// `translate = { column = { ... } }`: one column's local codes and the standard's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTranslate {
+    /// Local code = standard code, inline.
+    pub map: Option<BTreeMap<String, String>>,
+    /// A file of `local,standard` lines (relative to the configuration file).
+    pub file: Option<PathBuf>,
+    /// A table holding the pairs, read when the table job starts.
+    pub table: Option<String>,
+    /// `table`: its column of local codes. Default `local_code`.
+    pub from: Option<String>,
+    /// `table`: its column of standard codes. Default `code`.
+    pub to: Option<String>,
+    /// `table`: `front` (the front-end database, default) or `exchange` (the exchange
+    /// database).
+    pub database: Option<String>,
+    /// A code the translation does not know: `reject` (default: the row is quarantined) or
+    /// `pass` (sent as it is).
+    pub unknown: Option<String>,
 }

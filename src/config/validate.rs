@@ -230,6 +230,7 @@ impl V<'_> {
             Duration::from_secs(600),
         );
         let (console, console_session, console_users) = self.console(&mut a);
+        let (at_risk_margin, alert_repeat) = self.alert_timing(&a);
         let state_dir = self.base.join(
             a.state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/frontdb-agent")),
@@ -256,6 +257,8 @@ impl V<'_> {
             console,
             console_session,
             console_users,
+            at_risk_margin,
+            alert_repeat,
         })
     }
 
@@ -638,6 +641,7 @@ pub fn validate(
         );
     }
     let resync = v.resync(raw.resync);
+    let alerts = super::alert::validate(&mut v, raw.alert);
     let mut tables = Vec::new();
     let mut places = Vec::new();
     let mut names = HashSet::new();
@@ -690,6 +694,7 @@ pub fn validate(
                 feedback,
                 tables,
                 resync,
+                alerts,
             })
         }
         _ => Err(v.problems),

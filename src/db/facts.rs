@@ -159,7 +159,7 @@ impl Db {
                     bytes: None,
                 }
             }
-            Db::MsSql(_) | Db::Oracle(_) => return Ok(None),
+            Db::MsSql(_) | Db::Oracle(_) | Db::Odbc(_) => return Ok(None),
         };
         Ok(Some(facts))
     }

@@ -488,7 +488,7 @@ impl Db {
             Db::Postgres(d) => d.try_rows(text, rows).await.map(Some),
             Db::MySql(d) => d.try_rows(text, rows).await.map(Some),
             Db::Sqlite(d) => d.try_rows(text, rows).await.map(Some),
-            Db::MsSql(_) | Db::Oracle(_) => Ok(None),
+            Db::MsSql(_) | Db::Oracle(_) | Db::Odbc(_) => Ok(None),
         }
     }
 

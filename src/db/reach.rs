@@ -45,7 +45,8 @@ async fn answer(cfg: &DbConfig) -> Option<String> {
         EngineKind::MySql => Some(3306),
         EngineKind::MsSql => Some(1433),
         EngineKind::Oracle => Some(1521),
-        EngineKind::Sqlite => None,
+        // An ODBC connection names a DSN or a driver's own options, not a URL's host.
+        EngineKind::Sqlite | EngineKind::Odbc => None,
     })?;
     let host = host
         .trim_start_matches('[')

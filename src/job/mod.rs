@@ -44,6 +44,9 @@ pub struct CycleReport {
     pub skipped: u64,
     pub batches: u64,
     pub warnings: Vec<String>,
+    /// Rows sent although a `severity = "warn"` rule found a problem, and the first findings.
+    pub warned: u64,
+    pub findings: Vec<String>,
     /// The cycle stopped early because the agent is shutting down.
     pub stopped: bool,
 }
@@ -101,6 +104,7 @@ pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan,
         .nul_free_source(source_dialect == crate::db::dialect::Dialect::Postgres);
     plan.pass_through(source_dialect, &caps);
     load_code_sets(&ends.codes, &mut plan).await?;
+    load_translations(&ends, &mut plan).await?;
     plan.pull = spec.pull.clone();
     Ok(plan)
 }
@@ -154,6 +158,73 @@ async fn load_code_sets(source: &Db, plan: &mut Plan) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Read the translations that live in tables of the front-end or the exchange database.
+async fn load_translations(ends: &Ends, plan: &mut Plan) -> Result<(), JobError> {
+    use crate::translate::Pairs;
+    const DOING: &str = "reading a translation";
+    for t in &mut plan.translate {
+        let Pairs::Table {
+            exchange,
+            table,
+            from,
+            to,
+        } = &t.pairs
+        else {
+            continue;
+        };
+        let (db, place) = match (exchange, &ends.exchange) {
+            (false, _) => (&ends.codes, "front-end database"),
+            (true, Some(db)) => (db, "exchange database"),
+            (true, None) => {
+                return Err(JobError::new(
+                    &plan.name,
+                    DOING,
+                    format!("translate {}: the exchange is not a database", t.column),
+                ));
+            }
+        };
+        let missing = |what: String| {
+            JobError::new(&plan.name, DOING, format!("translate {}: {what}", t.column))
+        };
+        let schema = db
+            .introspect(table)
+            .await
+            .map_err(|e| JobError::db(&plan.name, DOING, e))?
+            .ok_or_else(|| missing(format!("table {table} does not exist in the {place}")))?;
+        let cols = [from, to]
+            .iter()
+            .map(|c| {
+                schema
+                    .column(c)
+                    .cloned()
+                    .ok_or_else(|| missing(format!("table {table} has no column `{c}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sql = db.dialect().select(&Select {
+            table,
+            columns: &cols,
+            conds: Vec::new(),
+            order: &[],
+            limit: None,
+        });
+        let (rows, _) = db
+            .fetch(&sql, &cols, usize::MAX)
+            .await
+            .map_err(|e| JobError::db(&plan.name, DOING, e))?;
+        let pairs = rows
+            .iter()
+            .filter_map(|r| match (r.values.first(), r.values.get(1)) {
+                (Some(a), Some(b)) if !a.is_null() => {
+                    Some((a.to_text().trim().to_owned(), b.to_text().trim().to_owned()))
+                }
+                _ => None,
+            })
+            .collect();
+        t.pairs = Pairs::Values(pairs);
+    }
+    Ok(())
+}
+
 /// Run one cycle of a table. With `once`, a configured lag is waited out so that every row
 /// committed before the call is exchanged.
 pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, JobError> {
@@ -187,6 +258,13 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
             );
             tracing::warn!(table = %plan.name, "{w}");
             report.warnings.push(w);
+        }
+        if report.warned > 0 {
+            report.warnings.push(format!(
+                "{} row(s) were sent with findings of warn rules (the first: {})",
+                report.warned,
+                report.findings.join("; ")
+            ));
         }
         Ok(report)
     }

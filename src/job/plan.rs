@@ -76,6 +76,8 @@ pub struct Plan {
     pub type_notes: Vec<String>,
     /// Quality rules, resolved against `read_cols`.
     pub rules: Vec<crate::validate::Rule>,
+    /// Translated columns, resolved against `read_cols` (their pairs read at start).
+    pub translate: Vec<crate::translate::Translate>,
     /// Timestamp-like tables: the last full re-read of the lookback window.
     pub sweep: std::sync::Arc<std::sync::Mutex<Sweep>>,
     /// Timestamp-like tables: the last look for rows in the future or without a time.
@@ -165,6 +167,7 @@ impl Plan {
             || !sink.copy_tuples
             || whole_rows
             || !self.mapping.is_identity()
+            || !self.translate.is_empty()
             || !crate::db::same_binary_form(&self.read_cols, &self.mapping.columns)
         {
             self.tuples = None;

@@ -32,7 +32,8 @@ pub struct Sent {
 }
 
 impl State {
-    /// The next batch number of the day: `yyyyMMdd` + 5-digit counter (more digits past 99999).
+    /// The next batch number of the day: `yyyyMMdd` + the 5-character counter of
+    /// [`super::counter`]; an error once the day has no number left.
     pub async fn next_cd_batch(&self, day: &str) -> Result<String, StateError> {
         let n: i64 = sqlx::query_scalar(
             "INSERT INTO counters (day, n) VALUES (?, 1) \
@@ -42,7 +43,17 @@ impl State {
         .fetch_one(&self.pool)
         .await
         .map_err(q("counting batches"))?;
-        Ok(format!("{day}{n:05}"))
+        match super::counter::counter(n) {
+            Some(c) => Ok(format!("{day}{c}")),
+            None => Err(StateError::Query {
+                doing: "numbering a batch",
+                cause: format!(
+                    "day {day} already has {} batches, all that its 5-character cd_batch \
+                     counter can number; the batch waits for the next day",
+                    super::counter::MAX
+                ),
+            }),
+        }
     }
 
     pub async fn batch_started(

@@ -18,8 +18,10 @@ use sqlx::{ConnectOptions, Connection, Row};
 use crate::watermark::Watermark;
 
 mod audit;
+pub mod counter;
 mod crypt;
 mod digests;
+mod exchanges;
 mod history;
 mod kinds;
 mod ledger;
@@ -33,6 +35,7 @@ pub use audit::AuditEntry;
 #[cfg(test)]
 use digests::DIGESTS_PER_ROW;
 use digests::DIGESTS_PER_STATEMENT;
+pub use exchanges::Exchanged;
 pub use history::{BatchRow, Day};
 pub use kinds::{Origin, Outcome, RejectState, ResyncState};
 pub use ledger::{LedgerEntry, Sent};

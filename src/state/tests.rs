@@ -17,6 +17,23 @@ async fn commits_are_atomic_and_counters_daily() {
         st.next_cd_batch("20260102").await.expect("n"),
         "2026010200001"
     );
+    // Past 99,999 a day: still 13 characters, sorting after the ones before; then refused.
+    sqlx::query("UPDATE counters SET n = 99998 WHERE day = '20260101'")
+        .execute(&st.pool)
+        .await
+        .expect("set");
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        numbers.push(st.next_cd_batch("20260101").await.expect("n"));
+    }
+    assert_eq!(numbers, ["2026010199999", "20260101A0000", "20260101A0001"]);
+    sqlx::query("UPDATE counters SET n = ? WHERE day = '20260101'")
+        .bind(counter::MAX)
+        .execute(&st.pool)
+        .await
+        .expect("set");
+    let e = st.next_cd_batch("20260101").await.expect_err("exhausted");
+    assert!(e.to_string().contains("43770015 batches"), "{e}");
     let wm = Watermark {
         ts: None,
         key: vec![Value::Int(42)],

@@ -132,6 +132,8 @@ pub struct RuleSpec {
     pub column: Ident,
     pub check: Check,
     pub message: Option<String>,
+    /// `severity = "warn"`: the row is sent and the finding reported.
+    pub warn: bool,
 }
 
 /// A rule resolved against the columns a table job reads.
@@ -150,6 +152,8 @@ pub struct Rule {
     pub mask: Option<crate::shape::Mask>,
     /// The mask of the other column of a comparison.
     pub other_mask: Option<crate::shape::Mask>,
+    /// `severity = "warn"`: a failure does not stop the row.
+    pub warn: bool,
 }
 
 fn blank(v: &Value) -> bool {
@@ -290,9 +294,22 @@ impl Rule {
     }
 }
 
-/// Every rule a row fails.
+/// Every blocking rule a row fails (the row is quarantined).
 pub fn failures(rules: &[Rule], row: &[Value], tz: &Tz) -> Vec<String> {
-    rules.iter().filter_map(|r| r.failure(row, tz)).collect()
+    rules
+        .iter()
+        .filter(|r| !r.warn)
+        .filter_map(|r| r.failure(row, tz))
+        .collect()
+}
+
+/// Every `severity = "warn"` rule a row fails (the row is sent all the same).
+pub fn findings(rules: &[Rule], row: &[Value], tz: &Tz) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| r.warn)
+        .filter_map(|r| r.failure(row, tz))
+        .collect()
 }
 
 /// The codes of a code-set file: the first field of every line, `#` lines skipped.
@@ -329,7 +346,31 @@ mod tests {
             message: None,
             mask: None,
             other_mask: None,
+            warn: false,
         }
+    }
+
+    #[test]
+    fn warn_rules_report_findings_and_do_not_block() {
+        let long = [Value::Text("abcdef".into()), Value::Null];
+        let rules = [
+            Rule {
+                id: "W1".into(),
+                warn: true,
+                ..rule(Check::MaxLength(3))
+            },
+            Rule {
+                id: "B1".into(),
+                ..rule(Check::Required)
+            },
+        ];
+        assert!(failures(&rules, &long, &tz()).is_empty());
+        let found = findings(&rules, &long, &tz());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("[W1] c:"), "{found:?}");
+        let null = [Value::Null, Value::Null];
+        assert_eq!(failures(&rules, &null, &tz()).len(), 1);
+        assert!(findings(&rules, &null, &tz()).is_empty());
     }
 
     #[test]

@@ -139,7 +139,8 @@ fn configuration_keys() -> Vec<String> {
 }
 
 /// The keys a README's reference tables do not show: a key counts as documented when it
-/// appears in backticks (`key`, `[key]` or `[section.key]`) in a row of a Markdown table.
+/// appears in backticks (`key`, `[key]`, `[[key]]` or `[section.key]`) in a row of a Markdown
+/// table.
 fn undocumented(readme: &str, keys: &[String]) -> Vec<String> {
     let rows: Vec<&str> = readme
         .lines()
@@ -150,6 +151,7 @@ fn undocumented(readme: &str, keys: &[String]) -> Vec<String> {
             !rows.iter().any(|r| {
                 r.contains(&format!("`{k}`"))
                     || r.contains(&format!("`[{k}]`"))
+                    || r.contains(&format!("`[[{k}]]`"))
                     || r.contains(&format!(".{k}]`"))
             })
         })

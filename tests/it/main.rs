@@ -12,7 +12,9 @@
 
 mod common;
 
+mod alerts;
 mod cli;
+mod compliance;
 mod console;
 mod daemon;
 mod downstream;
@@ -41,8 +43,10 @@ mod rejects_more;
 mod reread;
 mod resync_notice;
 mod service;
+mod severity;
 mod shaping;
 mod soap;
 mod tls;
+mod translate;
 mod type_matrix;
 mod types;

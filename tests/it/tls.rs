@@ -48,7 +48,7 @@ fn pg_bin() -> PathBuf {
 }
 
 /// A CA (`<name>-ca.pem`) and a server certificate it signed for 127.0.0.1 and localhost.
-fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = dir.join(format!("{name}-ca.key"));
     let ca = dir.join(format!("{name}-ca.pem"));
     let key = dir.join(format!("{name}-server.key"));
@@ -99,7 +99,7 @@ fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")

@@ -129,11 +129,11 @@ impl V<'_> {
         let sched = Schedule::parse(sched_text)
             .map_err(|e| self.err(format!("{p}.schedule"), e))
             .ok();
+        let jitter = self.duration(&format!("{p}.jitter"), t.jitter.as_deref(), Duration::ZERO);
         if let (Some(s), Some(cat)) = (&sched, &t.category) {
             let name = t.name.as_deref().unwrap_or(&t.source);
-            self.category(&p, name, cat, s, sched_text);
+            self.category(&p, name, cat, (s, jitter), sched_text);
         }
-        let jitter = self.duration(&format!("{p}.jitter"), t.jitter.as_deref(), Duration::ZERO);
         let notify = match &t.notify {
             Some(c) => {
                 if let Some(e) = self.source_engine.filter(|e| *e != EngineKind::Postgres) {
@@ -182,6 +182,7 @@ impl V<'_> {
             .as_deref()
             .map(|m| self.duration(&format!("{p}.max_lag"), Some(m), Duration::ZERO));
         let rules = self.rules(&p, t.rules);
+        let translate = self.translate(&p, t.translate);
         let feedback_table = match &t.feedback_table {
             Some(f) => Some(self.table_name(&format!("{p}.feedback_table"), f)?),
             None => None,
@@ -220,6 +221,7 @@ impl V<'_> {
             enabled: t.enabled.unwrap_or(true),
             max_lag,
             rules,
+            translate,
             feedback_table,
             shape: shape?,
             class_code: t.class_code,
@@ -229,8 +231,16 @@ impl V<'_> {
         })
     }
 
-    /// A table's data category, and whether its schedule meets the category's frequency.
-    fn category(&mut self, p: &str, name: &str, cat: &str, s: &Schedule, sched_text: &str) {
+    /// A table's data category, and whether its schedule (with its jitter) always meets the
+    /// category's frequency.
+    fn category(
+        &mut self,
+        p: &str,
+        name: &str,
+        cat: &str,
+        (s, jitter): (&Schedule, Duration),
+        sched_text: &str,
+    ) {
         match schedule::category_minimum(cat) {
             None => self.err(
                 format!("{p}.category"),
@@ -252,7 +262,18 @@ impl V<'_> {
                     schedule::frequency_words(s.max_gap(&chrono_tz::UTC))
                 ),
             ),
-            Some(_) => {}
+            Some((min, label)) => {
+                if let Some(why) = crate::compliance::refusal(s, jitter, min, &chrono_tz::UTC) {
+                    self.err(
+                        format!("{p}.schedule"),
+                        format!(
+                            "table `{name}` holds {label} data (category `{cat}`), which DB23/T \
+                             2835 requires at least {}: schedule `{sched_text}`: {why}",
+                            schedule::frequency_words(min),
+                        ),
+                    );
+                }
+            }
         }
     }
 

@@ -131,6 +131,17 @@ fn sort_row(
             crate::validate::failures(&plan.rules, &values, tz),
         ),
     };
+    if reasons.is_empty() && origin == Origin::Rule {
+        note_findings(plan, &rkey, &values, tz, report);
+    }
+    // Codes are translated after the rules, which check the local codes the source holds.
+    let (origin, reasons) = match reasons.is_empty() && !plan.translate.is_empty() {
+        true => (
+            Origin::Map,
+            crate::translate::apply(&plan.translate, &mut values),
+        ),
+        false => (origin, reasons),
+    };
     if !reasons.is_empty() {
         fill(&mut values, tuple.as_ref(), &mut whole, plan);
         if plan.flag.is_some() && !key_null {
@@ -141,6 +152,28 @@ fn sort_row(
         return None;
     }
     Some((rkey, values, op, tuple))
+}
+
+/// Findings of `severity = "warn"` rules: the row is sent; each finding is logged, counted,
+/// and the first few are kept for the cycle's warning in `status`.
+fn note_findings(
+    plan: &Plan,
+    rkey: &str,
+    values: &[Value],
+    tz: &chrono_tz::Tz,
+    report: &mut CycleReport,
+) {
+    let found = crate::validate::findings(&plan.rules, values, tz);
+    if found.is_empty() {
+        return;
+    }
+    report.warned += 1;
+    metrics::counter!(crate::metrics::ROWS_WARNED, "table" => plan.name.clone()).increment(1);
+    let text = format!("row {rkey}: {}", found.join("; "));
+    tracing::warn!(table = %plan.name, "sent with a finding of a warn rule: {text}");
+    if report.findings.len() < 3 {
+        report.findings.push(text);
+    }
 }
 
 /// What is remembered of a row: its change time (as sortable text) and its key values (JSON).

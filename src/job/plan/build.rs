@@ -73,6 +73,7 @@ impl Plan {
         let ts_read = w.ts.as_ref().map(|c| b.read(c));
         let op_read = w.op.as_ref().map(|c| b.read(c));
         let rules = b.rules();
+        let translate = b.translate();
         b.constants();
         b.arrival_flag();
         if ends.direction == Direction::Up {
@@ -133,6 +134,7 @@ impl Plan {
             computed: b.computed,
             type_notes,
             rules,
+            translate,
             sweep: Default::default(),
             extras: Default::default(),
             // The first cycle asks the source afresh.
@@ -361,6 +363,23 @@ impl Builder<'_> {
         unexchanged
     }
 
+    /// The translated columns, each with its place among the columns read.
+    fn translate(&mut self) -> Vec<crate::translate::Translate> {
+        let mut out = Vec::new();
+        for t in &self.spec.translate {
+            let Some(c) = self.src_col("translate column", &t.column) else {
+                continue;
+            };
+            out.push(crate::translate::Translate {
+                column: c.name.to_string(),
+                index: self.read(&c),
+                pairs: t.pairs.clone(),
+                pass_unknown: t.pass_unknown,
+            });
+        }
+        out
+    }
+
     /// The quality rules, each with the columns it reads.
     fn rules(&mut self) -> Vec<crate::validate::Rule> {
         let mut rules = Vec::new();
@@ -395,6 +414,7 @@ impl Builder<'_> {
                     crate::validate::Check::Compare { other, .. } => self.mask_of(other),
                     _ => None,
                 },
+                warn: r.warn,
             });
         }
         rules
