@@ -475,7 +475,13 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
         .envelope(&id, &fields.to_string())
         .await
         .map_err(|e| e.to_string())?;
-    let outcome = if stall { "applied, stalled" } else { "applied" };
+    // The log says when the answer will be lost, so that a test knows a replay is owed.
+    let dropped = !stall && sim.chance(f.drop_after_share);
+    let outcome = match (stall, dropped) {
+        (true, _) => "applied, stalled",
+        (_, true) => "applied, answer dropped",
+        _ => "applied",
+    };
     sim.store
         .log(Some(&id), Some(table), outcome, Some(&body))
         .await
@@ -483,7 +489,7 @@ async fn take(sim: &Sim, table: &str, headers: &HeaderMap, env: &Json) -> Result
     if stall {
         return Ok(Taken::Stall);
     }
-    if sim.chance(f.drop_after_share) {
+    if dropped {
         return Ok(Taken::DropAfter);
     }
     Ok(Taken::Answer(answer))
