@@ -197,7 +197,11 @@ async fn observe(ctx: &Ctx, now: DateTime<Utc>) -> Vec<Condition> {
                 ),
             });
         }
-        if let Some(w) = t.warnings.iter().find(|w| w.contains("reject_alert")) {
+        if let Some(w) = t
+            .warnings
+            .iter()
+            .find(|w| w.contains(crate::job::REJECT_RATE_ABOVE))
+        {
             out.push(Condition {
                 key: format!("rejects:{name}"),
                 kind: EventKind::Rejects,

@@ -51,6 +51,10 @@ pub struct CycleReport {
     pub stopped: bool,
 }
 
+/// The words of a cycle's warning when more of its rows were rejected than `[agent]
+/// reject_alert` allows: the alerts find the warning by them.
+pub const REJECT_RATE_ABOVE: &str = "more than reject_alert";
+
 /// Look at both tables and resolve the table's plan, reading it from and writing it to
 /// `ends`.
 pub async fn prepare(cfg: &Config, ends: Ends, spec: &TableSpec) -> Result<Plan, JobError> {
@@ -248,7 +252,7 @@ pub async fn cycle(ctx: &Ctx, plan: &Plan, once: bool) -> Result<CycleReport, Jo
         let share = report.rejected as f64 / considered.max(1) as f64;
         if report.rejected > 0 && share > ctx.cfg.agent.reject_alert {
             let w = format!(
-                "{} of {} rows ({:.0}%) were rejected in this cycle, more than reject_alert ({:.0}%); \
+                "{} of {} rows ({:.0}%) were rejected in this cycle, {REJECT_RATE_ABOVE} ({:.0}%); \
                  see `frontdb-agent rejects list --table {}`",
                 report.rejected,
                 considered,

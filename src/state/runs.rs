@@ -141,10 +141,19 @@ impl State {
                 || r.warnings != c.warnings
                 || (r.failures == 0) == failed;
             r.last_finished = Some(now.clone());
+            // A quiet cycle (nothing to send, nothing said, as before) keeps the warnings of
+            // the last cycle that did something: a realtime table would otherwise clear a
+            // warning a second after it was made, before anyone (or an alert) saw it.
+            let quiet = c.rows == 0
+                && c.warnings.is_empty()
+                && !failed
+                && r.last_outcome.as_deref() == Some(outcome);
             if meaningful {
                 r.last_outcome = Some(outcome.to_owned());
                 r.last_error = c.error.map(str::to_owned);
-                r.warnings = c.warnings.to_vec();
+                if !quiet {
+                    r.warnings = c.warnings.to_vec();
+                }
             }
             r.last_rows = Some(c.rows as i64);
             r.last_ms = Some(c.millis as i64);

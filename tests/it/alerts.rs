@@ -471,3 +471,83 @@ async fn a_resync_and_an_unreachable_exchange_are_told() {
     src.drop().await;
     tgt.drop().await;
 }
+
+/// More of a cycle's rows rejected than `reject_alert` allows is told once, with the counts
+/// and what to do, and closed by the next cycle that sends rows and stays under it.
+#[tokio::test]
+async fn a_reject_rate_above_reject_alert_is_told_and_then_closed() {
+    let src = PgDb::new("alerts3").await;
+    let tgt = PgDb::new("alerts3").await;
+    let ddl = "CREATE TABLE t (id int PRIMARY KEY, code text NOT NULL, \
+               updated_at timestamp(6) NOT NULL DEFAULT localtimestamp)";
+    src.exec(ddl).await;
+    tgt.exec(ddl).await;
+    // 4 of 10 rows break the rule: 40 %, above the default reject_alert (5 %).
+    src.exec(
+        "INSERT INTO t (id, code) SELECT g, CASE WHEN g % 5 IN (1, 2) THEN 'bad' ELSE 'AB' || g END \
+         FROM generate_series(1, 10) g",
+    )
+    .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let hooks = work.path().join("hooks.jsonl");
+    let port_file = work.path().join("hooks.port");
+    let _receiver = python(
+        "receiver.py",
+        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
+    );
+    wait_for(
+        "the webhook receiver",
+        Duration::from_secs(20),
+        async || port_file.exists(),
+    )
+    .await;
+    let hport = std::fs::read_to_string(&port_file).expect("port");
+    let agent = Agent::new(&format!(
+        "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
+         watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"0s\" }}\n\
+         rules = [ {{ column = \"code\", check = \"regex\", pattern = \"^AB[0-9]+$\" }} ]\n\
+         [[alert]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
+        // The alerts look at the tables every `patrol`.
+        header(&src.url, &tgt.url).replace(
+            "department_code = \"SCJGJ\"\n",
+            "department_code = \"SCJGJ\"\npatrol = \"1s\"\n"
+        ),
+        hport.trim()
+    ));
+    let daemon = Daemon::start(&agent, &[]);
+    let events = |hooks: &Path| -> Vec<(String, String, String)> {
+        taken(hooks, "/hook")
+            .iter()
+            .map(|r| {
+                let b = &r["body"];
+                let s = |k: &str| b[k].as_str().unwrap_or("").to_owned();
+                (s("event"), s("state"), s("what"))
+            })
+            .collect()
+    };
+    wait_for("the rejects alert", Duration::from_secs(30), async || {
+        !events(&hooks).is_empty()
+    })
+    .await;
+    let first = events(&hooks);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (event, state, what) = &first[0];
+    assert_eq!((event.as_str(), state.as_str()), ("rejects", "firing"));
+    assert!(what.contains("4 of 10 rows (40%) were rejected"), "{what}");
+    // Quiet cycles keep the warning; the next cycle that sends rows and stays under the
+    // threshold closes the alert.
+    src.exec("INSERT INTO t (id, code) SELECT g, 'AB' || g FROM generate_series(11, 30) g")
+        .await;
+    wait_for("the recovery", Duration::from_secs(30), async || {
+        events(&hooks).len() == 2
+    })
+    .await;
+    let (event, state, _) = &events(&hooks)[1];
+    assert_eq!((event.as_str(), state.as_str()), ("rejects", "resolved"));
+    assert_eq!(tgt.scalar_i64("SELECT count(*) FROM t").await, 26);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(events(&hooks).len(), 2, "nothing more was sent");
+    src.drop().await;
+    tgt.drop().await;
+}
