@@ -35,6 +35,29 @@ fn python(script: &str, args: &[&str]) -> Py {
     Py(child)
 }
 
+/// A webhook receiver (receiver.py) on a free loopback port, writing what it takes to
+/// `dir/hooks.jsonl`: the process, that file and the port, once it listens.
+async fn webhook_receiver(dir: &Path) -> (Py, std::path::PathBuf, u16) {
+    let hooks = dir.join("hooks.jsonl");
+    let port_file = dir.join("hooks.port");
+    let receiver = python(
+        "receiver.py",
+        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
+    );
+    wait_for(
+        "the webhook receiver",
+        Duration::from_secs(20),
+        async || port_file.exists(),
+    )
+    .await;
+    let port = std::fs::read_to_string(&port_file)
+        .expect("port")
+        .trim()
+        .parse()
+        .expect("port number");
+    (receiver, hooks, port)
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -80,23 +103,7 @@ async fn a_failing_table_alerts_every_target_once_and_recovers() {
     src.exec("INSERT INTO t (id, v) SELECT g, 'v' || g FROM generate_series(1, 20) g")
         .await;
     let work = tempfile::tempdir().expect("tempdir");
-    let hooks = work.path().join("hooks.jsonl");
-    let port_file = work.path().join("hooks.port");
-    let _receiver = python(
-        "receiver.py",
-        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
-    );
-    wait_for(
-        "the webhook receiver",
-        Duration::from_secs(20),
-        async || port_file.exists(),
-    )
-    .await;
-    let hport: u16 = std::fs::read_to_string(&port_file)
-        .expect("port")
-        .trim()
-        .parse()
-        .expect("port number");
+    let (_receiver, hooks, hport) = webhook_receiver(work.path()).await;
     let (ca, cert, key) = crate::tls::make_ca(work.path(), "smtp");
     let sport = crate::tls::free_port();
     let mail = work.path().join("mail.jsonl");
@@ -377,19 +384,7 @@ async fn a_resync_and_an_unreachable_exchange_are_told() {
     src.exec("INSERT INTO t (id, v) SELECT g, 'v' || g FROM generate_series(1, 20) g")
         .await;
     let work = tempfile::tempdir().expect("tempdir");
-    let hooks = work.path().join("hooks.jsonl");
-    let port_file = work.path().join("hooks.port");
-    let _receiver = python(
-        "receiver.py",
-        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
-    );
-    wait_for(
-        "the webhook receiver",
-        Duration::from_secs(20),
-        async || port_file.exists(),
-    )
-    .await;
-    let hport = std::fs::read_to_string(&port_file).expect("port");
+    let (_receiver, hooks, hport) = webhook_receiver(work.path()).await;
     let base = header(&src.url, &tgt.url).replace(
         "department_code = \"SCJGJ\"\n",
         "department_code = \"SCJGJ\"\npatrol = \"1s\"\nunhealthy_after = \"2s\"\nretry_max = \"1s\"\n",
@@ -398,7 +393,7 @@ async fn a_resync_and_an_unreachable_exchange_are_told() {
         "{base}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
          watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"30s\" }}\n\
          [[alert]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
-        hport.trim()
+        hport
     ));
     let daemon = Daemon::start(&agent, &[]);
     wait_for("the first rows", Duration::from_secs(30), async || {
@@ -489,19 +484,7 @@ async fn a_reject_rate_above_reject_alert_is_told_and_then_closed() {
     )
     .await;
     let work = tempfile::tempdir().expect("tempdir");
-    let hooks = work.path().join("hooks.jsonl");
-    let port_file = work.path().join("hooks.port");
-    let _receiver = python(
-        "receiver.py",
-        &[hooks.to_str().expect("p"), port_file.to_str().expect("p")],
-    );
-    wait_for(
-        "the webhook receiver",
-        Duration::from_secs(20),
-        async || port_file.exists(),
-    )
-    .await;
-    let hport = std::fs::read_to_string(&port_file).expect("port");
+    let (_receiver, hooks, hport) = webhook_receiver(work.path()).await;
     let agent = Agent::new(&format!(
         "{}\n[[table]]\nsource = \"t\"\nschedule = \"every:1s\"\n\
          watermark = {{ kind = \"timestamp\", column = \"updated_at\", lookback = \"0s\" }}\n\
@@ -512,7 +495,7 @@ async fn a_reject_rate_above_reject_alert_is_told_and_then_closed() {
             "department_code = \"SCJGJ\"\n",
             "department_code = \"SCJGJ\"\npatrol = \"1s\"\n"
         ),
-        hport.trim()
+        hport
     ));
     let daemon = Daemon::start(&agent, &[]);
     let events = |hooks: &Path| -> Vec<(String, String, String)> {
